@@ -1,0 +1,8 @@
+//! Subcommands of the `tickflow` binary: argument handling and printing only; the work is in the
+//! library. Each `run` returns the process exit code.
+
+pub mod check_config;
+pub mod decode;
+pub mod demo;
+pub mod plugin;
+pub mod run;

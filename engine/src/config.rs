@@ -1,0 +1,285 @@
+//! The engine's configuration file (TOML): parsing, defaults and validation.
+//!
+//! Every bound the engine has comes from here (or from a named constant), and the memory budget is
+//! computed from the same values. Validation errors name the offending key.
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub engine: EngineConfig,
+    pub windows: WindowsConfig,
+}
+
+/// `[engine]`: sizes of the data path.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Shard threads; 0 means one per core.
+    pub shards: usize,
+    /// Most symbols the registry will hold.
+    pub max_symbols: usize,
+    /// Capacity of each feed → shard ring.
+    pub ring_capacity_records: usize,
+    /// Frames larger than this are refused (counted as `oversized`).
+    pub max_frame_bytes: usize,
+    /// Most records one frame may produce.
+    pub max_records_per_frame: usize,
+    /// Most connection slots (producers) the engine will run; sizes the ring matrix.
+    pub max_connection_slots: usize,
+    /// A quote older than this takes no part in spreads.
+    pub stale_after_ms: u64,
+    /// Shard iterations spent spinning before parking when idle.
+    pub idle_spin_iterations: u32,
+    /// Longest a parked idle shard sleeps before running its housekeeping (bucket close, expiry).
+    pub idle_park_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: 0,
+            max_symbols: 1000,
+            ring_capacity_records: 4096,
+            max_frame_bytes: 1 << 20,
+            max_records_per_frame: 256,
+            max_connection_slots: 64,
+            stale_after_ms: 5_000,
+            idle_spin_iterations: 2_000,
+            idle_park_ms: 50,
+        }
+    }
+}
+
+/// `[windows]`: rolling spread windows per (symbol, buy venue, sell venue).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Width of one bucket.
+    pub bucket_ms: u64,
+    /// Buckets per window (window length = bucket_ms × buckets).
+    pub buckets: usize,
+    /// Most windows alive at once, over all shards; the least recently updated is evicted.
+    pub max_windows: usize,
+    /// A window not updated for this long is expired by its shard; 0 = the window length.
+    pub idle_expire_ms: u64,
+    /// Bands are mean ± band_k · std.
+    pub band_k: f64,
+    /// Opportunity thresholds in basis points (a cycle: above the threshold, then below half).
+    pub thresholds_bp: Vec<f64>,
+    /// How often shards publish window summaries for readers.
+    pub snapshot_interval_ms: u64,
+}
+
+/// Most opportunity thresholds per window (each costs state in every window).
+pub const MAX_THRESHOLDS: usize = 4;
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            bucket_ms: 1_000,
+            buckets: 3_600,
+            max_windows: 56_000,
+            idle_expire_ms: 0,
+            band_k: 2.0,
+            thresholds_bp: vec![40.0],
+            snapshot_interval_ms: 1_000,
+        }
+    }
+}
+
+impl WindowsConfig {
+    pub fn window_length_ms(&self) -> u64 {
+        self.bucket_ms.saturating_mul(self.buckets as u64)
+    }
+    pub fn idle_expire_ms_effective(&self) -> u64 {
+        if self.idle_expire_ms == 0 {
+            self.window_length_ms()
+        } else {
+            self.idle_expire_ms
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config is not valid TOML or has an unknown key: {0}")]
+    Parse(String),
+    #[error("config key `{key}` = {value}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+}
+
+fn invalid(key: &'static str, value: impl std::fmt::Display, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+impl Config {
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml_str(&text)
+    }
+
+    /// Shard threads to run: `engine.shards`, or one per core when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.engine.shards == 0 {
+            std::thread::available_parallelism()
+                .map(|cores| cores.get())
+                .unwrap_or(1)
+        } else {
+            self.engine.shards
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let engine = &self.engine;
+        if engine.shards > 256 {
+            return Err(invalid("engine.shards", engine.shards, "must be 0 (auto) to 256"));
+        }
+        if engine.max_symbols == 0 || engine.max_symbols > 1_000_000 {
+            return Err(invalid(
+                "engine.max_symbols",
+                engine.max_symbols,
+                "must be 1 to 1000000",
+            ));
+        }
+        if engine.ring_capacity_records < 16 || engine.ring_capacity_records > (1 << 24) {
+            return Err(invalid(
+                "engine.ring_capacity_records",
+                engine.ring_capacity_records,
+                "must be 16 to 16777216",
+            ));
+        }
+        if engine.max_frame_bytes < 1024 || engine.max_frame_bytes > (64 << 20) {
+            return Err(invalid(
+                "engine.max_frame_bytes",
+                engine.max_frame_bytes,
+                "must be 1024 to 67108864",
+            ));
+        }
+        if engine.max_records_per_frame == 0 || engine.max_records_per_frame > 65_536 {
+            return Err(invalid(
+                "engine.max_records_per_frame",
+                engine.max_records_per_frame,
+                "must be 1 to 65536",
+            ));
+        }
+        if engine.max_connection_slots == 0 || engine.max_connection_slots > 4096 {
+            return Err(invalid(
+                "engine.max_connection_slots",
+                engine.max_connection_slots,
+                "must be 1 to 4096",
+            ));
+        }
+        if engine.stale_after_ms == 0 {
+            return Err(invalid("engine.stale_after_ms", engine.stale_after_ms, "must be > 0"));
+        }
+        if engine.idle_park_ms == 0 || engine.idle_park_ms > 1_000 {
+            return Err(invalid(
+                "engine.idle_park_ms",
+                engine.idle_park_ms,
+                "must be 1 to 1000",
+            ));
+        }
+        let windows = &self.windows;
+        if windows.bucket_ms == 0 || windows.bucket_ms > 3_600_000 {
+            return Err(invalid("windows.bucket_ms", windows.bucket_ms, "must be 1 to 3600000"));
+        }
+        if windows.buckets < 2 || windows.buckets > 1_000_000 {
+            return Err(invalid("windows.buckets", windows.buckets, "must be 2 to 1000000"));
+        }
+        if windows.max_windows == 0 || windows.max_windows > 100_000_000 {
+            return Err(invalid(
+                "windows.max_windows",
+                windows.max_windows,
+                "must be 1 to 100000000",
+            ));
+        }
+        if !windows.band_k.is_finite() || windows.band_k < 0.0 {
+            return Err(invalid("windows.band_k", windows.band_k, "must be a finite number >= 0"));
+        }
+        if windows.thresholds_bp.len() > MAX_THRESHOLDS {
+            return Err(invalid(
+                "windows.thresholds_bp",
+                format!("{:?}", windows.thresholds_bp),
+                "at most 4 thresholds",
+            ));
+        }
+        if windows
+            .thresholds_bp
+            .iter()
+            .any(|threshold| !threshold.is_finite() || *threshold <= 0.0)
+        {
+            return Err(invalid(
+                "windows.thresholds_bp",
+                format!("{:?}", windows.thresholds_bp),
+                "every threshold must be a finite number > 0",
+            ));
+        }
+        if windows.snapshot_interval_ms == 0 {
+            return Err(invalid(
+                "windows.snapshot_interval_ms",
+                windows.snapshot_interval_ms,
+                "must be > 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_invalid(text: &str, key: &str) {
+        let error = Config::from_toml_str(text).expect_err("config should be refused");
+        let message = error.to_string();
+        assert!(message.contains(key), "{message:?} should name {key:?}");
+    }
+
+    #[test]
+    fn empty_config_is_the_defaults() {
+        let config = Config::from_toml_str("").unwrap();
+        assert_eq!(config.engine.max_symbols, 1000);
+        assert_eq!(config.windows.buckets, 3600);
+        assert_eq!(config.windows.bucket_ms, 1000);
+        assert_eq!(config.windows.max_windows, 56_000);
+        assert_eq!(config.windows.thresholds_bp, vec![40.0]);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        check_invalid("[engine]\nmax_symbols = 0", "engine.max_symbols");
+        check_invalid("[engine]\nring_capacity_records = 3", "engine.ring_capacity_records");
+        check_invalid("[windows]\nbuckets = 1", "windows.buckets");
+        check_invalid("[windows]\nband_k = -1.0", "windows.band_k");
+        check_invalid("[windows]\nthresholds_bp = [40.0, -3.0]", "windows.thresholds_bp");
+        check_invalid("[windows]\nbucket_ms = 0", "windows.bucket_ms");
+        check_invalid("[engine]\nmax_symbol = 5", "max_symbol");
+        check_invalid("[engine]\nmax_symbols = \"many\"", "max_symbols");
+    }
+}

@@ -1,0 +1,31 @@
+//! The hand-off from a shard to the sinks: every record a shard produces goes through one
+//! `Outbound` owned by that shard thread. The plugin host implements it (one SPSC ring per sink);
+//! tests implement it to capture what a shard emits.
+
+use tickflow_sdk::records::{GapEvent, OpportunityEvent, Quote, SpreadSample, Trade};
+
+/// A record on its way to the sinks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum OutRecord {
+    Quote(Quote),
+    Trade(Trade),
+    Spread(SpreadSample),
+    Opportunity(OpportunityEvent),
+    Gap(GapEvent),
+}
+
+/// Where a shard puts its output. Called only from the owning shard thread; must never block
+/// (a full sink ring drops or conflates by that sink's policy and counts it).
+pub trait Outbound: Send {
+    fn emit(&mut self, record: &OutRecord);
+    /// Called after each batch the shard processed: make what was emitted visible to consumers.
+    fn flush(&mut self) {}
+}
+
+/// Discards everything (a shard with no sinks configured).
+#[derive(Debug, Default)]
+pub struct DiscardOutbound;
+
+impl Outbound for DiscardOutbound {
+    fn emit(&mut self, _record: &OutRecord) {}
+}

@@ -1,0 +1,1 @@
+//! The sink plugin host (filled in by the plugin SDK work).

@@ -1,0 +1,1 @@
+//! Feed → shard rings (being written).

@@ -1,0 +1,1 @@
+//! Simulated venues and load scenarios for tickflow.

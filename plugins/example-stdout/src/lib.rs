@@ -1,0 +1,1 @@
+//! Example sink plugin (filled in by the plugin SDK work).
