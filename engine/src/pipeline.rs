@@ -1,1 +1,415 @@
-//! The pipeline (being written).
+//! The data path's wiring: the feed → shard ring matrix (one SPSC ring per connection slot and
+//! shard), the shard threads, and their orderly shutdown.
+//!
+//! Rings are created once at start for `engine.max_connection_slots` slots. A connection slot takes
+//! its `SlotProducer` once and keeps it across reconnects, so nothing is created per connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::config::Config;
+use crate::outbound::Outbound;
+use crate::record::FeedEvent;
+use crate::ring::{self, Consumer, Producer};
+use crate::shard::window::WindowParams;
+use crate::shard::{
+    ShardClock, ShardCounters, ShardParams, ShardSnapshot, ShardState, ShardWaker,
+    local_symbol_capacity,
+};
+
+/// Records a shard takes from one ring before looking at the next.
+pub const SHARD_BATCH_MAX_RECORDS: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline needs one outbound per shard: {shards} shards, {outbounds} outbounds")]
+    OutboundCount { shards: usize, outbounds: usize },
+    #[error("cannot start shard thread {index}: {source}")]
+    Spawn {
+        index: usize,
+        source: std::io::Error,
+    },
+}
+
+/// Counters of one connection slot's producer side.
+#[derive(Debug, Default)]
+pub struct SlotCounters {
+    pub pushed: AtomicU64,
+    /// Records dropped because the shard's ring was full (the newest is dropped).
+    pub dropped_ring_full: AtomicU64,
+}
+
+/// The producer side a connection slot owns for its whole life.
+pub struct SlotProducer {
+    slot_index: usize,
+    rings: Vec<Producer<FeedEvent>>,
+    wakers: Vec<Arc<ShardWaker>>,
+    pending_wake: Vec<bool>,
+    counters: Arc<SlotCounters>,
+}
+
+impl std::fmt::Debug for SlotProducer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SlotProducer")
+            .field("slot_index", &self.slot_index)
+            .finish()
+    }
+}
+
+impl SlotProducer {
+    /// Routes `event` to its symbol's shard. Never blocks: when that ring is full the event (the
+    /// newest) is dropped, counted, and `false` returned.
+    #[inline]
+    pub fn push(&mut self, event: FeedEvent) -> bool {
+        let shard = event.symbol_id().0 as usize % self.rings.len();
+        match self.rings[shard].push(event) {
+            Ok(()) => {
+                self.pending_wake[shard] = true;
+                self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.counters
+                    .dropped_ring_full
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Pushes a batch (one frame's records); returns how many were accepted.
+    #[inline]
+    pub fn push_all(&mut self, events: &[FeedEvent]) -> usize {
+        events.iter().filter(|event| self.push(**event)).count()
+    }
+
+    /// Wakes the shards that received records since the last flush.
+    #[inline]
+    pub fn flush(&mut self) {
+        for (shard, pending) in self.pending_wake.iter_mut().enumerate() {
+            if *pending {
+                *pending = false;
+                self.wakers[shard].wake();
+            }
+        }
+    }
+
+    pub fn slot_index(&self) -> usize {
+        self.slot_index
+    }
+
+    pub fn counters(&self) -> Arc<SlotCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+/// A point-in-time copy of the pipeline's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    pub pushed: u64,
+    pub dropped_ring_full: u64,
+    pub quotes: u64,
+    pub trades: u64,
+    pub gaps: u64,
+    pub spread_updates: u64,
+    pub stale_skips: u64,
+    pub windows_live: u64,
+    pub windows_created: u64,
+    pub windows_evicted: u64,
+    pub windows_expired: u64,
+    pub samples_emitted: u64,
+    pub opportunities_emitted: u64,
+}
+
+/// What `shutdown` observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub counters: PipelineCounters,
+    /// Records still in rings after the shards stopped (0 after an orderly drain).
+    pub records_left_in_rings: u64,
+}
+
+struct ShardThread {
+    handle: JoinHandle<Vec<Consumer<FeedEvent>>>,
+    waker: Arc<ShardWaker>,
+    counters: Arc<ShardCounters>,
+    snapshot: Arc<ArcSwap<ShardSnapshot>>,
+}
+
+/// Owns the shard threads and the producers not yet taken.
+pub struct Pipeline {
+    shards: Vec<ShardThread>,
+    producers: Vec<SlotProducer>,
+    slot_counters: Vec<Arc<SlotCounters>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Pipeline")
+            .field("shards", &self.shards.len())
+            .field("producers_left", &self.producers.len())
+            .finish()
+    }
+}
+
+/// The shard parameters `config` implies for shard `shard_index` of `shard_count`.
+pub fn shard_params(
+    config: &Config,
+    shard_index: usize,
+    shard_count: usize,
+    clock: ShardClock,
+) -> ShardParams {
+    let windows = &config.windows;
+    let bucket_ns = windows.bucket_ms as i64 * 1_000_000;
+    ShardParams {
+        shard_index,
+        shard_count,
+        max_symbols: config.engine.max_symbols,
+        stale_after_ns: config.engine.stale_after_ms as i64 * 1_000_000,
+        windows: WindowParams {
+            bucket_ns,
+            buckets: windows.buckets,
+            max_windows: windows.max_windows.div_ceil(shard_count),
+            local_symbols: local_symbol_capacity(config.engine.max_symbols, shard_count),
+            band_k: windows.band_k,
+            thresholds_bp: windows.thresholds_bp.clone(),
+        },
+        idle_expire_ns: windows.idle_expire_ms_effective() as i64 * 1_000_000,
+        snapshot_interval_ns: windows.snapshot_interval_ms as i64 * 1_000_000,
+        batch_max_records: SHARD_BATCH_MAX_RECORDS,
+        idle_spin_iterations: config.engine.idle_spin_iterations,
+        idle_park_ms: config.engine.idle_park_ms,
+        clock,
+    }
+}
+
+impl Pipeline {
+    /// Starts `config.shard_count()` shard threads with the system clock.
+    pub fn start(
+        config: &Config,
+        outbounds: Vec<Box<dyn Outbound>>,
+    ) -> Result<Pipeline, PipelineError> {
+        Pipeline::start_with_clock(config, outbounds, ShardClock::System)
+    }
+
+    pub fn start_with_clock(
+        config: &Config,
+        outbounds: Vec<Box<dyn Outbound>>,
+        clock: ShardClock,
+    ) -> Result<Pipeline, PipelineError> {
+        let shard_count = config.shard_count();
+        if outbounds.len() != shard_count {
+            return Err(PipelineError::OutboundCount {
+                shards: shard_count,
+                outbounds: outbounds.len(),
+            });
+        }
+        let slots = config.engine.max_connection_slots;
+        let capacity = config.engine.ring_capacity_records;
+        let mut producers_by_slot: Vec<Vec<Producer<FeedEvent>>> =
+            (0..slots).map(|_| Vec::with_capacity(shard_count)).collect();
+        let mut consumers_by_shard: Vec<Vec<Consumer<FeedEvent>>> = (0..shard_count)
+            .map(|_| Vec::with_capacity(slots))
+            .collect();
+        for slot_rings in producers_by_slot.iter_mut() {
+            for shard_rings in consumers_by_shard.iter_mut() {
+                let (producer, consumer) = ring::ring(capacity);
+                slot_rings.push(producer);
+                shard_rings.push(consumer);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut shards = Vec::with_capacity(shard_count);
+        for (shard_index, (consumers, outbound)) in consumers_by_shard
+            .into_iter()
+            .zip(outbounds)
+            .enumerate()
+        {
+            let params = shard_params(config, shard_index, shard_count, clock.clone());
+            let state = ShardState::new(params, outbound);
+            let waker = Arc::new(ShardWaker::default());
+            let counters = state.counters();
+            let snapshot = state.snapshot_handle();
+            let thread_waker = Arc::clone(&waker);
+            let thread_stop = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name(format!("tickflow-shard-{shard_index}"))
+                .spawn(move || run_shard(state, consumers, &thread_waker, &thread_stop))
+                .map_err(|source| PipelineError::Spawn {
+                    index: shard_index,
+                    source,
+                })?;
+            shards.push(ShardThread {
+                handle,
+                waker,
+                counters,
+                snapshot,
+            });
+        }
+        let wakers: Vec<Arc<ShardWaker>> = shards.iter().map(|s| Arc::clone(&s.waker)).collect();
+        let mut slot_counters = Vec::with_capacity(slots);
+        let mut producers: Vec<SlotProducer> = producers_by_slot
+            .into_iter()
+            .enumerate()
+            .map(|(slot_index, rings)| {
+                let counters = Arc::new(SlotCounters::default());
+                slot_counters.push(Arc::clone(&counters));
+                SlotProducer {
+                    slot_index,
+                    rings,
+                    wakers: wakers.clone(),
+                    pending_wake: vec![false; shard_count],
+                    counters,
+                }
+            })
+            .collect();
+        // `take_producer` pops from the end: hand out slot 0 first.
+        producers.reverse();
+        Ok(Pipeline {
+            shards,
+            producers,
+            slot_counters,
+            stop,
+        })
+    }
+
+    /// The producer for the next connection slot; `None` when all `max_connection_slots` are taken.
+    pub fn take_producer(&mut self) -> Option<SlotProducer> {
+        self.producers.pop()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Latest published snapshot of every shard.
+    pub fn snapshots(&self) -> Vec<Arc<ShardSnapshot>> {
+        self.shards
+            .iter()
+            .map(|shard| shard.snapshot.load_full())
+            .collect()
+    }
+
+    /// A cheap handle readers (control plane, demo) can keep to load snapshots without the pipeline.
+    pub fn snapshot_handles(&self) -> Vec<Arc<ArcSwap<ShardSnapshot>>> {
+        self.shards
+            .iter()
+            .map(|shard| Arc::clone(&shard.snapshot))
+            .collect()
+    }
+
+    pub fn counters(&self) -> PipelineCounters {
+        let mut total = PipelineCounters::default();
+        for slot in &self.slot_counters {
+            total.pushed += slot.pushed.load(Ordering::Relaxed);
+            total.dropped_ring_full += slot.dropped_ring_full.load(Ordering::Relaxed);
+        }
+        for shard in &self.shards {
+            add_shard_counters(&mut total, &shard.counters);
+        }
+        total
+    }
+
+    /// Stops the shards after they drained every ring, flushes their outbounds and joins them.
+    /// Call once every `SlotProducer` is dropped (feeds stopped); records pushed after this are lost.
+    pub fn shutdown(self) -> ShutdownReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut records_left_in_rings = 0u64;
+        let mut counters = PipelineCounters::default();
+        for slot in &self.slot_counters {
+            counters.pushed += slot.pushed.load(Ordering::Relaxed);
+            counters.dropped_ring_full += slot.dropped_ring_full.load(Ordering::Relaxed);
+        }
+        for shard in self.shards {
+            shard.waker.wake_unconditionally();
+            match shard.handle.join() {
+                Ok(consumers) => {
+                    records_left_in_rings += consumers.iter().map(|c| c.slots() as u64).sum::<u64>()
+                }
+                Err(_) => tracing::error!("a shard thread panicked; its rings are lost"),
+            }
+            add_shard_counters(&mut counters, &shard.counters);
+        }
+        drop(self.producers);
+        ShutdownReport {
+            counters,
+            records_left_in_rings,
+        }
+    }
+}
+
+fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    total.quotes += load(&shard.quotes);
+    total.trades += load(&shard.trades);
+    total.gaps += load(&shard.gaps);
+    total.spread_updates += load(&shard.spread_updates);
+    total.stale_skips += load(&shard.stale_skips);
+    total.windows_live += load(&shard.windows_live);
+    total.windows_created += load(&shard.windows_created);
+    total.windows_evicted += load(&shard.windows_evicted);
+    total.windows_expired += load(&shard.windows_expired);
+    total.samples_emitted += load(&shard.samples_emitted);
+    total.opportunities_emitted += load(&shard.opportunities_emitted);
+}
+
+/// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.
+pub fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
+    let mut handled = 0;
+    for consumer in consumers.iter_mut() {
+        handled += ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| state.handle(event));
+    }
+    handled
+}
+
+fn run_shard(
+    mut state: ShardState,
+    mut consumers: Vec<Consumer<FeedEvent>>,
+    waker: &ShardWaker,
+    stop: &AtomicBool,
+) -> Vec<Consumer<FeedEvent>> {
+    waker.register_current_thread();
+    let spin_limit = state.params_idle_spin_iterations();
+    let park_timeout = Duration::from_millis(state.params_idle_park_ms());
+    let counters = state.counters();
+    let mut idle_iterations = 0u32;
+    loop {
+        let handled = drain_once(&mut state, &mut consumers);
+        if handled > 0 {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            state.flush();
+            state.housekeeping();
+            idle_iterations = 0;
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            // One last look: producers are gone, so empty now means empty for good.
+            if drain_once(&mut state, &mut consumers) == 0 {
+                break;
+            }
+            continue;
+        }
+        state.housekeeping();
+        idle_iterations += 1;
+        if idle_iterations < spin_limit {
+            std::hint::spin_loop();
+            continue;
+        }
+        counters.parks.fetch_add(1, Ordering::Relaxed);
+        waker.park(park_timeout, || {
+            stop.load(Ordering::SeqCst) || consumers.iter().any(|c| !c.is_empty())
+        });
+        idle_iterations = spin_limit / 2;
+    }
+    state.housekeeping();
+    state.publish_snapshot(crate::record::now_ns());
+    state.flush();
+    consumers
+}

@@ -1,0 +1,664 @@
+//! Rolling spread windows of one shard: a slab of window headers, one flat bucket array, a dense
+//! (symbol, buy venue, sell venue) → window index, and an intrusive least-recently-updated list.
+//!
+//! Everything is allocated when the shard starts and sized from config; updates are O(1) and do not
+//! allocate. Only the owning shard thread touches a `WindowStore`: expiry and eviction run on that
+//! thread between batches, never from a timer.
+//!
+//! Layout (what makes 1000 symbols × 8 venues × 3600 one-second buckets fit in 1 GiB): a bucket is
+//! one `f32`, the mean spread of that bucket (NaN when the bucket saw no quote). The open bucket is
+//! accumulated in the header in `f64` and only its mean is stored when it closes. Window mean and
+//! standard deviation run on sums over the stored bucket means (recomputed exactly once per lap to
+//! bound rounding drift); window min and max use √n blocks: each block keeps the min and max of its
+//! buckets, so a summary reads ~2√n values instead of n.
+
+use tickflow_sdk::records::{
+    OPPORTUNITY_END, OPPORTUNITY_START, OpportunityEvent, SpreadSample, SymbolId, TimestampNs,
+    VenueId,
+};
+
+use crate::config::MAX_THRESHOLDS;
+use crate::venue::VENUE_COUNT;
+
+const NONE: u32 = u32::MAX;
+
+/// Sizes and rules of one shard's windows.
+#[derive(Clone, Debug)]
+pub struct WindowParams {
+    pub bucket_ns: i64,
+    pub buckets: usize,
+    pub max_windows: usize,
+    pub local_symbols: usize,
+    pub band_k: f64,
+    pub thresholds_bp: Vec<f64>,
+}
+
+impl WindowParams {
+    pub fn block_len(&self) -> usize {
+        block_len_for(self.buckets)
+    }
+}
+
+/// √n rounded up: the block length of the min/max decomposition.
+pub fn block_len_for(buckets: usize) -> usize {
+    (buckets as f64).sqrt().ceil().max(1.0) as usize
+}
+
+/// Bytes one window costs at `buckets` (header, buckets, blocks, index entry): the memory budget
+/// uses this, so it must follow the layout below.
+pub fn bytes_per_window(buckets: usize) -> usize {
+    let blocks = buckets.div_ceil(block_len_for(buckets));
+    size_of::<WindowHeader>() + buckets * size_of::<f32>() + blocks * 2 * size_of::<f32>()
+}
+
+/// Bytes of the dense index for `local_symbols` (one u32 per ordered venue pair).
+pub fn index_bytes(local_symbols: usize) -> usize {
+    local_symbols * VENUE_COUNT * VENUE_COUNT * size_of::<u32>()
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct CycleState {
+    active: bool,
+    started_ns: TimestampNs,
+    peak_bp: f64,
+}
+
+/// One window's fixed-size state (the buckets live in the shared flat array).
+#[derive(Clone, Copy, Debug)]
+struct WindowHeader {
+    symbol_id: SymbolId,
+    local_symbol: u32,
+    buy_venue: u16,
+    sell_venue: u16,
+    in_use: bool,
+    in_open_list: bool,
+    last_update_ns: TimestampNs,
+    last_bp: f64,
+    /// Absolute index (`ts / bucket_ns`) of the open bucket.
+    open_bucket: i64,
+    open_count: u32,
+    open_sum: f64,
+    open_min: f64,
+    open_max: f64,
+    open_last: f64,
+    /// Absolute index of the newest closed bucket written to the ring (-1: none yet).
+    written_bucket: i64,
+    window_sum: f64,
+    window_sum_squares: f64,
+    window_count: u32,
+    cycles: [CycleState; MAX_THRESHOLDS],
+    cycles_completed: u32,
+    lru_prev: u32,
+    lru_next: u32,
+}
+
+impl WindowHeader {
+    const EMPTY: WindowHeader = WindowHeader {
+        symbol_id: SymbolId(0),
+        local_symbol: 0,
+        buy_venue: 0,
+        sell_venue: 0,
+        in_use: false,
+        in_open_list: false,
+        last_update_ns: 0,
+        last_bp: f64::NAN,
+        open_bucket: 0,
+        open_count: 0,
+        open_sum: 0.0,
+        open_min: f64::INFINITY,
+        open_max: f64::NEG_INFINITY,
+        open_last: f64::NAN,
+        written_bucket: -1,
+        window_sum: 0.0,
+        window_sum_squares: 0.0,
+        window_count: 0,
+        cycles: [CycleState {
+            active: false,
+            started_ns: 0,
+            peak_bp: 0.0,
+        }; MAX_THRESHOLDS],
+        cycles_completed: 0,
+        lru_prev: NONE,
+        lru_next: NONE,
+    };
+}
+
+/// A reader's view of one window, published in shard snapshots.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct WindowSummary {
+    pub symbol_id: SymbolId,
+    pub buy_venue_id: VenueId,
+    pub sell_venue_id: VenueId,
+    pub last_update_ns: TimestampNs,
+    pub last_bp: f64,
+    pub mean_bp: f64,
+    pub std_bp: f64,
+    pub min_bp: f64,
+    pub max_bp: f64,
+    pub band_lower_bp: f64,
+    pub band_upper_bp: f64,
+    /// Closed buckets with data in the window.
+    pub buckets_filled: u32,
+    pub cycles_completed: u32,
+    pub cycle_active: bool,
+}
+
+/// What a window operation produced, for the shard to hand to its outbound.
+pub trait WindowOutput {
+    fn spread_sample(&mut self, sample: &SpreadSample);
+    fn opportunity(&mut self, event: &OpportunityEvent);
+}
+
+/// Counters a store keeps (read by the shard into its atomics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    pub live: u64,
+    pub created: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub samples: u64,
+    pub opportunities: u64,
+}
+
+pub struct WindowStore {
+    params: WindowParams,
+    block_len: usize,
+    blocks_per_window: usize,
+    headers: Vec<WindowHeader>,
+    /// `max_windows × buckets` bucket means (NaN = empty).
+    buckets: Vec<f32>,
+    /// `max_windows × blocks × 2` (min, max) per block.
+    blocks: Vec<f32>,
+    /// `local_symbols × VENUE_COUNT × VENUE_COUNT` → window index or NONE.
+    index: Vec<u32>,
+    free: Vec<u32>,
+    /// Windows whose open bucket has data and is not yet closed.
+    open_list: Vec<u32>,
+    lru_head: u32,
+    lru_tail: u32,
+    counts: WindowCounts,
+}
+
+impl std::fmt::Debug for WindowStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("WindowStore")
+            .field("params", &self.params)
+            .field("counts", &self.counts)
+            .finish()
+    }
+}
+
+impl WindowStore {
+    pub fn new(params: WindowParams) -> WindowStore {
+        assert!(params.buckets >= 2, "config validation keeps buckets >= 2");
+        assert!(params.bucket_ns > 0, "config validation keeps bucket_ms > 0");
+        assert!(params.thresholds_bp.len() <= MAX_THRESHOLDS);
+        let block_len = params.block_len();
+        let blocks_per_window = params.buckets.div_ceil(block_len);
+        // Zeroed allocations are mapped lazily by the OS: a window's pages become resident when
+        // it is first used, so RSS follows live windows up to the budget.
+        let buckets = vec![0f32; params.max_windows * params.buckets];
+        let blocks = vec![0f32; params.max_windows * blocks_per_window * 2];
+        let headers = vec![WindowHeader::EMPTY; params.max_windows];
+        let index = vec![NONE; params.local_symbols * VENUE_COUNT * VENUE_COUNT];
+        let free = (0..params.max_windows as u32).rev().collect();
+        WindowStore {
+            block_len,
+            blocks_per_window,
+            headers,
+            buckets,
+            blocks,
+            index,
+            free,
+            open_list: Vec::with_capacity(params.max_windows),
+            lru_head: NONE,
+            lru_tail: NONE,
+            counts: WindowCounts::default(),
+            params,
+        }
+    }
+
+    pub fn counts(&self) -> WindowCounts {
+        self.counts
+    }
+
+    pub fn params(&self) -> &WindowParams {
+        &self.params
+    }
+
+    #[inline]
+    fn index_slot(local_symbol: u32, buy: u16, sell: u16) -> usize {
+        (local_symbol as usize * VENUE_COUNT + buy as usize) * VENUE_COUNT + sell as usize
+    }
+
+    /// Adds one spread observation to the window (symbol, buy, sell), creating it (and evicting the
+    /// least recently updated window when full) if needed.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub fn update(
+        &mut self,
+        symbol_id: SymbolId,
+        local_symbol: u32,
+        buy: VenueId,
+        sell: VenueId,
+        spread_bp: f64,
+        ts_ns: TimestampNs,
+        output: &mut impl WindowOutput,
+    ) {
+        debug_assert!((buy.0 as usize) < VENUE_COUNT && (sell.0 as usize) < VENUE_COUNT);
+        debug_assert!((local_symbol as usize) < self.params.local_symbols);
+        let slot = Self::index_slot(local_symbol, buy.0, sell.0);
+        let mut window = self.index[slot];
+        if window == NONE {
+            window = self.create(symbol_id, local_symbol, buy.0, sell.0, ts_ns, output);
+            self.index[slot] = window;
+        } else {
+            self.lru_touch(window);
+        }
+        let bucket = ts_ns.div_euclid(self.params.bucket_ns);
+        let header = &self.headers[window as usize];
+        if header.open_count > 0 && bucket > header.open_bucket {
+            self.close_open_bucket(window, output);
+        }
+        let header = &mut self.headers[window as usize];
+        if header.open_count == 0 {
+            // A late quote for an already closed bucket is folded into the next open bucket.
+            header.open_bucket = bucket.max(header.written_bucket + 1);
+            header.open_sum = 0.0;
+            header.open_min = f64::INFINITY;
+            header.open_max = f64::NEG_INFINITY;
+        }
+        header.open_count += 1;
+        header.open_sum += spread_bp;
+        header.open_min = header.open_min.min(spread_bp);
+        header.open_max = header.open_max.max(spread_bp);
+        header.open_last = spread_bp;
+        header.last_bp = spread_bp;
+        header.last_update_ns = header.last_update_ns.max(ts_ns);
+        if !header.in_open_list {
+            header.in_open_list = true;
+            self.open_list.push(window);
+        }
+        self.update_cycles(window, spread_bp, ts_ns, output);
+    }
+
+    fn update_cycles(
+        &mut self,
+        window: u32,
+        spread_bp: f64,
+        ts_ns: TimestampNs,
+        output: &mut impl WindowOutput,
+    ) {
+        let header = &mut self.headers[window as usize];
+        for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate() {
+            let cycle = &mut header.cycles[threshold_index];
+            let kind = if !cycle.active && spread_bp > threshold_bp {
+                cycle.active = true;
+                cycle.started_ns = ts_ns;
+                cycle.peak_bp = spread_bp;
+                OPPORTUNITY_START
+            } else if cycle.active {
+                cycle.peak_bp = cycle.peak_bp.max(spread_bp);
+                if spread_bp < threshold_bp / 2.0 {
+                    cycle.active = false;
+                    header.cycles_completed += 1;
+                    OPPORTUNITY_END
+                } else {
+                    continue;
+                }
+            } else {
+                continue;
+            };
+            self.counts.opportunities += 1;
+            output.opportunity(&OpportunityEvent {
+                ts_ns,
+                started_ns: cycle.started_ns,
+                threshold_bp,
+                spread_bp,
+                peak_bp: cycle.peak_bp,
+                symbol_id: header.symbol_id,
+                buy_venue_id: VenueId(header.buy_venue),
+                sell_venue_id: VenueId(header.sell_venue),
+                kind,
+                reserved: [0; 7],
+            });
+        }
+    }
+
+    /// Ends every active cycle of the windows of `local_symbol` that involve `venue` (its data went
+    /// away: a gap or a stale quote must never hold an opportunity open). `spread_bp` is NaN.
+    pub fn end_cycles_for_venue(
+        &mut self,
+        local_symbol: u32,
+        venue: VenueId,
+        ts_ns: TimestampNs,
+        output: &mut impl WindowOutput,
+    ) {
+        for other in 0..VENUE_COUNT as u16 {
+            for (buy, sell) in [(venue.0, other), (other, venue.0)] {
+                if buy == sell {
+                    continue;
+                }
+                let window = self.index[Self::index_slot(local_symbol, buy, sell)];
+                if window == NONE {
+                    continue;
+                }
+                let header = &mut self.headers[window as usize];
+                for (threshold_index, &threshold_bp) in
+                    self.params.thresholds_bp.iter().enumerate()
+                {
+                    let cycle = &mut header.cycles[threshold_index];
+                    if !cycle.active {
+                        continue;
+                    }
+                    cycle.active = false;
+                    header.cycles_completed += 1;
+                    self.counts.opportunities += 1;
+                    output.opportunity(&OpportunityEvent {
+                        ts_ns,
+                        started_ns: cycle.started_ns,
+                        threshold_bp,
+                        spread_bp: f64::NAN,
+                        peak_bp: cycle.peak_bp,
+                        symbol_id: header.symbol_id,
+                        buy_venue_id: VenueId(buy),
+                        sell_venue_id: VenueId(sell),
+                        kind: OPPORTUNITY_END,
+                        reserved: [0; 7],
+                    });
+                }
+            }
+        }
+    }
+
+    /// Closes every open bucket that ended before `now_ns` (housekeeping between batches), so a
+    /// window that stopped receiving quotes still emits its last bucket.
+    pub fn close_due_buckets(&mut self, now_ns: TimestampNs, output: &mut impl WindowOutput) {
+        let current_bucket = now_ns.div_euclid(self.params.bucket_ns);
+        let mut position = 0;
+        while position < self.open_list.len() {
+            let window = self.open_list[position];
+            let header = &self.headers[window as usize];
+            if header.open_count > 0 && header.open_bucket < current_bucket {
+                self.close_open_bucket(window, output);
+            }
+            if self.headers[window as usize].open_count == 0 {
+                self.headers[window as usize].in_open_list = false;
+                self.open_list.swap_remove(position);
+            } else {
+                position += 1;
+            }
+        }
+    }
+
+    /// Removes windows not updated since `now_ns − idle_ns` (oldest first, from the LRU tail).
+    pub fn expire_idle(&mut self, now_ns: TimestampNs, idle_ns: i64) -> usize {
+        let cutoff = now_ns.saturating_sub(idle_ns);
+        let mut expired = 0;
+        while self.lru_tail != NONE && self.headers[self.lru_tail as usize].last_update_ns < cutoff
+        {
+            let window = self.lru_tail;
+            self.remove(window);
+            self.counts.expired += 1;
+            expired += 1;
+        }
+        expired
+    }
+
+    fn create(
+        &mut self,
+        symbol_id: SymbolId,
+        local_symbol: u32,
+        buy: u16,
+        sell: u16,
+        ts_ns: TimestampNs,
+        output: &mut impl WindowOutput,
+    ) -> u32 {
+        let window = match self.free.pop() {
+            Some(window) => window,
+            None => {
+                let victim = self.lru_tail;
+                debug_assert!(victim != NONE, "a full store has a least recently used window");
+                // Its last bucket still goes out before the window is reused.
+                if self.headers[victim as usize].open_count > 0 {
+                    self.close_open_bucket(victim, output);
+                }
+                self.remove(victim);
+                self.counts.evicted += 1;
+                self.free
+                    .pop()
+                    .expect("remove() just returned a window to the free list")
+            }
+        };
+        let buckets = self.params.buckets;
+        let start = window as usize * buckets;
+        self.buckets[start..start + buckets].fill(f32::NAN);
+        let blocks_start = window as usize * self.blocks_per_window * 2;
+        self.blocks[blocks_start..blocks_start + self.blocks_per_window * 2].fill(f32::NAN);
+        let header = &mut self.headers[window as usize];
+        *header = WindowHeader::EMPTY;
+        header.symbol_id = symbol_id;
+        header.local_symbol = local_symbol;
+        header.buy_venue = buy;
+        header.sell_venue = sell;
+        header.in_use = true;
+        header.last_update_ns = ts_ns;
+        header.written_bucket = ts_ns.div_euclid(self.params.bucket_ns) - 1;
+        self.lru_push_front(window);
+        self.counts.created += 1;
+        self.counts.live += 1;
+        window
+    }
+
+    fn remove(&mut self, window: u32) {
+        let header = self.headers[window as usize];
+        debug_assert!(header.in_use);
+        self.lru_unlink(window);
+        self.index[Self::index_slot(header.local_symbol, header.buy_venue, header.sell_venue)] =
+            NONE;
+        if header.in_open_list
+            && let Some(position) = self.open_list.iter().position(|&w| w == window)
+        {
+            self.open_list.swap_remove(position);
+        }
+        self.headers[window as usize] = WindowHeader::EMPTY;
+        self.free.push(window);
+        self.counts.live -= 1;
+    }
+
+    /// Writes the open bucket's mean into the ring (empty buckets in between become NaN), expires
+    /// what falls out of the window, and emits the spread sample.
+    fn close_open_bucket(&mut self, window: u32, output: &mut impl WindowOutput) {
+        let buckets = self.params.buckets;
+        let block_len = self.block_len;
+        let ring_start = window as usize * buckets;
+        let blocks_start = window as usize * self.blocks_per_window * 2;
+        let header = &mut self.headers[window as usize];
+        debug_assert!(header.open_count > 0);
+        let open_bucket = header.open_bucket;
+        let mean_bp = header.open_sum / f64::from(header.open_count);
+        // Buckets from written+1 to open_bucket-1 are empty; at most one lap matters.
+        let first = (header.written_bucket + 1).max(open_bucket - buckets as i64 + 1);
+        let mut lap_complete = false;
+        for absolute in first..=open_bucket {
+            let value = if absolute == open_bucket {
+                mean_bp as f32
+            } else {
+                f32::NAN
+            };
+            let ring_slot = absolute.rem_euclid(buckets as i64) as usize;
+            let expiring = self.buckets[ring_start + ring_slot];
+            if !expiring.is_nan() {
+                let expiring = f64::from(expiring);
+                header.window_sum -= expiring;
+                header.window_sum_squares -= expiring * expiring;
+                header.window_count -= 1;
+            }
+            self.buckets[ring_start + ring_slot] = value;
+            if !value.is_nan() {
+                let stored = f64::from(value);
+                header.window_sum += stored;
+                header.window_sum_squares += stored * stored;
+                header.window_count += 1;
+            }
+            let block = ring_slot / block_len;
+            let (min_slot, max_slot) = (blocks_start + block * 2, blocks_start + block * 2 + 1);
+            if ring_slot % block_len == 0 {
+                self.blocks[min_slot] = value;
+                self.blocks[max_slot] = value;
+            } else {
+                self.blocks[min_slot] = self.blocks[min_slot].min(value);
+                self.blocks[max_slot] = self.blocks[max_slot].max(value);
+            }
+            lap_complete |= ring_slot == buckets - 1;
+        }
+        header.written_bucket = open_bucket;
+        if lap_complete {
+            // Once per lap, recompute the sums exactly so rounding drift cannot accumulate.
+            let (mut sum, mut sum_squares, mut count) = (0f64, 0f64, 0u32);
+            for &value in &self.buckets[ring_start..ring_start + buckets] {
+                if !value.is_nan() {
+                    let value = f64::from(value);
+                    sum += value;
+                    sum_squares += value * value;
+                    count += 1;
+                }
+            }
+            header.window_sum = sum;
+            header.window_sum_squares = sum_squares;
+            header.window_count = count;
+        }
+        let (window_mean_bp, window_std_bp) =
+            mean_and_std(header.window_sum, header.window_sum_squares, header.window_count);
+        let band_k = self.params.band_k;
+        let sample = SpreadSample {
+            bucket_start_ns: open_bucket * self.params.bucket_ns,
+            bucket_duration_ns: self.params.bucket_ns,
+            last_bp: header.open_last,
+            min_bp: header.open_min,
+            max_bp: header.open_max,
+            mean_bp,
+            window_mean_bp,
+            window_std_bp,
+            band_lower_bp: window_mean_bp - band_k * window_std_bp,
+            band_upper_bp: window_mean_bp + band_k * window_std_bp,
+            samples: header.open_count,
+            symbol_id: header.symbol_id,
+            buy_venue_id: VenueId(header.buy_venue),
+            sell_venue_id: VenueId(header.sell_venue),
+            reserved: 0,
+        };
+        header.open_count = 0;
+        self.counts.samples += 1;
+        output.spread_sample(&sample);
+    }
+
+    /// Fills `summaries` with every live window's summary (cold path: snapshot publishing).
+    pub fn summarize_into(&self, summaries: &mut Vec<WindowSummary>) {
+        summaries.clear();
+        let mut window = self.lru_head;
+        while window != NONE {
+            summaries.push(self.summary(window));
+            window = self.headers[window as usize].lru_next;
+        }
+    }
+
+    fn summary(&self, window: u32) -> WindowSummary {
+        let header = &self.headers[window as usize];
+        let (mean_bp, std_bp) =
+            mean_and_std(header.window_sum, header.window_sum_squares, header.window_count);
+        let (min_bp, max_bp) = self.window_min_max(window);
+        let cycle_active = header.cycles.iter().any(|cycle| cycle.active);
+        WindowSummary {
+            symbol_id: header.symbol_id,
+            buy_venue_id: VenueId(header.buy_venue),
+            sell_venue_id: VenueId(header.sell_venue),
+            last_update_ns: header.last_update_ns,
+            last_bp: header.last_bp,
+            mean_bp,
+            std_bp,
+            min_bp,
+            max_bp,
+            band_lower_bp: mean_bp - self.params.band_k * std_bp,
+            band_upper_bp: mean_bp + self.params.band_k * std_bp,
+            buckets_filled: header.window_count,
+            cycles_completed: header.cycles_completed,
+            cycle_active,
+        }
+    }
+
+    /// Min and max of the closed bucket means in the window: whole blocks from their summaries,
+    /// the block being overwritten by scanning its not-yet-overwritten part.
+    fn window_min_max(&self, window: u32) -> (f64, f64) {
+        let header = &self.headers[window as usize];
+        let buckets = self.params.buckets;
+        let ring_start = window as usize * buckets;
+        let blocks_start = window as usize * self.blocks_per_window * 2;
+        let (mut min, mut max) = (f32::NAN, f32::NAN);
+        let head_slot = header.written_bucket.rem_euclid(buckets as i64) as usize;
+        let head_block = head_slot / self.block_len;
+        for block in 0..self.blocks_per_window {
+            min = min.min(self.blocks[blocks_start + block * 2]);
+            max = max.max(self.blocks[blocks_start + block * 2 + 1]);
+        }
+        // The head block's summary covers only its rewritten part; the rest of it still holds the
+        // previous lap's buckets, which are the oldest ones in the window.
+        let block_end = ((head_block + 1) * self.block_len).min(buckets);
+        for &value in &self.buckets[ring_start + head_slot + 1..ring_start + block_end] {
+            min = min.min(value);
+            max = max.max(value);
+        }
+        (f64::from(min), f64::from(max))
+    }
+
+    fn lru_push_front(&mut self, window: u32) {
+        let old_head = self.lru_head;
+        {
+            let header = &mut self.headers[window as usize];
+            header.lru_prev = NONE;
+            header.lru_next = old_head;
+        }
+        if old_head != NONE {
+            self.headers[old_head as usize].lru_prev = window;
+        } else {
+            self.lru_tail = window;
+        }
+        self.lru_head = window;
+    }
+
+    fn lru_unlink(&mut self, window: u32) {
+        let (prev, next) = {
+            let header = &self.headers[window as usize];
+            (header.lru_prev, header.lru_next)
+        };
+        if prev != NONE {
+            self.headers[prev as usize].lru_next = next;
+        } else {
+            self.lru_head = next;
+        }
+        if next != NONE {
+            self.headers[next as usize].lru_prev = prev;
+        } else {
+            self.lru_tail = prev;
+        }
+    }
+
+    #[inline]
+    fn lru_touch(&mut self, window: u32) {
+        if self.lru_head != window {
+            self.lru_unlink(window);
+            self.lru_push_front(window);
+        }
+    }
+}
+
+fn mean_and_std(sum: f64, sum_squares: f64, count: u32) -> (f64, f64) {
+    if count == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let count = f64::from(count);
+    let mean = sum / count;
+    let variance = (sum_squares / count - mean * mean).max(0.0);
+    (mean, variance.sqrt())
+}
