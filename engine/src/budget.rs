@@ -1,6 +1,145 @@
-//! Worst-case memory budget computed from the configuration (being written).
+//! The worst-case memory budget, computed from the configuration alone: what the engine can hold
+//! when every ring is full, every window exists and every buffer is at its limit. Printed at start,
+//! shown by `tickflow check-config`, and checked against measured RSS by a test.
+//!
+//! Each line follows the layout of the code it sizes (ring element size, window header and bucket
+//! layout, registry tables): when a layout changes, its size function changes with it.
+
 use crate::config::Config;
-#[derive(Debug)]
-pub struct MemoryBudget { pub total_bytes: usize }
-impl MemoryBudget { pub fn from_config(_config: &Config) -> MemoryBudget { MemoryBudget { total_bytes: 0 } } }
-impl std::fmt::Display for MemoryBudget { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "memory budget: {} bytes", self.total_bytes) } }
+use crate::record::FeedEvent;
+use crate::registry::SymbolRegistry;
+use crate::shard::local_symbol_capacity;
+use crate::shard::window::{WindowSummary, bytes_per_window, index_bytes};
+use crate::venue::VENUE_COUNT;
+
+/// Bytes of one latest-quote cell in a shard (bid, ask, receive time, liveness).
+const LATEST_QUOTE_BYTES: usize = 32;
+/// Snapshot buffers alive per shard at worst: the published one, the spare being refilled, and one
+/// a slow reader still holds.
+const SNAPSHOT_BUFFERS_PER_SHARD: usize = 3;
+
+/// One line of the budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BudgetLine {
+    pub name: &'static str,
+    pub bytes: usize,
+    pub detail: String,
+}
+
+/// The engine's worst-case memory, line by line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub lines: Vec<BudgetLine>,
+    pub total_bytes: usize,
+}
+
+impl MemoryBudget {
+    pub fn from_config(config: &Config) -> MemoryBudget {
+        let engine = &config.engine;
+        let windows = &config.windows;
+        let shards = config.shard_count();
+        let local_symbols = local_symbol_capacity(engine.max_symbols, shards);
+        let windows_per_shard = windows.max_windows.div_ceil(shards);
+        let ring_bytes = engine.max_connection_slots
+            * shards
+            * engine.ring_capacity_records
+            * size_of::<FeedEvent>();
+        let window_bytes = shards
+            * (windows_per_shard * (bytes_per_window(windows.buckets) + 2 * size_of::<u32>())
+                + index_bytes(local_symbols));
+        let mut lines = vec![
+            BudgetLine {
+                name: "feed rings",
+                bytes: ring_bytes,
+                detail: format!(
+                    "{} slots × {shards} shards × {} records × {} B",
+                    engine.max_connection_slots,
+                    engine.ring_capacity_records,
+                    size_of::<FeedEvent>()
+                ),
+            },
+            BudgetLine {
+                name: "decode buffers",
+                bytes: engine.max_connection_slots
+                    * (2 * engine.max_frame_bytes
+                        + engine.max_records_per_frame * size_of::<FeedEvent>()),
+                detail: format!(
+                    "{} slots × (2 × {} B frame/inflate + {} records)",
+                    engine.max_connection_slots,
+                    engine.max_frame_bytes,
+                    engine.max_records_per_frame
+                ),
+            },
+            BudgetLine {
+                name: "symbol registry",
+                bytes: SymbolRegistry::budget_bytes(engine.max_symbols),
+                detail: format!("{} symbols", engine.max_symbols),
+            },
+            BudgetLine {
+                name: "latest quotes",
+                bytes: shards * local_symbols * VENUE_COUNT * LATEST_QUOTE_BYTES,
+                detail: format!("{shards} shards × {local_symbols} symbols × {VENUE_COUNT} venues"),
+            },
+            BudgetLine {
+                name: "spread windows",
+                bytes: window_bytes,
+                detail: format!(
+                    "{} windows × {} B ({} buckets of {} ms as f32 means + header + blocks)",
+                    windows.max_windows,
+                    bytes_per_window(windows.buckets),
+                    windows.buckets,
+                    windows.bucket_ms
+                ),
+            },
+            BudgetLine {
+                name: "window snapshots",
+                bytes: shards
+                    * SNAPSHOT_BUFFERS_PER_SHARD
+                    * windows_per_shard
+                    * size_of::<WindowSummary>(),
+                detail: format!(
+                    "{SNAPSHOT_BUFFERS_PER_SHARD} buffers × {} windows × {} B",
+                    windows.max_windows,
+                    size_of::<WindowSummary>()
+                ),
+            },
+        ];
+        lines.retain(|line| line.bytes > 0);
+        let total_bytes = lines.iter().map(|line| line.bytes).sum();
+        MemoryBudget { lines, total_bytes }
+    }
+
+    /// Adds a line computed elsewhere (sinks size their own rings).
+    pub fn add(&mut self, name: &'static str, bytes: usize, detail: String) {
+        self.lines.push(BudgetLine {
+            name,
+            bytes,
+            detail,
+        });
+        self.total_bytes += bytes;
+    }
+}
+
+fn mebibytes(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+impl std::fmt::Display for MemoryBudget {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            formatter,
+            "memory budget (worst case): {:.1} MiB",
+            mebibytes(self.total_bytes)
+        )?;
+        for line in &self.lines {
+            writeln!(
+                formatter,
+                "  {:<18} {:>9.1} MiB  {}",
+                line.name,
+                mebibytes(line.bytes),
+                line.detail
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -11,6 +11,7 @@ use serde::Deserialize;
 pub struct Config {
     pub engine: EngineConfig,
     pub windows: WindowsConfig,
+    pub feeds: crate::feed::config::FeedsConfig,
 }
 
 /// `[engine]`: sizes of the data path.
@@ -42,10 +43,10 @@ impl Default for EngineConfig {
         EngineConfig {
             shards: 0,
             max_symbols: 1000,
-            ring_capacity_records: 4096,
-            max_frame_bytes: 1 << 20,
+            ring_capacity_records: 1024,
+            max_frame_bytes: 256 << 10,
             max_records_per_frame: 256,
-            max_connection_slots: 64,
+            max_connection_slots: 128,
             stale_after_ms: 5_000,
             idle_spin_iterations: 2_000,
             idle_park_ms: 50,
@@ -205,6 +206,7 @@ impl Config {
                 "must be 1 to 1000",
             ));
         }
+        self.feeds.validate()?;
         let windows = &self.windows;
         if windows.bucket_ms == 0 || windows.bucket_ms > 3_600_000 {
             return Err(invalid("windows.bucket_ms", windows.bucket_ms, "must be 1 to 3600000"));
