@@ -1,1 +1,262 @@
-//! Live feeds: connection slots, keep-alive, reconnect, rotation (filled in by the live-feeds work).
+//! Live feeds: the connection planner, one owned task per connection slot (keep-alive, watchdog,
+//! rotation, reconnect), the WebSocket transport, and the simulated venues (`sim`) used by the
+//! demo, the tests and `tickflow-load`.
+//!
+//! Architecture invariant: every task is owned by the `Feeds` tracker and joined at shutdown; a
+//! slot's producer, decoder, buffers, subscription set and counters live as long as the slot, so
+//! reconnects create nothing.
+
+pub mod config;
+pub mod counters;
+pub mod planner;
+pub mod protocol;
+pub mod sim;
+mod slot;
+pub mod ws;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::decode::{DecodeLimits, decoder_for};
+use crate::feed::counters::SlotCounters;
+use crate::feed::planner::SlotPlan;
+use crate::record::FeedEvent;
+use crate::registry::SymbolRegistry;
+use crate::venue::VENUE_COUNT;
+
+pub use planner::{PlanError, plan};
+pub use slot::{SlotTimings, backoff_delay};
+
+/// Where a slot puts decoded events: the pipeline's `SlotProducer` (or a test's ring).
+pub trait EventSink: Send + 'static {
+    /// Offers one event; false = dropped (ring full), counted by the slot.
+    fn push(&mut self, event: FeedEvent) -> bool;
+    /// Makes pushed events visible to consumers (called after each frame).
+    fn flush(&mut self);
+}
+
+impl EventSink for crate::pipeline::SlotProducer {
+    #[inline]
+    fn push(&mut self, event: FeedEvent) -> bool {
+        crate::pipeline::SlotProducer::push(self, event)
+    }
+    #[inline]
+    fn flush(&mut self) {
+        crate::pipeline::SlotProducer::flush(self)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("{slots} connection slots planned but only {sinks} producers available")]
+    NotEnoughProducers { slots: usize, sinks: usize },
+}
+
+/// A running slot as seen from outside: its plan and counters.
+#[derive(Clone, Debug)]
+pub struct SlotHandle {
+    pub plan: Arc<SlotPlan>,
+    pub counters: Arc<SlotCounters>,
+}
+
+/// The running feeds: every slot task, owned.
+#[derive(Debug)]
+pub struct Feeds {
+    slots: Vec<SlotHandle>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    shutdown_deadline: Duration,
+}
+
+/// Totals over every slot at one instant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FeedTotals {
+    pub slots: u64,
+    pub connected: u64,
+    pub tasks: u64,
+    pub subscriptions: u64,
+    pub frames: u64,
+    pub records: u64,
+    pub ring_drops: u64,
+    pub connects: u64,
+    pub reconnects: u64,
+    pub connect_failures: u64,
+    pub rate_limited: u64,
+    pub pongs_missed: u64,
+    pub silences: u64,
+    pub stale_data: u64,
+    pub server_closes: u64,
+    pub oversized_frames: u64,
+    pub protocol_errors: u64,
+    pub decode_errors: u64,
+    pub rotations: u64,
+    pub gaps: u64,
+    pub records_by_venue: [u64; VENUE_COUNT],
+    pub reconnects_by_venue: [u64; VENUE_COUNT],
+    pub resume_ms_p50: u64,
+    pub resume_ms_p99: u64,
+    pub resume_count: u64,
+}
+
+impl FeedTotals {
+    /// One JSON object (the `tickflow-stats` line's payload); `symbols` is the registry size.
+    pub fn to_json(&self, symbols: usize) -> String {
+        serde_json::json!({
+            "slots": self.slots,
+            "connected": self.connected,
+            "tasks": self.tasks,
+            "symbols": symbols,
+            "subscriptions": self.subscriptions,
+            "frames": self.frames,
+            "records": self.records,
+            "ring_drops": self.ring_drops,
+            "connects": self.connects,
+            "reconnects": self.reconnects,
+            "connect_failures": self.connect_failures,
+            "rate_limited": self.rate_limited,
+            "pongs_missed": self.pongs_missed,
+            "silences": self.silences,
+            "stale_data": self.stale_data,
+            "server_closes": self.server_closes,
+            "oversized_frames": self.oversized_frames,
+            "protocol_errors": self.protocol_errors,
+            "decode_errors": self.decode_errors,
+            "rotations": self.rotations,
+            "gaps": self.gaps,
+            "resume_ms_p50": self.resume_ms_p50,
+            "resume_ms_p99": self.resume_ms_p99,
+            "resume_count": self.resume_count,
+        })
+        .to_string()
+    }
+}
+
+impl Feeds {
+    /// Plans the slots for `config.feeds` (registering their symbols) and starts one task per
+    /// slot, each with a sink from `take_sink`. Must run inside a tokio runtime.
+    pub fn start<S: EventSink>(
+        config: &Config,
+        registry: Arc<SymbolRegistry>,
+        mut take_sink: impl FnMut() -> Option<S>,
+    ) -> Result<Feeds, FeedError> {
+        let plans = planner::plan(&config.feeds, &registry, config.engine.max_connection_slots)?;
+        let mut sinks = Vec::with_capacity(plans.len());
+        for _ in 0..plans.len() {
+            match take_sink() {
+                Some(sink) => sinks.push(sink),
+                None => {
+                    return Err(FeedError::NotEnoughProducers {
+                        slots: plans.len(),
+                        sinks: sinks.len(),
+                    });
+                }
+            }
+        }
+        let timings = SlotTimings::from_config(&config.feeds);
+        let limits = DecodeLimits {
+            max_frame_bytes: config.engine.max_frame_bytes,
+            max_records_per_frame: config.engine.max_records_per_frame,
+        };
+        let tracker = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        let mut slots = Vec::with_capacity(plans.len());
+        for (plan, sink) in plans.into_iter().zip(sinks) {
+            let plan = Arc::new(plan);
+            let counters = Arc::new(SlotCounters::default());
+            let decoder = decoder_for(plan.venue, Arc::clone(&registry), limits);
+            let slot = slot::Slot::new(
+                Arc::clone(&plan),
+                Arc::clone(&counters),
+                timings,
+                decoder,
+                sink,
+                config.engine.max_records_per_frame,
+                config.engine.max_frame_bytes,
+                cancel.child_token(),
+            );
+            tracker.spawn(slot.run());
+            slots.push(SlotHandle { plan, counters });
+        }
+        tracker.close();
+        Ok(Feeds {
+            slots,
+            tracker,
+            cancel,
+            shutdown_deadline: timings.shutdown_deadline,
+        })
+    }
+
+    pub fn slots(&self) -> &[SlotHandle] {
+        &self.slots
+    }
+
+    /// Slot tasks still running.
+    pub fn live_tasks(&self) -> usize {
+        self.tracker.len()
+    }
+
+    pub fn totals(&self) -> FeedTotals {
+        let load = SlotCounters::get;
+        let mut totals = FeedTotals {
+            slots: self.slots.len() as u64,
+            tasks: self.tracker.len() as u64,
+            ..FeedTotals::default()
+        };
+        let mut resume = SlotCounters::new_resume_histogram();
+        for slot in &self.slots {
+            let counters = &slot.counters;
+            totals.connected += counters.connected.load(Ordering::Relaxed) as u64;
+            totals.subscriptions += load(&counters.subscriptions);
+            totals.frames += load(&counters.frames);
+            totals.records += load(&counters.records);
+            totals.ring_drops += load(&counters.ring_drops);
+            totals.connects += load(&counters.connects);
+            totals.reconnects += load(&counters.reconnects);
+            totals.connect_failures += load(&counters.connect_failures);
+            totals.rate_limited += load(&counters.rate_limited);
+            totals.pongs_missed += load(&counters.pongs_missed);
+            totals.silences += load(&counters.silences);
+            totals.stale_data += load(&counters.stale_data);
+            totals.server_closes += load(&counters.server_closes);
+            totals.oversized_frames += load(&counters.oversized_frames);
+            totals.protocol_errors += load(&counters.protocol_errors);
+            totals.decode_errors += counters.decode_errors_total();
+            totals.rotations += load(&counters.rotations);
+            totals.gaps += load(&counters.gaps);
+            totals.records_by_venue[slot.plan.venue.index()] += load(&counters.records);
+            totals.reconnects_by_venue[slot.plan.venue.index()] += load(&counters.reconnects);
+            counters.merge_resume_ms(&mut resume);
+        }
+        totals.resume_count = resume.len();
+        if !resume.is_empty() {
+            totals.resume_ms_p50 = resume.value_at_quantile(0.50);
+            totals.resume_ms_p99 = resume.value_at_quantile(0.99);
+        }
+        totals
+    }
+
+    /// A token cancelled when the feeds stop (for helpers that live as long as the feeds).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Sends close frames on every connection, stops every slot and waits for their tasks (which
+    /// drops their producers). False when some task did not finish within the deadline.
+    pub async fn shutdown(self) -> bool {
+        self.cancel.cancel();
+        // Each slot bounds its close by the deadline; the extra second covers scheduling.
+        let waited = tokio::time::timeout(
+            self.shutdown_deadline + Duration::from_secs(1),
+            self.tracker.wait(),
+        )
+        .await;
+        waited.is_ok()
+    }
+}

@@ -1,0 +1,205 @@
+//! `[feeds]`: which venues to connect to, where, with which symbols and channels, and every timing
+//! of the connection life (keep-alive, watchdog, backoff, rotation, shutdown). Parsing and
+//! validation only; nothing here opens a socket.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+use crate::venue::Venue;
+
+/// A data channel a slot subscribes to for each of its symbols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Best bid / best ask.
+    Bbo,
+    /// Public trades.
+    Trades,
+}
+
+/// `[feeds]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    /// Symbols (canonical `BASE-QUOTE`) every enabled venue subscribes to unless it lists its own.
+    pub symbols: Vec<String>,
+    /// Channels every venue subscribes to unless it lists its own.
+    pub channels: Vec<Channel>,
+    /// TCP connect + TLS + WebSocket upgrade (and KuCoin's bullet call) must finish within this.
+    pub connect_timeout_ms: u64,
+    /// First reconnect delay bound; attempt n waits a random time in [0, min(cap, base · 2^n)].
+    pub backoff_base_ms: u64,
+    /// Largest reconnect delay bound.
+    pub backoff_cap_ms: u64,
+    /// A connection that stayed up this long resets the backoff to its base.
+    pub healthy_after_ms: u64,
+    /// A client ping not answered within this marks the connection dead.
+    pub pong_timeout_ms: u64,
+    /// No frame at all (data, control or ws ping) for this long marks the connection dead.
+    pub max_silence_ms: u64,
+    /// On channels that re-send even when nothing changed (Bybit level 1), no data for this long
+    /// marks the connection stale and it is replaced.
+    pub stale_data_ms: u64,
+    /// Connections are rotated (replacement first, no gap) after this long; venues cut at 24 h.
+    pub rotate_after_ms: u64,
+    /// Replacement connections must deliver their first data within this, or rotation is retried.
+    pub rotation_first_data_timeout_ms: u64,
+    /// On shutdown, connections get this long to send close frames before they are dropped.
+    pub shutdown_deadline_ms: u64,
+    /// How often the engine prints its `tickflow-stats` line on stderr; 0 = never.
+    pub stats_interval_ms: u64,
+    /// Per-venue settings, keyed by venue name (`[feeds.venue.binance]`).
+    pub venue: BTreeMap<String, VenueFeedConfig>,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            symbols: Vec::new(),
+            channels: vec![Channel::Bbo],
+            connect_timeout_ms: 10_000,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 30_000,
+            healthy_after_ms: 60_000,
+            pong_timeout_ms: 10_000,
+            max_silence_ms: 60_000,
+            stale_data_ms: 30_000,
+            rotate_after_ms: 23 * 3_600_000,
+            rotation_first_data_timeout_ms: 30_000,
+            shutdown_deadline_ms: 5_000,
+            stats_interval_ms: 10_000,
+            venue: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[feeds.venue.<name>]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueFeedConfig {
+    pub enabled: bool,
+    /// WebSocket URL (`wss://` or `ws://`); empty = the venue's public endpoint. For KuCoin the
+    /// endpoint comes from the bullet call instead and this is ignored unless `bullet_url` is empty.
+    pub url: String,
+    /// KuCoin only: the bullet-public URL (`https://` or `http://`); empty = the public one.
+    pub bullet_url: String,
+    /// Symbols for this venue; empty = `feeds.symbols`.
+    pub symbols: Vec<String>,
+    /// Channels for this venue; empty = `feeds.channels`.
+    pub channels: Vec<Channel>,
+    /// Client keep-alive ping interval; 0 = the venue's default.
+    pub ping_interval_ms: u64,
+    /// Most subscriptions (symbol × channel) per connection; 0 = the venue's limit.
+    pub max_streams_per_connection: usize,
+}
+
+impl Default for VenueFeedConfig {
+    fn default() -> Self {
+        VenueFeedConfig {
+            enabled: true,
+            url: String::new(),
+            bullet_url: String::new(),
+            symbols: Vec::new(),
+            channels: Vec::new(),
+            ping_interval_ms: 0,
+            max_streams_per_connection: 0,
+        }
+    }
+}
+
+fn invalid(key: &'static str, value: impl std::fmt::Display, reason: &'static str) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+impl FeedsConfig {
+    /// The enabled venues with their settings, in venue order.
+    pub fn enabled_venues(&self) -> impl Iterator<Item = (Venue, &VenueFeedConfig)> {
+        Venue::ALL.into_iter().filter_map(|venue| {
+            self.venue
+                .get(venue.name())
+                .filter(|venue_config| venue_config.enabled)
+                .map(|venue_config| (venue, venue_config))
+        })
+    }
+
+    /// Symbols `venue_config` subscribes to.
+    pub fn symbols_for<'a>(&'a self, venue_config: &'a VenueFeedConfig) -> &'a [String] {
+        if venue_config.symbols.is_empty() {
+            &self.symbols
+        } else {
+            &venue_config.symbols
+        }
+    }
+
+    /// Channels `venue_config` subscribes to.
+    pub fn channels_for<'a>(&'a self, venue_config: &'a VenueFeedConfig) -> &'a [Channel] {
+        if venue_config.channels.is_empty() {
+            &self.channels
+        } else {
+            &venue_config.channels
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for name in self.venue.keys() {
+            if Venue::from_name(name).is_none() {
+                return Err(invalid(
+                    "feeds.venue",
+                    name,
+                    "unknown venue (binance, bybit, okx, mexc, gate, kucoin, bitget, htx)",
+                ));
+            }
+        }
+        let positive: [(&'static str, u64); 9] = [
+            ("feeds.connect_timeout_ms", self.connect_timeout_ms),
+            ("feeds.backoff_base_ms", self.backoff_base_ms),
+            ("feeds.backoff_cap_ms", self.backoff_cap_ms),
+            ("feeds.healthy_after_ms", self.healthy_after_ms),
+            ("feeds.pong_timeout_ms", self.pong_timeout_ms),
+            ("feeds.max_silence_ms", self.max_silence_ms),
+            ("feeds.stale_data_ms", self.stale_data_ms),
+            ("feeds.rotate_after_ms", self.rotate_after_ms),
+            ("feeds.shutdown_deadline_ms", self.shutdown_deadline_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, value, "must be > 0"));
+            }
+        }
+        if self.rotation_first_data_timeout_ms == 0 {
+            return Err(invalid(
+                "feeds.rotation_first_data_timeout_ms",
+                self.rotation_first_data_timeout_ms,
+                "must be > 0",
+            ));
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            return Err(invalid(
+                "feeds.backoff_cap_ms",
+                self.backoff_cap_ms,
+                "must be >= feeds.backoff_base_ms",
+            ));
+        }
+        if self.channels.is_empty() {
+            return Err(invalid("feeds.channels", "[]", "at least one channel"));
+        }
+        for (_, venue_config) in self.enabled_venues() {
+            for url in [&venue_config.url, &venue_config.bullet_url] {
+                if !url.is_empty() && crate::feed::ws::Endpoint::parse(url).is_err() {
+                    return Err(invalid(
+                        "feeds.venue.*.url",
+                        url,
+                        "must be ws://, wss://, http:// or https:// with a host",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,1 @@
+//! Simulated venues (being written).

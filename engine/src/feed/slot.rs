@@ -1,0 +1,716 @@
+//! One connection slot's task: connect, subscribe, read and decode frames into the pipeline,
+//! keep-alive both ways, watchdogs, rotation without a gap, reconnect with backoff.
+//!
+//! The slot owns everything it uses for its whole life (decoder, record batch, scratch strings,
+//! producer, counters); a reconnect reuses all of it, so nothing accumulates. Reads go through a
+//! pinned future that owns the read half, which keeps them cancel-safe inside `select!`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use rand::Rng;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::decode::{
+    ControlEvent, DecodeErrorKind, Decoder, FrameEncoding, FrameOutcome, RecordBatch,
+};
+use crate::feed::EventSink;
+use crate::feed::counters::{SlotCounters, bump};
+use crate::feed::planner::{SlotEndpoint, SlotPlan};
+use crate::feed::protocol::{self, ClientPing};
+use crate::feed::ws::{self, ConnectError, WsReader, WsWriter};
+use crate::record::{FeedEvent, now_ns};
+use crate::records::{GAP_DISCONNECT, GAP_RECONNECT, GapEvent};
+use crate::venue::Venue;
+
+/// Timings every slot shares, from `[feeds]`.
+#[derive(Clone, Copy, Debug)]
+pub struct SlotTimings {
+    pub connect_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    pub healthy_after: Duration,
+    pub pong_timeout: Duration,
+    pub max_silence: Duration,
+    pub stale_data: Duration,
+    pub rotate_after: Duration,
+    pub rotation_first_data_timeout: Duration,
+    pub shutdown_deadline: Duration,
+}
+
+impl SlotTimings {
+    pub fn from_config(feeds: &crate::feed::config::FeedsConfig) -> SlotTimings {
+        let ms = Duration::from_millis;
+        SlotTimings {
+            connect_timeout: ms(feeds.connect_timeout_ms),
+            backoff_base: ms(feeds.backoff_base_ms),
+            backoff_cap: ms(feeds.backoff_cap_ms),
+            healthy_after: ms(feeds.healthy_after_ms),
+            pong_timeout: ms(feeds.pong_timeout_ms),
+            max_silence: ms(feeds.max_silence_ms),
+            stale_data: ms(feeds.stale_data_ms),
+            rotate_after: ms(feeds.rotate_after_ms),
+            rotation_first_data_timeout: ms(feeds.rotation_first_data_timeout_ms),
+            shutdown_deadline: ms(feeds.shutdown_deadline_ms),
+        }
+    }
+}
+
+/// Full-jitter exponential backoff: a random delay in [0, min(cap, base · 2^attempt)].
+pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, random_unit: f64) -> Duration {
+    let bound = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
+    bound.mul_f64(random_unit.clamp(0.0, 1.0))
+}
+
+/// Why a connection ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SessionEnd {
+    Shutdown,
+    /// The connection is gone or declared dead; reconnect.
+    Lost,
+}
+
+/// One open connection's keep-alive state.
+struct Link {
+    writer: WsWriter,
+    opened_at: Instant,
+    last_frame_at: Instant,
+    last_data_at: Instant,
+    next_ping_at: Instant,
+    ping_deadline: Option<Instant>,
+    has_data: bool,
+}
+
+impl Link {
+    fn new(writer: WsWriter, now: Instant, ping_interval: Duration) -> Link {
+        Link {
+            writer,
+            opened_at: now,
+            last_frame_at: now,
+            last_data_at: now,
+            next_ping_at: now + ping_interval,
+            ping_deadline: None,
+            has_data: false,
+        }
+    }
+}
+
+/// What the read loop must do after a frame.
+enum FrameAction {
+    Continue,
+    /// Send the text in `Slot::reply` on the link the frame came from.
+    ReplyText,
+    /// Answer a ws ping with this payload.
+    ReplyPong(BytesMut),
+    /// The link got data (rotation waits for this on the replacement).
+    Data,
+    /// A shutdown notice: rotate.
+    Rotate,
+    /// The link is unusable.
+    Dead,
+}
+
+type ReadResult = Result<(OpCode, bool, BytesMut), WebSocketError>;
+
+/// Reads one frame; owns the reader so the future can live across `select!` iterations and be
+/// replaced with `Pin::set` (one type for every call, so no boxing per frame). `None` never
+/// completes: an empty rotation seat.
+async fn read_next(reader: Option<WsReader>) -> (WsReader, ReadResult) {
+    let Some(mut reader) = reader else {
+        return std::future::pending().await;
+    };
+    // Pings and closes are answered by the slot (auto-pong/close are off), so there is never
+    // anything to send from inside the read.
+    let mut no_obligated_send =
+        |_frame: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+    let result = match reader.read_frame(&mut no_obligated_send).await {
+        Ok(frame) => {
+            let fin = frame.fin;
+            let opcode = frame.opcode;
+            let payload = match frame.payload {
+                Payload::Bytes(bytes) => bytes,
+                other => BytesMut::from(&other[..]),
+            };
+            Ok((opcode, fin, payload))
+        }
+        Err(error) => Err(error),
+    };
+    (reader, result)
+}
+
+/// The slot's task state; see the module docs.
+pub(crate) struct Slot<S: EventSink> {
+    plan: Arc<SlotPlan>,
+    counters: Arc<SlotCounters>,
+    timings: SlotTimings,
+    decoder: Box<dyn Decoder>,
+    sink: S,
+    batch: RecordBatch,
+    /// Scratch for replies and pings (reused).
+    reply: String,
+    requests: Vec<String>,
+    request_id: u64,
+    ping_nonce: u64,
+    ping_interval: Duration,
+    /// Set at a reconnect; cleared (and recorded) at its first record.
+    resume_started: Option<Instant>,
+    max_frame_bytes: usize,
+    cancel: CancellationToken,
+}
+
+impl<S: EventSink> Slot<S> {
+    pub(crate) fn new(
+        plan: Arc<SlotPlan>,
+        counters: Arc<SlotCounters>,
+        timings: SlotTimings,
+        decoder: Box<dyn Decoder>,
+        sink: S,
+        batch_capacity_records: usize,
+        max_frame_bytes: usize,
+        cancel: CancellationToken,
+    ) -> Slot<S> {
+        let ping_interval = plan.ping_interval;
+        Slot {
+            plan,
+            counters,
+            timings,
+            decoder,
+            sink,
+            batch: RecordBatch::with_capacity(batch_capacity_records),
+            reply: String::with_capacity(128),
+            requests: Vec::new(),
+            request_id: 0,
+            ping_nonce: 0,
+            ping_interval,
+            resume_started: None,
+            max_frame_bytes,
+            cancel,
+        }
+    }
+
+    fn venue(&self) -> Venue {
+        self.plan.venue
+    }
+
+    /// The slot's whole life: connect, run, reconnect with backoff, until cancelled.
+    pub(crate) async fn run(mut self) {
+        let mut attempt: u32 = 0;
+        let mut first_connection = true;
+        while !self.cancel.is_cancelled() {
+            let (reader, writer) = match self.open().await {
+                Ok(pair) => pair,
+                Err(error) => {
+                    let retry_after = match &error {
+                        ConnectError::Refused {
+                            status: 429 | 418,
+                            retry_after_s,
+                        } => {
+                            bump(&self.counters.rate_limited);
+                            Some(Duration::from_secs(retry_after_s.unwrap_or(1)))
+                        }
+                        _ => None,
+                    };
+                    bump(&self.counters.connect_failures);
+                    tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "connect failed");
+                    if !self.wait_backoff(&mut attempt, retry_after).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let connected_at = Instant::now();
+            bump(&self.counters.connects);
+            if first_connection {
+                first_connection = false;
+            } else {
+                bump(&self.counters.reconnects);
+                self.push_gaps(GAP_RECONNECT);
+                self.resume_started = Some(connected_at);
+            }
+            self.counters
+                .connected
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.counters.subscriptions.store(
+                self.plan.topics.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            let end = self.session(reader, writer).await;
+            self.counters
+                .connected
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+            self.counters
+                .subscriptions
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            self.push_gaps(GAP_DISCONNECT);
+            if end == SessionEnd::Shutdown {
+                break;
+            }
+            if connected_at.elapsed() >= self.timings.healthy_after {
+                attempt = 0;
+            }
+            if !self.wait_backoff(&mut attempt, None).await {
+                break;
+            }
+        }
+        self.sink.flush();
+    }
+
+    /// Sleeps the next backoff delay (at least `retry_after`); false when cancelled meanwhile.
+    async fn wait_backoff(&mut self, attempt: &mut u32, retry_after: Option<Duration>) -> bool {
+        let random_unit: f64 = rand::rng().random();
+        let mut delay = backoff_delay(
+            *attempt,
+            self.timings.backoff_base,
+            self.timings.backoff_cap,
+            random_unit,
+        );
+        if let Some(retry_after) = retry_after {
+            delay = delay.max(retry_after);
+        }
+        *attempt = attempt.saturating_add(1);
+        tokio::select! {
+            _ = self.cancel.cancelled() => false,
+            _ = tokio::time::sleep(delay) => true,
+        }
+    }
+
+    fn push_gaps(&mut self, kind: u8) {
+        let ts_ns = now_ns();
+        for symbol_id in &self.plan.symbol_ids {
+            let gap = GapEvent {
+                ts_ns,
+                connection_id: self.plan.connection_id,
+                symbol_id: *symbol_id,
+                venue_id: self.plan.venue.id(),
+                kind,
+                reserved: [0; 5],
+            };
+            bump(&self.counters.gaps);
+            if !self.sink.push(FeedEvent::Gap(gap)) {
+                bump(&self.counters.ring_drops);
+            }
+        }
+        self.sink.flush();
+    }
+
+    /// Opens a connection: (KuCoin bullet), upgrade, (KuCoin welcome), subscribe.
+    async fn open(&mut self) -> Result<(WsReader, WsWriter), ConnectError> {
+        let timeout = self.timings.connect_timeout;
+        let cancel = self.cancel.clone();
+        let connect = async {
+            let url = match &self.plan.endpoint {
+                SlotEndpoint::Url(url) => url.clone(),
+                SlotEndpoint::KucoinBullet(bullet_url) => {
+                    let connect_id: u64 = rand::rng().random();
+                    let bullet = ws::kucoin_bullet(bullet_url, connect_id, timeout).await?;
+                    if !self.plan.ping_interval_configured {
+                        self.ping_interval = Duration::from_millis(bullet.ping_interval_ms);
+                    }
+                    bullet.url
+                }
+            };
+            let (mut reader, mut writer) = ws::connect(&url, timeout, self.max_frame_bytes).await?;
+            if self.plan.venue == Venue::Kucoin {
+                tokio::time::timeout(timeout, self.wait_welcome(&mut reader))
+                    .await
+                    .map_err(|_| ConnectError::Timeout)??;
+            }
+            self.subscribe(&mut writer).await?;
+            Ok::<_, ConnectError>((reader, writer))
+        };
+        tokio::select! {
+            result = connect => result,
+            _ = cancel.cancelled() => Err(ConnectError::Timeout),
+        }
+    }
+
+    /// Reads frames until KuCoin's `welcome`; the connection is unusable before it.
+    async fn wait_welcome(&mut self, reader: &mut WsReader) -> Result<(), ConnectError> {
+        let mut no_obligated_send =
+            |_frame: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+        loop {
+            let frame = reader.read_frame(&mut no_obligated_send).await?;
+            bump(&self.counters.frames);
+            let encoding = match frame.opcode {
+                OpCode::Text => FrameEncoding::Text,
+                OpCode::Binary => FrameEncoding::Binary,
+                OpCode::Close => {
+                    return Err(ConnectError::WebSocket(WebSocketError::ConnectionClosed));
+                }
+                _ => continue,
+            };
+            let mut payload = frame.payload;
+            self.batch.clear();
+            match self
+                .decoder
+                .decode(payload.to_mut(), encoding, now_ns(), &mut self.batch)
+            {
+                Ok(FrameOutcome::Control(ControlEvent::Welcome)) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => bump(&self.counters.decode_errors[error.kind.index()]),
+            }
+            self.batch.clear();
+        }
+    }
+
+    /// Sends the slot's subscription set, paced by the venue's request rate.
+    async fn subscribe(&mut self, writer: &mut WsWriter) -> Result<(), ConnectError> {
+        let unix_s = now_ns() / 1_000_000_000;
+        self.requests.clear();
+        protocol::subscribe_requests(
+            self.plan.venue,
+            &self.plan.topics,
+            unix_s,
+            &mut self.request_id,
+            &mut self.requests,
+        );
+        let interval = Duration::from_millis(self.plan.rules.min_request_interval_ms);
+        for (index, request) in self.requests.iter().enumerate() {
+            if index > 0 {
+                // Rate limiting, not synchronization: venues cut clients that send too fast.
+                tokio::time::sleep(interval).await;
+            }
+            write_text(writer, request).await?;
+        }
+        Ok(())
+    }
+
+    fn housekeeping_period(&self) -> Duration {
+        let mut shortest = self
+            .ping_interval
+            .min(self.timings.pong_timeout)
+            .min(self.timings.max_silence)
+            .min(self.timings.rotation_first_data_timeout);
+        if self.plan.stale_watchdog {
+            shortest = shortest.min(self.timings.stale_data);
+        }
+        (shortest / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
+    }
+
+    /// Runs one connection (and, while rotating, its replacement) until it is lost or shutdown.
+    async fn session(&mut self, reader: WsReader, writer: WsWriter) -> SessionEnd {
+        let now = Instant::now();
+        let mut links: [Option<Link>; 2] = [Some(Link::new(writer, now, self.ping_interval)), None];
+        let mut primary = 0usize;
+        let mut read_0 = std::pin::pin!(read_next(Some(reader)));
+        let mut read_1 = std::pin::pin!(read_next(None));
+        let mut next_rotation_at = now + self.timings.rotate_after;
+        let mut tick = tokio::time::interval(self.housekeeping_period());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cancel = self.cancel.clone();
+
+        macro_rules! seat_reader {
+            ($seat:expr, $value:expr) => {
+                if $seat == 0 {
+                    read_0.as_mut().set(read_next($value));
+                } else {
+                    read_1.as_mut().set(read_next($value));
+                }
+            };
+        }
+        // Drops a dead seat; when it was the primary, promotes the replacement or ends.
+        macro_rules! drop_seat {
+            ($seat:expr) => {{
+                let seat: usize = $seat;
+                links[seat] = None;
+                seat_reader!(seat, None);
+                if seat == primary {
+                    if links[1 - seat].is_some() {
+                        primary = 1 - seat;
+                        next_rotation_at = Instant::now() + self.timings.rotate_after;
+                        bump(&self.counters.rotations);
+                    } else {
+                        return SessionEnd::Lost;
+                    }
+                } else {
+                    next_rotation_at = Instant::now() + self.timings.rotation_first_data_timeout;
+                }
+            }};
+        }
+
+        loop {
+            let (seat, reader, result) = tokio::select! {
+                biased;
+                _ = cancel.cancelled() => {
+                    self.close_links(&mut links).await;
+                    return SessionEnd::Shutdown;
+                }
+                (reader, result) = &mut read_0 => (0usize, reader, result),
+                (reader, result) = &mut read_1 => (1usize, reader, result),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    for seat in [0usize, 1] {
+                        let alive = match links[seat].as_mut() {
+                            Some(link) => self.check_link(link, seat == primary, now).await,
+                            None => true,
+                        };
+                        if !alive {
+                            drop_seat!(seat);
+                        }
+                    }
+                    let replacement = 1 - primary;
+                    if links[replacement].is_none() && now >= next_rotation_at {
+                        match self.open().await {
+                            Ok((reader, writer)) => {
+                                links[replacement] = Some(Link::new(writer, Instant::now(), self.ping_interval));
+                                seat_reader!(replacement, Some(reader));
+                            }
+                            Err(error) => {
+                                tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "rotation connect failed");
+                                next_rotation_at = Instant::now() + self.timings.rotation_first_data_timeout;
+                            }
+                        }
+                    }
+                    continue;
+                }
+            };
+            let (opcode, fin, payload) = match result {
+                Ok(frame) => frame,
+                Err(error) => {
+                    match error {
+                        WebSocketError::FrameTooLarge => bump(&self.counters.oversized_frames),
+                        WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) => {
+                            bump(&self.counters.server_closes)
+                        }
+                        _ => bump(&self.counters.protocol_errors),
+                    }
+                    tracing::debug!(venue = %self.venue(), slot = self.plan.connection_id, %error, "read failed");
+                    drop(reader);
+                    drop_seat!(seat);
+                    continue;
+                }
+            };
+            seat_reader!(seat, Some(reader));
+            let Some(link) = links[seat].as_mut() else {
+                continue;
+            };
+            let action = self.handle_frame(link, seat == primary, opcode, fin, payload);
+            let Some(link) = links[seat].as_mut() else {
+                continue;
+            };
+            let alive = match action {
+                FrameAction::Continue => true,
+                FrameAction::ReplyText => write_text(&mut link.writer, &self.reply).await.is_ok(),
+                FrameAction::ReplyPong(payload) => link
+                    .writer
+                    .write_frame(Frame::pong(Payload::Bytes(payload)))
+                    .await
+                    .is_ok(),
+                FrameAction::Data => {
+                    if seat != primary {
+                        // The replacement delivers: retire the old connection, no gap.
+                        if let Some(mut old) = links[primary].take() {
+                            close_link(&mut old, self.timings.shutdown_deadline).await;
+                        }
+                        seat_reader!(primary, None);
+                        primary = seat;
+                        next_rotation_at = Instant::now() + self.timings.rotate_after;
+                        bump(&self.counters.rotations);
+                    }
+                    true
+                }
+                FrameAction::Rotate => {
+                    next_rotation_at = Instant::now();
+                    true
+                }
+                FrameAction::Dead => false,
+            };
+            if !alive {
+                drop_seat!(seat);
+            }
+        }
+    }
+
+    /// Keep-alive and watchdogs for one link; sends its ping when due. False = dead.
+    async fn check_link(&mut self, link: &mut Link, is_primary: bool, now: Instant) -> bool {
+        if link.ping_deadline.is_some_and(|deadline| now >= deadline) {
+            bump(&self.counters.pongs_missed);
+            tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "pong missed");
+            return false;
+        }
+        if now.duration_since(link.last_frame_at) >= self.timings.max_silence {
+            bump(&self.counters.silences);
+            tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "connection silent");
+            return false;
+        }
+        if is_primary
+            && self.plan.stale_watchdog
+            && now.duration_since(link.last_data_at) >= self.timings.stale_data
+        {
+            bump(&self.counters.stale_data);
+            tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "data stale");
+            return false;
+        }
+        if !is_primary
+            && !link.has_data
+            && now.duration_since(link.opened_at) >= self.timings.rotation_first_data_timeout
+        {
+            return false;
+        }
+        if link.ping_deadline.is_none() && now >= link.next_ping_at {
+            self.ping_nonce += 1;
+            let sent = match self.plan.rules.client_ping {
+                ClientPing::None => return true,
+                ClientPing::WsFrame => link
+                    .writer
+                    .write_frame(Frame::new(
+                        true,
+                        OpCode::Ping,
+                        None,
+                        Payload::Borrowed(b"tickflow"),
+                    ))
+                    .await
+                    .is_ok(),
+                ClientPing::Text => {
+                    protocol::write_client_ping(self.plan.venue, self.ping_nonce, &mut self.reply);
+                    write_text(&mut link.writer, &self.reply).await.is_ok()
+                }
+            };
+            if !sent {
+                return false;
+            }
+            link.ping_deadline = Some(now + self.timings.pong_timeout);
+            link.next_ping_at = now + self.ping_interval;
+        }
+        true
+    }
+
+    /// Decodes one frame into the pipeline and says what the connection must do next.
+    fn handle_frame(
+        &mut self,
+        link: &mut Link,
+        is_primary: bool,
+        opcode: OpCode,
+        fin: bool,
+        mut payload: BytesMut,
+    ) -> FrameAction {
+        bump(&self.counters.frames);
+        let now = Instant::now();
+        link.last_frame_at = now;
+        let encoding = match opcode {
+            OpCode::Ping => return FrameAction::ReplyPong(payload),
+            OpCode::Pong => {
+                link.ping_deadline = None;
+                return FrameAction::Continue;
+            }
+            OpCode::Close => {
+                bump(&self.counters.server_closes);
+                return FrameAction::Dead;
+            }
+            OpCode::Continuation => {
+                bump(&self.counters.protocol_errors);
+                return FrameAction::Dead;
+            }
+            OpCode::Text => FrameEncoding::Text,
+            OpCode::Binary => FrameEncoding::Binary,
+        };
+        if !fin {
+            // Venues never fragment market data; a fragment can't be decoded alone.
+            bump(&self.counters.protocol_errors);
+            return FrameAction::Dead;
+        }
+        self.batch.clear();
+        match self
+            .decoder
+            .decode(&mut payload, encoding, now_ns(), &mut self.batch)
+        {
+            Ok(FrameOutcome::Records(count)) => {
+                for event in self.batch.drain() {
+                    if !self.sink.push(event) {
+                        bump(&self.counters.ring_drops);
+                    }
+                }
+                self.sink.flush();
+                if count == 0 {
+                    return FrameAction::Continue;
+                }
+                self.counters
+                    .records
+                    .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+                link.last_data_at = now;
+                link.has_data = true;
+                if is_primary && let Some(started) = self.resume_started.take() {
+                    self.counters
+                        .record_resume_ms(now.duration_since(started).as_millis() as u64);
+                }
+                FrameAction::Data
+            }
+            Ok(FrameOutcome::Control(event)) => match event {
+                ControlEvent::SubscribeAck | ControlEvent::Welcome => FrameAction::Continue,
+                ControlEvent::Pong => {
+                    link.ping_deadline = None;
+                    FrameAction::Continue
+                }
+                ControlEvent::ServerPing { nonce } => {
+                    protocol::write_server_pong(nonce, &mut self.reply);
+                    FrameAction::ReplyText
+                }
+                ControlEvent::ShutdownNotice => {
+                    bump(&self.counters.shutdown_notices);
+                    tracing::info!(venue = %self.venue(), slot = self.plan.connection_id, "shutdown notice: rotating");
+                    FrameAction::Rotate
+                }
+                ControlEvent::ErrorReply { code } => {
+                    bump(&self.counters.error_replies);
+                    tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, code, "venue error reply");
+                    FrameAction::Continue
+                }
+                ControlEvent::Snapshot => {
+                    link.last_data_at = now;
+                    link.has_data = true;
+                    FrameAction::Data
+                }
+            },
+            Err(error) => {
+                self.batch.clear();
+                bump(&self.counters.decode_errors[error.kind.index()]);
+                if error.kind == DecodeErrorKind::Oversized {
+                    bump(&self.counters.oversized_frames);
+                }
+                tracing::debug!(venue = %self.venue(), slot = self.plan.connection_id, %error, "frame refused");
+                FrameAction::Continue
+            }
+        }
+    }
+
+    async fn close_links(&mut self, links: &mut [Option<Link>; 2]) {
+        for link in links.iter_mut().flatten() {
+            close_link(link, self.timings.shutdown_deadline).await;
+        }
+    }
+}
+
+/// Sends a close frame, bounded by `deadline`; the socket is dropped by the caller either way.
+async fn close_link(link: &mut Link, deadline: Duration) {
+    let _ = tokio::time::timeout(deadline, async {
+        let _ = link.writer.write_frame(Frame::close(1000, b"")).await;
+        let _ = link.writer.flush().await;
+    })
+    .await;
+}
+
+async fn write_text(writer: &mut WsWriter, text: &str) -> Result<(), WebSocketError> {
+    writer
+        .write_frame(Frame::text(Payload::Borrowed(text.as_bytes())))
+        .await?;
+    writer.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_bounded_by_cap_and_grows() {
+        let base = Duration::from_millis(100);
+        let cap = Duration::from_millis(1_000);
+        assert_eq!(backoff_delay(0, base, cap, 1.0), base);
+        assert_eq!(backoff_delay(2, base, cap, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff_delay(40, base, cap, 1.0), cap);
+        assert_eq!(backoff_delay(3, base, cap, 0.0), Duration::ZERO);
+        assert!(backoff_delay(3, base, cap, 0.5) <= cap);
+    }
+}
