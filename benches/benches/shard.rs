@@ -1,0 +1,140 @@
+//! Window update cost and one shard's throughput for 1000 symbols × 8 venues (each quote updates
+//! 14 directed pairs), beside a reference in the same run: the same quotes written to a bare
+//! latest-quote table (what any spread engine must do at minimum).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tickflow::config::Config;
+use tickflow::outbound::DiscardOutbound;
+use tickflow::pipeline::shard_params;
+use tickflow::record::FeedEvent;
+use tickflow::records::{OpportunityEvent, Quote, SpreadSample, SymbolId, VenueId};
+use tickflow::shard::window::{WindowOutput, WindowParams, WindowStore};
+use tickflow::shard::{ShardClock, ShardState};
+
+const SECOND_NS: i64 = 1_000_000_000;
+const T0: i64 = 1_700_000_000 * SECOND_NS;
+const SYMBOLS: u32 = 1000;
+const VENUES: u16 = 8;
+
+struct Discard;
+impl WindowOutput for Discard {
+    fn spread_sample(&mut self, sample: &SpreadSample) {
+        black_box(sample);
+    }
+    fn opportunity(&mut self, event: &OpportunityEvent) {
+        black_box(event);
+    }
+}
+
+/// Quotes for every (symbol, venue), `rounds` times, 2 µs apart in receive time (so buckets close
+/// as they would at ~500k quotes/s).
+fn quotes(rounds: u32) -> Vec<FeedEvent> {
+    let mut events = Vec::with_capacity((rounds * SYMBOLS * VENUES as u32) as usize);
+    let mut ts = T0;
+    for round in 0..rounds {
+        for symbol in 0..SYMBOLS {
+            for venue in 0..VENUES {
+                let mid = 100.0 + f64::from(symbol % 97) + f64::from(round % 13) * 0.01;
+                let skew = f64::from(venue) * 0.003;
+                events.push(FeedEvent::Quote(Quote {
+                    bid: mid - 0.01 + skew,
+                    bid_qty: 1.0,
+                    ask: mid + 0.01 + skew,
+                    ask_qty: 1.0,
+                    ts_recv_ns: ts,
+                    symbol_id: SymbolId(symbol),
+                    venue_id: VenueId(venue),
+                    ..Quote::default()
+                }));
+                ts += 2_000;
+            }
+        }
+    }
+    events
+}
+
+fn window_update(criterion: &mut Criterion) {
+    let mut store = WindowStore::new(WindowParams {
+        bucket_ns: SECOND_NS,
+        buckets: 3600,
+        max_windows: 64,
+        local_symbols: 1,
+        band_k: 2.0,
+        thresholds_bp: vec![40.0],
+    });
+    let mut output = Discard;
+    let mut ts = T0;
+    let mut group = criterion.benchmark_group("window");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("update", |bench| {
+        bench.iter(|| {
+            ts += 1_000_000; // a bucket closes every 1000 updates
+            store.update(
+                SymbolId(0),
+                0,
+                VenueId(1),
+                VenueId(2),
+                black_box(12.5 + (ts % 7) as f64),
+                ts,
+                &mut output,
+            );
+        })
+    });
+    group.finish();
+}
+
+fn shard_throughput(criterion: &mut Criterion) {
+    let config = Config::from_toml_str("[engine]\nshards = 1\n").expect("valid bench config");
+    let events = quotes(20);
+    let mut group = criterion.benchmark_group("shard_1000x8");
+    group.throughput(Throughput::Elements(events.len() as u64));
+    group.sample_size(10);
+    group.bench_function("shard_handle", |bench| {
+        let clock = ShardClock::Manual(Arc::new(AtomicI64::new(T0)));
+        let mut shard = ShardState::new(
+            shard_params(&config, 0, 1, clock),
+            Box::new(DiscardOutbound),
+        );
+        // Each pass replays the quotes later in time, so buckets keep closing as in a live run.
+        let pass_span_ns = events.len() as i64 * 2_000;
+        let mut offset_ns = 0i64;
+        let replay = |shard: &mut ShardState, offset_ns: i64| {
+            for event in &events {
+                if let FeedEvent::Quote(quote) = event {
+                    let mut quote = *quote;
+                    quote.ts_recv_ns += offset_ns;
+                    shard.handle(&FeedEvent::Quote(black_box(quote)));
+                }
+            }
+        };
+        // Warm: create every window once.
+        replay(&mut shard, offset_ns);
+        bench.iter(|| {
+            offset_ns += pass_span_ns;
+            replay(&mut shard, offset_ns);
+        })
+    });
+    group.bench_function("reference_latest_table_only", |bench| {
+        let mut table = vec![(0f64, 0f64, 0i64); SYMBOLS as usize * VENUES as usize];
+        bench.iter(|| {
+            for event in &events {
+                if let FeedEvent::Quote(quote) = black_box(event) {
+                    let mut quote = *quote;
+                    quote.ts_recv_ns += 1;
+                    let cell = quote.symbol_id.0 as usize * VENUES as usize
+                        + quote.venue_id.0 as usize;
+                    table[cell] = (quote.bid, quote.ask, quote.ts_recv_ns);
+                }
+            }
+            black_box(&table);
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, window_update, shard_throughput);
+criterion_main!(benches);
