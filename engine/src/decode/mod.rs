@@ -2,6 +2,21 @@
 //! event out. Decoders parse in place on the frame buffer and reuse their scratch buffers; they do
 //! no I/O, and no input can make them panic.
 
+mod binance;
+mod bitget;
+mod bybit;
+mod common;
+mod counters;
+mod gate;
+mod htx;
+mod kucoin;
+mod mexc;
+mod okx;
+
+pub use binance::BinanceDecoder;
+pub use counters::{DecodeCounters, DecodeCountersSnapshot, DecodeWarnLimiter};
+pub use mexc::proto as mexc_proto;
+
 use std::sync::Arc;
 
 use crate::record::{FeedEvent, TimestampNs};
@@ -216,6 +231,12 @@ pub trait Decoder: Send {
         ts_recv_ns: TimestampNs,
         out: &mut RecordBatch,
     ) -> Result<FrameOutcome, DecodeError>;
+
+    /// The spelling of the symbol behind the last `UnknownSymbol` error of this decoder, if the
+    /// last frame failed that way (cold path: lets tools register symbols on first sight).
+    fn unknown_symbol(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// Builds the decoder for `venue`.
@@ -224,6 +245,14 @@ pub fn decoder_for(
     registry: Arc<SymbolRegistry>,
     limits: DecodeLimits,
 ) -> Box<dyn Decoder> {
-    let _ = (registry, limits);
-    unimplemented!("decoder for {venue} lands with the decoders")
+    match venue {
+        Venue::Binance => Box::new(binance::BinanceDecoder::new(registry, limits)),
+        Venue::Bybit => Box::new(bybit::BybitDecoder::new(registry, limits)),
+        Venue::Okx => Box::new(okx::OkxDecoder::new(registry, limits)),
+        Venue::Mexc => Box::new(mexc::MexcDecoder::new(registry, limits)),
+        Venue::Gate => Box::new(gate::GateDecoder::new(registry, limits)),
+        Venue::Kucoin => Box::new(kucoin::KucoinDecoder::new(registry, limits)),
+        Venue::Bitget => Box::new(bitget::BitgetDecoder::new(registry, limits)),
+        Venue::Htx => Box::new(htx::HtxDecoder::new(registry, limits)),
+    }
 }
