@@ -1,1 +1,379 @@
-//! Simulated venues (being written).
+//! Simulated venues: WebSocket servers on 127.0.0.1 that speak each venue's protocol (subscribe
+//! and ack, keep-alive both ways, HTX gzip, MEXC protobuf, KuCoin's bullet-public and welcome),
+//! with prices that move together across venues and faults a caller injects through
+//! `SimControl`. Used by `tickflow demo`, the feed tests and `tickflow-load`.
+//!
+//! Every task (accept loops, HTTP connections, sessions) is owned by the `SimVenues` tracker and
+//! stopped by `shutdown`.
+
+pub mod prices;
+mod session;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::feed::config::{FeedsConfig, VenueFeedConfig};
+use crate::registry::parse_symbol;
+use crate::venue::{VENUE_COUNT, Venue};
+
+/// What the simulated venues serve.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub venues: Vec<Venue>,
+    /// Canonical symbols (`BTC-USDT`) every venue lists.
+    pub symbols: Vec<String>,
+    /// Best bid/ask updates per second per subscribed symbol per connection.
+    pub bbo_per_s_per_symbol: f64,
+    /// Trades per second per subscribed symbol per connection.
+    pub trades_per_s_per_symbol: f64,
+    /// How often sessions write their due updates.
+    pub tick_ms: u64,
+    /// Server keep-alive: ws pings (Binance, Gate), gzip `{"ping":n}` (HTX).
+    pub server_ping_interval_ms: u64,
+    /// The ping interval the KuCoin bullet hands out.
+    pub kucoin_ping_interval_ms: u64,
+    /// `Retry-After` seconds on a refused (429) connect.
+    pub retry_after_s: u64,
+    /// After a shutdown notice, the server closes the connection this much later.
+    pub notice_close_after_ms: u64,
+    /// Fixed ports per venue (by venue index); 0 = chosen by the OS.
+    pub ports: [u16; VENUE_COUNT],
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            venues: Venue::ALL.to_vec(),
+            symbols: ["BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            bbo_per_s_per_symbol: 10.0,
+            trades_per_s_per_symbol: 2.0,
+            tick_ms: 5,
+            server_ping_interval_ms: 5_000,
+            kucoin_ping_interval_ms: 18_000,
+            retry_after_s: 1,
+            notice_close_after_ms: 2_000,
+            ports: [0; VENUE_COUNT],
+        }
+    }
+}
+
+/// Faults and counters of one simulated venue. Faults are generation counters: every session
+/// compares what it saw last and acts once per bump, so one call reaches every live session.
+#[derive(Debug, Default)]
+pub struct VenueControl {
+    disconnect_generation: AtomicU64,
+    malformed_generation: AtomicU64,
+    oversized_generation: AtomicU64,
+    notice_generation: AtomicU64,
+    stalled: AtomicBool,
+    reject_connects: AtomicU64,
+    /// WebSocket sessions opened.
+    pub sessions_opened: AtomicU64,
+    /// WebSocket sessions currently open.
+    pub sessions_live: AtomicU64,
+    /// Subscribe requests received.
+    pub subscribe_requests: AtomicU64,
+    /// Topics subscribed (over all sessions).
+    pub topics_subscribed: AtomicU64,
+    /// Client keep-alive messages received (in-band pings, ws pings).
+    pub client_pings: AtomicU64,
+    /// Pongs the client sent to our pings (ws pongs, HTX `{"pong":n}`).
+    pub client_pongs: AtomicU64,
+    /// Data frames sent.
+    pub data_frames: AtomicU64,
+    /// Connects refused with 429.
+    pub refused: AtomicU64,
+    /// Bullet-public calls served (KuCoin).
+    pub bullets: AtomicU64,
+}
+
+impl VenueControl {
+    /// Drops every live connection of this venue at once (no close frame: a network cut).
+    pub fn disconnect_all(&self) {
+        self.disconnect_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Each live session sends one malformed frame.
+    pub fn send_malformed(&self) {
+        self.malformed_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Each live session sends one frame larger than `bytes`.
+    pub fn send_oversized(&self) {
+        self.oversized_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Each live session sends the venue's shutdown notice and closes `notice_close_after_ms` later.
+    pub fn send_shutdown_notice(&self) {
+        self.notice_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// While stalled, sessions send no data and answer no pings.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+    }
+    /// The next `count` connects are refused with 429 and `Retry-After`.
+    pub fn reject_next_connects(&self, count: u64) {
+        self.reject_connects.store(count, Ordering::SeqCst);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+/// Size of the oversized frames the simulator sends.
+pub const OVERSIZED_FRAME_BYTES: usize = 2 << 20;
+
+/// The symbol table a venue serves: venue spelling → index into `SimConfig::symbols`.
+#[derive(Debug)]
+pub(crate) struct SimSymbols {
+    pub canonical: Vec<String>,
+    pub bases: Vec<f64>,
+    pub by_venue_spelling: [BTreeMap<String, usize>; VENUE_COUNT],
+    pub venue_spelling: [Vec<String>; VENUE_COUNT],
+}
+
+impl SimSymbols {
+    fn new(symbols: &[String]) -> std::io::Result<SimSymbols> {
+        let mut table = SimSymbols {
+            canonical: Vec::new(),
+            bases: Vec::new(),
+            by_venue_spelling: std::array::from_fn(|_| BTreeMap::new()),
+            venue_spelling: std::array::from_fn(|_| Vec::new()),
+        };
+        for (index, symbol) in symbols.iter().enumerate() {
+            let name = parse_symbol(symbol).map_err(|error| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string())
+            })?;
+            table.canonical.push(name.as_str().to_owned());
+            table.bases.push(prices::base_price(index, name.base()));
+            for venue in Venue::ALL {
+                let mut spelling = String::new();
+                crate::feed::protocol::write_venue_symbol(
+                    venue,
+                    name.base(),
+                    name.quote(),
+                    &mut spelling,
+                );
+                table.by_venue_spelling[venue.index()].insert(spelling.clone(), index);
+                table.venue_spelling[venue.index()].push(spelling);
+            }
+        }
+        Ok(table)
+    }
+}
+
+pub(crate) struct SimShared {
+    pub config: SimConfig,
+    pub symbols: SimSymbols,
+    pub controls: [VenueControl; VENUE_COUNT],
+    pub addresses: [Option<SocketAddr>; VENUE_COUNT],
+    pub started: std::time::Instant,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Running simulated venues.
+pub struct SimVenues {
+    shared: Arc<SimShared>,
+}
+
+impl std::fmt::Debug for SimVenues {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SimVenues")
+            .field("addresses", &self.shared.addresses)
+            .finish()
+    }
+}
+
+impl SimVenues {
+    /// Binds one listener per venue on 127.0.0.1 and starts serving. Must run inside a tokio runtime.
+    pub async fn start(config: SimConfig) -> std::io::Result<SimVenues> {
+        let symbols = SimSymbols::new(&config.symbols)?;
+        let mut listeners = Vec::new();
+        let mut addresses = [None; VENUE_COUNT];
+        for venue in config.venues.iter().copied() {
+            let listener = TcpListener::bind(("127.0.0.1", config.ports[venue.index()])).await?;
+            addresses[venue.index()] = Some(listener.local_addr()?);
+            listeners.push((venue, listener));
+        }
+        let shared = Arc::new(SimShared {
+            config,
+            symbols,
+            controls: std::array::from_fn(|_| VenueControl::default()),
+            addresses,
+            started: std::time::Instant::now(),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        for (venue, listener) in listeners {
+            let accept_shared = Arc::clone(&shared);
+            shared
+                .tracker
+                .spawn(accept_loop(accept_shared, venue, listener));
+        }
+        Ok(SimVenues { shared })
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    pub fn address(&self, venue: Venue) -> Option<SocketAddr> {
+        self.shared.addresses[venue.index()]
+    }
+
+    /// The WebSocket URL of `venue` (KuCoin: its bullet URL is `bullet_url`).
+    pub fn url(&self, venue: Venue) -> Option<String> {
+        self.address(venue)
+            .map(|address| format!("ws://{address}/ws/{venue}"))
+    }
+
+    pub fn bullet_url(&self) -> Option<String> {
+        self.address(Venue::Kucoin)
+            .map(|address| format!("http://{address}/api/v1/bullet-public"))
+    }
+
+    pub fn control(&self, venue: Venue) -> &VenueControl {
+        &self.shared.controls[venue.index()]
+    }
+
+    /// A `[feeds]` section pointing every simulated venue's client at this simulator.
+    pub fn feeds_config(&self) -> FeedsConfig {
+        let mut feeds = FeedsConfig {
+            symbols: self.shared.config.symbols.clone(),
+            ..FeedsConfig::default()
+        };
+        for venue in self.shared.config.venues.iter().copied() {
+            let mut venue_config = VenueFeedConfig::default();
+            if venue == Venue::Kucoin {
+                venue_config.bullet_url = self.bullet_url().unwrap_or_default();
+            } else {
+                venue_config.url = self.url(venue).unwrap_or_default();
+            }
+            feeds.venue.insert(venue.name().to_owned(), venue_config);
+        }
+        feeds
+    }
+
+    /// Stops accepting, closes every session and waits for every task.
+    pub async fn shutdown(self) {
+        self.shared.cancel.cancel();
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+    }
+}
+
+async fn accept_loop(shared: Arc<SimShared>, venue: Venue, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection_shared = Arc::clone(&shared);
+        shared.tracker.spawn(async move {
+            let service_shared = Arc::clone(&connection_shared);
+            let service = hyper::service::service_fn(move |request| {
+                let shared = Arc::clone(&service_shared);
+                async move { Ok::<_, std::convert::Infallible>(handle_http(shared, venue, request)) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::select! {
+                _ = connection => {}
+                _ = connection_shared.cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+fn handle_http(
+    shared: Arc<SimShared>,
+    venue: Venue,
+    mut request: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let control = &shared.controls[venue.index()];
+    if request.uri().path().ends_with("/bullet-public") {
+        control.bullets.fetch_add(1, Ordering::SeqCst);
+        let Some(address) = shared.addresses[venue.index()] else {
+            return respond(StatusCode::NOT_FOUND, String::new());
+        };
+        let body = serde_json::json!({
+            "code": "200000",
+            "data": {
+                "token": "sim-token",
+                "instanceServers": [{
+                    "endpoint": format!("ws://{address}/ws/kucoin"),
+                    "encrypt": false,
+                    "protocol": "websocket",
+                    "pingInterval": shared.config.kucoin_ping_interval_ms,
+                    "pingTimeout": 10_000,
+                }]
+            }
+        });
+        return respond(StatusCode::OK, body.to_string());
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return respond(StatusCode::NOT_FOUND, String::new());
+    }
+    let reject = control
+        .reject_connects
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok();
+    if reject {
+        control.refused.fetch_add(1, Ordering::SeqCst);
+        let mut response = respond(StatusCode::TOO_MANY_REQUESTS, String::new());
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from(shared.config.retry_after_s),
+        );
+        return response;
+    }
+    let connect_id = request
+        .uri()
+        .query()
+        .and_then(|query| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("connectId="))
+        })
+        .unwrap_or("sim")
+        .to_owned();
+    match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok((response, upgrade)) => {
+            let session_shared = Arc::clone(&shared);
+            shared.tracker.spawn(async move {
+                if let Ok(websocket) = upgrade.await {
+                    session::run(session_shared, venue, websocket, connect_id).await;
+                }
+            });
+            let (parts, _) = response.into_parts();
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
+        Err(_) => respond(StatusCode::BAD_REQUEST, String::new()),
+    }
+}
