@@ -1,4 +1,23 @@
 //! `tickflow decode`: frames in (one per line), normalized NDJSON records out.
+//!
+//! Symbols are registered on first sight (a tool checks any capture); errors go to stderr with
+//! their line number. Exit 0 when every line decoded, 1 when any line failed, 2 on a usage error.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+
+use tickflow::config::Config;
+use tickflow::decode::{
+    DecodeCounters, DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding,
+    RecordBatch, decoder_for,
+};
+use tickflow::record::{FeedEvent, now_ns};
+use tickflow::registry::SymbolRegistry;
+use tickflow::venue::Venue;
 
 #[derive(clap::Args, Debug)]
 pub struct DecodeArgs {
@@ -15,6 +34,269 @@ pub struct DecodeArgs {
     pub file: Option<std::path::PathBuf>,
 }
 
+/// Exit codes.
+const EXIT_OK: u8 = 0;
+const EXIT_FRAME_ERRORS: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+/// Most symbols one frame may register on first sight before its remaining errors stand.
+const MAX_REGISTRATIONS_PER_FRAME: usize = 16;
+
 pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
-    anyhow::bail!("decode is not built yet: {args:?}")
+    let Some(venue) = Venue::from_name(&args.venue) else {
+        let known: Vec<&str> = Venue::ALL.iter().map(|venue| venue.name()).collect();
+        eprintln!(
+            "tickflow decode: unknown venue {:?}; expected one of: {}",
+            args.venue,
+            known.join(", ")
+        );
+        return Ok(EXIT_USAGE);
+    };
+    let input: Box<dyn BufRead> = match &args.file {
+        Some(path) => match std::fs::File::open(path) {
+            Ok(file) => Box::new(std::io::BufReader::new(file)),
+            Err(error) => {
+                eprintln!("tickflow decode: cannot open {}: {error}", path.display());
+                return Ok(EXIT_USAGE);
+            }
+        },
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let config = Config::default();
+    let limits = DecodeLimits {
+        max_frame_bytes: config.engine.max_frame_bytes,
+        max_records_per_frame: config.engine.max_records_per_frame,
+    };
+    let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
+    let mut session = Session {
+        venue,
+        decoder: decoder_for(venue, registry.clone(), limits),
+        registry,
+        out: RecordBatch::with_capacity(limits.max_records_per_frame),
+        frame: Vec::new(),
+        counters: DecodeCounters::new(),
+        decode_ns: 0,
+    };
+    let stdout = std::io::stdout();
+    let mut writer = BufWriter::new(stdout.lock());
+    let mut stderr = std::io::stderr().lock();
+    let encoding = if args.base64 {
+        FrameEncoding::Binary
+    } else {
+        FrameEncoding::Text
+    };
+    let mut input = input;
+    let mut line = Vec::new();
+    let mut line_number = 0u64;
+    let mut failed = false;
+    loop {
+        line.clear();
+        let read = input
+            .read_until(b'\n', &mut line)
+            .context("reading the input")?;
+        if read == 0 {
+            break;
+        }
+        line_number += 1;
+        let text = line.trim_ascii_end();
+        if text.is_empty() {
+            continue;
+        }
+        let bytes = if args.base64 {
+            match base64::engine::general_purpose::STANDARD.decode(text.trim_ascii()) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    writeln!(stderr, "line {line_number}: invalid base64: {error}")?;
+                    failed = true;
+                    continue;
+                }
+            }
+        } else {
+            text.to_vec()
+        };
+        match session.decode_line(&bytes, encoding) {
+            Ok(()) => {
+                if !args.stats {
+                    session.write_records(&mut writer)?;
+                }
+            }
+            Err(LineError::Decode(error)) => {
+                writeln!(stderr, "line {line_number}: {error}")?;
+                failed = true;
+            }
+            Err(LineError::Register(message)) => {
+                writeln!(
+                    stderr,
+                    "line {line_number}: {}: {message}",
+                    DecodeErrorKind::UnknownSymbol
+                )?;
+                failed = true;
+            }
+        }
+    }
+    if args.stats {
+        session.write_stats(&mut writer)?;
+    }
+    writer.flush().context("writing to stdout")?;
+    Ok(if failed { EXIT_FRAME_ERRORS } else { EXIT_OK })
+}
+
+enum LineError {
+    Decode(DecodeError),
+    /// The frame named a symbol the registry refused.
+    Register(String),
+}
+
+struct Session {
+    venue: Venue,
+    decoder: Box<dyn Decoder>,
+    registry: Arc<SymbolRegistry>,
+    out: RecordBatch,
+    frame: Vec<u8>,
+    counters: DecodeCounters,
+    decode_ns: u128,
+}
+
+impl Session {
+    /// Decodes one frame into `self.out`, registering unknown symbols on first sight.
+    fn decode_line(&mut self, bytes: &[u8], encoding: FrameEncoding) -> Result<(), LineError> {
+        for _attempt in 0..=MAX_REGISTRATIONS_PER_FRAME {
+            self.out.clear();
+            // In-place parsing rewrites the buffer, so every attempt starts from the line.
+            self.frame.clear();
+            self.frame.extend_from_slice(bytes);
+            let started = Instant::now();
+            let result = self
+                .decoder
+                .decode(&mut self.frame, encoding, now_ns(), &mut self.out);
+            self.decode_ns += started.elapsed().as_nanos();
+            let unknown = match &result {
+                Err(error) if error.kind == DecodeErrorKind::UnknownSymbol => self
+                    .decoder
+                    .unknown_symbol()
+                    .map(|spelling| String::from_utf8_lossy(spelling).into_owned()),
+                _ => None,
+            };
+            match (result, unknown) {
+                (Err(_), Some(spelling)) => {
+                    if let Err(error) = self.registry.register(&spelling) {
+                        self.counters.count(&Err(DecodeError::new(
+                            DecodeErrorKind::UnknownSymbol,
+                            "registration refused",
+                        )));
+                        return Err(LineError::Register(error.to_string()));
+                    }
+                }
+                (result, _) => {
+                    self.counters.count(&result);
+                    return result.map(|_| ()).map_err(LineError::Decode);
+                }
+            }
+        }
+        let error = DecodeError::new(
+            DecodeErrorKind::UnknownSymbol,
+            "too many new symbols in one frame",
+        );
+        self.counters.count(&Err(error));
+        Err(LineError::Decode(error))
+    }
+
+    fn symbol_name(&self, event: &FeedEvent) -> String {
+        self.registry
+            .name(event.symbol_id())
+            .map(|name| name.to_string())
+            .unwrap_or_default()
+    }
+
+    fn write_records(&self, writer: &mut impl Write) -> std::io::Result<()> {
+        let venue = self.venue.name();
+        for event in self.out.as_slice() {
+            let symbol = self.symbol_name(event);
+            match event {
+                FeedEvent::Quote(quote) => {
+                    write!(
+                        writer,
+                        r#"{{"type":"quote","venue":"{venue}","symbol":"{symbol}","bid":{},"bid_qty":{},"ask":{},"ask_qty":{},"ts_exchange_ns":"#,
+                        quote.bid, quote.bid_qty, quote.ask, quote.ask_qty
+                    )?;
+                    write_optional(writer, quote.ts_exchange())?;
+                    write!(writer, r#","ts_recv_ns":{},"seq":"#, quote.ts_recv_ns)?;
+                    write_optional(writer, quote.sequence())?;
+                    writer.write_all(b"}\n")?;
+                }
+                FeedEvent::Trade(trade) => {
+                    let mut trade_id = String::new();
+                    // Writing into a String cannot fail.
+                    let _ = trade.write_trade_id(&mut trade_id);
+                    write!(
+                        writer,
+                        r#"{{"type":"trade","venue":"{venue}","symbol":"{symbol}","price":{},"qty":{},"side":"{}","trade_id":""#,
+                        trade.price,
+                        trade.qty,
+                        trade.side().as_str()
+                    )?;
+                    write_json_string_body(writer, &trade_id)?;
+                    write!(writer, r#"","ts_exchange_ns":"#)?;
+                    write_optional(writer, trade.ts_exchange())?;
+                    writeln!(writer, r#","ts_recv_ns":{}}}"#, trade.ts_recv_ns)?;
+                }
+                FeedEvent::Gap(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn write_stats(&self, writer: &mut impl Write) -> std::io::Result<()> {
+        let snapshot = self.counters.snapshot();
+        let ns_per_frame = if snapshot.frames == 0 {
+            0
+        } else {
+            self.decode_ns / u128::from(snapshot.frames)
+        };
+        write!(
+            writer,
+            r#"{{"venue":"{}","frames":{},"records":{},"control":{},"errors":{},"errors_by_kind":{{"#,
+            self.venue.name(),
+            snapshot.frames,
+            snapshot.records,
+            snapshot.control,
+            snapshot.errors_total()
+        )?;
+        let mut first = true;
+        for kind in DecodeErrorKind::ALL {
+            let count = snapshot.error_count(kind);
+            if count == 0 {
+                continue;
+            }
+            if !first {
+                writer.write_all(b",")?;
+            }
+            first = false;
+            write!(writer, r#""{}":{count}"#, kind.name())?;
+        }
+        writeln!(writer, r#"}},"ns_per_frame":{ns_per_frame}}}"#)
+    }
+}
+
+fn write_optional(
+    writer: &mut impl Write,
+    value: Option<impl std::fmt::Display>,
+) -> std::io::Result<()> {
+    match value {
+        Some(value) => write!(writer, "{value}"),
+        None => writer.write_all(b"null"),
+    }
+}
+
+/// Writes `text` escaped for the inside of a JSON string.
+fn write_json_string_body(writer: &mut impl Write, text: &str) -> std::io::Result<()> {
+    for character in text.chars() {
+        match character {
+            '"' => writer.write_all(b"\\\"")?,
+            '\\' => writer.write_all(b"\\\\")?,
+            control if (control as u32) < 0x20 => write!(writer, "\\u{:04x}", control as u32)?,
+            other => write!(writer, "{other}")?,
+        }
+    }
+    Ok(())
 }

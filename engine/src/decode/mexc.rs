@@ -120,9 +120,12 @@ impl Decoder for MexcDecoder {
         ts_recv_ns: TimestampNs,
         out: &mut RecordBatch,
     ) -> Result<FrameOutcome, DecodeError> {
-        match encoding {
-            FrameEncoding::Text => self.core.decode::<MexcText>(frame, ts_recv_ns, out),
-            FrameEncoding::Binary => {
+        // A push never starts with `{` (0x7b would be field 15 as a deprecated group), so a binary
+        // frame that does is a JSON reply that a capture stored without its frame type.
+        let is_json = encoding == FrameEncoding::Text || frame.first() == Some(&b'{');
+        match is_json {
+            true => self.core.decode::<MexcText>(frame, ts_recv_ns, out),
+            false => {
                 check_size(frame, &self.core.limits)?;
                 self.core.symbols.clear_unknown();
                 let push = proto::PushDataV3ApiWrapper::decode(&frame[..]).map_err(|_| {
