@@ -12,6 +12,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub windows: WindowsConfig,
     pub feeds: crate::feed::config::FeedsConfig,
+    pub sinks: Vec<crate::plugin::config::SinkConfig>,
 }
 
 /// `[engine]`: sizes of the data path.
@@ -119,6 +120,8 @@ pub enum ConfigError {
         value: String,
         reason: &'static str,
     },
+    #[error(transparent)]
+    Sinks(#[from] crate::plugin::config::SinkConfigError),
 }
 
 fn invalid(key: &'static str, value: impl std::fmt::Display, reason: &'static str) -> ConfigError {
@@ -249,6 +252,7 @@ impl Config {
                 "must be > 0",
             ));
         }
+        crate::plugin::config::validate_sinks(&self.sinks)?;
         Ok(())
     }
 }

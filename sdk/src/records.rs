@@ -171,7 +171,11 @@ fn pack_uuid(text: &[u8]) -> Option<[u8; 16]> {
             b'a'..=b'f' => byte - b'a' + 10,
             _ => return None,
         };
-        packed[nibble_index / 2] |= if nibble_index % 2 == 0 { value << 4 } else { value };
+        packed[nibble_index / 2] |= if nibble_index % 2 == 0 {
+            value << 4
+        } else {
+            value
+        };
         nibble_index += 1;
     }
     Some(packed)
@@ -242,6 +246,40 @@ pub struct GapEvent {
     pub reserved: [u8; 5],
 }
 
+/// Once a second the engine publishes its own counters and memory as one `Telemetry` record
+/// (kind [`RecordKind::Telemetry`]). Counters are totals since start; a sink computes rates.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Telemetry {
+    pub ts_ns: TimestampNs,
+    /// Nanoseconds since the engine started.
+    pub uptime_ns: i64,
+    /// Resident set size of the engine process.
+    pub rss_bytes: u64,
+    /// The memory budget computed from the configuration at start.
+    pub budget_bytes: u64,
+    /// Records decoded from the feeds.
+    pub records_in: u64,
+    /// Records handed to the sinks.
+    pub records_out: u64,
+    /// Records dropped because a feed → shard ring was full.
+    pub ring_drops: u64,
+    /// Frames refused by a decoder.
+    pub decode_errors: u64,
+    /// Feed reconnects.
+    pub reconnects: u64,
+    /// Spread windows alive now.
+    pub windows_live: u64,
+    /// Spread windows evicted because `windows.max_windows` was reached.
+    pub windows_evicted: u64,
+    /// Records dropped or conflated on the way to the sinks (all sinks, all policies).
+    pub sink_drops: u64,
+    /// Feed connections up now.
+    pub connections_up: u32,
+    /// Shard threads running.
+    pub shards: u32,
+}
+
 /// Record kinds that cross the ABI; values are stable. Used as a bit index in a plugin's
 /// `record_kinds` mask.
 #[repr(u32)]
@@ -304,13 +342,21 @@ const _: () = assert!(size_of::<OpportunityEvent>() == 56);
 const _: () = assert!(offset_of!(OpportunityEvent, symbol_id) == 40);
 const _: () = assert!(size_of::<GapEvent>() == 24);
 
+const _: () = assert!(size_of::<Telemetry>() == 104);
+const _: () = assert!(offset_of!(Telemetry, rss_bytes) == 16);
+const _: () = assert!(offset_of!(Telemetry, sink_drops) == 88);
+const _: () = assert!(offset_of!(Telemetry, connections_up) == 96);
+const _: () = assert!(offset_of!(Telemetry, shards) == 100);
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn trade_id_text(trade: &Trade) -> String {
         let mut text = String::new();
-        trade.write_trade_id(&mut text).expect("writing to a String cannot fail");
+        trade
+            .write_trade_id(&mut text)
+            .expect("writing to a String cannot fail");
         text
     }
 
@@ -319,7 +365,10 @@ mod tests {
         let mut trade = Trade::default();
         assert!(trade.set_trade_id(b"20f43950-d8dd-5b31-9112-a178eb6023af"));
         assert_eq!(trade.flags & FLAG_TRADE_ID_UUID, FLAG_TRADE_ID_UUID);
-        assert_eq!(trade_id_text(&trade), "20f43950-d8dd-5b31-9112-a178eb6023af");
+        assert_eq!(
+            trade_id_text(&trade),
+            "20f43950-d8dd-5b31-9112-a178eb6023af"
+        );
     }
 
     #[test]

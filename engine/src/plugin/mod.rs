@@ -1,1 +1,549 @@
-//! The sink plugin host (filled in by the plugin SDK work).
+//! The sink plugin host: loads the plugins named in `[[sinks]]`, runs one runner thread per sink
+//! with its own bounded lane from every shard, and hands the shards their `Outbound`s.
+//!
+//! Architecture invariant: a slow, failing or panicking sink never slows the shards or the other
+//! sinks. It loses records (counted, by its policy), is restarted, and is finally disabled.
+//! Libraries are never unloaded; every runner thread is joined at shutdown after draining its
+//! lanes, flushing and destroying its instance.
+//!
+//! Wiring: `SinkHost::start` → `take_outbounds()` (one per shard, for `Pipeline::start`) and
+//! `take_telemetry_outbound()` → run → `Pipeline::shutdown` (drops the outbounds) →
+//! `SinkHost::shutdown`.
+
+pub mod callbacks;
+pub mod config;
+pub mod lane;
+pub mod loader;
+pub mod runner;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use crossbeam_utils::CachePadded;
+
+pub use config::{SinkConfig, SinkConfigError, SinkPolicy};
+pub use lane::SinkOutbound;
+pub use loader::{LoadedPlugin, Refusal};
+
+use crate::outbound::Outbound;
+use crate::registry::SymbolRegistry;
+use callbacks::{HostBinding, HostContext, PluginMetricKind, PluginMetrics};
+use lane::{LaneCounters, LaneProducer, SinkShared};
+use runner::{Runner, RunnerShared};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    #[error(
+        "sink {sink:?}: create returned status {status} ({status_name}); see the plugin's log lines above"
+    )]
+    Create {
+        sink: String,
+        status: i32,
+        status_name: &'static str,
+    },
+    #[error("sink {sink:?}: cannot start its runner thread: {source}")]
+    Spawn {
+        sink: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "sink {sink:?}: its runner thread ended before reporting whether create succeeded (a bug)"
+    )]
+    Internal { sink: String },
+}
+
+/// One running sink as the host tracks it.
+struct RunningSink {
+    name: String,
+    plugin_name: &'static str,
+    plugin_version: &'static str,
+    policy: SinkPolicy,
+    shared: Arc<SinkShared>,
+    runner_shared: Arc<RunnerShared>,
+    lane_counters: Vec<Arc<CachePadded<LaneCounters>>>,
+    metrics: Arc<PluginMetrics>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// A snapshot of one sink's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkStats {
+    pub name: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub policy: &'static str,
+    /// Records accepted into the sink's lanes.
+    pub enqueued: u64,
+    pub dropped_full: u64,
+    pub dropped_oldest: u64,
+    pub conflated: u64,
+    pub block_timeouts: u64,
+    pub dropped_disabled: u64,
+    /// Drained while no instance was running (restart backoff, disabled).
+    pub dropped_unavailable: u64,
+    /// Records the plugin accepted.
+    pub delivered: u64,
+    /// Records in batches the plugin failed.
+    pub failed_records: u64,
+    pub batches: u64,
+    pub errors: u64,
+    pub panics: u64,
+    pub restarts: u64,
+    pub disabled: bool,
+    pub on_batch_ns_p50: u64,
+    pub on_batch_ns_p99: u64,
+    pub on_batch_ns_p999: u64,
+    pub on_batch_ns_max: u64,
+    pub plugin_records_written: u64,
+    pub plugin_records_dropped: u64,
+    pub plugin_bytes_written: u64,
+    pub plugin_errors: u64,
+}
+
+impl SinkStats {
+    /// Every record lost on the way to (or inside the batches refused by) this sink.
+    pub fn lost(&self) -> u64 {
+        self.dropped_full
+            + self.dropped_oldest
+            + self.conflated
+            + self.block_timeouts
+            + self.dropped_disabled
+            + self.dropped_unavailable
+            + self.failed_records
+    }
+}
+
+/// The running sinks. Dropping it without [`SinkHost::shutdown`] still stops and joins them.
+pub struct SinkHost {
+    sinks: Vec<RunningSink>,
+    outbounds: Vec<SinkOutbound>,
+    telemetry_outbound: Option<SinkOutbound>,
+}
+
+impl std::fmt::Debug for SinkHost {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.sinks.iter().map(|sink| sink.name.as_str()).collect();
+        formatter
+            .debug_struct("SinkHost")
+            .field("sinks", &names)
+            .finish()
+    }
+}
+
+impl SinkHost {
+    /// Loads and starts every sink of `config.sinks` with one lane per shard (`shard_count`)
+    /// plus one for telemetry. A refused plugin, or one whose `create` fails, stops the start
+    /// unless the sink is `optional` (then it is logged and skipped).
+    pub fn start(
+        sinks: &[SinkConfig],
+        shard_count: usize,
+        registry: Option<Arc<SymbolRegistry>>,
+    ) -> Result<SinkHost, PluginError> {
+        let mut host = SinkHost {
+            sinks: Vec::with_capacity(sinks.len()),
+            outbounds: Vec::new(),
+            telemetry_outbound: None,
+        };
+        let lane_count = shard_count + 1;
+        let mut producers_by_lane: Vec<Vec<LaneProducer>> = (0..lane_count)
+            .map(|_| Vec::with_capacity(sinks.len()))
+            .collect();
+        for sink in sinks {
+            let plugin = match loader::load(&sink.name, &sink.path) {
+                Ok(plugin) => plugin,
+                Err(refusal) if sink.optional => {
+                    tracing::warn!(sink = %sink.name, "optional sink skipped: {refusal}");
+                    continue;
+                }
+                Err(refusal) => return Err(PluginError::Refused(refusal)),
+            };
+            match start_sink(sink, plugin, lane_count, registry.clone()) {
+                Ok((running, producers)) => {
+                    for (lane_index, producer) in producers.into_iter().enumerate() {
+                        producers_by_lane[lane_index].push(producer);
+                    }
+                    tracing::info!(
+                        sink = %sink.name,
+                        plugin = plugin.name,
+                        version = plugin.version,
+                        policy = sink.policy.name(),
+                        kinds = %loader::record_kind_names(plugin.record_kinds()),
+                        "sink started"
+                    );
+                    host.sinks.push(running);
+                }
+                Err(error) if sink.optional => {
+                    tracing::warn!(sink = %sink.name, "optional sink skipped: {error}");
+                }
+                // `host` drops here, stopping and joining the sinks already started.
+                Err(error) => return Err(error),
+            }
+        }
+        let mut outbounds: Vec<SinkOutbound> = producers_by_lane
+            .into_iter()
+            .map(SinkOutbound::new)
+            .collect();
+        host.telemetry_outbound = outbounds.pop();
+        host.outbounds = outbounds;
+        Ok(host)
+    }
+
+    /// The shards' outbounds, one per shard in shard order (for `Pipeline::start`). Empty after
+    /// the first call.
+    pub fn take_outbounds(&mut self) -> Vec<Box<dyn Outbound>> {
+        std::mem::take(&mut self.outbounds)
+            .into_iter()
+            .map(|outbound| Box::new(outbound) as Box<dyn Outbound>)
+            .collect()
+    }
+
+    /// The shards' outbounds as concrete values (tests and benches drive them directly).
+    pub fn take_sink_outbounds(&mut self) -> Vec<SinkOutbound> {
+        std::mem::take(&mut self.outbounds)
+    }
+
+    /// The lane the engine's once-a-second telemetry goes through
+    /// ([`SinkOutbound::emit_telemetry`], then `flush`). None after the first call.
+    pub fn take_telemetry_outbound(&mut self) -> Option<SinkOutbound> {
+        self.telemetry_outbound.take()
+    }
+
+    pub fn sink_count(&self) -> usize {
+        self.sinks.len()
+    }
+
+    /// Counters of every running sink.
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.sinks.iter().map(snapshot).collect()
+    }
+
+    /// Appends the sinks' counters, `on_batch` latency and the plugins' own metrics in the
+    /// Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        render_metrics(&self.sinks, out);
+    }
+
+    /// Stops every runner after it drained its lanes, flushed and destroyed its instance, and
+    /// joins it. Call after the shards have dropped their outbounds (`Pipeline::shutdown`).
+    pub fn shutdown(mut self) -> Vec<SinkStats> {
+        self.stop_and_join();
+        self.sinks.iter().map(snapshot).collect()
+    }
+
+    fn stop_and_join(&mut self) {
+        // Lanes still held here would otherwise keep records the runners never see.
+        self.outbounds.clear();
+        self.telemetry_outbound = None;
+        for sink in &self.sinks {
+            sink.shared.stop.store(true, Ordering::Release);
+            if let Some(thread) = &sink.thread {
+                thread.thread().unpark();
+            }
+        }
+        for sink in &mut self.sinks {
+            let joined = sink.thread.take().map(JoinHandle::join);
+            if matches!(joined, Some(Err(_))) {
+                tracing::error!(sink = %sink.name, "sink runner thread panicked (a bug in the host)");
+            }
+        }
+    }
+}
+
+impl Drop for SinkHost {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+/// Spawns one sink's runner, waits for its `create`, and builds its lanes.
+fn start_sink(
+    sink: &SinkConfig,
+    plugin: LoadedPlugin,
+    lane_count: usize,
+    registry: Option<Arc<SymbolRegistry>>,
+) -> Result<(RunningSink, Vec<LaneProducer>), PluginError> {
+    let shared = Arc::new(SinkShared {
+        disabled: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let runner_shared = Arc::new(RunnerShared::default());
+    let metrics = Arc::new(PluginMetrics::default());
+    let binding = HostBinding::new(HostContext {
+        sink_name: sink.name.clone(),
+        registry,
+        metrics: metrics.clone(),
+    });
+    // The runner needs its lanes' consumers and the lanes need the runner's thread handle (to
+    // wake it): the consumers go through a one-slot channel once the thread exists.
+    let (lanes_sender, lanes_receiver) = mpsc::sync_channel::<Vec<lane::LaneConsumer>>(1);
+    let (started_sender, started_receiver) = mpsc::sync_channel(1);
+    let runner = Runner {
+        sink: sink.clone(),
+        plugin_name: plugin.name,
+        descriptor: plugin.descriptor,
+        config_text: sink.config_text(),
+        binding,
+        lanes: Vec::new(),
+        shared: shared.clone(),
+        runner_shared: runner_shared.clone(),
+    };
+    let thread = std::thread::Builder::new()
+        .name(format!("sink-{}", sink.name))
+        .spawn(move || {
+            let mut runner = runner;
+            // The host sends the lanes right after spawning; a closed channel means it gave up.
+            let Ok(lanes) = lanes_receiver.recv() else {
+                return;
+            };
+            runner.lanes = lanes;
+            runner.run(started_sender);
+        })
+        .map_err(|source| PluginError::Spawn {
+            sink: sink.name.clone(),
+            source,
+        })?;
+    let mut producers = Vec::with_capacity(lane_count);
+    let mut consumers = Vec::with_capacity(lane_count);
+    let mut lane_counters = Vec::with_capacity(lane_count);
+    for _ in 0..lane_count {
+        let (producer, consumer, counters) = lane::lane(
+            sink,
+            plugin.record_kinds(),
+            shared.clone(),
+            thread.thread().clone(),
+        );
+        producers.push(producer);
+        consumers.push(consumer);
+        lane_counters.push(counters);
+    }
+    let running = RunningSink {
+        name: sink.name.clone(),
+        plugin_name: plugin.name,
+        plugin_version: plugin.version,
+        policy: sink.policy,
+        shared,
+        runner_shared,
+        lane_counters,
+        metrics,
+        thread: Some(thread),
+    };
+    // If the runner is gone already the send fails and `started` below reports it.
+    let _ = lanes_sender.send(consumers);
+    match started_receiver.recv() {
+        Ok(Ok(())) => Ok((running, producers)),
+        Ok(Err(failure)) => {
+            join_failed(running);
+            Err(PluginError::Create {
+                sink: sink.name.clone(),
+                status: failure.status,
+                status_name: tickflow_sdk::abi::status_name(failure.status),
+            })
+        }
+        Err(_) => {
+            join_failed(running);
+            Err(PluginError::Internal {
+                sink: sink.name.clone(),
+            })
+        }
+    }
+}
+
+fn join_failed(mut running: RunningSink) {
+    if let Some(thread) = running.thread.take() {
+        let _ = thread.join();
+    }
+}
+
+fn snapshot(sink: &RunningSink) -> SinkStats {
+    let sum = |field: fn(&LaneCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+        sink.lane_counters
+            .iter()
+            .map(|counters| field(counters).load(Ordering::Relaxed))
+            .sum()
+    };
+    let counters = &sink.runner_shared.counters;
+    let load = |value: &std::sync::atomic::AtomicU64| value.load(Ordering::Relaxed);
+    let histogram = sink
+        .runner_shared
+        .on_batch_ns
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let quantile = |q: f64| {
+        if histogram.is_empty() {
+            0
+        } else {
+            histogram.value_at_quantile(q)
+        }
+    };
+    SinkStats {
+        name: sink.name.clone(),
+        plugin_name: sink.plugin_name.to_string(),
+        plugin_version: sink.plugin_version.to_string(),
+        policy: sink.policy.name(),
+        enqueued: sum(|c| &c.enqueued),
+        dropped_full: sum(|c| &c.dropped_full),
+        dropped_oldest: sum(|c| &c.dropped_oldest),
+        conflated: sum(|c| &c.conflated),
+        block_timeouts: sum(|c| &c.block_timeouts),
+        dropped_disabled: sum(|c| &c.dropped_disabled),
+        dropped_unavailable: load(&counters.dropped_unavailable),
+        delivered: load(&counters.delivered),
+        failed_records: load(&counters.failed_records),
+        batches: load(&counters.batches),
+        errors: load(&counters.errors),
+        panics: load(&counters.panics),
+        restarts: load(&counters.restarts),
+        disabled: counters.disabled.load(Ordering::Relaxed),
+        on_batch_ns_p50: quantile(0.5),
+        on_batch_ns_p99: quantile(0.99),
+        on_batch_ns_p999: quantile(0.999),
+        on_batch_ns_max: if histogram.is_empty() {
+            0
+        } else {
+            histogram.max()
+        },
+        plugin_records_written: load(&counters.plugin_records_written),
+        plugin_records_dropped: load(&counters.plugin_records_dropped),
+        plugin_bytes_written: load(&counters.plugin_bytes_written),
+        plugin_errors: load(&counters.plugin_errors),
+    }
+}
+
+fn render_metrics(sinks: &[RunningSink], out: &mut String) {
+    let stats: Vec<SinkStats> = sinks.iter().map(snapshot).collect();
+    type Family = (&'static str, &'static str, fn(&SinkStats) -> u64);
+    let families: [Family; 14] = [
+        (
+            "tickflow_sink_enqueued_total",
+            "Records accepted into the sink's rings",
+            |s| s.enqueued,
+        ),
+        (
+            "tickflow_sink_delivered_total",
+            "Records the plugin accepted",
+            |s| s.delivered,
+        ),
+        (
+            "tickflow_sink_dropped_full_total",
+            "Records dropped: ring full",
+            |s| s.dropped_full,
+        ),
+        (
+            "tickflow_sink_dropped_oldest_total",
+            "Records displaced by newer ones (drop_oldest)",
+            |s| s.dropped_oldest,
+        ),
+        (
+            "tickflow_sink_conflated_total",
+            "Records replaced by a newer one of the same key (conflate)",
+            |s| s.conflated,
+        ),
+        (
+            "tickflow_sink_block_timeouts_total",
+            "Records dropped after the block timeout",
+            |s| s.block_timeouts,
+        ),
+        (
+            "tickflow_sink_dropped_disabled_total",
+            "Records dropped: sink disabled",
+            |s| s.dropped_disabled,
+        ),
+        (
+            "tickflow_sink_dropped_unavailable_total",
+            "Records dropped: no instance running (restart backoff)",
+            |s| s.dropped_unavailable,
+        ),
+        (
+            "tickflow_sink_failed_records_total",
+            "Records in batches the plugin failed",
+            |s| s.failed_records,
+        ),
+        ("tickflow_sink_batches_total", "on_batch calls", |s| {
+            s.batches
+        }),
+        (
+            "tickflow_sink_errors_total",
+            "Plugin calls that returned an error",
+            |s| s.errors,
+        ),
+        (
+            "tickflow_sink_panics_total",
+            "Plugin calls that panicked (caught in the plugin)",
+            |s| s.panics,
+        ),
+        (
+            "tickflow_sink_restarts_total",
+            "Plugin instance restarts",
+            |s| s.restarts,
+        ),
+        (
+            "tickflow_sink_disabled",
+            "1 when the sink was disabled for failing",
+            |s| u64::from(s.disabled),
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for sink in &stats {
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, value(sink));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tickflow_sink_on_batch_ns on_batch call time per sink"
+    );
+    let _ = writeln!(out, "# TYPE tickflow_sink_on_batch_ns summary");
+    for sink in &stats {
+        for (quantile, value) in [
+            ("0.5", sink.on_batch_ns_p50),
+            ("0.99", sink.on_batch_ns_p99),
+            ("0.999", sink.on_batch_ns_p999),
+            ("1", sink.on_batch_ns_max),
+        ] {
+            let _ = writeln!(
+                out,
+                "tickflow_sink_on_batch_ns{{sink=\"{}\",quantile=\"{quantile}\"}} {value}",
+                sink.name
+            );
+        }
+    }
+    for sink in sinks {
+        for metric in sink.metrics.values() {
+            let name = format!("tickflow_plugin_{}", metric.name);
+            let _ = writeln!(out, "# HELP {name} {}", metric.help);
+            match metric.kind {
+                PluginMetricKind::Counter => {
+                    let _ = writeln!(out, "# TYPE {name} counter");
+                    let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, metric.value);
+                }
+                PluginMetricKind::Gauge => {
+                    let _ = writeln!(out, "# TYPE {name} gauge");
+                    let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, metric.value);
+                }
+                PluginMetricKind::Histogram => {
+                    let _ = writeln!(out, "# TYPE {name} summary");
+                    let (count, p50, p99, max) = metric.histogram.unwrap_or_default();
+                    for (quantile, value) in [("0.5", p50), ("0.99", p99), ("1", max)] {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{sink=\"{}\",quantile=\"{quantile}\"}} {value}",
+                            sink.name
+                        );
+                    }
+                    let _ = writeln!(out, "{name}_count{{sink=\"{}\"}} {count}", sink.name);
+                }
+            }
+        }
+    }
+}

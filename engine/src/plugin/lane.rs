@@ -1,0 +1,389 @@
+//! The shard side of the sink hand-off: one bounded lane per (producer, sink), and
+//! [`SinkOutbound`], the `Outbound` a shard owns, which fans each record out to the lanes of the
+//! sinks that want its kind, applying each sink's full-ring policy.
+//!
+//! Nothing here blocks except the `block` policy's bounded wait, and nothing allocates after
+//! construction: rings and the conflation table are sized at start.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use crossbeam_utils::CachePadded;
+use rustc_hash::FxHashMap;
+use tickflow_sdk::records::{
+    GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade,
+};
+
+use super::config::{SinkConfig, SinkPolicy};
+use crate::outbound::{OutRecord, Outbound};
+
+/// One record in a sink lane.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Item {
+    Quote(Quote),
+    Trade(Trade),
+    Spread(SpreadSample),
+    Opportunity(OpportunityEvent),
+    Gap(GapEvent),
+    Telemetry(Telemetry),
+}
+
+/// Bytes one lane slot takes (the memory budget multiplies by it).
+pub const ITEM_SIZE_BYTES: usize = std::mem::size_of::<Item>();
+
+impl Item {
+    pub fn from_out(record: &OutRecord) -> Item {
+        match record {
+            OutRecord::Quote(quote) => Item::Quote(*quote),
+            OutRecord::Trade(trade) => Item::Trade(*trade),
+            OutRecord::Spread(sample) => Item::Spread(*sample),
+            OutRecord::Opportunity(event) => Item::Opportunity(*event),
+            OutRecord::Gap(gap) => Item::Gap(*gap),
+        }
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Item::Quote(_) => RecordKind::Quote,
+            Item::Trade(_) => RecordKind::Trade,
+            Item::Spread(_) => RecordKind::SpreadSample,
+            Item::Opportunity(_) => RecordKind::Opportunity,
+            Item::Gap(_) => RecordKind::Gap,
+            Item::Telemetry(_) => RecordKind::Telemetry,
+        }
+    }
+
+    /// The conflation key (kind, symbol, venues), or None for events, which never conflate.
+    fn conflation_key(&self) -> Option<u64> {
+        let (kind, symbol, venue_a, venue_b) = match self {
+            Item::Quote(quote) => (0u64, quote.symbol_id.0, quote.venue_id.0, 0),
+            Item::Trade(trade) => (1, trade.symbol_id.0, trade.venue_id.0, 0),
+            Item::Spread(sample) => (
+                2,
+                sample.symbol_id.0,
+                sample.buy_venue_id.0,
+                sample.sell_venue_id.0,
+            ),
+            Item::Telemetry(_) => (5, 0, 0, 0),
+            Item::Opportunity(_) | Item::Gap(_) => return None,
+        };
+        // 3 bits of kind, 32 of symbol, 12 + 12 of venue ids (venue ids are < 4096).
+        Some(
+            kind << 61
+                | u64::from(symbol) << 24
+                | u64::from(venue_a & 0xFFF) << 12
+                | u64::from(venue_b & 0xFFF),
+        )
+    }
+}
+
+/// Counters of one lane, written only by its producer (load + store, no read-modify-write).
+#[derive(Debug, Default)]
+pub struct LaneCounters {
+    pub enqueued: AtomicU64,
+    /// Dropped because the ring was full (`drop_newest`, events under `conflate`).
+    pub dropped_full: AtomicU64,
+    /// Displaced from the ring by newer records (`drop_oldest`).
+    pub dropped_oldest: AtomicU64,
+    /// Replaced by a newer record of the same key while waiting (`conflate`).
+    pub conflated: AtomicU64,
+    /// Dropped after waiting `block_timeout_ms` (`block`).
+    pub block_timeouts: AtomicU64,
+    /// Dropped because the sink is disabled.
+    pub dropped_disabled: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64, by: u64) {
+    // Single writer: a plain load and store is exact and cheaper than fetch_add.
+    counter.store(counter.load(Ordering::Relaxed) + by, Ordering::Relaxed);
+}
+
+/// State a sink's lanes share with its runner.
+#[derive(Debug)]
+pub struct SinkShared {
+    /// Set by the runner when the sink is disabled: producers stop offering it records.
+    pub disabled: AtomicBool,
+    /// Set by the host at shutdown.
+    pub stop: AtomicBool,
+}
+
+/// The consumer end of a lane (owned by the sink's runner).
+pub enum LaneConsumer {
+    Ring(rtrb::Consumer<Item>),
+    Overwrite(Arc<ArrayQueue<Item>>),
+}
+
+impl LaneConsumer {
+    pub fn pop(&mut self) -> Option<Item> {
+        match self {
+            LaneConsumer::Ring(consumer) => consumer.pop().ok(),
+            LaneConsumer::Overwrite(queue) => queue.pop(),
+        }
+    }
+}
+
+enum LaneQueue {
+    Ring(rtrb::Producer<Item>),
+    /// `drop_oldest`: an SPSC-used `ArrayQueue`, whose `force_push` displaces the oldest record
+    /// (an rtrb producer cannot remove from the consumer's end).
+    Overwrite(Arc<ArrayQueue<Item>>),
+}
+
+/// `conflate`: records waiting for room, the latest per key, in first-waiting order.
+struct ConflationTable {
+    latest: FxHashMap<u64, Item>,
+    order: VecDeque<u64>,
+    capacity_keys: usize,
+}
+
+/// The producer end of one lane, with its sink's policy.
+pub struct LaneProducer {
+    queue: LaneQueue,
+    policy: SinkPolicy,
+    kind_mask: u32,
+    block_timeout: Duration,
+    /// A `block` wait timed out and no push has succeeded since: drop at once instead of waiting
+    /// again for a sink that is not draining.
+    blocked_out: bool,
+    conflation: Option<ConflationTable>,
+    pushed_since_flush: bool,
+    counters: Arc<CachePadded<LaneCounters>>,
+    shared: Arc<SinkShared>,
+    runner: Thread,
+}
+
+/// Builds one lane for `sink`: its producer (for a shard) and consumer (for the runner).
+pub fn lane(
+    sink: &SinkConfig,
+    kind_mask: u32,
+    shared: Arc<SinkShared>,
+    runner: Thread,
+) -> (LaneProducer, LaneConsumer, Arc<CachePadded<LaneCounters>>) {
+    let counters = Arc::new(CachePadded::new(LaneCounters::default()));
+    let (queue, consumer) = if sink.policy == SinkPolicy::DropOldest {
+        let queue = Arc::new(ArrayQueue::new(sink.ring_capacity_records));
+        (
+            LaneQueue::Overwrite(queue.clone()),
+            LaneConsumer::Overwrite(queue),
+        )
+    } else {
+        let (producer, consumer) = rtrb::RingBuffer::new(sink.ring_capacity_records);
+        (LaneQueue::Ring(producer), LaneConsumer::Ring(consumer))
+    };
+    let conflation = (sink.policy == SinkPolicy::Conflate).then(|| ConflationTable {
+        latest: FxHashMap::with_capacity_and_hasher(sink.conflate_keys_max, Default::default()),
+        order: VecDeque::with_capacity(sink.conflate_keys_max),
+        capacity_keys: sink.conflate_keys_max,
+    });
+    let producer = LaneProducer {
+        queue,
+        policy: sink.policy,
+        kind_mask,
+        block_timeout: Duration::from_millis(sink.block_timeout_ms),
+        blocked_out: false,
+        conflation,
+        pushed_since_flush: false,
+        counters: counters.clone(),
+        shared,
+        runner,
+    };
+    (producer, consumer, counters)
+}
+
+impl LaneProducer {
+    fn try_push(&mut self, item: Item) -> Result<(), Item> {
+        match &mut self.queue {
+            LaneQueue::Ring(producer) => producer
+                .push(item)
+                .map_err(|rtrb::PushError::Full(item)| item),
+            LaneQueue::Overwrite(queue) => queue.push(item),
+        }
+    }
+
+    fn accepted(&mut self) {
+        self.pushed_since_flush = true;
+        bump(&self.counters.enqueued, 1);
+    }
+
+    /// Offers one record under the sink's policy. Never blocks except `block`'s bounded wait.
+    pub fn offer(&mut self, item: Item) {
+        if self.kind_mask & item.kind().mask_bit() == 0 {
+            return;
+        }
+        if self.shared.disabled.load(Ordering::Relaxed) {
+            bump(&self.counters.dropped_disabled, 1);
+            return;
+        }
+        match self.policy {
+            SinkPolicy::DropNewest => match self.try_push(item) {
+                Ok(()) => self.accepted(),
+                Err(_) => bump(&self.counters.dropped_full, 1),
+            },
+            SinkPolicy::DropOldest => {
+                let LaneQueue::Overwrite(queue) = &self.queue else {
+                    unreachable!("drop_oldest lanes are built with an overwrite queue")
+                };
+                if queue.force_push(item).is_some() {
+                    bump(&self.counters.dropped_oldest, 1);
+                }
+                self.accepted();
+            }
+            SinkPolicy::Block => self.offer_blocking(item),
+            SinkPolicy::Conflate => self.offer_conflating(item),
+        }
+    }
+
+    fn offer_blocking(&mut self, item: Item) {
+        let mut item = match self.try_push(item) {
+            Ok(()) => {
+                self.blocked_out = false;
+                self.accepted();
+                return;
+            }
+            Err(item) => item,
+        };
+        if self.blocked_out {
+            bump(&self.counters.block_timeouts, 1);
+            return;
+        }
+        // The sink may be parked with a full ring: wake it before waiting for room.
+        self.runner.unpark();
+        let deadline = Instant::now() + self.block_timeout;
+        loop {
+            std::thread::yield_now();
+            match self.try_push(item) {
+                Ok(()) => {
+                    self.accepted();
+                    return;
+                }
+                Err(returned) => item = returned,
+            }
+            if Instant::now() >= deadline || self.shared.disabled.load(Ordering::Relaxed) {
+                self.blocked_out = true;
+                bump(&self.counters.block_timeouts, 1);
+                return;
+            }
+        }
+    }
+
+    fn offer_conflating(&mut self, item: Item) {
+        self.drain_conflation();
+        let waiting = self
+            .conflation
+            .as_ref()
+            .is_some_and(|table| !table.order.is_empty());
+        let key = item.conflation_key();
+        // Nothing waits (or the record is an event): straight into the ring if it fits.
+        if !waiting || key.is_none() {
+            match self.try_push(item) {
+                Ok(()) => return self.accepted(),
+                Err(_) if key.is_none() => return bump(&self.counters.dropped_full, 1),
+                Err(_) => {}
+            }
+        }
+        let Some(key) = key else { return };
+        let Some(table) = self.conflation.as_mut() else {
+            unreachable!("conflate lanes are built with a conflation table")
+        };
+        if let Some(slot) = table.latest.get_mut(&key) {
+            *slot = item;
+            bump(&self.counters.conflated, 1);
+        } else if table.order.len() < table.capacity_keys {
+            table.latest.insert(key, item);
+            table.order.push_back(key);
+        } else {
+            bump(&self.counters.dropped_full, 1);
+        }
+    }
+
+    /// Moves waiting conflated records into the ring while it has room.
+    fn drain_conflation(&mut self) {
+        loop {
+            let Some(table) = self.conflation.as_mut() else {
+                return;
+            };
+            let Some(&key) = table.order.front() else {
+                return;
+            };
+            let Some(item) = table.latest.get(&key).copied() else {
+                table.order.pop_front();
+                continue;
+            };
+            if self.try_push(item).is_err() {
+                return;
+            }
+            let Some(table) = self.conflation.as_mut() else {
+                return;
+            };
+            table.order.pop_front();
+            table.latest.remove(&key);
+            self.accepted();
+        }
+    }
+
+    /// Makes what was offered visible: wakes the runner if anything was pushed.
+    pub fn flush(&mut self) {
+        self.drain_conflation();
+        if self.pushed_since_flush {
+            self.pushed_since_flush = false;
+            self.runner.unpark();
+        }
+    }
+}
+
+impl Drop for LaneProducer {
+    fn drop(&mut self) {
+        self.flush();
+        // Conflated records that never found room are lost with the producer: count them.
+        if let Some(table) = &self.conflation {
+            bump(&self.counters.dropped_full, table.order.len() as u64);
+        }
+    }
+}
+
+/// What a shard (or the telemetry publisher) owns: one lane to every sink.
+pub struct SinkOutbound {
+    lanes: Vec<LaneProducer>,
+}
+
+impl std::fmt::Debug for SinkOutbound {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SinkOutbound")
+            .field("lanes", &self.lanes.len())
+            .finish()
+    }
+}
+
+impl SinkOutbound {
+    pub fn new(lanes: Vec<LaneProducer>) -> SinkOutbound {
+        SinkOutbound { lanes }
+    }
+
+    fn offer(&mut self, item: Item) {
+        for lane in &mut self.lanes {
+            lane.offer(item);
+        }
+    }
+
+    /// Hands the once-a-second telemetry record to the sinks that want it.
+    pub fn emit_telemetry(&mut self, telemetry: &Telemetry) {
+        self.offer(Item::Telemetry(*telemetry));
+    }
+}
+
+impl Outbound for SinkOutbound {
+    fn emit(&mut self, record: &OutRecord) {
+        self.offer(Item::from_out(record));
+    }
+
+    fn flush(&mut self) {
+        for lane in &mut self.lanes {
+            lane.flush();
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Loading a plugin library and checking its descriptor, in the order the ABI promises: entry
+//! symbol, magic, ABI major, ABI minor, struct size, required functions, build flags (then name,
+//! version and record kinds). Each refusal is one line naming the plugin, the field, what it has
+//! and what the engine expects.
+//!
+//! Libraries are never unloaded: once a library's entry function has run, its `Library` handle is
+//! leaked on purpose, so no code or static a plugin handed out can disappear while the process
+//! runs (instances, threads a plugin started, the descriptor itself).
+
+use std::path::{Path, PathBuf};
+
+use tickflow_sdk::abi::{
+    self, ABI_MAJOR, ABI_MINOR, BUILD_MUST_MATCH_MASK, DESCRIPTOR_SIZE_V1_0, Descriptor, EntryFn,
+    MAGIC,
+};
+use tickflow_sdk::records::RecordKind;
+
+/// Longest plugin name or version string accepted.
+const MAX_LABEL_BYTES: usize = 256;
+
+/// Why the engine will not use a plugin.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("plugin {plugin}: {field} is {has}, the engine expects {expects}")]
+pub struct Refusal {
+    /// The sink name and path (`"name" (path)`) or the path alone.
+    pub plugin: String,
+    pub field: &'static str,
+    pub has: String,
+    pub expects: String,
+}
+
+/// Which optional and required entries a descriptor fills in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FunctionsPresent {
+    pub create: bool,
+    pub on_batch: bool,
+    pub flush: bool,
+    pub on_tick: bool,
+    pub stats: bool,
+    pub destroy: bool,
+}
+
+/// A plugin whose descriptor passed every check.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadedPlugin {
+    /// Lives as long as the process: the library is never unloaded.
+    pub descriptor: &'static Descriptor,
+    pub name: &'static str,
+    pub version: &'static str,
+}
+
+impl LoadedPlugin {
+    pub fn functions(&self) -> FunctionsPresent {
+        functions_of(self.descriptor)
+    }
+    pub fn record_kinds(&self) -> u32 {
+        self.descriptor.record_kinds
+    }
+}
+
+fn functions_of(descriptor: &Descriptor) -> FunctionsPresent {
+    FunctionsPresent {
+        create: descriptor.create.is_some(),
+        on_batch: descriptor.on_batch.is_some(),
+        flush: descriptor.flush.is_some(),
+        on_tick: descriptor.on_tick.is_some(),
+        stats: descriptor.stats.is_some(),
+        destroy: descriptor.destroy.is_some(),
+    }
+}
+
+/// The names of the kinds in a record-kind mask (`quote, trade`).
+pub fn record_kind_names(mask: u32) -> String {
+    let names: Vec<&str> = RecordKind::ALL
+        .iter()
+        .filter(|kind| mask & kind.mask_bit() != 0)
+        .map(|kind| kind.name())
+        .collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Describes build flags for a refusal (`0x3 (little-endian, 64-bit)`).
+pub fn build_flag_names(flags: u64) -> String {
+    let mut names = Vec::new();
+    if flags & abi::BUILD_LITTLE_ENDIAN != 0 {
+        names.push("little-endian");
+    }
+    if flags & abi::BUILD_POINTER_64 != 0 {
+        names.push("64-bit");
+    }
+    if flags & abi::BUILD_DEBUG != 0 {
+        names.push("debug");
+    }
+    if flags & abi::BUILD_RUST_SDK != 0 {
+        names.push("rust-sdk");
+    }
+    format!("{flags:#x} ({})", names.join(", "))
+}
+
+/// Loads `path` for the sink named `sink_name` and checks its descriptor.
+pub fn load(sink_name: &str, path: &Path) -> Result<LoadedPlugin, Refusal> {
+    load_labelled(format!("{sink_name:?} ({})", path.display()), path)
+}
+
+/// Loads `path` and checks its descriptor (for `tickflow plugin inspect`).
+pub fn inspect(path: &Path) -> Result<LoadedPlugin, Refusal> {
+    load_labelled(path.display().to_string(), path)
+}
+
+fn refusal(
+    plugin: &str,
+    field: &'static str,
+    has: impl Into<String>,
+    expects: impl Into<String>,
+) -> Refusal {
+    Refusal {
+        plugin: plugin.to_string(),
+        field,
+        has: has.into(),
+        expects: expects.into(),
+    }
+}
+
+fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
+    // A bare file name would make dlopen search the library path; a plugin is always a file.
+    let path: PathBuf = if path.components().count() == 1 {
+        Path::new(".").join(path)
+    } else {
+        path.to_path_buf()
+    };
+    // SAFETY: loading a library runs its initializers. Naming a library in `[[sinks]]` (or to
+    // `plugin inspect`) is the operator's statement that it is a tickflow plugin, whose
+    // initializers follow the ABI rules (sdk/README.md); that is the trust the ABI rests on.
+    let library = match unsafe { libloading::Library::new(&path) } {
+        Ok(library) => library,
+        Err(error) => {
+            return Err(refusal(
+                &plugin,
+                "library",
+                format!("not loadable ({error})"),
+                "a shared library exporting tickflow_sink_entry_v1",
+            ));
+        }
+    };
+    let entry: EntryFn = {
+        let symbol_name = format!("{}\0", abi::ENTRY_SYMBOL);
+        // SAFETY: the symbol's type is the one the ABI fixes for this versioned name.
+        match unsafe { library.get::<EntryFn>(symbol_name.as_bytes()) } {
+            Ok(symbol) => *symbol,
+            Err(_) => {
+                // Nothing of the library has been called: it may be unloaded (dropped) here.
+                return Err(refusal(
+                    &plugin,
+                    "entry symbol",
+                    format!("absent (no {})", abi::ENTRY_SYMBOL),
+                    format!("an exported function {}", abi::ENTRY_SYMBOL),
+                ));
+            }
+        }
+    };
+    // From here on the library's code has run or will: it stays loaded for the process lifetime.
+    let library: &'static libloading::Library = Box::leak(Box::new(library));
+    let _ = library;
+
+    // SAFETY: the entry function takes nothing and returns a pointer (ABI contract).
+    let descriptor_ptr = unsafe { entry() };
+    if descriptor_ptr.is_null() {
+        return Err(refusal(
+            &plugin,
+            "descriptor",
+            "a null pointer",
+            "a pointer to a static descriptor",
+        ));
+    }
+    // The header (magic, versions, struct_size: 16 bytes) exists in every version of the ABI,
+    // so it is read before anything else; nothing beyond it is read until struct_size is checked.
+    // SAFETY: non-null, and the ABI requires at least the 16-byte header behind it.
+    let (magic, abi_major, abi_minor, struct_size) = unsafe {
+        let header = descriptor_ptr.cast::<u8>();
+        (
+            header.cast::<u64>().read_unaligned(),
+            header.add(8).cast::<u16>().read_unaligned(),
+            header.add(10).cast::<u16>().read_unaligned(),
+            header.add(12).cast::<u32>().read_unaligned(),
+        )
+    };
+    if magic != MAGIC {
+        return Err(refusal(
+            &plugin,
+            "magic",
+            format!("{magic:#018x}"),
+            format!("{MAGIC:#018x} (\"TKFLSINK\")"),
+        ));
+    }
+    if abi_major != ABI_MAJOR {
+        return Err(refusal(
+            &plugin,
+            "abi_major",
+            abi_major.to_string(),
+            ABI_MAJOR.to_string(),
+        ));
+    }
+    if abi_minor > ABI_MINOR {
+        return Err(refusal(
+            &plugin,
+            "abi_minor",
+            abi_minor.to_string(),
+            format!(
+                "at most {ABI_MINOR} (the plugin was built against a newer SDK than this engine)"
+            ),
+        ));
+    }
+    // ABI 1.0 is the only table this host knows; later minors add fields after it.
+    let expected_size = DESCRIPTOR_SIZE_V1_0;
+    if struct_size < expected_size {
+        return Err(refusal(
+            &plugin,
+            "struct_size",
+            format!("{struct_size} bytes"),
+            format!("at least {expected_size} bytes for ABI {abi_major}.{abi_minor}"),
+        ));
+    }
+    // SAFETY: struct_size says the plugin provides at least a whole 1.0 descriptor, which lives
+    // as long as the (never unloaded) library; it is read-only.
+    let descriptor: &'static Descriptor = unsafe { &*descriptor_ptr };
+    let functions = functions_of(descriptor);
+    let missing: Vec<&str> = [
+        ("create", functions.create),
+        ("on_batch", functions.on_batch),
+        ("destroy", functions.destroy),
+    ]
+    .iter()
+    .filter(|(_, present)| !present)
+    .map(|(name, _)| *name)
+    .collect();
+    if !missing.is_empty() {
+        return Err(refusal(
+            &plugin,
+            "required functions",
+            format!("missing {}", missing.join(", ")),
+            "create, on_batch and destroy present",
+        ));
+    }
+    let host_flags = abi::native_build_flags();
+    if descriptor.build_flags & BUILD_MUST_MATCH_MASK != host_flags & BUILD_MUST_MATCH_MASK {
+        return Err(refusal(
+            &plugin,
+            "build_flags",
+            build_flag_names(descriptor.build_flags),
+            format!(
+                "{:#x} in the low byte ({})",
+                host_flags & BUILD_MUST_MATCH_MASK,
+                build_flag_names(host_flags & BUILD_MUST_MATCH_MASK)
+            ),
+        ));
+    }
+    let name = label(&plugin, "name", descriptor.name)?;
+    let version = label(&plugin, "version", descriptor.version)?;
+    let known_kinds = RecordKind::ALL
+        .iter()
+        .fold(0u32, |mask, kind| mask | kind.mask_bit());
+    if descriptor.record_kinds == 0 || descriptor.record_kinds & !known_kinds != 0 {
+        return Err(refusal(
+            &plugin,
+            "record_kinds",
+            format!("{:#x}", descriptor.record_kinds),
+            format!(
+                "a non-empty subset of {known_kinds:#x} ({})",
+                record_kind_names(known_kinds)
+            ),
+        ));
+    }
+    Ok(LoadedPlugin {
+        descriptor,
+        name,
+        version,
+    })
+}
+
+/// Reads a `(ptr, len)` string of the descriptor.
+fn label(plugin: &str, field: &'static str, text: abi::StrRef) -> Result<&'static str, Refusal> {
+    if text.len == 0 || text.ptr.is_null() || text.len > MAX_LABEL_BYTES {
+        return Err(refusal(
+            plugin,
+            field,
+            format!("{} bytes", text.len),
+            format!("1 to {MAX_LABEL_BYTES} bytes of UTF-8"),
+        ));
+    }
+    // SAFETY: the descriptor promises `len` readable bytes in the never-unloaded library.
+    let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(text.ptr, text.len) };
+    std::str::from_utf8(bytes).map_err(|_| refusal(plugin, field, "not UTF-8", "UTF-8 text"))
+}

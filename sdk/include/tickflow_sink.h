@@ -1,0 +1,311 @@
+/*
+ * tickflow_sink.h: the tickflow sink plugin ABI, version 1.0.
+ *
+ * A sink plugin is a shared library that exports one function, tickflow_sink_entry_v1, returning
+ * a pointer to a static tf_sink_descriptor. The engine checks, in order: the entry symbol, magic,
+ * ABI major (equal), ABI minor (not newer than the engine's), struct_size, the required functions
+ * (create, on_batch, destroy) and the build flags, and refuses the plugin with one line naming
+ * what did not match.
+ *
+ * Rules (see sdk/README.md):
+ *  - Only C types cross: fixed-width integers, pointers, (ptr, len) slices, nullable function
+ *    pointers. Strings are UTF-8 (ptr, len), never NUL-terminated.
+ *  - Records arrive as borrowed batches (const record *, len), valid only during the call.
+ *    Whoever allocates frees.
+ *  - Tables only grow at the end: a new field bumps TF_ABI_MINOR, anything else TF_ABI_MAJOR.
+ *  - One instance is called from one thread at a time; host callbacks are thread-safe.
+ *  - Nothing may unwind (C++ exceptions, Rust panics) out of a plugin function.
+ *
+ * This header mirrors the Rust definitions in sdk/src/records.rs and sdk/src/abi.rs; a test
+ * compiles it and compares every size and offset. 64-bit little-endian targets only.
+ */
+#ifndef TICKFLOW_SINK_H
+#define TICKFLOW_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- versions, magic, entry ------------------------------------------------------------- */
+
+#define TF_MAGIC 0x4B4E49534C464B54ULL /* "TKFLSINK" as a little-endian u64 */
+#define TF_ABI_MAJOR 1
+#define TF_ABI_MINOR 0
+#define TF_ENTRY_SYMBOL "tickflow_sink_entry_v1"
+
+/* ---- status codes (int32_t) ------------------------------------------------------------- */
+
+typedef int32_t tf_status;
+#define TF_STATUS_OK 0
+#define TF_STATUS_ERROR 1            /* failed; counted, the instance is restarted if it persists */
+#define TF_STATUS_INVALID_CONFIG 2   /* create refused its config */
+#define TF_STATUS_PANIC 3            /* a panic / exception was caught inside the plugin */
+#define TF_STATUS_UNSUPPORTED_KIND 4 /* on_batch got a record kind it does not handle */
+#define TF_STATUS_INVALID_ARGUMENT 5 /* null pointer or similar */
+
+/* ---- build flags ------------------------------------------------------------------------ */
+
+#define TF_BUILD_LITTLE_ENDIAN (1ULL << 0)
+#define TF_BUILD_POINTER_64 (1ULL << 1)
+#define TF_BUILD_MUST_MATCH_MASK 0xFFULL /* these bits must equal the engine's */
+#define TF_BUILD_DEBUG (1ULL << 8)       /* informational */
+#define TF_BUILD_RUST_SDK (1ULL << 9)    /* informational */
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define TF_BUILD_ENDIAN_FLAG_ TF_BUILD_LITTLE_ENDIAN
+#else
+#define TF_BUILD_ENDIAN_FLAG_ 0ULL
+#endif
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFULL
+#define TF_BUILD_POINTER_FLAG_ TF_BUILD_POINTER_64
+#else
+#define TF_BUILD_POINTER_FLAG_ 0ULL
+#endif
+#ifdef NDEBUG
+#define TF_BUILD_DEBUG_FLAG_ 0ULL
+#else
+#define TF_BUILD_DEBUG_FLAG_ TF_BUILD_DEBUG
+#endif
+/* The flags of the code including this header: put this in tf_sink_descriptor.build_flags. */
+#define TF_BUILD_FLAGS_NATIVE (TF_BUILD_ENDIAN_FLAG_ | TF_BUILD_POINTER_FLAG_ | TF_BUILD_DEBUG_FLAG_)
+
+/* ---- records ------------------------------------------------------------------------------ */
+
+/* Record kinds: values are stable; bit (1u << kind) in tf_sink_descriptor.record_kinds. */
+#define TF_KIND_QUOTE 0u
+#define TF_KIND_TRADE 1u
+#define TF_KIND_SPREAD_SAMPLE 2u
+#define TF_KIND_OPPORTUNITY 3u
+#define TF_KIND_GAP 4u
+#define TF_KIND_TELEMETRY 5u
+#define TF_KIND_MASK(kind) (1u << (kind))
+
+/* tf_quote.flags / tf_trade.flags bits */
+#define TF_FLAG_HAS_TS_EXCHANGE (1u << 0) /* ts_exchange_ns is the venue's; else 0 */
+#define TF_FLAG_HAS_SEQ (1u << 1)         /* tf_quote.seq is the venue's sequence id */
+#define TF_FLAG_TRADE_ID_UUID (1u << 2)   /* tf_trade.trade_id holds a UUID as 16 raw bytes */
+
+#define TF_SIDE_UNKNOWN 0u
+#define TF_SIDE_BUY 1u
+#define TF_SIDE_SELL 2u
+
+#define TF_TRADE_ID_CAPACITY_BYTES 23
+
+/* Times are int64_t nanoseconds since the Unix epoch (UTC). Symbol ids are uint32_t, venue ids
+ * uint16_t; names through the host's symbol_name / venue_name callbacks. */
+
+typedef struct tf_quote {
+    double bid;
+    double bid_qty;
+    double ask;
+    double ask_qty;
+    int64_t ts_exchange_ns; /* valid when flags & TF_FLAG_HAS_TS_EXCHANGE */
+    int64_t ts_recv_ns;     /* when the engine read the frame */
+    uint64_t seq;           /* valid when flags & TF_FLAG_HAS_SEQ */
+    uint32_t symbol_id;
+    uint16_t venue_id;
+    uint8_t flags;
+    uint8_t reserved;
+} tf_quote;
+
+typedef struct tf_trade {
+    double price;
+    double qty;
+    int64_t ts_exchange_ns; /* valid when flags & TF_FLAG_HAS_TS_EXCHANGE */
+    int64_t ts_recv_ns;
+    uint32_t symbol_id;
+    uint16_t venue_id;
+    uint8_t side;         /* TF_SIDE_* of the taker */
+    uint8_t flags;
+    uint8_t trade_id_len; /* bytes used in trade_id (16 for a UUID) */
+    uint8_t trade_id[TF_TRADE_ID_CAPACITY_BYTES]; /* ASCII text, or a UUID as 16 raw bytes */
+} tf_trade;
+
+/* One closed bucket of a spread window (symbol, buy venue, sell venue), in basis points. */
+typedef struct tf_spread_sample {
+    int64_t bucket_start_ns;
+    int64_t bucket_duration_ns;
+    double last_bp;
+    double min_bp;
+    double max_bp;
+    double mean_bp;
+    double window_mean_bp;
+    double window_std_bp;
+    double band_lower_bp;
+    double band_upper_bp;
+    uint32_t samples;
+    uint32_t symbol_id;
+    uint16_t buy_venue_id;
+    uint16_t sell_venue_id;
+    uint32_t reserved;
+} tf_spread_sample;
+
+#define TF_OPPORTUNITY_START 1u
+#define TF_OPPORTUNITY_END 2u
+
+typedef struct tf_opportunity_event {
+    int64_t ts_ns;
+    int64_t started_ns;
+    double threshold_bp;
+    double spread_bp;
+    double peak_bp;
+    uint32_t symbol_id;
+    uint16_t buy_venue_id;
+    uint16_t sell_venue_id;
+    uint8_t kind; /* TF_OPPORTUNITY_* */
+    uint8_t reserved[7];
+} tf_opportunity_event;
+
+#define TF_GAP_DISCONNECT 1u
+#define TF_GAP_RECONNECT 2u
+
+typedef struct tf_gap_event {
+    int64_t ts_ns;
+    uint32_t connection_id;
+    uint32_t symbol_id;
+    uint16_t venue_id;
+    uint8_t kind; /* TF_GAP_* */
+    uint8_t reserved[5];
+} tf_gap_event;
+
+/* Once a second: the engine's counters (totals since start) and memory. */
+typedef struct tf_telemetry {
+    int64_t ts_ns;
+    int64_t uptime_ns;
+    uint64_t rss_bytes;
+    uint64_t budget_bytes;
+    uint64_t records_in;
+    uint64_t records_out;
+    uint64_t ring_drops;
+    uint64_t decode_errors;
+    uint64_t reconnects;
+    uint64_t windows_live;
+    uint64_t windows_evicted;
+    uint64_t sink_drops;
+    uint32_t connections_up;
+    uint32_t shards;
+} tf_telemetry;
+
+/* ---- host callbacks ------------------------------------------------------------------------ */
+
+#define TF_LOG_ERROR 1u
+#define TF_LOG_WARN 2u
+#define TF_LOG_INFO 3u
+#define TF_LOG_DEBUG 4u
+#define TF_LOG_TRACE 5u
+
+#define TF_METRIC_COUNTER 1u
+#define TF_METRIC_GAUGE 2u
+#define TF_METRIC_HISTOGRAM 3u
+
+/* Passed to create; valid until destroy returns. Read no field ending beyond struct_size. */
+typedef struct tf_host {
+    uint32_t struct_size;
+    uint16_t abi_major;
+    uint16_t abi_minor;
+    void *host_data; /* pass back to every callback */
+    void (*log)(void *host_data, uint32_t level, const uint8_t *text, size_t len);
+    /* Copy the name into out (no NUL), return its full length; 0 = unknown id. */
+    size_t (*symbol_name)(void *host_data, uint32_t symbol_id, uint8_t *out, size_t capacity);
+    size_t (*venue_name)(void *host_data, uint16_t venue_id, uint8_t *out, size_t capacity);
+    /* Returns a metric id, 0 = refused. Exported as tickflow_plugin_<name>{sink="..."}. */
+    uint32_t (*metric_register)(void *host_data, uint32_t kind, const uint8_t *name, size_t name_len,
+                                const uint8_t *help, size_t help_len);
+    void (*counter_add)(void *host_data, uint32_t metric_id, uint64_t delta);
+    void (*gauge_set)(void *host_data, uint32_t metric_id, double value);
+    void (*histogram_record)(void *host_data, uint32_t metric_id, uint64_t value);
+    int64_t (*clock_ns)(void *host_data); /* ns since the Unix epoch, the records' clock */
+} tf_host;
+
+/* ---- the plugin descriptor ------------------------------------------------------------------ */
+
+typedef struct tf_str {
+    const uint8_t *ptr;
+    size_t len;
+} tf_str;
+
+#define TF_STR(literal) {(const uint8_t *)(literal), sizeof(literal) - 1}
+
+/* Filled in by the optional stats entry; the host sets struct_size, write nothing beyond it. */
+typedef struct tf_plugin_stats {
+    uint32_t struct_size;
+    uint32_t reserved;
+    uint64_t records_written;
+    uint64_t records_dropped;
+    uint64_t bytes_written;
+    uint64_t errors;
+} tf_plugin_stats;
+
+typedef struct tf_sink_descriptor {
+    uint64_t magic;       /* TF_MAGIC */
+    uint16_t abi_major;   /* TF_ABI_MAJOR */
+    uint16_t abi_minor;   /* TF_ABI_MINOR */
+    uint32_t struct_size; /* sizeof(tf_sink_descriptor) */
+    uint64_t build_flags; /* TF_BUILD_FLAGS_NATIVE */
+    tf_str name;
+    tf_str version;
+    uint32_t record_kinds; /* OR of TF_KIND_MASK(kind) */
+    uint32_t reserved;
+    /* required */
+    tf_status (*create)(const tf_host *host, const uint8_t *config_toml, size_t config_len,
+                        void **out_instance);
+    /* required: records points at len records of the layout kind names, borrowed for the call */
+    tf_status (*on_batch)(void *instance, uint32_t kind, const void *records, size_t len);
+    /* optional (may be NULL) */
+    tf_status (*flush)(void *instance);
+    tf_status (*on_tick)(void *instance, int64_t now_ns);
+    tf_status (*stats)(void *instance, tf_plugin_stats *out);
+    /* required */
+    void (*destroy)(void *instance);
+} tf_sink_descriptor;
+
+/* The one function a plugin exports. */
+typedef const tf_sink_descriptor *(*tf_sink_entry_fn)(void);
+
+/* ---- layout, asserted at compile time (the Rust side asserts the same numbers) ------------- */
+
+#ifdef __cplusplus
+#define TF_STATIC_ASSERT_ static_assert
+#else
+#define TF_STATIC_ASSERT_ _Static_assert
+#endif
+
+TF_STATIC_ASSERT_(sizeof(void *) == 8, "tickflow ABI v1 is defined for 64-bit targets");
+TF_STATIC_ASSERT_(sizeof(tf_quote) == 64, "tf_quote layout");
+TF_STATIC_ASSERT_(offsetof(tf_quote, ts_exchange_ns) == 32, "tf_quote layout");
+TF_STATIC_ASSERT_(offsetof(tf_quote, seq) == 48, "tf_quote layout");
+TF_STATIC_ASSERT_(offsetof(tf_quote, symbol_id) == 56, "tf_quote layout");
+TF_STATIC_ASSERT_(offsetof(tf_quote, venue_id) == 60, "tf_quote layout");
+TF_STATIC_ASSERT_(offsetof(tf_quote, flags) == 62, "tf_quote layout");
+TF_STATIC_ASSERT_(sizeof(tf_trade) == 64, "tf_trade layout");
+TF_STATIC_ASSERT_(offsetof(tf_trade, symbol_id) == 32, "tf_trade layout");
+TF_STATIC_ASSERT_(offsetof(tf_trade, side) == 38, "tf_trade layout");
+TF_STATIC_ASSERT_(offsetof(tf_trade, trade_id_len) == 40, "tf_trade layout");
+TF_STATIC_ASSERT_(offsetof(tf_trade, trade_id) == 41, "tf_trade layout");
+TF_STATIC_ASSERT_(sizeof(tf_spread_sample) == 96, "tf_spread_sample layout");
+TF_STATIC_ASSERT_(offsetof(tf_spread_sample, samples) == 80, "tf_spread_sample layout");
+TF_STATIC_ASSERT_(offsetof(tf_spread_sample, symbol_id) == 84, "tf_spread_sample layout");
+TF_STATIC_ASSERT_(sizeof(tf_opportunity_event) == 56, "tf_opportunity_event layout");
+TF_STATIC_ASSERT_(offsetof(tf_opportunity_event, symbol_id) == 40, "tf_opportunity_event layout");
+TF_STATIC_ASSERT_(sizeof(tf_gap_event) == 24, "tf_gap_event layout");
+TF_STATIC_ASSERT_(sizeof(tf_telemetry) == 104, "tf_telemetry layout");
+TF_STATIC_ASSERT_(offsetof(tf_telemetry, sink_drops) == 88, "tf_telemetry layout");
+TF_STATIC_ASSERT_(offsetof(tf_telemetry, connections_up) == 96, "tf_telemetry layout");
+TF_STATIC_ASSERT_(sizeof(tf_str) == 16, "tf_str layout");
+TF_STATIC_ASSERT_(sizeof(tf_plugin_stats) == 40, "tf_plugin_stats layout");
+TF_STATIC_ASSERT_(sizeof(tf_host) == 80, "tf_host layout");
+TF_STATIC_ASSERT_(offsetof(tf_host, clock_ns) == 72, "tf_host layout");
+TF_STATIC_ASSERT_(sizeof(tf_sink_descriptor) == 112, "tf_sink_descriptor layout");
+TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, name) == 24, "tf_sink_descriptor layout");
+TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, record_kinds) == 56, "tf_sink_descriptor layout");
+TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, create) == 64, "tf_sink_descriptor layout");
+TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, destroy) == 104, "tf_sink_descriptor layout");
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TICKFLOW_SINK_H */
