@@ -1,5 +1,164 @@
-//! `tickflow run --config FILE`: the engine from a config file.
+//! `tickflow run --config FILE`: the engine from a config file. Starts the pipeline and the feeds,
+//! prints the memory budget and a periodic `tickflow-stats` line, and shuts down in order on
+//! SIGTERM/SIGINT (feeds stop → producers dropped → pipeline drains); a second signal exits at once.
+//!
+//! The `tickflow-stats` line (stderr, every `feeds.stats_interval_ms`) is one JSON object:
+//! `uptime_ms`, `slots`, `connected`, `tasks` (live slot tasks), `symbols` (registry size),
+//! `subscriptions`, `frames`, `records`, `quotes`, `ring_drops`, `reconnects`, `resume_ms_p50`,
+//! `resume_ms_p99`, error counters, and the pipeline's `shard_quotes`, `shard_trades`,
+//! `shard_gaps`, `ring_dropped`. `tickflow-load` reads it.
 
-pub fn run(config: &std::path::Path) -> anyhow::Result<u8> {
-    anyhow::bail!("run is not built yet: {}", config.display())
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use tickflow::budget::MemoryBudget;
+use tickflow::config::Config;
+use tickflow::feed::Feeds;
+use tickflow::outbound::{DiscardOutbound, Outbound};
+use tickflow::pipeline::Pipeline;
+use tickflow::registry::SymbolRegistry;
+
+pub fn run(config_path: &Path) -> anyhow::Result<u8> {
+    let config = Config::from_file(config_path)?;
+    let _log_guard = init_logging("info");
+    println!("{}", MemoryBudget::from_config(&config));
+    let runtime = feed_runtime(&config)?;
+    let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
+    let mut pipeline = Pipeline::start(&config, sink_outbounds(&config))?;
+    let result = runtime.block_on(async {
+        let feeds = Feeds::start(&config, Arc::clone(&registry), || pipeline.take_producer())?;
+        eprintln!(
+            "tickflow: {} connection slots over {} venues, {} symbols, {} shards; stats every {} ms on stderr",
+            feeds.slots().len(),
+            config.feeds.enabled_venues().count(),
+            registry.len(),
+            pipeline.shard_count(),
+            config.feeds.stats_interval_ms
+        );
+        let mut signals = Signals::new()?;
+        let started = Instant::now();
+        let stats_interval = Duration::from_millis(config.feeds.stats_interval_ms.max(1));
+        let mut stats_tick = tokio::time::interval(stats_interval);
+        stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                name = signals.next() => {
+                    eprintln!("tickflow: {name}: stopping feeds (a second signal exits at once)");
+                    break;
+                }
+                _ = stats_tick.tick(), if config.feeds.stats_interval_ms > 0 => {
+                    eprintln!("tickflow-stats {}", stats_json(&feeds, &pipeline, &registry, started));
+                }
+            }
+        }
+        tokio::select! {
+            finished = feeds.shutdown() => {
+                if !finished {
+                    tracing::warn!("some connection slots did not stop within feeds.shutdown_deadline_ms");
+                }
+            }
+            name = signals.next() => {
+                eprintln!("tickflow: second {name}: exiting now");
+                std::process::exit(130);
+            }
+        }
+        anyhow::Ok(())
+    });
+    // Every producer is dropped with its slot task by now (or the runtime drop below ends it).
+    drop(runtime);
+    let report = pipeline.shutdown();
+    result?;
+    eprintln!(
+        "tickflow-shutdown {}",
+        serde_json::json!({
+            "records_left_in_rings": report.records_left_in_rings,
+            "pushed": report.counters.pushed,
+            "ring_dropped": report.counters.dropped_ring_full,
+            "quotes": report.counters.quotes,
+            "trades": report.counters.trades,
+            "gaps": report.counters.gaps,
+        })
+    );
+    Ok(0)
+}
+
+/// SINKS: the single place where the sinks are wired. Until the plugin host lands every shard
+/// discards its output; the host will return one `Outbound` per shard from `[[sinks]]`.
+pub(crate) fn sink_outbounds(config: &Config) -> Vec<Box<dyn Outbound>> {
+    (0..config.shard_count())
+        .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
+        .collect()
+}
+
+pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.feeds.worker_threads.max(1))
+        .thread_name("tickflow-feeds")
+        .enable_all()
+        .build()
+        .context("cannot start the feeds runtime")
+}
+
+/// Logs to stderr through a non-blocking writer; `RUST_LOG` overrides `default_filter`.
+pub(crate) fn init_logging(default_filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // A second init (tests calling run twice in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .try_init();
+    guard
+}
+
+pub(crate) fn stats_json(
+    feeds: &Feeds,
+    pipeline: &Pipeline,
+    registry: &SymbolRegistry,
+    started: Instant,
+) -> String {
+    let totals = feeds.totals();
+    let counters = pipeline.counters();
+    let mut value: serde_json::Value = serde_json::from_str(&totals.to_json(registry.len()))
+        .unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "uptime_ms".into(),
+            (started.elapsed().as_millis() as u64).into(),
+        );
+        object.insert("shard_quotes".into(), counters.quotes.into());
+        object.insert("shard_trades".into(), counters.trades.into());
+        object.insert("shard_gaps".into(), counters.gaps.into());
+        object.insert("ring_dropped".into(), counters.dropped_ring_full.into());
+        object.insert("windows_live".into(), counters.windows_live.into());
+    }
+    value.to_string()
+}
+
+/// SIGTERM and SIGINT as one stream.
+pub(crate) struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
 }

@@ -48,6 +48,8 @@ pub struct FeedsConfig {
     pub rotation_first_data_timeout_ms: u64,
     /// On shutdown, connections get this long to send close frames before they are dropped.
     pub shutdown_deadline_ms: u64,
+    /// Threads of the feeds' tokio runtime (connections, decoding); 0 = 1.
+    pub worker_threads: usize,
     /// How often the engine prints its `tickflow-stats` line on stderr; 0 = never.
     pub stats_interval_ms: u64,
     /// Per-venue settings, keyed by venue name (`[feeds.venue.binance]`).
@@ -69,6 +71,7 @@ impl Default for FeedsConfig {
             rotate_after_ms: 23 * 3_600_000,
             rotation_first_data_timeout_ms: 30_000,
             shutdown_deadline_ms: 5_000,
+            worker_threads: 1,
             stats_interval_ms: 10_000,
             venue: BTreeMap::new(),
         }
@@ -184,6 +187,13 @@ impl FeedsConfig {
                 "feeds.backoff_cap_ms",
                 self.backoff_cap_ms,
                 "must be >= feeds.backoff_base_ms",
+            ));
+        }
+        if self.worker_threads > 64 {
+            return Err(invalid(
+                "feeds.worker_threads",
+                self.worker_threads,
+                "must be 0 to 64",
             ));
         }
         if self.channels.is_empty() {

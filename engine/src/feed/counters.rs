@@ -15,6 +15,8 @@ pub struct SlotCounters {
     pub frames: AtomicU64,
     /// Records decoded and offered to the pipeline.
     pub records: AtomicU64,
+    /// Of `records`, the quotes (best bid/ask updates).
+    pub quotes: AtomicU64,
     /// Records the pipeline refused because a ring was full (dropped newest).
     pub ring_drops: AtomicU64,
     /// Successful connections (first one included).
@@ -59,6 +61,7 @@ impl Default for SlotCounters {
         SlotCounters {
             frames: AtomicU64::new(0),
             records: AtomicU64::new(0),
+            quotes: AtomicU64::new(0),
             ring_drops: AtomicU64::new(0),
             connects: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),

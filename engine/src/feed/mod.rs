@@ -84,6 +84,7 @@ pub struct FeedTotals {
     pub subscriptions: u64,
     pub frames: u64,
     pub records: u64,
+    pub quotes: u64,
     pub ring_drops: u64,
     pub connects: u64,
     pub reconnects: u64,
@@ -99,6 +100,7 @@ pub struct FeedTotals {
     pub rotations: u64,
     pub gaps: u64,
     pub records_by_venue: [u64; VENUE_COUNT],
+    pub quotes_by_venue: [u64; VENUE_COUNT],
     pub reconnects_by_venue: [u64; VENUE_COUNT],
     pub resume_ms_p50: u64,
     pub resume_ms_p99: u64,
@@ -116,6 +118,7 @@ impl FeedTotals {
             "subscriptions": self.subscriptions,
             "frames": self.frames,
             "records": self.records,
+            "quotes": self.quotes,
             "ring_drops": self.ring_drops,
             "connects": self.connects,
             "reconnects": self.reconnects,
@@ -216,6 +219,7 @@ impl Feeds {
             totals.subscriptions += load(&counters.subscriptions);
             totals.frames += load(&counters.frames);
             totals.records += load(&counters.records);
+            totals.quotes += load(&counters.quotes);
             totals.ring_drops += load(&counters.ring_drops);
             totals.connects += load(&counters.connects);
             totals.reconnects += load(&counters.reconnects);
@@ -232,6 +236,7 @@ impl Feeds {
             totals.gaps += load(&counters.gaps);
             totals.records_by_venue[slot.plan.venue.index()] += load(&counters.records);
             totals.reconnects_by_venue[slot.plan.venue.index()] += load(&counters.reconnects);
+            totals.quotes_by_venue[slot.plan.venue.index()] += load(&counters.quotes);
             counters.merge_resume_ms(&mut resume);
         }
         totals.resume_count = resume.len();

@@ -618,7 +618,9 @@ impl<S: EventSink> Slot<S> {
             .decode(&mut payload, encoding, now_ns(), &mut self.batch)
         {
             Ok(FrameOutcome::Records(count)) => {
+                let mut quotes = 0u64;
                 for event in self.batch.drain() {
+                    quotes += matches!(event, FeedEvent::Quote(_)) as u64;
                     if !self.sink.push(event) {
                         bump(&self.counters.ring_drops);
                     }
@@ -630,6 +632,9 @@ impl<S: EventSink> Slot<S> {
                 self.counters
                     .records
                     .fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+                self.counters
+                    .quotes
+                    .fetch_add(quotes, std::sync::atomic::Ordering::Relaxed);
                 link.last_data_at = now;
                 link.has_data = true;
                 if is_primary && let Some(started) = self.resume_started.take() {

@@ -213,3 +213,297 @@ fn every_venue_subscribes_delivers_data_and_keeps_alive_both_ways() {
         assert_eq!(harness.stop().await, 0, "rings drained");
     });
 }
+
+#[test]
+fn server_close_reconnects_resubscribes_and_marks_the_gap() {
+    runtime().block_on(async {
+        let harness = Harness::start(&Venue::ALL, |_| {}, |_| {}).await;
+        for venue in Venue::ALL {
+            let slot = harness.slot(venue);
+            assert!(records_grow(slot).await, "{venue}: first data");
+            let subscribes = get(&harness.control(venue).subscribe_requests);
+            harness.control(venue).disconnect_all();
+            assert!(
+                eventually(|| get(&slot.counters.reconnects) == 1).await,
+                "{venue}: reconnects"
+            );
+            assert!(records_grow(slot).await, "{venue}: data resumes");
+            assert!(
+                get(&harness.control(venue).subscribe_requests) > subscribes,
+                "{venue}: resubscribed"
+            );
+            // One disconnect and one reconnect gap per owned symbol.
+            assert_eq!(get(&slot.counters.gaps), 2 * 3, "{venue}: gaps");
+            assert_eq!(
+                get(&slot.counters.subscriptions),
+                6,
+                "{venue}: same subscription set"
+            );
+        }
+        assert!(
+            eventually(|| harness.pipeline.counters().gaps >= 8 * 6).await,
+            "gaps reach the shards"
+        );
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn a_stalled_venue_is_declared_dead_and_replaced() {
+    runtime().block_on(async {
+        let harness = Harness::start(&Venue::ALL, |_| {}, |_| {}).await;
+        for venue in Venue::ALL {
+            let slot = harness.slot(venue);
+            assert!(records_grow(slot).await, "{venue}: first data");
+            harness.control(venue).set_stalled(true);
+            assert!(
+                eventually(|| get(&slot.counters.pongs_missed) + get(&slot.counters.silences) >= 1)
+                    .await,
+                "{venue}: the stall is detected"
+            );
+            harness.control(venue).set_stalled(false);
+            assert!(
+                eventually(|| get(&slot.counters.reconnects) >= 1).await,
+                "{venue}: reconnects"
+            );
+            assert!(records_grow(slot).await, "{venue}: data resumes");
+        }
+        // HTX has no client ping: silence is its dead signal; every other venue misses a pong.
+        assert!(get(&harness.slot(Venue::Htx).counters.silences) >= 1);
+        assert!(get(&harness.slot(Venue::Okx).counters.pongs_missed) >= 1);
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn a_resending_channel_that_goes_quiet_is_stale_but_quiet_channels_are_not() {
+    runtime().block_on(async {
+        // Pings keep being answered; only data stops. Bybit level 1 re-sends, so silence is stale.
+        let harness = Harness::start(
+            &[Venue::Bybit, Venue::Okx],
+            |_| {},
+            |config| {
+                config.feeds.max_silence_ms = 60_000;
+            },
+        )
+        .await;
+        let bybit = harness.slot(Venue::Bybit);
+        let okx = harness.slot(Venue::Okx);
+        assert!(records_grow(bybit).await && records_grow(okx).await);
+        assert!(bybit.plan.stale_watchdog && !okx.plan.stale_watchdog);
+        harness.control(Venue::Bybit).set_data_paused(true);
+        harness.control(Venue::Okx).set_data_paused(true);
+        assert!(
+            eventually(|| get(&bybit.counters.stale_data) >= 1).await,
+            "bybit: stale detected"
+        );
+        assert_eq!(
+            get(&okx.counters.stale_data),
+            0,
+            "okx bbo-tbt only pushes on change"
+        );
+        assert_eq!(
+            get(&bybit.counters.pongs_missed),
+            0,
+            "pings were answered all along"
+        );
+        harness.control(Venue::Bybit).set_data_paused(false);
+        harness.control(Venue::Okx).set_data_paused(false);
+        assert!(
+            records_grow(bybit).await,
+            "bybit: data resumes on the new connection"
+        );
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn rotation_opens_the_replacement_first_and_leaves_no_gap() {
+    runtime().block_on(async {
+        let harness = Harness::start(
+            &Venue::ALL,
+            |_| {},
+            |config| {
+                config.feeds.rotate_after_ms = 300;
+            },
+        )
+        .await;
+        for venue in Venue::ALL {
+            let slot = harness.slot(venue);
+            assert!(
+                eventually(|| get(&slot.counters.rotations) >= 2).await,
+                "{venue}: rotates"
+            );
+            assert!(records_grow(slot).await, "{venue}: data flows");
+            assert_eq!(get(&slot.counters.gaps), 0, "{venue}: no gap");
+            assert_eq!(get(&slot.counters.reconnects), 0, "{venue}: no reconnect");
+        }
+        // Old connections are closed: at most the current one and a replacement per venue.
+        for venue in Venue::ALL {
+            assert!(
+                VenueControl::get(&harness.control(venue).sessions_live) <= 2,
+                "{venue}"
+            );
+        }
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn shutdown_notices_rotate_without_a_gap() {
+    runtime().block_on(async {
+        let venues = [Venue::Binance, Venue::Okx, Venue::Gate];
+        let harness = Harness::start(&venues, |_| {}, |_| {}).await;
+        for venue in venues {
+            let slot = harness.slot(venue);
+            assert!(records_grow(slot).await, "{venue}: first data");
+            harness.control(venue).send_shutdown_notice();
+            assert!(
+                eventually(|| get(&slot.counters.shutdown_notices) == 1).await,
+                "{venue}: notice seen"
+            );
+            assert!(
+                eventually(|| get(&slot.counters.rotations) == 1).await,
+                "{venue}: rotated"
+            );
+            assert!(records_grow(slot).await, "{venue}: data flows");
+            assert_eq!(get(&slot.counters.gaps), 0, "{venue}: no gap");
+            assert_eq!(get(&slot.counters.reconnects), 0, "{venue}: no reconnect");
+        }
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn a_429_on_connect_is_honoured_then_the_slot_connects() {
+    runtime().block_on(async {
+        let sim = SimVenues::start(sim_config(&[Venue::Bybit, Venue::Kucoin]))
+            .await
+            .expect("simulator starts");
+        sim.control(Venue::Bybit).reject_next_connects(2);
+        sim.control(Venue::Kucoin).reject_next_connects(1);
+        let harness = Harness::start_with(sim, |_| {});
+        for (venue, refusals) in [(Venue::Bybit, 2), (Venue::Kucoin, 1)] {
+            let slot = harness.slot(venue);
+            assert!(
+                records_grow(slot).await,
+                "{venue}: connects after the refusals"
+            );
+            assert_eq!(
+                get(&slot.counters.rate_limited),
+                refusals,
+                "{venue}: refusals counted"
+            );
+            assert_eq!(VenueControl::get(&harness.control(venue).refused), refusals);
+            assert_eq!(get(&slot.counters.connects), 1);
+        }
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn malformed_and_oversized_frames_are_counted_and_survived() {
+    runtime().block_on(async {
+        let harness = Harness::start(
+            &Venue::ALL,
+            |_| {},
+            |config| {
+                config.engine.max_frame_bytes = 64 * 1024;
+            },
+        )
+        .await;
+        for venue in Venue::ALL {
+            let slot = harness.slot(venue);
+            assert!(records_grow(slot).await, "{venue}: first data");
+            harness.control(venue).send_malformed();
+            assert!(
+                eventually(|| slot.counters.decode_errors_total() >= 1).await,
+                "{venue}: malformed counted"
+            );
+            assert!(records_grow(slot).await, "{venue}: data continues");
+            harness.control(venue).send_oversized();
+            assert!(
+                eventually(|| get(&slot.counters.oversized_frames) >= 1).await,
+                "{venue}: oversized counted"
+            );
+            assert!(
+                eventually(|| get(&slot.counters.reconnects) >= 1).await,
+                "{venue}: reconnects"
+            );
+            assert!(records_grow(slot).await, "{venue}: data resumes");
+        }
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn reconnect_storm_leaves_tasks_registry_and_subscriptions_unchanged() {
+    const STORM_DISCONNECTS: usize = 25;
+    runtime().block_on(async {
+        let harness = Harness::start(&Venue::ALL, |_| {}, |_| {}).await;
+        for venue in Venue::ALL {
+            assert!(
+                records_grow(harness.slot(venue)).await,
+                "{venue}: first data"
+            );
+        }
+        let tasks_before = harness.feeds.live_tasks();
+        let symbols_before = harness.registry.len();
+        let subscriptions_before = harness.feeds.totals().subscriptions;
+        for round in 1..=STORM_DISCONNECTS {
+            for venue in Venue::ALL {
+                harness.control(venue).disconnect_all();
+            }
+            for venue in Venue::ALL {
+                let slot = harness.slot(venue);
+                assert!(
+                    eventually(|| get(&slot.counters.reconnects) >= round as u64).await,
+                    "{venue}: reconnect {round}"
+                );
+                assert!(
+                    records_grow(slot).await,
+                    "{venue}: data resumes after reconnect {round}"
+                );
+            }
+        }
+        let totals = harness.feeds.totals();
+        assert_eq!(totals.reconnects, (STORM_DISCONNECTS * 8) as u64);
+        assert_eq!(
+            harness.feeds.live_tasks(),
+            tasks_before,
+            "task count unchanged"
+        );
+        assert_eq!(harness.registry.len(), symbols_before, "registry unchanged");
+        assert!(
+            eventually(|| harness.feeds.totals().subscriptions == subscriptions_before).await,
+            "subscription set unchanged"
+        );
+        for venue in Venue::ALL {
+            assert!(
+                eventually(|| VenueControl::get(&harness.control(venue).sessions_live) == 1).await,
+                "{venue}: one live connection"
+            );
+        }
+        assert!(totals.resume_count >= (STORM_DISCONNECTS * 8) as u64);
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn shutdown_under_load_drains_every_ring() {
+    runtime().block_on(async {
+        let harness = Harness::start(
+            &Venue::ALL,
+            |sim| sim.bbo_per_s_per_symbol = 2_000.0,
+            |_| {},
+        )
+        .await;
+        for venue in Venue::ALL {
+            assert!(
+                records_grow(harness.slot(venue)).await,
+                "{venue}: under load"
+            );
+        }
+        assert_eq!(harness.stop().await, 0, "rings drained");
+    });
+}

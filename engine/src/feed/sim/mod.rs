@@ -80,6 +80,7 @@ pub struct VenueControl {
     oversized_generation: AtomicU64,
     notice_generation: AtomicU64,
     stalled: AtomicBool,
+    data_paused: AtomicBool,
     reject_connects: AtomicU64,
     /// WebSocket sessions opened.
     pub sessions_opened: AtomicU64,
@@ -121,6 +122,10 @@ impl VenueControl {
     /// While stalled, sessions send no data and answer no pings.
     pub fn set_stalled(&self, stalled: bool) {
         self.stalled.store(stalled, Ordering::SeqCst);
+    }
+    /// While paused, sessions send no data but still answer and send pings.
+    pub fn set_data_paused(&self, paused: bool) {
+        self.data_paused.store(paused, Ordering::SeqCst);
     }
     /// The next `count` connects are refused with 429 and `Retry-After`.
     pub fn reject_next_connects(&self, count: u64) {

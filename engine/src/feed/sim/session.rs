@@ -253,6 +253,11 @@ pub(super) async fn run(
                         return;
                     }
                 }
+                if control.data_paused.load(Ordering::SeqCst) {
+                    last_tick = now;
+                    let _ = writer.flush().await;
+                    continue;
+                }
                 noise_bp = (noise_bp + rng.random_range(-0.3..0.3)).clamp(-2.0, 2.0);
                 let t_s = shared.started.elapsed().as_secs_f64();
                 let now_ms = crate::record::now_ns() / 1_000_000;
