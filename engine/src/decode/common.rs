@@ -157,7 +157,7 @@ impl<'t, 'i> Json<'t, 'i> {
     #[inline]
     pub(crate) fn f64(self, detail: &'static str) -> Result<f64, DecodeError> {
         let value = match self.head() {
-            Some(Node::String(text)) => parse_f64(text.as_bytes(), detail)?,
+            Some(Node::String(text)) => parse_f64_str(text, detail)?,
             Some(Node::Static(StaticNode::F64(value))) => value,
             Some(Node::Static(StaticNode::U64(value))) => value as f64,
             Some(Node::Static(StaticNode::I64(value))) => value as f64,
@@ -287,9 +287,14 @@ fn format_u64(mut value: u64, digits: &mut [u8; 20]) -> &[u8] {
 /// non-finite and are refused by the caller.
 #[inline]
 pub(crate) fn parse_f64(text: &[u8], detail: &'static str) -> Result<f64, DecodeError> {
-    // The bytes came from a validated UTF-8 string or are checked here.
     let text = std::str::from_utf8(text)
         .map_err(|_| DecodeError::new(DecodeErrorKind::BadNumber, detail))?;
+    parse_f64_str(text, detail)
+}
+
+/// Like [`parse_f64`], for text already known to be UTF-8 (tape strings).
+#[inline]
+pub(crate) fn parse_f64_str(text: &str, detail: &'static str) -> Result<f64, DecodeError> {
     let value = text
         .parse::<f64>()
         .map_err(|_| DecodeError::new(DecodeErrorKind::BadNumber, detail))?;
