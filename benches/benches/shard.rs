@@ -125,8 +125,8 @@ fn shard_throughput(criterion: &mut Criterion) {
                 if let FeedEvent::Quote(quote) = black_box(event) {
                     let mut quote = *quote;
                     quote.ts_recv_ns += 1;
-                    let cell = quote.symbol_id.0 as usize * VENUES as usize
-                        + quote.venue_id.0 as usize;
+                    let cell =
+                        quote.symbol_id.0 as usize * VENUES as usize + quote.venue_id.0 as usize;
                     table[cell] = (quote.bid, quote.ask, quote.ts_recv_ns);
                 }
             }

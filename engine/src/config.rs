@@ -162,7 +162,11 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let engine = &self.engine;
         if engine.shards > 256 {
-            return Err(invalid("engine.shards", engine.shards, "must be 0 (auto) to 256"));
+            return Err(invalid(
+                "engine.shards",
+                engine.shards,
+                "must be 0 (auto) to 256",
+            ));
         }
         if engine.max_symbols == 0 || engine.max_symbols > 1_000_000 {
             return Err(invalid(
@@ -200,7 +204,11 @@ impl Config {
             ));
         }
         if engine.stale_after_ms == 0 {
-            return Err(invalid("engine.stale_after_ms", engine.stale_after_ms, "must be > 0"));
+            return Err(invalid(
+                "engine.stale_after_ms",
+                engine.stale_after_ms,
+                "must be > 0",
+            ));
         }
         if engine.idle_park_ms == 0 || engine.idle_park_ms > 1_000 {
             return Err(invalid(
@@ -212,10 +220,18 @@ impl Config {
         self.feeds.validate()?;
         let windows = &self.windows;
         if windows.bucket_ms == 0 || windows.bucket_ms > 3_600_000 {
-            return Err(invalid("windows.bucket_ms", windows.bucket_ms, "must be 1 to 3600000"));
+            return Err(invalid(
+                "windows.bucket_ms",
+                windows.bucket_ms,
+                "must be 1 to 3600000",
+            ));
         }
         if windows.buckets < 2 || windows.buckets > 1_000_000 {
-            return Err(invalid("windows.buckets", windows.buckets, "must be 2 to 1000000"));
+            return Err(invalid(
+                "windows.buckets",
+                windows.buckets,
+                "must be 2 to 1000000",
+            ));
         }
         if windows.max_windows == 0 || windows.max_windows > 100_000_000 {
             return Err(invalid(
@@ -225,7 +241,11 @@ impl Config {
             ));
         }
         if !windows.band_k.is_finite() || windows.band_k < 0.0 {
-            return Err(invalid("windows.band_k", windows.band_k, "must be a finite number >= 0"));
+            return Err(invalid(
+                "windows.band_k",
+                windows.band_k,
+                "must be a finite number >= 0",
+            ));
         }
         if windows.thresholds_bp.len() > MAX_THRESHOLDS {
             return Err(invalid(
@@ -280,10 +300,16 @@ mod tests {
     #[test]
     fn bad_values_name_their_key() {
         check_invalid("[engine]\nmax_symbols = 0", "engine.max_symbols");
-        check_invalid("[engine]\nring_capacity_records = 3", "engine.ring_capacity_records");
+        check_invalid(
+            "[engine]\nring_capacity_records = 3",
+            "engine.ring_capacity_records",
+        );
         check_invalid("[windows]\nbuckets = 1", "windows.buckets");
         check_invalid("[windows]\nband_k = -1.0", "windows.band_k");
-        check_invalid("[windows]\nthresholds_bp = [40.0, -3.0]", "windows.thresholds_bp");
+        check_invalid(
+            "[windows]\nthresholds_bp = [40.0, -3.0]",
+            "windows.thresholds_bp",
+        );
         check_invalid("[windows]\nbucket_ms = 0", "windows.bucket_ms");
         check_invalid("[engine]\nmax_symbol = 5", "max_symbol");
         check_invalid("[engine]\nmax_symbols = \"many\"", "max_symbols");

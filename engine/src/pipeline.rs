@@ -213,8 +213,9 @@ impl Pipeline {
         }
         let slots = config.engine.max_connection_slots;
         let capacity = config.engine.ring_capacity_records;
-        let mut producers_by_slot: Vec<Vec<Producer<FeedEvent>>> =
-            (0..slots).map(|_| Vec::with_capacity(shard_count)).collect();
+        let mut producers_by_slot: Vec<Vec<Producer<FeedEvent>>> = (0..slots)
+            .map(|_| Vec::with_capacity(shard_count))
+            .collect();
         let mut consumers_by_shard: Vec<Vec<Consumer<FeedEvent>>> = (0..shard_count)
             .map(|_| Vec::with_capacity(slots))
             .collect();
@@ -227,10 +228,8 @@ impl Pipeline {
         }
         let stop = Arc::new(AtomicBool::new(false));
         let mut shards = Vec::with_capacity(shard_count);
-        for (shard_index, (consumers, outbound)) in consumers_by_shard
-            .into_iter()
-            .zip(outbounds)
-            .enumerate()
+        for (shard_index, (consumers, outbound)) in
+            consumers_by_shard.into_iter().zip(outbounds).enumerate()
         {
             let params = shard_params(config, shard_index, shard_count, clock.clone());
             let state = ShardState::new(params, outbound);
@@ -364,7 +363,9 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
 pub fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
     let mut handled = 0;
     for consumer in consumers.iter_mut() {
-        handled += ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| state.handle(event));
+        handled += ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| {
+            state.handle(event)
+        });
     }
     handled
 }

@@ -32,7 +32,9 @@ pub enum RegistryError {
         "symbol {name:?} is not a valid BASE-QUOTE name (ASCII letters and digits, a known quote asset or a separator, at most {SYMBOL_NAME_CAPACITY_BYTES} bytes)"
     )]
     Invalid { name: String },
-    #[error("symbol {name:?} collides with already registered {existing:?} once separators are removed")]
+    #[error(
+        "symbol {name:?} collides with already registered {existing:?} once separators are removed"
+    )]
     Collision { name: String, existing: String },
 }
 
@@ -230,7 +232,8 @@ impl SymbolRegistry {
             by_key: HashMap::with_capacity_and_hasher(current.names.len() + 1, FxBuildHasher),
         };
         next.names.extend_from_slice(&current.names);
-        next.by_key.extend(current.by_key.iter().map(|(k, v)| (*k, *v)));
+        next.by_key
+            .extend(current.by_key.iter().map(|(k, v)| (*k, *v)));
         let id = SymbolId(next.names.len() as u32);
         next.names.push(name);
         next.by_key.insert(key, id);
@@ -277,7 +280,10 @@ mod tests {
     use super::*;
 
     fn check_parse(spelling: &str, expected: &str) {
-        assert_eq!(parse_symbol(spelling).map(|n| n.to_string()), Ok(expected.to_string()));
+        assert_eq!(
+            parse_symbol(spelling).map(|n| n.to_string()),
+            Ok(expected.to_string())
+        );
     }
 
     #[test]

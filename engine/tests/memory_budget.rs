@@ -33,7 +33,10 @@ fn rss_bytes() -> usize {
 #[test]
 fn defaults_hold_the_universe_within_budget_and_rss_stays_inside_it() {
     let config = Config::from_toml_str("").unwrap();
-    assert!(config.windows.max_windows >= 1000 * 8 * 7, "56 000 directed pairs must fit");
+    assert!(
+        config.windows.max_windows >= 1000 * 8 * 7,
+        "56 000 directed pairs must fit"
+    );
     let budget = MemoryBudget::from_config(&config);
     println!("{budget}");
     assert!(
@@ -106,7 +109,10 @@ fn defaults_hold_the_universe_within_budget_and_rss_stays_inside_it() {
     );
     assert_eq!(counters.quotes, 1000 * 8 * passes);
     assert_eq!(counters.windows_live, 56_000);
-    assert_eq!(counters.windows_evicted, 0, "the default universe must fit without evicting");
+    assert_eq!(
+        counters.windows_evicted, 0,
+        "the default universe must fit without evicting"
+    );
     assert_eq!(report.records_left_in_rings, 0);
     assert!(counters.samples_emitted >= 56_000 * (passes - 2));
     assert!(

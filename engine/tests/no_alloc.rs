@@ -88,13 +88,16 @@ fn steady_state_hot_path_does_not_allocate() {
     // Prebuild frames with varying prices (setup: allocation allowed here).
     let frames: Vec<(usize, Vec<u8>)> = (0..64)
         .flat_map(|step| {
-            TEMPLATES.iter().enumerate().map(move |(index, (_, template))| {
-                let bid = 27450.0 + step as f64 * 0.5 + index as f64 * 0.1;
-                let frame = template
-                    .replace("{bid}", &format!("{bid:.2}"))
-                    .replace("{ask}", &format!("{:.2}", bid + 0.3));
-                (index, frame.into_bytes())
-            })
+            TEMPLATES
+                .iter()
+                .enumerate()
+                .map(move |(index, (_, template))| {
+                    let bid = 27450.0 + step as f64 * 0.5 + index as f64 * 0.1;
+                    let frame = template
+                        .replace("{bid}", &format!("{bid:.2}"))
+                        .replace("{ask}", &format!("{:.2}", bid + 0.3));
+                    (index, frame.into_bytes())
+                })
         })
         .collect();
     let mut decoders: Vec<_> = TEMPLATES

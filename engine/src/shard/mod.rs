@@ -105,9 +105,20 @@ impl WindowOutput for EmitToOutbound<'_> {
     }
 }
 
+/// Counts kept in plain integers on the hot path and published to `ShardCounters` once per batch.
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalCounts {
+    quotes: u64,
+    trades: u64,
+    gaps: u64,
+    spread_updates: u64,
+    stale_skips: u64,
+}
+
 /// The state one shard thread owns.
 pub struct ShardState {
     params: ShardParams,
+    local_counts: LocalCounts,
     latest: Vec<LatestQuote>,
     windows: WindowStore,
     outbound: Box<dyn Outbound>,
@@ -127,6 +138,7 @@ impl ShardState {
     pub fn new(params: ShardParams, outbound: Box<dyn Outbound>) -> ShardState {
         let local_symbols = params.windows.local_symbols;
         ShardState {
+            local_counts: LocalCounts::default(),
             latest: vec![LatestQuote::default(); local_symbols * VENUE_COUNT],
             windows: WindowStore::new(params.windows.clone()),
             outbound,
@@ -153,7 +165,10 @@ impl ShardState {
     #[inline]
     fn local_symbol(&self, symbol_id: SymbolId) -> Option<u32> {
         let local = symbol_id.0 as usize / self.params.shard_count;
-        debug_assert_eq!(symbol_id.0 as usize % self.params.shard_count, self.params.shard_index);
+        debug_assert_eq!(
+            symbol_id.0 as usize % self.params.shard_count,
+            self.params.shard_index
+        );
         (local < self.params.windows.local_symbols).then_some(local as u32)
     }
 
@@ -163,7 +178,7 @@ impl ShardState {
         match event {
             FeedEvent::Quote(quote) => self.handle_quote(quote),
             FeedEvent::Trade(trade) => {
-                self.counters.trades.fetch_add(1, Ordering::Relaxed);
+                self.local_counts.trades += 1;
                 self.outbound.emit(&OutRecord::Trade(*trade));
             }
             FeedEvent::Gap(gap) => self.handle_gap(gap),
@@ -171,7 +186,7 @@ impl ShardState {
     }
 
     fn handle_quote(&mut self, quote: &Quote) {
-        self.counters.quotes.fetch_add(1, Ordering::Relaxed);
+        self.local_counts.quotes += 1;
         self.outbound.emit(&OutRecord::Quote(*quote));
         let venue = quote.venue_id.0 as usize;
         let Some(local) = self.local_symbol(quote.symbol_id) else {
@@ -229,18 +244,12 @@ impl ShardState {
             );
             updates += 2;
         }
-        if updates > 0 {
-            self.counters
-                .spread_updates
-                .fetch_add(updates, Ordering::Relaxed);
-        }
-        if stale > 0 {
-            self.counters.stale_skips.fetch_add(stale, Ordering::Relaxed);
-        }
+        self.local_counts.spread_updates += updates;
+        self.local_counts.stale_skips += stale;
     }
 
     fn handle_gap(&mut self, gap: &GapEvent) {
-        self.counters.gaps.fetch_add(1, Ordering::Relaxed);
+        self.local_counts.gaps += 1;
         self.outbound.emit(&OutRecord::Gap(*gap));
         let venue = gap.venue_id.0 as usize;
         let Some(local) = self.local_symbol(gap.symbol_id) else {
@@ -261,9 +270,24 @@ impl ShardState {
         }
     }
 
-    /// Makes everything emitted since the last call visible to sinks. Call after each batch.
+    /// Makes everything emitted since the last call visible to sinks and publishes the per-record
+    /// counters. Call after each batch.
     pub fn flush(&mut self) {
         self.outbound.flush();
+        self.publish_local_counts();
+    }
+
+    fn publish_local_counts(&self) {
+        let (local, counters) = (&self.local_counts, &self.counters);
+        counters.quotes.store(local.quotes, Ordering::Relaxed);
+        counters.trades.store(local.trades, Ordering::Relaxed);
+        counters.gaps.store(local.gaps, Ordering::Relaxed);
+        counters
+            .spread_updates
+            .store(local.spread_updates, Ordering::Relaxed);
+        counters
+            .stale_skips
+            .store(local.stale_skips, Ordering::Relaxed);
     }
 
     /// Between batches: closes due buckets, expires idle windows, publishes the snapshot when due.
@@ -279,7 +303,7 @@ impl ShardState {
             self.windows.close_due_buckets(now_ns, &mut output);
             self.windows.expire_idle(now_ns, self.params.idle_expire_ns);
             self.publish_counts();
-            self.outbound.flush();
+            self.flush();
         }
         if now_ns - self.last_snapshot_ns >= self.params.snapshot_interval_ns {
             self.last_snapshot_ns = now_ns;
@@ -288,6 +312,7 @@ impl ShardState {
     }
 
     fn publish_counts(&self) {
+        self.publish_local_counts();
         let counts = self.windows.counts();
         let counters = &self.counters;
         counters.windows_live.store(counts.live, Ordering::Relaxed);

@@ -48,7 +48,10 @@ pub fn block_len_for(buckets: usize) -> usize {
 /// uses this, so it must follow the layout below.
 pub fn bytes_per_window(buckets: usize) -> usize {
     let blocks = buckets.div_ceil(block_len_for(buckets));
-    size_of::<WindowHeader>() + buckets * size_of::<f32>() + blocks * 2 * size_of::<f32>()
+    size_of::<WindowHeader>()
+        + size_of::<LruLink>()
+        + buckets * size_of::<f32>()
+        + blocks * 2 * size_of::<f32>()
 }
 
 /// Bytes of the dense index for `local_symbols` (one u32 per ordered venue pair).
@@ -63,65 +66,82 @@ struct CycleState {
     peak_bp: f64,
 }
 
-/// One window's fixed-size state (the buckets live in the shared flat array).
+/// One window's fixed-size state (the buckets live in the shared flat array). The first cache line
+/// holds everything an update touches; cycle state and identity follow.
+#[repr(C, align(64))]
 #[derive(Clone, Copy, Debug)]
 struct WindowHeader {
-    symbol_id: SymbolId,
-    local_symbol: u32,
-    buy_venue: u16,
-    sell_venue: u16,
-    in_use: bool,
-    in_open_list: bool,
-    last_update_ns: TimestampNs,
-    last_bp: f64,
+    // -- first cache line: the open bucket --
     /// Absolute index (`ts / bucket_ns`) of the open bucket.
     open_bucket: i64,
-    open_count: u32,
+    /// Absolute index of the newest closed bucket written to the ring (-1: none yet).
+    written_bucket: i64,
+    last_update_ns: TimestampNs,
     open_sum: f64,
     open_min: f64,
     open_max: f64,
+    /// The latest spread (also after the bucket closed).
     open_last: f64,
-    /// Absolute index of the newest closed bucket written to the ring (-1: none yet).
-    written_bucket: i64,
+    open_count: u32,
+    in_use: bool,
+    in_open_list: bool,
+    /// Bit i set: the cycle of threshold i is active (lets an update skip the cycle state).
+    cycles_active_mask: u8,
+    // -- second cache line on: window sums, cycles, identity --
+    buy_venue: u16,
     window_sum: f64,
     window_sum_squares: f64,
     window_count: u32,
-    cycles: [CycleState; MAX_THRESHOLDS],
     cycles_completed: u32,
-    lru_prev: u32,
-    lru_next: u32,
+    cycles: [CycleState; MAX_THRESHOLDS],
+    symbol_id: SymbolId,
+    local_symbol: u32,
+    sell_venue: u16,
 }
+
+const _: () = assert!(std::mem::offset_of!(WindowHeader, buy_venue) == 64);
 
 impl WindowHeader {
     const EMPTY: WindowHeader = WindowHeader {
-        symbol_id: SymbolId(0),
-        local_symbol: 0,
-        buy_venue: 0,
-        sell_venue: 0,
-        in_use: false,
-        in_open_list: false,
-        last_update_ns: 0,
-        last_bp: f64::NAN,
         open_bucket: 0,
-        open_count: 0,
+        written_bucket: -1,
+        last_update_ns: 0,
         open_sum: 0.0,
         open_min: f64::INFINITY,
         open_max: f64::NEG_INFINITY,
         open_last: f64::NAN,
-        written_bucket: -1,
+        open_count: 0,
+        in_use: false,
+        in_open_list: false,
+        cycles_active_mask: 0,
+        buy_venue: 0,
         window_sum: 0.0,
         window_sum_squares: 0.0,
         window_count: 0,
+        cycles_completed: 0,
         cycles: [CycleState {
             active: false,
             started_ns: 0,
             peak_bp: 0.0,
         }; MAX_THRESHOLDS],
-        cycles_completed: 0,
-        lru_prev: NONE,
-        lru_next: NONE,
+        symbol_id: SymbolId(0),
+        local_symbol: 0,
+        sell_venue: 0,
     };
 }
+
+/// Links of the least-recently-updated list, kept apart from the headers so that moving a window
+/// to the front touches two small cells instead of three headers.
+#[derive(Clone, Copy, Debug)]
+struct LruLink {
+    prev: u32,
+    next: u32,
+}
+
+const LRU_UNLINKED: LruLink = LruLink {
+    prev: NONE,
+    next: NONE,
+};
 
 /// A reader's view of one window, published in shard snapshots.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -165,6 +185,7 @@ pub struct WindowStore {
     block_len: usize,
     blocks_per_window: usize,
     headers: Vec<WindowHeader>,
+    lru_links: Vec<LruLink>,
     /// `max_windows × buckets` bucket means (NaN = empty).
     buckets: Vec<f32>,
     /// `max_windows × blocks × 2` (min, max) per block.
@@ -176,6 +197,8 @@ pub struct WindowStore {
     open_list: Vec<u32>,
     lru_head: u32,
     lru_tail: u32,
+    /// Spreads at or below this cannot start a cycle.
+    lowest_threshold_bp: f64,
     counts: WindowCounts,
 }
 
@@ -192,7 +215,10 @@ impl std::fmt::Debug for WindowStore {
 impl WindowStore {
     pub fn new(params: WindowParams) -> WindowStore {
         assert!(params.buckets >= 2, "config validation keeps buckets >= 2");
-        assert!(params.bucket_ns > 0, "config validation keeps bucket_ms > 0");
+        assert!(
+            params.bucket_ns > 0,
+            "config validation keeps bucket_ms > 0"
+        );
         assert!(params.thresholds_bp.len() <= MAX_THRESHOLDS);
         let block_len = params.block_len();
         let blocks_per_window = params.buckets.div_ceil(block_len);
@@ -201,12 +227,14 @@ impl WindowStore {
         let buckets = vec![0f32; params.max_windows * params.buckets];
         let blocks = vec![0f32; params.max_windows * blocks_per_window * 2];
         let headers = vec![WindowHeader::EMPTY; params.max_windows];
+        let lru_links = vec![LRU_UNLINKED; params.max_windows];
         let index = vec![NONE; params.local_symbols * VENUE_COUNT * VENUE_COUNT];
         let free = (0..params.max_windows as u32).rev().collect();
         WindowStore {
             block_len,
             blocks_per_window,
             headers,
+            lru_links,
             buckets,
             blocks,
             index,
@@ -214,6 +242,11 @@ impl WindowStore {
             open_list: Vec::with_capacity(params.max_windows),
             lru_head: NONE,
             lru_tail: NONE,
+            lowest_threshold_bp: params
+                .thresholds_bp
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min),
             counts: WindowCounts::default(),
             params,
         }
@@ -274,13 +307,15 @@ impl WindowStore {
         header.open_min = header.open_min.min(spread_bp);
         header.open_max = header.open_max.max(spread_bp);
         header.open_last = spread_bp;
-        header.last_bp = spread_bp;
         header.last_update_ns = header.last_update_ns.max(ts_ns);
         if !header.in_open_list {
             header.in_open_list = true;
             self.open_list.push(window);
         }
-        self.update_cycles(window, spread_bp, ts_ns, output);
+        // Most updates are below every threshold with no cycle open: skip the cycle state.
+        if header.cycles_active_mask != 0 || spread_bp > self.lowest_threshold_bp {
+            self.update_cycles(window, spread_bp, ts_ns, output);
+        }
     }
 
     fn update_cycles(
@@ -295,6 +330,7 @@ impl WindowStore {
             let cycle = &mut header.cycles[threshold_index];
             let kind = if !cycle.active && spread_bp > threshold_bp {
                 cycle.active = true;
+                header.cycles_active_mask |= 1 << threshold_index;
                 cycle.started_ns = ts_ns;
                 cycle.peak_bp = spread_bp;
                 OPPORTUNITY_START
@@ -302,6 +338,7 @@ impl WindowStore {
                 cycle.peak_bp = cycle.peak_bp.max(spread_bp);
                 if spread_bp < threshold_bp / 2.0 {
                     cycle.active = false;
+                    header.cycles_active_mask &= !(1 << threshold_index);
                     header.cycles_completed += 1;
                     OPPORTUNITY_END
                 } else {
@@ -345,14 +382,14 @@ impl WindowStore {
                     continue;
                 }
                 let header = &mut self.headers[window as usize];
-                for (threshold_index, &threshold_bp) in
-                    self.params.thresholds_bp.iter().enumerate()
+                for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate()
                 {
                     let cycle = &mut header.cycles[threshold_index];
                     if !cycle.active {
                         continue;
                     }
                     cycle.active = false;
+                    header.cycles_active_mask &= !(1 << threshold_index);
                     header.cycles_completed += 1;
                     self.counts.opportunities += 1;
                     output.opportunity(&OpportunityEvent {
@@ -419,7 +456,10 @@ impl WindowStore {
             Some(window) => window,
             None => {
                 let victim = self.lru_tail;
-                debug_assert!(victim != NONE, "a full store has a least recently used window");
+                debug_assert!(
+                    victim != NONE,
+                    "a full store has a least recently used window"
+                );
                 // Its last bucket still goes out before the window is reused.
                 if self.headers[victim as usize].open_count > 0 {
                     self.close_open_bucket(victim, output);
@@ -529,8 +569,11 @@ impl WindowStore {
             header.window_sum_squares = sum_squares;
             header.window_count = count;
         }
-        let (window_mean_bp, window_std_bp) =
-            mean_and_std(header.window_sum, header.window_sum_squares, header.window_count);
+        let (window_mean_bp, window_std_bp) = mean_and_std(
+            header.window_sum,
+            header.window_sum_squares,
+            header.window_count,
+        );
         let band_k = self.params.band_k;
         let sample = SpreadSample {
             bucket_start_ns: open_bucket * self.params.bucket_ns,
@@ -560,14 +603,17 @@ impl WindowStore {
         let mut window = self.lru_head;
         while window != NONE {
             summaries.push(self.summary(window));
-            window = self.headers[window as usize].lru_next;
+            window = self.lru_links[window as usize].next;
         }
     }
 
     fn summary(&self, window: u32) -> WindowSummary {
         let header = &self.headers[window as usize];
-        let (mean_bp, std_bp) =
-            mean_and_std(header.window_sum, header.window_sum_squares, header.window_count);
+        let (mean_bp, std_bp) = mean_and_std(
+            header.window_sum,
+            header.window_sum_squares,
+            header.window_count,
+        );
         let (min_bp, max_bp) = self.window_min_max(window);
         let cycle_active = header.cycles.iter().any(|cycle| cycle.active);
         WindowSummary {
@@ -575,7 +621,7 @@ impl WindowStore {
             buy_venue_id: VenueId(header.buy_venue),
             sell_venue_id: VenueId(header.sell_venue),
             last_update_ns: header.last_update_ns,
-            last_bp: header.last_bp,
+            last_bp: header.open_last,
             mean_bp,
             std_bp,
             min_bp,
@@ -614,13 +660,12 @@ impl WindowStore {
 
     fn lru_push_front(&mut self, window: u32) {
         let old_head = self.lru_head;
-        {
-            let header = &mut self.headers[window as usize];
-            header.lru_prev = NONE;
-            header.lru_next = old_head;
-        }
+        self.lru_links[window as usize] = LruLink {
+            prev: NONE,
+            next: old_head,
+        };
         if old_head != NONE {
-            self.headers[old_head as usize].lru_prev = window;
+            self.lru_links[old_head as usize].prev = window;
         } else {
             self.lru_tail = window;
         }
@@ -628,20 +673,18 @@ impl WindowStore {
     }
 
     fn lru_unlink(&mut self, window: u32) {
-        let (prev, next) = {
-            let header = &self.headers[window as usize];
-            (header.lru_prev, header.lru_next)
-        };
+        let LruLink { prev, next } = self.lru_links[window as usize];
         if prev != NONE {
-            self.headers[prev as usize].lru_next = next;
+            self.lru_links[prev as usize].next = next;
         } else {
             self.lru_head = next;
         }
         if next != NONE {
-            self.headers[next as usize].lru_prev = prev;
+            self.lru_links[next as usize].prev = prev;
         } else {
             self.lru_tail = prev;
         }
+        self.lru_links[window as usize] = LRU_UNLINKED;
     }
 
     #[inline]

@@ -34,9 +34,10 @@ mod tempfile_path {
 #[test]
 fn budget_follows_resolution_traded_for_memory() {
     let fine = Config::from_toml_str("[engine]\nshards = 2\n").unwrap();
-    let coarse =
-        Config::from_toml_str("[engine]\nshards = 2\n[windows]\nbucket_ms = 10000\nbuckets = 360\n")
-            .unwrap();
+    let coarse = Config::from_toml_str(
+        "[engine]\nshards = 2\n[windows]\nbucket_ms = 10000\nbuckets = 360\n",
+    )
+    .unwrap();
     let fine_budget = MemoryBudget::from_config(&fine);
     let coarse_budget = MemoryBudget::from_config(&coarse);
     let windows = |budget: &MemoryBudget| {
@@ -52,7 +53,11 @@ fn budget_follows_resolution_traded_for_memory() {
     assert!(fine_budget.total_bytes <= 1 << 30);
     assert_eq!(
         fine_budget.total_bytes,
-        fine_budget.lines.iter().map(|line| line.bytes).sum::<usize>()
+        fine_budget
+            .lines
+            .iter()
+            .map(|line| line.bytes)
+            .sum::<usize>()
     );
 }
 
@@ -65,7 +70,11 @@ fn check_config_prints_the_budget_and_names_bad_keys() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout} {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(stdout.contains("memory budget (worst case)"), "{stdout}");
     assert!(stdout.contains("spread windows"), "{stdout}");
 

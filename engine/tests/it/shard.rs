@@ -69,7 +69,11 @@ fn single_shard(config: &Config) -> (ShardState, Captured, Arc<AtomicI64>) {
     let now = Arc::new(AtomicI64::new(T0));
     let params = shard_params(config, 0, 1, ShardClock::Manual(Arc::clone(&now)));
     let captured = Captured::default();
-    (ShardState::new(params, Box::new(captured.clone())), captured, now)
+    (
+        ShardState::new(params, Box::new(captured.clone())),
+        captured,
+        now,
+    )
 }
 
 fn small_config() -> Config {
@@ -97,11 +101,17 @@ fn spread_for_every_ordered_venue_pair() {
     assert_eq!(samples.len(), 2, "{samples:?}");
     // Buy on venue 0 at its ask 100.10, sell on venue 1 at its bid 100.50.
     let buy0 = samples[0];
-    assert_eq!((buy0.buy_venue_id, buy0.sell_venue_id), (VenueId(0), VenueId(1)));
+    assert_eq!(
+        (buy0.buy_venue_id, buy0.sell_venue_id),
+        (VenueId(0), VenueId(1))
+    );
     assert!(close(buy0.last_bp, (100.50 - 100.10) / 100.10 * 10_000.0));
     // Buy on venue 1 at 100.60, sell on venue 0 at 100.00: negative.
     let buy1 = samples[1];
-    assert_eq!((buy1.buy_venue_id, buy1.sell_venue_id), (VenueId(1), VenueId(0)));
+    assert_eq!(
+        (buy1.buy_venue_id, buy1.sell_venue_id),
+        (VenueId(1), VenueId(0))
+    );
     assert!(close(buy1.last_bp, (100.00 - 100.60) / 100.60 * 10_000.0));
     assert_eq!(buy0.samples, 1);
     assert_eq!(buy0.bucket_start_ns, T0);
@@ -133,7 +143,10 @@ fn stale_quote_takes_no_part() {
     now.store(T0 + 4 * SECOND_NS, Ordering::Release);
     shard.housekeeping();
     assert!(captured.samples().is_empty());
-    assert!(captured.opportunities().is_empty(), "a dead venue made an opportunity");
+    assert!(
+        captured.opportunities().is_empty(),
+        "a dead venue made an opportunity"
+    );
     assert_eq!(shard.counters().stale_skips.load(Ordering::Relaxed), 1);
 }
 
@@ -154,7 +167,10 @@ fn gap_takes_the_venue_out_until_a_fresh_quote_and_ends_its_cycles() {
     let events = captured.opportunities();
     assert_eq!(events.len(), 2);
     assert_eq!(events[1].kind, OPPORTUNITY_END);
-    assert!(events[1].spread_bp.is_nan(), "ended by the gap, not by a spread");
+    assert!(
+        events[1].spread_bp.is_nan(),
+        "ended by the gap, not by a spread"
+    );
     // Venue 1 quotes again: venue 0 is out, so no spread and no new cycle.
     shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 3));
     assert_eq!(captured.opportunities().len(), 2);
@@ -176,7 +192,10 @@ fn trades_pass_through_to_the_outbound() {
     };
     assert!(trade.set_trade_id(b"12345"));
     shard.handle(&FeedEvent::Trade(trade));
-    assert_eq!(captured.0.lock().unwrap().as_slice(), &[OutRecord::Trade(trade)]);
+    assert_eq!(
+        captured.0.lock().unwrap().as_slice(),
+        &[OutRecord::Trade(trade)]
+    );
 }
 
 #[derive(Default)]
@@ -217,7 +236,10 @@ fn opportunity_cycle_rises_above_threshold_and_ends_below_half() {
     let mut windows = store(10, 4, vec![40.0]);
     let mut events = WindowEvents::default();
     let (a, b) = (VenueId(0), VenueId(1));
-    for (step, spread) in [10.0, 39.9, 41.0, 55.0, 30.0, 20.1, 19.9, 45.0].iter().enumerate() {
+    for (step, spread) in [10.0, 39.9, 41.0, 55.0, 30.0, 20.1, 19.9, 45.0]
+        .iter()
+        .enumerate()
+    {
         windows.update(SymbolId(1), 0, a, b, *spread, T0 + step as i64, &mut events);
     }
     let kinds: Vec<(u8, f64)> = events
@@ -256,7 +278,10 @@ fn window_statistics_roll_over_the_configured_buckets() {
     windows.close_due_buckets(T0 + 6 * SECOND_NS, &mut events);
     assert_eq!(events.samples.len(), 6);
     let last = *events.samples.last().unwrap();
-    assert_eq!((last.min_bp, last.max_bp, last.last_bp, last.mean_bp), (5.0, 7.0, 7.0, 6.0));
+    assert_eq!(
+        (last.min_bp, last.max_bp, last.last_bp, last.mean_bp),
+        (5.0, 7.0, 7.0, 6.0)
+    );
     assert_eq!(last.samples, 2);
     // The window holds the last 4 bucket means: 3, 4, 5, 6.
     assert!(close(last.window_mean_bp, 4.5));
@@ -277,7 +302,15 @@ fn empty_buckets_leave_the_window_and_min_max_follow() {
     let (a, b) = (VenueId(2), VenueId(5));
     let values = [5.0, -3.0, 8.0, 1.0, 0.5, 2.0, 7.0, 4.0, 6.0];
     for (k, value) in values.iter().enumerate() {
-        windows.update(SymbolId(2), 1, a, b, *value, T0 + k as i64 * SECOND_NS, &mut events);
+        windows.update(
+            SymbolId(2),
+            1,
+            a,
+            b,
+            *value,
+            T0 + k as i64 * SECOND_NS,
+            &mut events,
+        );
     }
     windows.close_due_buckets(T0 + 9 * SECOND_NS, &mut events);
     assert_eq!(summary_of(&windows).min_bp, -3.0);
@@ -295,7 +328,10 @@ fn empty_buckets_leave_the_window_and_min_max_follow() {
     windows.update(SymbolId(2), 1, a, b, 9.0, T0 + 100 * SECOND_NS, &mut events);
     windows.close_due_buckets(T0 + 101 * SECOND_NS, &mut events);
     let summary = summary_of(&windows);
-    assert_eq!((summary.min_bp, summary.max_bp, summary.buckets_filled), (9.0, 9.0, 1));
+    assert_eq!(
+        (summary.min_bp, summary.max_bp, summary.buckets_filled),
+        (9.0, 9.0, 1)
+    );
 }
 
 #[test]
@@ -303,11 +339,35 @@ fn window_cap_evicts_least_recently_updated_and_counts_it() {
     let mut windows = store(4, 3, vec![]);
     let mut events = WindowEvents::default();
     for sell in 1..=3u16 {
-        windows.update(SymbolId(0), 0, VenueId(0), VenueId(sell), 1.0, T0, &mut events);
+        windows.update(
+            SymbolId(0),
+            0,
+            VenueId(0),
+            VenueId(sell),
+            1.0,
+            T0,
+            &mut events,
+        );
     }
     // Touch (0,1) so (0,2) becomes the least recently updated.
-    windows.update(SymbolId(0), 0, VenueId(0), VenueId(1), 1.0, T0 + 1, &mut events);
-    windows.update(SymbolId(0), 0, VenueId(0), VenueId(4), 1.0, T0 + 2, &mut events);
+    windows.update(
+        SymbolId(0),
+        0,
+        VenueId(0),
+        VenueId(1),
+        1.0,
+        T0 + 1,
+        &mut events,
+    );
+    windows.update(
+        SymbolId(0),
+        0,
+        VenueId(0),
+        VenueId(4),
+        1.0,
+        T0 + 2,
+        &mut events,
+    );
     let counts = windows.counts();
     assert_eq!((counts.live, counts.created, counts.evicted), (3, 4, 1));
     let mut summaries = Vec::new();
@@ -324,12 +384,28 @@ fn idle_windows_expire_on_housekeeping() {
     let mut windows = store(4, 8, vec![]);
     let mut events = WindowEvents::default();
     windows.update(SymbolId(0), 0, VenueId(0), VenueId(1), 1.0, T0, &mut events);
-    windows.update(SymbolId(0), 0, VenueId(1), VenueId(0), 1.0, T0 + 5 * SECOND_NS, &mut events);
+    windows.update(
+        SymbolId(0),
+        0,
+        VenueId(1),
+        VenueId(0),
+        1.0,
+        T0 + 5 * SECOND_NS,
+        &mut events,
+    );
     assert_eq!(windows.expire_idle(T0 + 6 * SECOND_NS, 4 * SECOND_NS), 1);
     assert_eq!(windows.counts().live, 1);
     assert_eq!(windows.counts().expired, 1);
     // The pair comes back as a new window.
-    windows.update(SymbolId(0), 0, VenueId(0), VenueId(1), 1.0, T0 + 7 * SECOND_NS, &mut events);
+    windows.update(
+        SymbolId(0),
+        0,
+        VenueId(0),
+        VenueId(1),
+        1.0,
+        T0 + 7 * SECOND_NS,
+        &mut events,
+    );
     assert_eq!(windows.counts().live, 2);
     assert_eq!(windows.counts().created, 3);
 }
@@ -349,7 +425,10 @@ fn pipeline_routes_drains_on_shutdown_and_counts_full_rings() {
     let mut first = pipeline.take_producer().unwrap();
     let second = pipeline.take_producer().unwrap();
     assert_eq!((first.slot_index(), second.slot_index()), (0, 1));
-    assert!(pipeline.take_producer().is_none(), "only max_connection_slots producers");
+    assert!(
+        pipeline.take_producer().is_none(),
+        "only max_connection_slots producers"
+    );
     let now = tickflow::record::now_ns();
     let mut accepted = 0u64;
     for i in 0..1000u32 {
@@ -366,7 +445,10 @@ fn pipeline_routes_drains_on_shutdown_and_counts_full_rings() {
     let report = pipeline.shutdown();
     assert_eq!(report.records_left_in_rings, 0);
     assert_eq!(report.counters.pushed, accepted);
-    assert_eq!(report.counters.pushed + report.counters.dropped_ring_full, 1000);
+    assert_eq!(
+        report.counters.pushed + report.counters.dropped_ring_full,
+        1000
+    );
     assert_eq!(report.counters.quotes, accepted);
     // Shard 0 owns even symbols, shard 1 odd ones.
     let quotes_of = |captured: &Captured| -> Vec<u32> {
