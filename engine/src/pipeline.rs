@@ -124,6 +124,8 @@ pub struct PipelineCounters {
     pub windows_expired: u64,
     pub samples_emitted: u64,
     pub opportunities_emitted: u64,
+    /// Times an idle shard parked (stopped spinning until woken or its housekeeping was due).
+    pub shard_parks: u64,
 }
 
 /// What `shutdown` observed.
@@ -357,6 +359,7 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.windows_expired += load(&shard.windows_expired);
     total.samples_emitted += load(&shard.samples_emitted);
     total.opportunities_emitted += load(&shard.opportunities_emitted);
+    total.shard_parks += load(&shard.parks);
 }
 
 /// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.

@@ -470,3 +470,40 @@ fn pipeline_routes_drains_on_shutdown_and_counts_full_rings() {
         accepted
     );
 }
+
+#[test]
+fn idle_shards_park_instead_of_spinning_and_wake_for_work() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 2\nmax_symbols = 16\nidle_spin_iterations = 100\nidle_park_ms = 1000\n",
+    )
+    .unwrap();
+    let outputs = [Captured::default(), Captured::default()];
+    let outbounds: Vec<Box<dyn Outbound>> = outputs
+        .iter()
+        .map(|c| Box::new(c.clone()) as Box<dyn Outbound>)
+        .collect();
+    let mut pipeline = Pipeline::start(&config, outbounds).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pipeline.counters().shard_parks < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle shards never parked"
+        );
+        std::thread::yield_now();
+    }
+    // A parked shard picks up new records (the producer's flush unparks it).
+    let mut producer = pipeline.take_producer().unwrap();
+    assert!(producer.push(quote(1, 0, 1.0, 1.1, tickflow::record::now_ns())));
+    producer.flush();
+    while pipeline.counters().quotes < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a parked shard was not woken"
+        );
+        std::thread::yield_now();
+    }
+    drop(producer);
+    let report = pipeline.shutdown();
+    assert_eq!(report.counters.quotes, 1);
+    assert_eq!(outputs[1].count(|r| matches!(r, OutRecord::Quote(_))), 1);
+}
