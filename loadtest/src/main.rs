@@ -1,4 +1,447 @@
-//! The `tickflow-load` binary.
+//! The `tickflow-load` binary: `venues` (serve the simulated venues), `storm` (reconnect storm
+//! against a real engine process) and `load` (CPU per quote and the highest zero-drop rate).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-fn main() {}
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tickflow::feed::sim::{SimConfig, SimVenues};
+use tickflow::venue::Venue;
+use tickflow_load::engine::default_engine_path;
+use tickflow_load::{EngineOptions, EngineProcess, FaultRates, engine_config_toml, faults};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tickflow-load",
+    about = "Simulated venues, reconnect storms and load scenarios for tickflow"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct VenueArgs {
+    /// Symbols every venue lists (the first are BTC, ETH, SOL, ...; then synthetic T<n>-USDT).
+    #[arg(long, default_value_t = 20)]
+    symbols: usize,
+    /// Best bid/ask updates per second per symbol per venue connection.
+    #[arg(long, default_value_t = 10.0)]
+    updates_per_s: f64,
+    /// Trades per second per symbol per venue connection (when subscribed).
+    #[arg(long, default_value_t = 1.0)]
+    trades_per_s: f64,
+    /// Tokio worker threads for the simulators.
+    #[arg(long, default_value_t = 1)]
+    sim_threads: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the eight simulated venues on 127.0.0.1 until Ctrl-C.
+    Venues {
+        #[command(flatten)]
+        venue: VenueArgs,
+        /// First port (venues take this and the next seven); 0 = chosen by the OS.
+        #[arg(long, default_value_t = 0)]
+        port_base: u16,
+        /// Write an engine config pointing at the simulators here.
+        #[arg(long)]
+        write_config: Option<PathBuf>,
+        #[arg(long, default_value_t = 0.0)]
+        disconnects_per_min: f64,
+        #[arg(long, default_value_t = 0.0)]
+        malformed_per_min: f64,
+        #[arg(long, default_value_t = 0.0)]
+        oversized_per_min: f64,
+        #[arg(long, default_value_t = 0.0)]
+        notices_per_min: f64,
+        #[arg(long, default_value_t = 0.0)]
+        stalls_per_min: f64,
+        #[arg(long, default_value_t = 30_000)]
+        stall_ms: u64,
+    },
+    /// Reconnect storm: simulators + a tickflow engine, M forced disconnects/min/venue for N s.
+    Storm {
+        #[command(flatten)]
+        venue: VenueArgs,
+        #[arg(long, default_value_t = 60)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 100.0)]
+        disconnects_per_min: f64,
+        #[arg(long, default_value_t = 5)]
+        warmup_s: u64,
+        /// The tickflow binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+    },
+    /// Offered load: engine CPU per quote at `--rate` quotes/s, or with `--find-max` the highest
+    /// offered rate with zero ring drops.
+    Load {
+        #[arg(long, default_value_t = 200_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 200)]
+        symbols: usize,
+        #[arg(long, default_value_t = 10)]
+        duration_s: u64,
+        #[arg(long, default_value_t = 3)]
+        warmup_s: u64,
+        #[arg(long)]
+        find_max: bool,
+        #[arg(long, default_value_t = 800_000)]
+        max_rate: u64,
+        #[arg(long, default_value_t = 1)]
+        sim_threads: usize,
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+        #[arg(long, default_value_t = 1)]
+        engine_threads: usize,
+        #[arg(long)]
+        engine: Option<PathBuf>,
+    },
+}
+
+const NAMED_BASES: [&str; 8] = ["BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "LTC"];
+
+fn symbols(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| match NAMED_BASES.get(index) {
+            Some(base) => format!("{base}-USDT"),
+            None => format!("T{index}-USDT"),
+        })
+        .collect()
+}
+
+fn sim_config(venue: &VenueArgs) -> SimConfig {
+    SimConfig {
+        symbols: symbols(venue.symbols),
+        bbo_per_s_per_symbol: venue.updates_per_s,
+        trades_per_s_per_symbol: venue.trades_per_s,
+        tick_ms: 2,
+        ..SimConfig::default()
+    }
+}
+
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()
+        .context("cannot start the simulator runtime")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Venues {
+            venue,
+            port_base,
+            write_config,
+            disconnects_per_min,
+            malformed_per_min,
+            oversized_per_min,
+            notices_per_min,
+            stalls_per_min,
+            stall_ms,
+        } => {
+            let rates = FaultRates {
+                disconnects_per_min,
+                malformed_per_min,
+                oversized_per_min,
+                notices_per_min,
+                stalls_per_min,
+                stall_ms,
+            };
+            venues(venue, port_base, write_config, rates)
+        }
+        Command::Storm {
+            venue,
+            duration_s,
+            disconnects_per_min,
+            warmup_s,
+            engine,
+        } => storm(venue, duration_s, disconnects_per_min, warmup_s, engine),
+        Command::Load {
+            rate,
+            symbols,
+            duration_s,
+            warmup_s,
+            find_max,
+            max_rate,
+            sim_threads,
+            shards,
+            engine_threads,
+            engine,
+        } => {
+            let settings = LoadSettings {
+                symbols,
+                duration_s,
+                warmup_s,
+                sim_threads,
+                shards,
+                engine_threads,
+                engine: engine.unwrap_or_else(default_engine_path),
+            };
+            if find_max {
+                find_max_rate(&settings, max_rate)
+            } else {
+                let result = load_step(&settings, rate)?;
+                println!("{result}");
+                Ok(())
+            }
+        }
+    }
+}
+
+fn venues(
+    venue: VenueArgs,
+    port_base: u16,
+    write_config: Option<PathBuf>,
+    rates: FaultRates,
+) -> anyhow::Result<()> {
+    let mut config = sim_config(&venue);
+    if port_base != 0 {
+        for (index, port) in config.ports.iter_mut().enumerate() {
+            *port = port_base
+                .checked_add(index as u16)
+                .context("--port-base too high")?;
+        }
+    }
+    let runtime = runtime(venue.sim_threads)?;
+    runtime.block_on(async {
+        let sim = SimVenues::start(config)
+            .await
+            .context("cannot bind the simulated venues")?;
+        for venue in Venue::ALL {
+            let url = if venue == Venue::Kucoin {
+                sim.bullet_url()
+            } else {
+                sim.url(venue)
+            };
+            println!("{:<8} {}", venue.name(), url.unwrap_or_default());
+        }
+        if let Some(path) = write_config {
+            std::fs::write(&path, engine_config_toml(&sim, &EngineOptions::default()))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "engine config: {} (tickflow run --config {})",
+                path.display(),
+                path.display()
+            );
+        }
+        println!("serving until Ctrl-C; faults: {rates:?}");
+        let cancel = CancellationToken::new();
+        let counts = {
+            let fault_run = faults::run(&sim, rates, cancel.clone());
+            tokio::pin!(fault_run);
+            tokio::select! {
+                counts = &mut fault_run => counts,
+                _ = tokio::signal::ctrl_c() => {
+                    cancel.cancel();
+                    fault_run.await
+                }
+            }
+        };
+        println!("faults injected: {counts:?}");
+        sim.shutdown().await;
+        anyhow::Ok(())
+    })
+}
+
+fn percent(start: u64, end: u64) -> f64 {
+    if start == 0 {
+        0.0
+    } else {
+        (end as f64 - start as f64) * 100.0 / start as f64
+    }
+}
+
+fn storm(
+    venue: VenueArgs,
+    duration_s: u64,
+    disconnects_per_min: f64,
+    warmup_s: u64,
+    engine: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let runtime = runtime(venue.sim_threads)?;
+    let sim = runtime.block_on(SimVenues::start(sim_config(&venue)))?;
+    let options = EngineOptions {
+        ring_capacity_records: 4_096,
+        max_connection_slots: 16,
+        ..EngineOptions::default()
+    };
+    let engine_path = engine.unwrap_or_else(default_engine_path);
+    let process = EngineProcess::start(&engine_path, &engine_config_toml(&sim, &options), true)?;
+    eprintln!(
+        "storm: engine pid {} ({}); warming up {warmup_s} s",
+        process.pid(),
+        engine_path.display()
+    );
+    let warm = process.wait_stats(
+        "all slots connected with data",
+        Duration::from_secs(30),
+        |stats| stats["connected"] == stats["slots"] && stats["quotes"].as_u64().unwrap_or(0) > 0,
+    )?;
+    std::thread::sleep(Duration::from_secs(warmup_s));
+    let slots = warm["slots"].as_u64().unwrap_or(0);
+    let start_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
+    let start_sample = process.sample()?;
+    eprintln!(
+        "storm: {duration_s} s at {disconnects_per_min} disconnects/min/venue; start {start_stats}"
+    );
+    let cancel = CancellationToken::new();
+    let rates = FaultRates {
+        disconnects_per_min,
+        ..FaultRates::default()
+    };
+    let counts = runtime.block_on(async {
+        let fault_run = faults::run(&sim, rates, cancel.clone());
+        tokio::pin!(fault_run);
+        tokio::select! {
+            counts = &mut fault_run => counts,
+            _ = tokio::time::sleep(Duration::from_secs(duration_s)) => {
+                cancel.cancel();
+                fault_run.await
+            }
+        }
+    });
+    // Let the last reconnects finish, then take the end sample.
+    let end_stats =
+        process.wait_stats("all slots reconnected", Duration::from_secs(30), |stats| {
+            stats["connected"].as_u64() == Some(slots)
+        })?;
+    let end_sample = process.sample()?;
+    let exit_code = process.terminate()?;
+    runtime.block_on(sim.shutdown());
+    let field = |stats: &serde_json::Value, name: &str| stats[name].as_u64().unwrap_or(0);
+    let summary = serde_json::json!({
+        "duration_s": duration_s,
+        "disconnects_per_min_per_venue": disconnects_per_min,
+        "disconnects_forced": counts.disconnects,
+        "reconnects": field(&end_stats, "reconnects") - field(&start_stats, "reconnects"),
+        "rss_kb_start": start_sample.rss_kb,
+        "rss_kb_end": end_sample.rss_kb,
+        "rss_growth_pct": (percent(start_sample.rss_kb, end_sample.rss_kb) * 100.0).round() / 100.0,
+        "threads_start": start_sample.threads,
+        "threads_end": end_sample.threads,
+        "tasks_start": field(&start_stats, "tasks"),
+        "tasks_end": field(&end_stats, "tasks"),
+        "symbols_start": field(&start_stats, "symbols"),
+        "symbols_end": field(&end_stats, "symbols"),
+        "subscriptions_start": field(&start_stats, "subscriptions"),
+        "subscriptions_end": field(&end_stats, "subscriptions"),
+        "resume_ms_p50": field(&end_stats, "resume_ms_p50"),
+        "resume_ms_p99": field(&end_stats, "resume_ms_p99"),
+        "ring_drops": field(&end_stats, "ring_dropped"),
+        "engine_exit_code": exit_code,
+    });
+    println!("{summary}");
+    Ok(())
+}
+
+struct LoadSettings {
+    symbols: usize,
+    duration_s: u64,
+    warmup_s: u64,
+    sim_threads: usize,
+    shards: usize,
+    engine_threads: usize,
+    engine: PathBuf,
+}
+
+/// One offered rate: returns the step's JSON result.
+fn load_step(settings: &LoadSettings, rate: u64) -> anyhow::Result<serde_json::Value> {
+    let per_symbol = rate as f64 / Venue::ALL.len() as f64 / settings.symbols.max(1) as f64;
+    let venue = VenueArgs {
+        symbols: settings.symbols,
+        updates_per_s: per_symbol,
+        trades_per_s: 0.0,
+        sim_threads: settings.sim_threads,
+    };
+    let runtime = runtime(settings.sim_threads)?;
+    let sim = runtime.block_on(SimVenues::start(sim_config(&venue)))?;
+    let options = EngineOptions {
+        shards: settings.shards,
+        worker_threads: settings.engine_threads,
+        ..EngineOptions::default()
+    };
+    let process =
+        EngineProcess::start(&settings.engine, &engine_config_toml(&sim, &options), true)?;
+    process.wait_stats(
+        "all slots connected with data",
+        Duration::from_secs(30),
+        |stats| stats["connected"] == stats["slots"] && stats["quotes"].as_u64().unwrap_or(0) > 0,
+    )?;
+    std::thread::sleep(Duration::from_secs(settings.warmup_s));
+    let start_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
+    let start_sample = process.sample()?;
+    let generator_start = tickflow_load::ProcSample::read(std::process::id())?;
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs(settings.duration_s));
+    let end_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
+    let elapsed_s = started.elapsed().as_secs_f64();
+    let end_sample = process.sample()?;
+    let generator_end = tickflow_load::ProcSample::read(std::process::id())?;
+    let exit_code = process.terminate()?;
+    runtime.block_on(sim.shutdown());
+    let field = |stats: &serde_json::Value, name: &str| stats[name].as_u64().unwrap_or(0);
+    let quotes = field(&end_stats, "quotes").saturating_sub(field(&start_stats, "quotes"));
+    let stats_span_s = (field(&end_stats, "uptime_ms")
+        .saturating_sub(field(&start_stats, "uptime_ms"))) as f64
+        / 1000.0;
+    let drops =
+        field(&end_stats, "ring_dropped").saturating_sub(field(&start_stats, "ring_dropped"));
+    let cpu_ns = end_sample.cpu_ns.saturating_sub(start_sample.cpu_ns);
+    Ok(serde_json::json!({
+        "offered_quotes_per_s": rate,
+        "symbols": settings.symbols,
+        "venues": Venue::ALL.len(),
+        "achieved_quotes_per_s": (quotes as f64 / stats_span_s.max(0.001)).round(),
+        "ring_drops": drops,
+        "engine_cpu_ns_per_quote": if quotes > 0 { (cpu_ns as f64 / quotes as f64 * stats_span_s.max(0.001) / elapsed_s).round() } else { 0.0 },
+        "engine_cpu_cores": (cpu_ns as f64 / 1e9 / elapsed_s * 100.0).round() / 100.0,
+        "generator_cpu_cores": (generator_end.cpu_ns.saturating_sub(generator_start.cpu_ns) as f64 / 1e9 / elapsed_s * 100.0).round() / 100.0,
+        "engine_rss_kb": end_sample.rss_kb,
+        "decode_errors": field(&end_stats, "decode_errors"),
+        "engine_exit_code": exit_code,
+    }))
+}
+
+fn find_max_rate(settings: &LoadSettings, max_rate: u64) -> anyhow::Result<()> {
+    let mut rate = 25_000u64;
+    let mut best_zero_drop = 0u64;
+    let mut steps = Vec::new();
+    while rate <= max_rate {
+        let result = load_step(settings, rate)?;
+        eprintln!("load: {result}");
+        let drops = result["ring_drops"].as_u64().unwrap_or(0);
+        let achieved = result["achieved_quotes_per_s"].as_f64().unwrap_or(0.0);
+        steps.push(result);
+        if drops > 0 {
+            break;
+        }
+        best_zero_drop = rate;
+        if achieved < rate as f64 * 0.9 {
+            eprintln!(
+                "load: the generator or the engine cannot keep up with {rate}/s (achieved {achieved:.0}/s): stopping"
+            );
+            break;
+        }
+        rate *= 2;
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "highest_zero_drop_offered_quotes_per_s": best_zero_drop, "steps": steps })
+    );
+    Ok(())
+}

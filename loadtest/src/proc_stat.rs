@@ -1,0 +1,94 @@
+//! Samples a process from /proc: resident memory, threads, CPU time.
+
+/// One reading of a process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcSample {
+    pub rss_kb: u64,
+    pub threads: u64,
+    /// User + system CPU time, nanoseconds.
+    pub cpu_ns: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcError {
+    #[error("cannot read /proc/{pid}: {source}")]
+    Read { pid: u32, source: std::io::Error },
+    #[error("/proc/{pid}/{file} has no {field}")]
+    Field {
+        pid: u32,
+        file: &'static str,
+        field: &'static str,
+    },
+}
+
+fn clock_ticks_per_s() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|output| String::from_utf8(output.stdout).ok())
+            .and_then(|text| text.trim().parse::<u64>().ok())
+            .filter(|ticks| *ticks > 0)
+            .unwrap_or(100)
+    })
+}
+
+impl ProcSample {
+    pub fn read(pid: u32) -> Result<ProcSample, ProcError> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|source| ProcError::Read { pid, source })?;
+        let field = |name: &'static str| -> Result<u64, ProcError> {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|value| value.parse().ok())
+                .ok_or(ProcError::Field {
+                    pid,
+                    file: "status",
+                    field: name,
+                })
+        };
+        let rss_kb = field("VmRSS:")?;
+        let threads = field("Threads:")?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|source| ProcError::Read { pid, source })?;
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat; here 0-based 11 and 12 after the name.
+        let ticks = |index: usize| -> Result<u64, ProcError> {
+            fields
+                .get(index)
+                .and_then(|value| value.parse::<u64>().ok())
+                .ok_or(ProcError::Field {
+                    pid,
+                    file: "stat",
+                    field: "utime/stime",
+                })
+        };
+        let cpu_ticks = ticks(11)? + ticks(12)?;
+        Ok(ProcSample {
+            rss_kb,
+            threads,
+            cpu_ns: cpu_ticks * 1_000_000_000 / clock_ticks_per_s(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let sample = ProcSample::read(std::process::id()).unwrap();
+        assert!(sample.rss_kb > 0);
+        assert!(sample.threads >= 1);
+    }
+}
