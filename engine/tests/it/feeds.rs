@@ -507,3 +507,105 @@ fn shutdown_under_load_drains_every_ring() {
         assert_eq!(harness.stop().await, 0, "rings drained");
     });
 }
+
+/// Writes a `tickflow run` config pointing at `sim` (bbo + trades, fast stats).
+fn run_config_toml(sim: &SimVenues) -> String {
+    let quoted: Vec<String> = sim
+        .config()
+        .symbols
+        .iter()
+        .map(|symbol| format!("\"{symbol}\""))
+        .collect();
+    let mut text = format!(
+        "[engine]\nshards = 1\nmax_symbols = 64\nmax_connection_slots = 16\nring_capacity_records = 8192\n\
+         [windows]\nbucket_ms = 100\nbuckets = 10\nmax_windows = 1000\nsnapshot_interval_ms = 100\n\
+         [feeds]\nsymbols = [{}]\nchannels = [\"bbo\", \"trades\"]\nstats_interval_ms = 100\nshutdown_deadline_ms = 2000\n",
+        quoted.join(", ")
+    );
+    for venue in Venue::ALL {
+        text.push_str(&format!("[feeds.venue.{}]\n", venue.name()));
+        if venue == Venue::Kucoin {
+            text.push_str(&format!(
+                "bullet_url = \"{}\"\n",
+                sim.bullet_url().expect("kucoin is simulated")
+            ));
+        } else {
+            text.push_str(&format!(
+                "url = \"{}\"\n",
+                sim.url(venue).expect("venue is simulated")
+            ));
+        }
+    }
+    text
+}
+
+#[test]
+fn tickflow_run_under_load_exits_zero_on_sigterm_with_empty_rings() {
+    use std::io::BufRead;
+    runtime().block_on(async {
+        let sim = SimVenues::start(SimConfig {
+            bbo_per_s_per_symbol: 1_000.0,
+            ..sim_config(&Venue::ALL)
+        })
+        .await
+        .expect("simulator starts");
+        let directory =
+            std::env::temp_dir().join(format!("tickflow-feeds-it-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("temp dir");
+        let config_path = directory.join("run.toml");
+        std::fs::write(&config_path, run_config_toml(&sim)).expect("config written");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickflow"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .env("RUST_LOG", "error")
+            .spawn()
+            .expect("tickflow starts");
+        let stderr = child.stderr.take().expect("piped");
+        let pid = child.id().to_string();
+        // The engine's stderr is read on a blocking thread owned by this test (joined below).
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut lines = std::io::BufReader::new(stderr).lines();
+            let mut loaded = false;
+            let mut shutdown_line = None;
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if let Some(json) = line.strip_prefix("tickflow-stats ") {
+                    let stats: serde_json::Value =
+                        serde_json::from_str(json).expect("stats line is JSON");
+                    if !loaded
+                        && stats["connected"] == 8
+                        && stats["quotes"].as_u64().unwrap_or(0) > 1_000
+                    {
+                        loaded = true;
+                        let status = std::process::Command::new("kill")
+                            .args(["-TERM", &pid])
+                            .status()
+                            .expect("kill runs");
+                        assert!(status.success());
+                    }
+                }
+                if let Some(json) = line.strip_prefix("tickflow-shutdown ") {
+                    shutdown_line = Some(
+                        serde_json::from_str::<serde_json::Value>(json)
+                            .expect("shutdown line is JSON"),
+                    );
+                }
+            }
+            (loaded, shutdown_line)
+        });
+        let (loaded, shutdown_line) = reader.await.expect("reader thread joins");
+        let status = child.wait().expect("tickflow exits");
+        assert!(loaded, "the engine reached load before the signal");
+        assert_eq!(status.code(), Some(0), "exit code 0 after SIGTERM");
+        let report = shutdown_line.expect("a shutdown report");
+        assert_eq!(
+            report["records_left_in_rings"], 0,
+            "rings drained: {report}"
+        );
+        assert!(report["quotes"].as_u64().unwrap_or(0) > 1_000);
+        std::fs::remove_dir_all(&directory).expect("temp dir removed");
+        sim.shutdown().await;
+    });
+}
