@@ -6,3 +6,4 @@ mod decode_golden;
 mod feeds;
 mod plugin_host;
 mod shard;
+mod tidy;
