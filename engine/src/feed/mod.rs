@@ -180,8 +180,7 @@ impl Feeds {
                 timings,
                 decoder,
                 sink,
-                config.engine.max_records_per_frame,
-                config.engine.max_frame_bytes,
+                limits,
                 cancel.child_token(),
             );
             tracker.spawn(slot.run());

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::decode::{
-    ControlEvent, DecodeErrorKind, Decoder, FrameEncoding, FrameOutcome, RecordBatch,
+    ControlEvent, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome, RecordBatch,
 };
 use crate::feed::EventSink;
 use crate::feed::counters::{SlotCounters, bump};
@@ -168,8 +168,7 @@ impl<S: EventSink> Slot<S> {
         timings: SlotTimings,
         decoder: Box<dyn Decoder>,
         sink: S,
-        batch_capacity_records: usize,
-        max_frame_bytes: usize,
+        limits: DecodeLimits,
         cancel: CancellationToken,
     ) -> Slot<S> {
         let ping_interval = plan.ping_interval;
@@ -179,14 +178,14 @@ impl<S: EventSink> Slot<S> {
             timings,
             decoder,
             sink,
-            batch: RecordBatch::with_capacity(batch_capacity_records),
+            batch: RecordBatch::with_capacity(limits.max_records_per_frame),
             reply: String::with_capacity(128),
             requests: Vec::new(),
             request_id: 0,
             ping_nonce: 0,
             ping_interval,
             resume_started: None,
-            max_frame_bytes,
+            max_frame_bytes: limits.max_frame_bytes,
             cancel,
         }
     }
