@@ -262,6 +262,14 @@ impl HostHandle {
         HostHandle { raw }
     }
 
+    /// A handle with no host behind it: logs and metrics go nowhere, names are unknown, the clock
+    /// is the system clock. For testing a sink without the engine.
+    pub fn detached() -> HostHandle {
+        HostHandle {
+            raw: std::ptr::null(),
+        }
+    }
+
     /// The table, if it is long enough to hold a field ending at `end_offset`.
     fn table_with(&self, end_offset: usize) -> Option<&Host> {
         if self.raw.is_null() {

@@ -387,3 +387,136 @@ impl Outbound for SinkOutbound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickflow_sdk::records::{SymbolId, VenueId};
+
+    fn quote(symbol: u32, venue: u16, seq: u64) -> Item {
+        Item::Quote(Quote {
+            symbol_id: SymbolId(symbol),
+            venue_id: VenueId(venue),
+            seq,
+            ..Quote::default()
+        })
+    }
+
+    fn gap(connection_id: u32) -> Item {
+        Item::Gap(GapEvent {
+            connection_id,
+            ..GapEvent::default()
+        })
+    }
+
+    fn lane_with(policy: SinkPolicy, capacity: usize) -> (LaneProducer, LaneConsumer) {
+        let mut sink = SinkConfig::new("test", "unused.so");
+        sink.policy = policy;
+        sink.ring_capacity_records = capacity;
+        sink.block_timeout_ms = 1;
+        let shared = Arc::new(SinkShared {
+            disabled: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let (producer, consumer, _) = lane(&sink, u32::MAX, shared, std::thread::current());
+        (producer, consumer)
+    }
+
+    fn drain(consumer: &mut LaneConsumer) -> Vec<Item> {
+        std::iter::from_fn(|| consumer.pop()).collect()
+    }
+
+    fn seqs(items: &[Item]) -> Vec<u64> {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Quote(quote) => quote.seq,
+                other => panic!("expected quotes, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn drop_newest_keeps_the_first_records_and_counts_the_rest() {
+        let (mut producer, mut consumer) = lane_with(SinkPolicy::DropNewest, 16);
+        for seq in 0..40 {
+            producer.offer(quote(1, 0, seq));
+        }
+        assert_eq!(seqs(&drain(&mut consumer)), (0..16).collect::<Vec<_>>());
+        assert_eq!(producer.counters.dropped_full.load(Ordering::Relaxed), 24);
+        assert_eq!(producer.counters.enqueued.load(Ordering::Relaxed), 16);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_latest_records_and_counts_the_displaced() {
+        let (mut producer, mut consumer) = lane_with(SinkPolicy::DropOldest, 16);
+        for seq in 0..40 {
+            producer.offer(quote(1, 0, seq));
+        }
+        assert_eq!(seqs(&drain(&mut consumer)), (24..40).collect::<Vec<_>>());
+        assert_eq!(producer.counters.dropped_oldest.load(Ordering::Relaxed), 24);
+    }
+
+    #[test]
+    fn conflate_keeps_the_latest_per_key_while_the_ring_is_full() {
+        let (mut producer, mut consumer) = lane_with(SinkPolicy::Conflate, 16);
+        // Fill the ring, then 100 updates over 4 keys wait in the conflation table.
+        for seq in 0..16 {
+            producer.offer(quote(9, 0, seq));
+        }
+        for seq in 100..200 {
+            producer.offer(quote((seq % 4) as u32, 1, seq));
+        }
+        // An event that does not fit is dropped, never conflated.
+        producer.offer(gap(7));
+        assert_eq!(producer.counters.conflated.load(Ordering::Relaxed), 96);
+        assert_eq!(producer.counters.dropped_full.load(Ordering::Relaxed), 1);
+        assert_eq!(seqs(&drain(&mut consumer)), (0..16).collect::<Vec<_>>());
+        // Room again: flushing moves the latest of each key, in first-waiting order.
+        producer.flush();
+        assert_eq!(seqs(&drain(&mut consumer)), vec![196, 197, 198, 199]);
+        // Nothing waits any more: records go straight through, in order.
+        producer.offer(quote(0, 1, 500));
+        producer.offer(gap(8));
+        let items = drain(&mut consumer);
+        assert_eq!(items, vec![quote(0, 1, 500), gap(8)]);
+    }
+
+    #[test]
+    fn block_waits_a_bounded_time_then_drops_and_counts() {
+        let (mut producer, mut consumer) = lane_with(SinkPolicy::Block, 16);
+        for seq in 0..20 {
+            producer.offer(quote(1, 0, seq));
+        }
+        // Nobody drains: the first overflow waits block_timeout_ms, the rest drop at once.
+        assert_eq!(producer.counters.block_timeouts.load(Ordering::Relaxed), 4);
+        assert_eq!(drain(&mut consumer).len(), 16);
+        // Room again: the next push succeeds and clears the "blocked out" state.
+        producer.offer(quote(1, 0, 99));
+        assert!(!producer.blocked_out);
+        assert_eq!(seqs(&drain(&mut consumer)), vec![99]);
+    }
+
+    #[test]
+    fn records_of_unwanted_kinds_or_for_disabled_sinks_are_not_offered() {
+        let mut sink = SinkConfig::new("test", "unused.so");
+        sink.ring_capacity_records = 16;
+        let shared = Arc::new(SinkShared {
+            disabled: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+        });
+        let (mut producer, mut consumer, counters) = lane(
+            &sink,
+            RecordKind::Gap.mask_bit(),
+            shared.clone(),
+            std::thread::current(),
+        );
+        producer.offer(quote(1, 0, 1));
+        producer.offer(gap(1));
+        assert_eq!(drain(&mut consumer), vec![gap(1)]);
+        shared.disabled.store(true, Ordering::Relaxed);
+        producer.offer(gap(2));
+        assert!(drain(&mut consumer).is_empty());
+        assert_eq!(counters.dropped_disabled.load(Ordering::Relaxed), 1);
+    }
+}

@@ -224,6 +224,11 @@ impl Runner {
         let mut delivered_since_flush = false;
         let mut next_tick = Instant::now() + TICK_INTERVAL;
         let mut lanes = std::mem::take(&mut self.lanes);
+        // After the stop flag, drain at most what the rings can hold (plus a batch per lane) so a
+        // producer that keeps pushing cannot keep this thread from being joined.
+        let drain_limit_after_stop =
+            lanes.len() * (self.sink.ring_capacity_records + self.sink.batch_max_records);
+        let mut drained_after_stop = 0usize;
 
         loop {
             // Read the stop flag before draining: whatever was pushed before it was set is
@@ -260,6 +265,9 @@ impl Runner {
             if moved > 0 {
                 delivered_since_flush = true;
             }
+            if stopping {
+                drained_after_stop += moved;
+            }
             if consecutive_failures >= self.sink.restart_after_failures {
                 consecutive_failures = 0;
                 instance = self.quarantine(instance.take());
@@ -269,6 +277,9 @@ impl Runner {
                 next_tick = now + TICK_INTERVAL;
                 self.tick(instance.as_ref(), &mut consecutive_failures);
                 self.publish_histogram(&mut histogram);
+            }
+            if stopping && drained_after_stop > drain_limit_after_stop {
+                break;
             }
             if moved == 0 {
                 if delivered_since_flush {
