@@ -162,9 +162,10 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
             }
         }
     };
-    // From here on the library's code has run or will: it stays loaded for the process lifetime.
-    let library: &'static libloading::Library = Box::leak(Box::new(library));
-    let _ = library;
+    // From here on the library's code runs: leak the handle on purpose so the library stays
+    // loaded for the process lifetime (the descriptor, instances and any threads a plugin
+    // started point into it). Loading the same path again reuses the loader's handle.
+    let _never_unloaded: &'static libloading::Library = Box::leak(Box::new(library));
 
     // SAFETY: the entry function takes nothing and returns a pointer (ABI contract).
     let descriptor_ptr = unsafe { entry() };

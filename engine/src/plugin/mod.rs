@@ -193,6 +193,14 @@ impl SinkHost {
         Ok(host)
     }
 
+    /// [`SinkHost::start`] for `config.sinks`, one lane per shard of `config.shard_count()`.
+    pub fn from_config(
+        config: &crate::config::Config,
+        registry: Arc<SymbolRegistry>,
+    ) -> Result<SinkHost, PluginError> {
+        SinkHost::start(&config.sinks, config.shard_count(), Some(registry))
+    }
+
     /// The shards' outbounds, one per shard in shard order (for `Pipeline::start`). Empty after
     /// the first call.
     pub fn take_outbounds(&mut self) -> Vec<Box<dyn Outbound>> {
@@ -258,6 +266,17 @@ impl Drop for SinkHost {
     fn drop(&mut self) {
         self.stop_and_join();
     }
+}
+
+/// Memory the configured sinks' rings, conflation tables and batch buffers take (for the
+/// engine's memory budget): every sink has one lane per shard plus the telemetry lane.
+pub fn sinks_budget_bytes(config: &crate::config::Config) -> usize {
+    let lanes = config.shard_count() + 1;
+    config
+        .sinks
+        .iter()
+        .map(|sink| sink.budget_bytes(lanes))
+        .sum()
 }
 
 /// Spawns one sink's runner, waits for its `create`, and builds its lanes.

@@ -549,6 +549,32 @@ fn bad_plugins_are_refused_with_one_clear_line() {
 }
 
 #[test]
+fn check_config_reports_a_refused_plugin() {
+    let dir = scratch_dir("check-config");
+    let plugin = c_fixture(&dir, "FIXTURE_OTHER_MAJOR");
+    let config_path = dir.join("tickflow.toml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "[[sinks]]\nname = \"old\"\npath = {:?}\n",
+            plugin.display().to_string()
+        ),
+    )
+    .expect("scratch is writable");
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .arg("check-config")
+        .arg(&config_path)
+        .output()
+        .expect("tickflow runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("sinks[0].path") && stderr.contains("abi_major is 2, the engine expects 1"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn plugin_inspect_prints_the_descriptor() {
     let dir = scratch_dir("inspect");
     for (path, name, kinds, absent) in [
