@@ -81,15 +81,60 @@ pub struct PublicAggreDealsV3ApiItem {
     pub time: i64,
 }
 
+thread_local! {
+    /// One deflate state per simulator thread, reused for every HTX data frame.
+    static GZIPPER: std::cell::RefCell<Gzipper> = std::cell::RefCell::new(Gzipper::default());
+}
+
 /// Gzips `json` (HTX sends every frame this way).
 pub fn gzip(json: &str) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(json.len() / 2 + 32),
-        flate2::Compression::fast(),
-    );
-    // Writing into a Vec cannot fail.
-    let _ = encoder.write_all(json.as_bytes());
-    encoder.finish().unwrap_or_default()
+    let mut out = Vec::new();
+    Gzipper::default().gzip(json.as_bytes(), &mut out);
+    out
+}
+
+/// A reusable gzip writer: one deflate state per session instead of one per frame.
+pub struct Gzipper {
+    compress: flate2::Compress,
+}
+
+impl Default for Gzipper {
+    fn default() -> Self {
+        Gzipper {
+            compress: flate2::Compress::new(flate2::Compression::fast(), false),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gzipper {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Gzipper")
+    }
+}
+
+impl Gzipper {
+    /// Appends the gzip member of `input` to `out` (header, raw deflate, CRC-32, size).
+    pub fn gzip(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff]);
+        self.compress.reset();
+        out.reserve(input.len() + 64);
+        loop {
+            let consumed = self.compress.total_in() as usize;
+            let status =
+                self.compress
+                    .compress_vec(&input[consumed..], out, flate2::FlushCompress::Finish);
+            match status {
+                Ok(flate2::Status::StreamEnd) => break,
+                Ok(_) => out.reserve(input.len() + 64),
+                // Deflating into a Vec with room only fails on a bug in the compressor.
+                Err(_) => break,
+            }
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(input);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    }
 }
 
 fn text_or_gzip(venue: Venue, json: String) -> ServerFrame {
@@ -466,7 +511,7 @@ pub fn write_bbo(
                 text,
                 r#"{{"ch":"market.{symbol}.bbo","ts":{now_ms},"tick":{{"seqId":{sequence},"ask":{ask:.8},"askSize":{ask_qty:.6},"bid":{bid:.8},"bidSize":{bid_qty:.6},"quoteTime":{now_ms},"symbol":"{symbol}"}}}}"#
             );
-            binary.extend_from_slice(&gzip(text));
+            GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
             return true;
         }
         Venue::Mexc => {
@@ -555,7 +600,7 @@ pub fn write_trade(
                 text,
                 r#"{{"ch":"market.{symbol}.trade.detail","ts":{now_ms},"tick":{{"id":{trade_id},"ts":{now_ms},"data":[{{"id":{trade_id},"ts":{now_ms},"tradeId":{trade_id},"amount":{quantity:.6},"price":{price:.8},"direction":"{side_lower}"}}]}}}}"#
             );
-            binary.extend_from_slice(&gzip(text));
+            GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
             return true;
         }
         Venue::Mexc => {
@@ -583,6 +628,21 @@ pub fn write_trade(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_frames_inflate_back() {
+        use std::io::Read as _;
+        let mut gzipper = Gzipper::default();
+        for text in ["{\"ping\":1}", &"x".repeat(100_000)] {
+            let mut out = Vec::new();
+            gzipper.gzip(text.as_bytes(), &mut out);
+            let mut inflated = String::new();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_string(&mut inflated)
+                .unwrap();
+            assert_eq!(inflated, text);
+        }
+    }
 
     #[test]
     fn subscribe_requests_round_trip_through_the_simulator() {
