@@ -89,6 +89,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
     let mut line = Vec::new();
     let mut line_number = 0u64;
     let mut failed = false;
+    let mut seen_frame = false;
     loop {
         line.clear();
         let read = input
@@ -102,9 +103,18 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
         if text.is_empty() {
             continue;
         }
+        let is_first_frame = !seen_frame;
+        seen_frame = true;
         let bytes = if args.base64 {
             match base64::engine::general_purpose::STANDARD.decode(text.trim_ascii()) {
                 Ok(bytes) => bytes,
+                Err(_) if is_first_frame && text.trim_ascii_start().starts_with(b"{") => {
+                    writeln!(
+                        stderr,
+                        "tickflow decode: line {line_number} is JSON text, not base64: drop --base64"
+                    )?;
+                    return Ok(EXIT_USAGE);
+                }
                 Err(error) => {
                     writeln!(stderr, "line {line_number}: invalid base64: {error}")?;
                     failed = true;
@@ -119,6 +129,13 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
                 if !args.stats {
                     session.write_records(&mut writer)?;
                 }
+            }
+            Err(LineError::Decode(error)) if is_first_frame && looks_like_base64(text, &error) => {
+                writeln!(
+                    stderr,
+                    "tickflow decode: line {line_number} looks like base64 (binary frames): pass --base64"
+                )?;
+                return Ok(EXIT_USAGE);
             }
             Err(LineError::Decode(error)) => {
                 writeln!(stderr, "line {line_number}: {error}")?;
@@ -139,6 +156,17 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
     }
     writer.flush().context("writing to stdout")?;
     Ok(if failed { EXIT_FRAME_ERRORS } else { EXIT_OK })
+}
+
+/// A line that failed as a text frame but is well-formed base64: the user forgot `--base64`.
+fn looks_like_base64(text: &[u8], error: &DecodeError) -> bool {
+    matches!(
+        error.kind,
+        DecodeErrorKind::MalformedJson | DecodeErrorKind::InvalidUtf8
+    ) && !text.starts_with(b"{")
+        && base64::engine::general_purpose::STANDARD
+            .decode(text.trim_ascii())
+            .is_ok_and(|bytes| bytes.len() >= 4)
 }
 
 enum LineError {

@@ -74,7 +74,8 @@ impl JsonVenue for Binance {
         match payload.get("e").map(|event| event.str("e")).transpose()? {
             Some("trade") => decode_trade(payload, "t", cx),
             Some("aggTrade") => decode_trade(payload, "a", cx),
-            Some("bookTicker") | None if payload.get("u").is_some() => decode_quote(payload, cx),
+            Some("bookTicker") => decode_quote(payload, cx),
+            None if payload.get("u").is_some() => decode_quote(payload, cx),
             Some("serverShutdown") => Ok(FrameOutcome::Control(ControlEvent::ShutdownNotice)),
             _ => Err(DecodeError::new(
                 DecodeErrorKind::UnknownMessage,

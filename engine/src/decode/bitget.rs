@@ -42,7 +42,8 @@ impl JsonVenue for Bitget {
         let action = root.field("action", "action")?.str("action")?;
         let data = root.field("data", "data")?.array("data")?;
         match channel {
-            "books1" => {
+            // Each push of these is a whole top-of-book snapshot, best level first.
+            "books1" | "books5" => {
                 let symbol_id = cx.resolve(symbol)?;
                 for book in data {
                     let bid = best_level(book.field("bids", "data[].bids")?, "data[].bids")?;

@@ -39,7 +39,8 @@ impl JsonVenue for Bybit {
             return Ok(FrameOutcome::Control(control));
         }
         let topic = root.field("topic", "topic")?.str("topic")?;
-        if topic.starts_with("orderbook.") {
+        // Only level 1: every push is the whole top of book (deeper books send deltas).
+        if topic.starts_with("orderbook.1.") {
             decode_quote(root, cx)
         } else if topic.starts_with("publicTrade.") {
             decode_trades(root, cx)

@@ -1,5 +1,5 @@
 //! HTX (Huobi) spot: `market.<sym>.bbo` and `market.<sym>.trade.detail`. Every server frame is
-//! gzip: it is inflated into a reused buffer, bounded by `max_frame_bytes` (a gzip bomb is
+//! gzip: it is inflated (flate2, zlib-rs backend) into a reused buffer, bounded by `max_frame_bytes` (a gzip bomb is
 //! `Oversized`), then parsed in place. `{"ping":n}` is a server ping to answer with `{"pong":n}`.
 //!
 //! Trade ids come from `tradeId`: `data[].id` is wider than 64 bits and is never read.

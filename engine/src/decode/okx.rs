@@ -1,4 +1,4 @@
-//! OKX v5 public: `bbo-tbt` and `tickers` (best bid/ask) and `trades`; `event` replies (subscribe,
+//! OKX v5 public: `bbo-tbt`, `books5` and `tickers` (best bid/ask) and `trades`; `event` replies (subscribe,
 //! error, the 64008 notice before a forced close) and the plain-text `pong` are control events.
 
 use super::common::{
@@ -47,7 +47,8 @@ impl JsonVenue for Okx {
         let symbol = arg.field("instId", "arg.instId")?.str("arg.instId")?;
         let data = root.field("data", "data")?.array("data")?;
         match channel {
-            "bbo-tbt" | "books1" => {
+            // Each push of these is a whole top-of-book snapshot, best level first.
+            "bbo-tbt" | "books5" => {
                 let symbol_id = cx.resolve(symbol)?;
                 for book in data {
                     let bid = best_level(book.field("bids", "data[].bids")?, "data[].bids")?;

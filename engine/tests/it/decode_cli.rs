@@ -180,6 +180,17 @@ fn decode_cli_usage_errors_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     let output = run_decode(&["--venue", "okx", "--no-such-flag"], None);
     assert_eq!(output.status.code(), Some(2));
+    // --base64 on a text capture, and a binary capture without --base64.
+    let (text_lines, _) = input_lines(Venue::Okx);
+    let output = run_decode(&["--venue", "okx", "--base64"], Some(&text_lines));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("drop --base64"));
+    let (binary_lines, base64) = input_lines(Venue::Htx);
+    assert!(base64);
+    let output = run_decode(&["--venue", "htx"], Some(&binary_lines));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("pass --base64"));
+    assert!(output.stdout.is_empty());
 }
 
 #[test]

@@ -1226,3 +1226,97 @@ fn decode_binance_fast_path_matches_generic_path() {
         );
     }
 }
+
+/// Live variants the fixtures do not show: numbers as JSON numbers, the futures bookTicker with
+/// its transaction time, KuCoin's lowercase `time`, Gate without `create_time_ms`, inflated HTX
+/// text, and one-sided books (no record, no error).
+#[test]
+fn decode_golden_live_variants() {
+    let text = |frame: &str| WireFrame {
+        kind: "bbo".to_string(),
+        encoding: FrameEncoding::Text,
+        bytes: frame.as_bytes().to_vec(),
+    };
+    check(
+        Venue::Binance,
+        &text(
+            r#"{"e":"bookTicker","u":400900217,"E":1568014460893,"T":1568014460891,"s":"BNBUSDT","b":25.3519,"B":"31.21000000","a":"25.36520000","A":40.66}"#,
+        ),
+        &Quote {
+            symbol: "BNB-USDT",
+            bid: 25.3519,
+            bid_qty: 31.21,
+            ask: 25.3652,
+            ask_qty: 40.66,
+            ts_exchange_ns: Some(1568014460891 * MS),
+            seq: Some(400900217),
+        },
+    );
+    check(
+        Venue::Kucoin,
+        &text(
+            r#"{"type":"message","topic":"/market/ticker:BTC-USDT","subject":"trade.ticker","data":{"sequence":"7","price":"0.08","size":"0.011","bestAsk":"0.08","bestAskSize":"0.18","bestBid":"0.049","bestBidSize":"0.036","time":1704873323416}}"#,
+        ),
+        &Quote {
+            symbol: "BTC-USDT",
+            bid: 0.049,
+            bid_qty: 0.036,
+            ask: 0.08,
+            ask_qty: 0.18,
+            ts_exchange_ns: Some(1704873323416 * MS),
+            seq: Some(7),
+        },
+    );
+    check(
+        Venue::Gate,
+        &text(
+            r#"{"time":1606292218,"channel":"spot.trades","event":"update","result":{"id":1,"create_time":1606292218,"side":"buy","currency_pair":"GT_USDT","amount":"1","price":"0.5"}}"#,
+        ),
+        &Trade {
+            symbol: "GT-USDT",
+            price: 0.5,
+            qty: 1.0,
+            side: Side::Buy,
+            trade_id: "1",
+            ts_exchange_ns: Some(1606292218 * 1_000_000_000),
+        },
+    );
+    check(
+        Venue::Htx,
+        &text(
+            r#"{"ch":"market.trioeth.bbo","ts":1,"tick":{"seqId":"5","ask":"1.2E-6","askSize":3,"bid":9.2E-7,"bidSize":2,"quoteTime":"1618678027940","symbol":"trioeth"}}"#,
+        ),
+        &Quote {
+            symbol: "TRIO-ETH",
+            bid: 9.2e-7,
+            bid_qty: 2.0,
+            ask: 1.2e-6,
+            ask_qty: 3.0,
+            ts_exchange_ns: Some(1618678027940 * MS),
+            seq: Some(5),
+        },
+    );
+    // One-sided books: nothing to report, and nothing wrong.
+    let one_sided: &[(Venue, &str)] = &[
+        (
+            Venue::Okx,
+            r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","askPx":"30228.7","askSz":"1","bidPx":"","bidSz":"","ts":"1652459224956"}]}"#,
+        ),
+        (
+            Venue::Bybit,
+            r#"{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[["27451.00","0.750"]],"u":1,"seq":2}}"#,
+        ),
+    ];
+    for (venue, frame) in one_sided {
+        let mut decoder = decoder_for(*venue, fixture_registry(), DecodeLimits::default());
+        let mut out = RecordBatch::with_capacity(4);
+        let outcome = decoder.decode(
+            &mut frame.as_bytes().to_vec(),
+            FrameEncoding::Text,
+            1,
+            &mut out,
+        );
+        assert_eq!(outcome, Ok(FrameOutcome::Records(0)), "{venue}");
+        assert!(out.is_empty());
+    }
+}
