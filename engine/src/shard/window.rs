@@ -10,7 +10,9 @@
 //! accumulated in the header in `f64` and only its mean is stored when it closes. Window mean and
 //! standard deviation run on sums over the stored bucket means (recomputed exactly once per lap to
 //! bound rounding drift); window min and max use √n blocks: each block keeps the min and max of its
-//! buckets, so a summary reads ~2√n values instead of n.
+//! buckets, so a summary reads ~2√n values instead of n. Eviction and expiry follow the
+//! least-recently-updated list at bucket precision (a window moves to the front on its first
+//! update in a bucket).
 
 use tickflow_sdk::records::{
     OPPORTUNITY_END, OPPORTUNITY_START, OpportunityEvent, SpreadSample, SymbolId, TimestampNs,
@@ -286,13 +288,16 @@ impl WindowStore {
         if window == NONE {
             window = self.create(symbol_id, local_symbol, buy.0, sell.0, ts_ns, output);
             self.index[slot] = window;
-        } else {
-            self.lru_touch(window);
         }
         let bucket = ts_ns.div_euclid(self.params.bucket_ns);
         let header = &self.headers[window as usize];
         if header.open_count > 0 && bucket > header.open_bucket {
             self.close_open_bucket(window, output);
+        }
+        if self.headers[window as usize].open_count == 0 {
+            // Recency is kept at bucket precision: a window moves to the front of the LRU list on
+            // its first update in a bucket, not on every update (most updates skip the list).
+            self.lru_touch(window);
         }
         let header = &mut self.headers[window as usize];
         if header.open_count == 0 {

@@ -349,14 +349,16 @@ fn window_cap_evicts_least_recently_updated_and_counts_it() {
             &mut events,
         );
     }
-    // Touch (0,1) so (0,2) becomes the least recently updated.
+    // Touch (0,1) in a later bucket (recency is kept at bucket precision) so (0,2) becomes the
+    // least recently updated.
+    let later = T0 + SECOND_NS;
     windows.update(
         SymbolId(0),
         0,
         VenueId(0),
         VenueId(1),
         1.0,
-        T0 + 1,
+        later,
         &mut events,
     );
     windows.update(
@@ -365,7 +367,7 @@ fn window_cap_evicts_least_recently_updated_and_counts_it() {
         VenueId(0),
         VenueId(4),
         1.0,
-        T0 + 2,
+        later + 1,
         &mut events,
     );
     let counts = windows.counts();
