@@ -203,6 +203,12 @@ impl<'t, 'i> Json<'t, 'i> {
         match self.head() {
             Some(Node::String(text)) => parse_ms_as_ns(text.as_bytes(), detail),
             Some(Node::Static(StaticNode::U64(value))) => ms_to_ns(value, detail),
+            // Fractional milliseconds as a JSON number: as exact as the f64 holds them.
+            Some(Node::Static(StaticNode::F64(value)))
+                if value.is_finite() && value >= 0.0 && value * 1e6 < i64::MAX as f64 =>
+            {
+                Ok((value * 1e6).round() as TimestampNs)
+            }
             Some(Node::Static(StaticNode::I64(_))) | Some(Node::Static(StaticNode::F64(_))) => {
                 Err(DecodeError::new(DecodeErrorKind::BadNumber, detail))
             }
