@@ -60,8 +60,9 @@ pub fn rules(venue: Venue) -> VenueRules {
             default_url: "wss://ws.okx.com:8443/ws/v5/public",
             max_streams_per_connection: 240,
             max_topics_per_request: 60,
-            // 480 requests per hour per connection.
-            min_request_interval_ms: 7_500,
+            // 480 subscribe requests per hour per connection: a connection sends its few
+            // requests (≤ 240 streams / 60 per request) once, at connect.
+            min_request_interval_ms: 350,
             client_ping: ClientPing::Text,
             ping_interval_ms: 25_000,
             gzip_frames: false,
