@@ -1090,6 +1090,27 @@ fn decode_too_many_records_is_refused_whole() {
         decode_error(Venue::Bybit, frame.as_bytes(), FrameEncoding::Text, limits),
         Some(DecodeErrorKind::NonPositivePrice)
     );
+    // Every data frame of every venue is refused whole when the limit is zero.
+    let none_allowed = DecodeLimits {
+        max_records_per_frame: 0,
+        ..DecodeLimits::default()
+    };
+    for venue in Venue::ALL {
+        for frame in wire_frames(venue) {
+            if frame.kind == "control"
+                || frame.bytes.starts_with(
+                    br#"{"action":"snapshot","arg":{"instType":"SPOT","channel":"trade""#,
+                )
+            {
+                continue;
+            }
+            assert_eq!(
+                decode_error(venue, &frame.bytes, frame.encoding, none_allowed),
+                Some(DecodeErrorKind::TooManyRecords),
+                "{venue} {frame:?}"
+            );
+        }
+    }
     // Exactly at the limit is fine.
     let frame = format!(
         r#"{{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1,"data":[{trade},{trade}]}}"#
