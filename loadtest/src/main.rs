@@ -336,6 +336,8 @@ fn storm(
         "threads_end": end_sample.threads,
         "tasks_start": field(&start_stats, "tasks"),
         "tasks_end": field(&end_stats, "tasks"),
+        "runtime_tasks_start": field(&start_stats, "runtime_tasks"),
+        "runtime_tasks_end": field(&end_stats, "runtime_tasks"),
         "symbols_start": field(&start_stats, "symbols"),
         "symbols_end": field(&end_stats, "symbols"),
         "subscriptions_start": field(&start_stats, "subscriptions"),

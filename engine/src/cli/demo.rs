@@ -147,7 +147,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
                 }
             }
         }
-        let finished = feeds.shutdown().await;
+        let finished = tokio::select! {
+            finished = feeds.shutdown() => finished,
+            name = signals.next() => {
+                println!("second {name}: exiting now");
+                std::process::exit(130);
+            }
+        };
         sim.shutdown().await;
         anyhow::Ok(finished)
     });

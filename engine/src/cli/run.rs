@@ -3,7 +3,8 @@
 //! SIGTERM/SIGINT (feeds stop → producers dropped → pipeline drains); a second signal exits at once.
 //!
 //! The `tickflow-stats` line (stderr, every `feeds.stats_interval_ms`) is one JSON object:
-//! `uptime_ms`, `slots`, `connected`, `tasks` (live slot tasks), `symbols` (registry size),
+//! `uptime_ms`, `slots`, `connected`, `tasks` (live slot tasks), `runtime_tasks` (every task alive
+//! in the feeds runtime), `symbols` (registry size),
 //! `subscriptions`, `frames`, `records`, `quotes`, `ring_drops`, `reconnects`, `resume_ms_p50`,
 //! `resume_ms_p99`, error counters, and the pipeline's `shard_quotes`, `shard_trades`,
 //! `shard_gaps`, `ring_dropped`. `tickflow-load` reads it.
@@ -132,6 +133,11 @@ pub(crate) fn stats_json(
             "uptime_ms".into(),
             (started.elapsed().as_millis() as u64).into(),
         );
+        // Every tokio task alive in the feeds runtime (slot tasks and anything else): must not grow.
+        let runtime_tasks = tokio::runtime::Handle::try_current()
+            .map(|handle| handle.metrics().num_alive_tasks())
+            .unwrap_or(0);
+        object.insert("runtime_tasks".into(), (runtime_tasks as u64).into());
         object.insert("shard_quotes".into(), counters.quotes.into());
         object.insert("shard_trades".into(), counters.trades.into());
         object.insert("shard_gaps".into(), counters.gaps.into());

@@ -448,6 +448,10 @@ fn reconnect_storm_leaves_tasks_registry_and_subscriptions_unchanged() {
             );
         }
         let tasks_before = harness.feeds.live_tasks();
+        // Every task in the runtime: slot tasks, simulator accept loops, connections, sessions.
+        let runtime_tasks_before = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
         let symbols_before = harness.registry.len();
         let subscriptions_before = harness.feeds.totals().subscriptions;
         for round in 1..=STORM_DISCONNECTS {
@@ -485,6 +489,18 @@ fn reconnect_storm_leaves_tasks_registry_and_subscriptions_unchanged() {
             );
         }
         assert!(totals.resume_count >= (STORM_DISCONNECTS * 8) as u64);
+        assert!(
+            eventually(|| tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+                == runtime_tasks_before)
+            .await,
+            "no task accumulates: {} before, {} after",
+            runtime_tasks_before,
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        );
         assert_eq!(harness.stop().await, 0);
     });
 }

@@ -3,7 +3,6 @@
 //! HTX gzip JSON, MEXC protobuf). No I/O: bytes in, bytes out.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use crate::feed::config::Channel;
 use crate::venue::Venue;
