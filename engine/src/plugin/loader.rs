@@ -152,7 +152,7 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
         match unsafe { library.get::<EntryFn>(symbol_name.as_bytes()) } {
             Ok(symbol) => *symbol,
             Err(_) => {
-                // Nothing of the library has been called: it may be unloaded (dropped) here.
+                // Not a plugin, and none of its functions were called: it is unloaded again.
                 return Err(refusal(
                     &plugin,
                     "entry symbol",
