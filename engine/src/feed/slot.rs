@@ -201,6 +201,7 @@ impl<S: EventSink> Slot<S> {
         while !self.cancel.is_cancelled() {
             let (reader, writer) = match self.open().await {
                 Ok(pair) => pair,
+                Err(ConnectError::Cancelled) => break,
                 Err(error) => {
                     let retry_after = match &error {
                         ConnectError::Refused {
@@ -322,7 +323,7 @@ impl<S: EventSink> Slot<S> {
         };
         tokio::select! {
             result = connect => result,
-            _ = cancel.cancelled() => Err(ConnectError::Timeout),
+            _ = cancel.cancelled() => Err(ConnectError::Cancelled),
         }
     }
 
@@ -457,6 +458,8 @@ impl<S: EventSink> Slot<S> {
                                 links[replacement] = Some(Link::new(writer, Instant::now(), self.ping_interval));
                                 seat_reader!(replacement, Some(reader));
                             }
+                            // Shutdown: the cancel branch ends the session next.
+                            Err(ConnectError::Cancelled) => {}
                             Err(error) => {
                                 tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "rotation connect failed");
                                 next_rotation_at = Instant::now() + self.timings.rotation_first_data_timeout;

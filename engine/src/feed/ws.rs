@@ -28,6 +28,8 @@ pub enum ConnectError {
     BadUrl { url: String, reason: &'static str },
     #[error("connect timed out")]
     Timeout,
+    #[error("shutting down")]
+    Cancelled,
     #[error("tcp connect failed: {0}")]
     Tcp(std::io::Error),
     #[error("tls handshake failed: {0}")]
