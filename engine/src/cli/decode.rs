@@ -86,19 +86,34 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
         FrameEncoding::Text
     };
     let mut input = input;
+    // A line longer than the largest frame (in base64 when asked) is refused, not buffered.
+    let max_line_bytes = if args.base64 {
+        limits.max_frame_bytes.div_ceil(3) * 4 + 2
+    } else {
+        limits.max_frame_bytes + 2
+    };
     let mut line = Vec::new();
     let mut line_number = 0u64;
     let mut failed = false;
     let mut seen_frame = false;
     loop {
-        line.clear();
-        let read = input
-            .read_until(b'\n', &mut line)
+        let (read, over_limit) = read_bounded_line(&mut *input, &mut line, max_line_bytes)
             .context("reading the input")?;
         if read == 0 {
             break;
         }
         line_number += 1;
+        if over_limit {
+            let error = DecodeError::new(
+                DecodeErrorKind::Oversized,
+                "line longer than max_frame_bytes",
+            );
+            session.counters.count(&Err(error));
+            writeln!(stderr, "line {line_number}: {error}")?;
+            failed = true;
+            seen_frame = true;
+            continue;
+        }
         let text = line.trim_ascii_end();
         if text.is_empty() {
             continue;
@@ -156,6 +171,38 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
     }
     writer.flush().context("writing to stdout")?;
     Ok(if failed { EXIT_FRAME_ERRORS } else { EXIT_OK })
+}
+
+/// Reads one line (through its `\n`) into `line`, keeping at most `max_bytes` of it. Returns the
+/// bytes consumed (0 at the end of the input) and whether the line was longer than `max_bytes`.
+fn read_bounded_line(
+    input: &mut dyn BufRead,
+    line: &mut Vec<u8>,
+    max_bytes: usize,
+) -> std::io::Result<(usize, bool)> {
+    line.clear();
+    let mut consumed = 0usize;
+    let mut over_limit = false;
+    loop {
+        let available = input.fill_buf()?;
+        if available.is_empty() {
+            return Ok((consumed, over_limit));
+        }
+        let (take, done) = match available.iter().position(|&byte| byte == b'\n') {
+            Some(newline) => (newline + 1, true),
+            None => (available.len(), false),
+        };
+        let room = max_bytes.saturating_sub(line.len());
+        if take > room {
+            over_limit = true;
+        }
+        line.extend_from_slice(&available[..take.min(room)]);
+        input.consume(take);
+        consumed += take;
+        if done {
+            return Ok((consumed, over_limit));
+        }
+    }
 }
 
 /// A line that failed as a text frame but is well-formed base64: the user forgot `--base64`.

@@ -252,3 +252,25 @@ fn decode_cli_base64_binary_frames() {
         (Some(2), Some(2))
     );
 }
+
+#[test]
+fn decode_cli_refuses_a_line_longer_than_max_frame_bytes() {
+    let mut input = vec![b'{'; 3 << 20];
+    input.push(b'\n');
+    input.extend_from_slice(b"pong\n");
+    let (okx, _) = input_lines(Venue::Okx);
+    input.extend_from_slice(&okx);
+    let output = run_decode(&["--venue", "okx", "--stats"], Some(&input));
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("line 1: frame larger than max_frame_bytes"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("summary is JSON");
+    assert_eq!(summary["frames"], 7);
+    assert_eq!(summary["records"], 3);
+    assert_eq!(summary["errors_by_kind"]["oversized"], 1);
+}
