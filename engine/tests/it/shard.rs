@@ -509,3 +509,44 @@ fn idle_shards_park_instead_of_spinning_and_wake_for_work() {
     assert_eq!(report.counters.quotes, 1);
     assert_eq!(outputs[1].count(|r| matches!(r, OutRecord::Quote(_))), 1);
 }
+
+#[test]
+fn readers_see_window_summaries_through_published_snapshots() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 1\nmax_symbols = 16\n[windows]\nsnapshot_interval_ms = 10\n",
+    )
+    .unwrap();
+    let mut pipeline = Pipeline::start(&config, vec![Box::new(Captured::default())]).unwrap();
+    let handles = pipeline.snapshot_handles();
+    let mut producer = pipeline.take_producer().unwrap();
+    let now = tickflow::record::now_ns();
+    assert!(producer.push(quote(5, 1, 100.0, 100.2, now)));
+    assert!(producer.push(quote(5, 4, 100.5, 100.6, now + 1)));
+    producer.flush();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let snapshot = loop {
+        let snapshot = handles[0].load_full();
+        if snapshot.windows.len() == 2 {
+            break snapshot;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot with both windows"
+        );
+        std::thread::yield_now();
+    };
+    let mut pairs: Vec<(u16, u16, f64)> = snapshot
+        .windows
+        .iter()
+        .map(|w| (w.buy_venue_id.0, w.sell_venue_id.0, w.last_bp))
+        .collect();
+    pairs.sort_by_key(|p| (p.0, p.1));
+    assert_eq!((pairs[0].0, pairs[0].1), (1, 4));
+    assert!(close(pairs[0].2, (100.5 - 100.2) / 100.2 * 10_000.0));
+    assert_eq!((pairs[1].0, pairs[1].1), (4, 1));
+    assert!(close(pairs[1].2, (100.0 - 100.6) / 100.6 * 10_000.0));
+    assert!(snapshot.windows.iter().all(|w| w.symbol_id == SymbolId(5)));
+    assert_eq!(pipeline.snapshots()[0].shard_index, 0);
+    drop(producer);
+    pipeline.shutdown();
+}
