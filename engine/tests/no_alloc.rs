@@ -1,4 +1,5 @@
-//! No allocation on the steady-state hot path: decode → ring → shard → window update, proved
+//! No allocation on the steady-state hot path: decode (all eight venues, HTX gzip and MEXC
+//! protobuf included) → ring → shard → window update, proved
 //! with a counting global allocator. A test binary of its own (it installs the allocator).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -51,8 +52,9 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Text frames of four venues for one symbol, with `{bid}`/`{ask}` placeholders.
-const TEMPLATES: [(Venue, &str); 4] = [
+/// Frames of all eight venues for one symbol, with `{bid}`/`{ask}` placeholders; HTX frames are
+/// gzip-compressed and MEXC frames protobuf-encoded before the measured run.
+const TEMPLATES: [(Venue, &str); 8] = [
     (
         Venue::Binance,
         r#"{"u":400900217,"s":"BTCUSDT","b":"{bid}","B":"31.21000000","a":"{ask}","A":"40.66000000"}"#,
@@ -69,7 +71,52 @@ const TEMPLATES: [(Venue, &str); 4] = [
         Venue::Gate,
         r#"{"time":1606293275,"time_ms":1606293275123,"channel":"spot.book_ticker","event":"update","result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"{bid}","B":"0.0003341504","a":"{ask}","A":"0.09"}}"#,
     ),
+    (
+        Venue::Kucoin,
+        r#"{"topic":"/spotMarket/level1:BTC-USDT","type":"message","subject":"level1","data":{"asks":["{ask}","0.51987471"],"bids":["{bid}","1.29267802"],"timestamp":1729816058766}}"#,
+    ),
+    (
+        Venue::Bitget,
+        r#"{"action":"snapshot","arg":{"instType":"SPOT","channel":"books1","instId":"BTCUSDT"},"data":[{"asks":[["{ask}","0.6927"]],"bids":[["{bid}","3.5344"]],"checksum":0,"ts":"1730332859988"}],"ts":1730332859989}"#,
+    ),
+    (
+        Venue::Htx,
+        r#"{"ch":"market.btcusdt.bbo","ts":1630994555540,"tick":{"seqId":137005210233,"ask":{ask},"askSize":1.502181,"bid":{bid},"bidSize":0.178567,"quoteTime":1630994555539,"symbol":"btcusdt"}}"#,
+    ),
+    (Venue::Mexc, "protobuf"),
 ];
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(bytes)
+        .expect("writing to a Vec cannot fail");
+    encoder.finish().expect("writing to a Vec cannot fail")
+}
+
+fn mexc_book_ticker(bid: &str, ask: &str) -> Vec<u8> {
+    use prost::Message;
+    use tickflow::decode::mexc_proto as proto;
+    proto::PushDataV3ApiWrapper {
+        channel: "spot@public.aggre.bookTicker.v3.api.pb@100ms@BTCUSDT".to_string(),
+        symbol: "BTCUSDT".to_string(),
+        symbol_id: String::new(),
+        create_time: 0,
+        send_time: 1736412092433,
+        body: Some(proto::Body::PublicAggreBookTicker(
+            proto::PublicAggreBookTickerV3Api {
+                bid_price: bid.to_string(),
+                bid_quantity: "3.73485".to_string(),
+                ask_price: ask.to_string(),
+                ask_quantity: "7.669875".to_string(),
+                version: String::new(),
+                last_order_create_time: 0,
+            },
+        )),
+    }
+    .encode_to_vec()
+}
 
 #[test]
 fn steady_state_hot_path_does_not_allocate() {
@@ -86,17 +133,21 @@ fn steady_state_hot_path_does_not_allocate() {
         max_records_per_frame: config.engine.max_records_per_frame,
     };
     // Prebuild frames with varying prices (setup: allocation allowed here).
-    let frames: Vec<(usize, Vec<u8>)> = (0..64)
+    let frames: Vec<(usize, FrameEncoding, Vec<u8>)> = (0..64)
         .flat_map(|step| {
             TEMPLATES
                 .iter()
                 .enumerate()
-                .map(move |(index, (_, template))| {
-                    let bid = 27450.0 + step as f64 * 0.5 + index as f64 * 0.1;
-                    let frame = template
-                        .replace("{bid}", &format!("{bid:.2}"))
-                        .replace("{ask}", &format!("{:.2}", bid + 0.3));
-                    (index, frame.into_bytes())
+                .map(move |(index, (venue, template))| {
+                    let bid_value = 27450.0 + step as f64 * 0.5 + index as f64 * 0.1;
+                    let bid = format!("{bid_value:.2}");
+                    let ask = format!("{:.2}", bid_value + 0.3);
+                    let text = template.replace("{bid}", &bid).replace("{ask}", &ask);
+                    match venue {
+                        Venue::Htx => (index, FrameEncoding::Binary, gzip(text.as_bytes())),
+                        Venue::Mexc => (index, FrameEncoding::Binary, mexc_book_ticker(&bid, &ask)),
+                        _ => (index, FrameEncoding::Text, text.into_bytes()),
+                    }
                 })
         })
         .collect();
@@ -114,12 +165,12 @@ fn steady_state_hot_path_does_not_allocate() {
 
     let mut run = |frames_to_send: usize| -> u64 {
         let mut records = 0u64;
-        for (venue_index, frame) in frames.iter().cycle().take(frames_to_send) {
+        for (venue_index, encoding, frame) in frames.iter().cycle().take(frames_to_send) {
             frame_buffer.clear();
             frame_buffer.extend_from_slice(frame);
             batch.clear();
             let outcome = decoders[*venue_index]
-                .decode(&mut frame_buffer, FrameEncoding::Text, now_ns(), &mut batch)
+                .decode(&mut frame_buffer, *encoding, now_ns(), &mut batch)
                 .expect("fixture-derived frames decode");
             assert!(matches!(outcome, FrameOutcome::Records(1)));
             for event in batch.as_slice() {
@@ -163,9 +214,9 @@ fn steady_state_hot_path_does_not_allocate() {
         report.counters.spread_updates, report.counters.windows_live
     );
     assert!(measured_records > 100_000);
-    // 1 symbol × 4 venues = 12 directed pairs, each created once and never again.
-    assert_eq!(report.counters.windows_created, 12);
-    assert_eq!(report.counters.windows_live, 12);
+    // 1 symbol × 8 venues = 56 directed pairs, each created once and never again.
+    assert_eq!(report.counters.windows_created, 56);
+    assert_eq!(report.counters.windows_live, 56);
     assert!(report.counters.spread_updates >= measured_records * 2);
     assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
 }
