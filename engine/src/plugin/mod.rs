@@ -6,9 +6,10 @@
 //! Libraries are never unloaded; every runner thread is joined at shutdown after draining its
 //! lanes, flushing and destroying its instance.
 //!
-//! Wiring: `SinkHost::start` → `take_outbounds()` (one per shard, for `Pipeline::start`) and
-//! `take_telemetry_outbound()` → run → `Pipeline::shutdown` (drops the outbounds) →
-//! `SinkHost::shutdown`.
+//! Wiring: `SinkHost::from_config` → `take_outbounds()` (one per shard, for `Pipeline::start`)
+//! and `take_telemetry_outbound()` (once a second: `emit_telemetry`, `flush`) → run →
+//! `Pipeline::shutdown` (drops the outbounds), drop the telemetry outbound →
+//! `SinkHost::shutdown`. Metrics: `render_metrics`; memory budget: `sinks_budget_bytes`.
 
 pub mod callbacks;
 pub mod config;
