@@ -16,8 +16,52 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
 pub type WsStream = TokioIo<Upgraded>;
-pub type WsReader = WebSocketRead<ReadHalf<WsStream>>;
+pub type WsReader = WebSocketRead<CappedRead<ReadHalf<WsStream>>>;
 pub type WsWriter = WebSocketWrite<WriteHalf<WsStream>>;
+
+/// Most bytes one socket read may bring into a connection's frame buffer. The buffer only grows
+/// when a read leaves more unparsed bytes behind than it consumed; capping reads keeps that
+/// remainder small, so a client that falls behind a fast server keeps a bounded buffer instead of
+/// doubling it on every read.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// An `AsyncRead` that reads at most `max_read_bytes` per call.
+#[derive(Debug)]
+pub struct CappedRead<R> {
+    inner: R,
+    max_read_bytes: usize,
+}
+
+impl<R> CappedRead<R> {
+    pub fn new(inner: R, max_read_bytes: usize) -> CappedRead<R> {
+        CappedRead {
+            inner,
+            max_read_bytes: max_read_bytes.max(1),
+        }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for CappedRead<R> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if buffer.remaining() <= this.max_read_bytes {
+            return std::pin::Pin::new(&mut this.inner).poll_read(context, buffer);
+        }
+        // Initialized (zeroed once) so the bytes read can be marked filled without unsafe.
+        let window = buffer.initialize_unfilled_to(this.max_read_bytes);
+        let mut limited = tokio::io::ReadBuf::new(window);
+        let polled = std::pin::Pin::new(&mut this.inner).poll_read(context, &mut limited);
+        let read_bytes = limited.filled().len();
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            buffer.advance(read_bytes);
+        }
+        polled
+    }
+}
 
 /// Largest HTTP body read from a bullet call.
 const BULLET_BODY_CAPACITY_BYTES: usize = 64 * 1024;
@@ -220,8 +264,11 @@ pub async fn connect(
     let upgraded = tokio::time::timeout(timeout, upgrade(&endpoint))
         .await
         .map_err(|_| ConnectError::Timeout)??;
-    let (mut reader, writer) =
-        fastwebsockets::WebSocket::after_handshake(upgraded, Role::Client).split(tokio::io::split);
+    let (mut reader, writer) = fastwebsockets::WebSocket::after_handshake(upgraded, Role::Client)
+        .split(|stream| {
+            let (read, write) = tokio::io::split(stream);
+            (CappedRead::new(read, READ_CHUNK_BYTES), write)
+        });
     reader.set_max_message_size(max_frame_bytes);
     // The slot answers pings and close frames itself: it owns the write half.
     reader.set_auto_pong(false);
@@ -365,6 +412,34 @@ pub async fn kucoin_bullet(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capped_reads_never_bring_more_than_the_cap() {
+        use tokio::io::AsyncReadExt;
+        let source = vec![7u8; 10_000];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut reader = CappedRead::new(&source[..], 1_000);
+            let mut buffer = bytes::BytesMut::with_capacity(8_192);
+            let mut reads = Vec::new();
+            loop {
+                let read_bytes = reader.read_buf(&mut buffer).await.unwrap();
+                if read_bytes == 0 {
+                    break;
+                }
+                reads.push(read_bytes);
+                buffer.reserve(8_192);
+            }
+            assert!(
+                reads.iter().all(|read_bytes| *read_bytes <= 1_000),
+                "{reads:?}"
+            );
+            assert_eq!(buffer.len(), 10_000);
+            assert!(buffer.iter().all(|byte| *byte == 7));
+        });
+    }
 
     #[test]
     fn endpoints_parse() {
