@@ -387,12 +387,14 @@ fn load_step(settings: &LoadSettings, rate: u64) -> anyhow::Result<serde_json::V
     std::thread::sleep(Duration::from_secs(settings.warmup_s));
     let start_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
     let start_sample = process.sample()?;
+    let threads_start = tickflow_load::proc_stat::cpu_ns_by_thread_name(process.pid());
     let generator_start = tickflow_load::ProcSample::read(std::process::id())?;
     let started = Instant::now();
     std::thread::sleep(Duration::from_secs(settings.duration_s));
     let end_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
     let elapsed_s = started.elapsed().as_secs_f64();
     let end_sample = process.sample()?;
+    let threads_end = tickflow_load::proc_stat::cpu_ns_by_thread_name(process.pid());
     let generator_end = tickflow_load::ProcSample::read(std::process::id())?;
     let exit_code = process.terminate()?;
     runtime.block_on(sim.shutdown());
@@ -404,6 +406,16 @@ fn load_step(settings: &LoadSettings, rate: u64) -> anyhow::Result<serde_json::V
     let drops =
         field(&end_stats, "ring_dropped").saturating_sub(field(&start_stats, "ring_dropped"));
     let cpu_ns = end_sample.cpu_ns.saturating_sub(start_sample.cpu_ns);
+    // CPU per quote by engine thread kind (feeds runtime, shards, the rest).
+    let mut cpu_ns_per_quote_by_thread = serde_json::Map::new();
+    for (name, end_ns) in &threads_end {
+        let spent_ns = end_ns.saturating_sub(threads_start.get(name).copied().unwrap_or(0));
+        if quotes > 0 {
+            let per_quote =
+                (spent_ns as f64 / quotes as f64 * stats_span_s.max(0.001) / elapsed_s).round();
+            cpu_ns_per_quote_by_thread.insert(name.clone(), per_quote.into());
+        }
+    }
     Ok(serde_json::json!({
         "offered_quotes_per_s": rate,
         "symbols": settings.symbols,
@@ -411,6 +423,7 @@ fn load_step(settings: &LoadSettings, rate: u64) -> anyhow::Result<serde_json::V
         "achieved_quotes_per_s": (quotes as f64 / stats_span_s.max(0.001)).round(),
         "ring_drops": drops,
         "engine_cpu_ns_per_quote": if quotes > 0 { (cpu_ns as f64 / quotes as f64 * stats_span_s.max(0.001) / elapsed_s).round() } else { 0.0 },
+        "engine_cpu_ns_per_quote_by_thread": cpu_ns_per_quote_by_thread,
         "engine_cpu_cores": (cpu_ns as f64 / 1e9 / elapsed_s * 100.0).round() / 100.0,
         "generator_cpu_cores": (generator_end.cpu_ns.saturating_sub(generator_start.cpu_ns) as f64 / 1e9 / elapsed_s * 100.0).round() / 100.0,
         "engine_rss_kb": end_sample.rss_kb,
@@ -432,14 +445,19 @@ fn find_max_rate(settings: &LoadSettings, max_rate: u64) -> anyhow::Result<()> {
         if drops > 0 {
             break;
         }
-        best_zero_drop = rate;
         if achieved < rate as f64 * 0.9 {
             eprintln!(
                 "load: the generator or the engine cannot keep up with {rate}/s (achieved {achieved:.0}/s): stopping"
             );
             break;
         }
-        rate *= 2;
+        best_zero_drop = rate;
+        // Doubling up to 200 000/s, then steps of 100 000/s.
+        rate = if rate < 200_000 {
+            rate * 2
+        } else {
+            rate + 100_000
+        };
     }
     println!(
         "{}",

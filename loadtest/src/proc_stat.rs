@@ -92,3 +92,40 @@ mod tests {
         assert!(sample.threads >= 1);
     }
 }
+
+/// CPU time (ns) of a process's live threads, summed by thread name with trailing digits and
+/// dashes removed (`tickflow-shard-0` and `tickflow-shard-1` both count as `tickflow-shard`).
+pub fn cpu_ns_by_thread_name(pid: u32) -> std::collections::BTreeMap<String, u64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(name), Ok(stat)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("stat")),
+        ) else {
+            continue;
+        };
+        let after_name = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .unwrap_or_default();
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|index| {
+                fields
+                    .get(*index)
+                    .and_then(|value| value.parse::<u64>().ok())
+            })
+            .sum();
+        let name = name
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        *by_name.entry(name).or_insert(0) += ticks * 1_000_000_000 / clock_ticks_per_s();
+    }
+    by_name
+}
