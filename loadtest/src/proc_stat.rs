@@ -81,18 +81,6 @@ impl ProcSample {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_this_process() {
-        let sample = ProcSample::read(std::process::id()).unwrap();
-        assert!(sample.rss_kb > 0);
-        assert!(sample.threads >= 1);
-    }
-}
-
 /// CPU time (ns) of a process's live threads, summed by thread name with trailing digits and
 /// dashes removed (`tickflow-shard-0` and `tickflow-shard-1` both count as `tickflow-shard`).
 pub fn cpu_ns_by_thread_name(pid: u32) -> std::collections::BTreeMap<String, u64> {
@@ -128,4 +116,16 @@ pub fn cpu_ns_by_thread_name(pid: u32) -> std::collections::BTreeMap<String, u64
         *by_name.entry(name).or_insert(0) += ticks * 1_000_000_000 / clock_ticks_per_s();
     }
     by_name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process() {
+        let sample = ProcSample::read(std::process::id()).unwrap();
+        assert!(sample.rss_kb > 0);
+        assert!(sample.threads >= 1);
+    }
 }
