@@ -188,7 +188,8 @@ impl<'a> Cursor<'a> {
         (self.bytes.get(self.at..end)? == literal).then(|| self.at = end)
     }
 
-    /// 1 to 19 ASCII digits (fits u64 without overflow checks).
+    /// One or more ASCII digits whose value fits a u64; `None` on overflow (the generic path then
+    /// refuses the number with a typed error).
     #[inline]
     fn digits(&mut self) -> Option<u64> {
         let start = self.at;
@@ -197,11 +198,8 @@ impl<'a> Cursor<'a> {
             if !byte.is_ascii_digit() {
                 break;
             }
-            value = value * 10 + u64::from(byte - b'0');
+            value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
             self.at += 1;
-            if self.at - start > 19 {
-                return None;
-            }
         }
         // JSON forbids leading zeros; the generic path refuses them, so must this.
         let len = self.at - start;
@@ -243,12 +241,20 @@ mod tests {
         assert!(
             scan_book_ticker(br#"{"u":1,"s":"BX","b":"1","B":"1","a":"1","A":"1"} "#).is_none()
         );
+        // Update ids up to u64::MAX are taken; one past it (or a 20-digit overflow) is not.
+        let max = br#"{"u":18446744073709551615,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#;
+        assert_eq!(scan_book_ticker(max).unwrap().update_id, u64::MAX);
+        for overflow in [
+            &br#"{"u":18446744073709551616,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#[..],
+            br#"{"u":99999999999999999999,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#,
+            br#"{"u":100000000000000000000,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#,
+        ] {
+            assert!(scan_book_ticker(overflow).is_none());
+        }
         assert!(
-            scan_book_ticker(
-                br#"{"u":12345678901234567890,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#
-            )
-            .is_none()
+            scan_book_ticker(br#"{"u":01,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#).is_none()
         );
+        assert!(scan_book_ticker(br#"{"u":,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#).is_none());
         assert!(scan_book_ticker(b"").is_none());
     }
 }
