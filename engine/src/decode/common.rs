@@ -343,17 +343,22 @@ pub(crate) fn parse_ms_as_ns(
     detail: &'static str,
 ) -> Result<TimestampNs, DecodeError> {
     let (whole, fraction) = match text.iter().position(|&byte| byte == b'.') {
-        Some(dot) => (&text[..dot], &text[dot + 1..]),
-        None => (text, &text[text.len()..]),
+        Some(dot) => (&text[..dot], Some(&text[dot + 1..])),
+        None => (text, None),
     };
     let mut ns = ms_to_ns(parse_u64(whole, detail)?, detail)?;
-    if !fraction.is_empty() {
-        if !fraction.iter().all(u8::is_ascii_digit) {
+    if let Some(fraction) = fraction {
+        // A dot must be followed by digits ("1." is not a number).
+        if fraction.is_empty() || !fraction.iter().all(u8::is_ascii_digit) {
             return Err(DecodeError::new(DecodeErrorKind::BadNumber, detail));
         }
+        // At most 999_999 ns more: small, but "9223372036854.9" still passes i64::MAX.
         let mut scale = 100_000i64;
         for &digit in fraction.iter().take(6) {
-            ns += i64::from(digit - b'0') * scale;
+            ns = i64::from(digit - b'0')
+                .checked_mul(scale)
+                .and_then(|step| ns.checked_add(step))
+                .ok_or(DecodeError::new(DecodeErrorKind::BadNumber, detail))?;
             scale /= 10;
         }
     }
@@ -800,6 +805,31 @@ mod tests {
         assert!(parse_ms_as_ns(b"1.x", "t").is_err());
         assert!(parse_ms_as_ns(b"", "t").is_err());
         assert!(parse_ms_as_ns(b"99999999999999999999", "t").is_err());
+        // The fraction alone can carry the sum past i64::MAX.
+        let bad = |text: &[u8]| parse_ms_as_ns(text, "t").map_err(|error| error.kind);
+        assert_eq!(bad(b"9223372036854.9"), Err(DecodeErrorKind::BadNumber));
+        assert_eq!(
+            bad(b"9223372036854.775808"),
+            Err(DecodeErrorKind::BadNumber)
+        );
+        assert_eq!(bad(b"9223372036854.775807"), Ok(i64::MAX));
+        assert_eq!(bad(b"9223372036855"), Err(DecodeErrorKind::BadNumber));
+        assert_eq!(
+            bad(b"18446744073709551616"),
+            Err(DecodeErrorKind::BadNumber)
+        );
+        for refused in [
+            &b"-1"[..],
+            b".5",
+            b"1.",
+            b"1e3",
+            b"NaN",
+            b"inf",
+            b" 1",
+            b"1.-2",
+        ] {
+            assert_eq!(bad(refused), Err(DecodeErrorKind::BadNumber), "{refused:?}");
+        }
     }
 
     #[test]

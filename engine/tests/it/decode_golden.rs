@@ -1224,6 +1224,24 @@ fn decode_binance_fast_path_matches_generic_path() {
         };
         inputs.push(variant);
     }
+    // Update ids at and past the u64 edge: the scanner must fall back, not overflow.
+    for update_id in [
+        "18446744073709551615",
+        "18446744073709551616",
+        "99999999999999999999",
+        "100000000000000000000",
+        "9223372036854775808",
+        "0",
+        "-1",
+        "01",
+    ] {
+        inputs.push(
+            format!(
+                r#"{{"u":{update_id},"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}}"#
+            )
+            .into_bytes(),
+        );
+    }
     inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1e2","B":"0","a":"100","A":"5"}"#.to_vec());
     inputs.push(br#"{"u":1,"s":"bnbusdt","b":"1","B":"1","a":"2","A":"3"}"#.to_vec());
     inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"3","x":1}"#.to_vec());
@@ -1340,4 +1358,450 @@ fn decode_golden_live_variants() {
         assert_eq!(outcome, Ok(FrameOutcome::Records(0)), "{venue}");
         assert!(out.is_empty());
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Numeric boundaries: integers and timestamps at and past the i64/u64 edges, negatives, huge
+// exponents, non-finite spellings and empty strings, through every venue.
+
+/// Values written over every numeric field of every fixture frame.
+const NUMERIC_EDGES: &[&str] = &[
+    "9223372036854775807",
+    "9223372036854775808",
+    "18446744073709551615",
+    "18446744073709551616",
+    "99999999999999999999",
+    "9223372036854775",
+    "9223372036854.9",
+    "9223372036854.775807",
+    "9223372036854.775808",
+    "9223372036855",
+    "-1",
+    "-0",
+    "-9223372036854775808",
+    "-9223372036854775809",
+    "1e30",
+    "-1e30",
+    "1e308",
+    "1e309",
+    "1.7976931348623157e308",
+    "4.9e-324",
+    "0.0000001",
+    "1.",
+    ".5",
+    "00012",
+    "1e",
+    "NaN",
+    "inf",
+    "-inf",
+    "Infinity",
+    "",
+];
+
+/// Byte spans of the numbers in a JSON text: bare numbers, and strings that hold one (`true`
+/// when quoted, the span then being the string's body).
+fn numeric_spans(text: &str) -> Vec<(usize, usize, bool)> {
+    let bytes = text.as_bytes();
+    let is_number_byte = |byte: u8| byte.is_ascii_digit() || b"-+.eE".contains(&byte);
+    let mut spans = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'"' => {
+                let start = at + 1;
+                let mut end = start;
+                while end < bytes.len() && bytes[end] != b'"' {
+                    end += if bytes[end] == b'\\' { 2 } else { 1 };
+                }
+                let body = &bytes[start..end.min(bytes.len())];
+                if !body.is_empty()
+                    && body.iter().all(|&byte| is_number_byte(byte))
+                    && body.iter().any(u8::is_ascii_digit)
+                {
+                    spans.push((start, end, true));
+                }
+                at = end + 1;
+            }
+            byte if byte == b'-' || byte.is_ascii_digit() => {
+                let start = at;
+                while at < bytes.len() && is_number_byte(bytes[at]) {
+                    at += 1;
+                }
+                spans.push((start, at, false));
+            }
+            _ => at += 1,
+        }
+    }
+    spans
+}
+
+/// Every fixture line of `venue` as (encoding name, frame text).
+fn fixture_texts(venue: Venue) -> Vec<(String, String)> {
+    let path = fixture_dir().join(format!("{}.jsonl", venue.name()));
+    let text = std::fs::read_to_string(path).expect("fixture file is in the repository");
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let entry: serde_json::Value =
+                serde_json::from_str(line).expect("fixture line is JSON");
+            (
+                entry["encoding"].as_str().expect("encoding").to_string(),
+                entry["frame"].as_str().expect("frame").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn encode_as(encoding: &str, frame: &str) -> (Vec<u8>, FrameEncoding) {
+    match encoding {
+        "gzip" => (gzip(frame.as_bytes()), FrameEncoding::Binary),
+        "protobuf-decoded" => (mexc_protobuf(frame), FrameEncoding::Binary),
+        _ => (frame.as_bytes().to_vec(), FrameEncoding::Text),
+    }
+}
+
+#[test]
+fn decode_numeric_boundaries_never_panic_and_append_nothing_when_refused() {
+    let mut decoded = 0usize;
+    for venue in Venue::ALL {
+        for (encoding, frame) in fixture_texts(venue) {
+            for (start, end, quoted) in numeric_spans(&frame) {
+                for edge in NUMERIC_EDGES {
+                    // Quoted where the venue quoted it; bare numbers also get the quoted form.
+                    let mut spellings = vec![edge.to_string()];
+                    if !quoted {
+                        spellings.push(format!("\"{edge}\""));
+                    }
+                    for spelling in spellings {
+                        let text = format!("{}{spelling}{}", &frame[..start], &frame[end..]);
+                        if encoding == "protobuf-decoded"
+                            && serde_json::from_str::<serde_json::Value>(&text).is_err()
+                        {
+                            // Not encodable as protobuf; the varint edges have their own test.
+                            continue;
+                        }
+                        let (bytes, frame_encoding) = encode_as(&encoding, &text);
+                        // `decode_error` checks that a refused frame appends nothing.
+                        let _ =
+                            decode_error(venue, &bytes, frame_encoding, DecodeLimits::default());
+                        decoded += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(decoded > 1_000, "{decoded}");
+}
+
+/// Timestamps, sequence numbers and ids past what the record holds are `BadNumber`, per venue.
+#[test]
+fn decode_numeric_overflow_is_bad_number_per_venue() {
+    use DecodeErrorKind::BadNumber;
+    use Venue::*;
+    let cases: &[Mutation] = &[
+        // Binance: the bookTicker fast path and the generic path agree.
+        (
+            Binance,
+            0,
+            r#""u":400900217"#,
+            r#""u":99999999999999999999"#,
+            BadNumber,
+        ),
+        (
+            Binance,
+            0,
+            r#""u":400900217"#,
+            r#""u":18446744073709551616"#,
+            BadNumber,
+        ),
+        (Binance, 0, r#""u":400900217"#, r#""u":-1"#, BadNumber),
+        (
+            Binance,
+            1,
+            r#""u":499869768"#,
+            r#""u":"18446744073709551616""#,
+            BadNumber,
+        ),
+        (
+            Binance,
+            2,
+            r#""T":1672515782136"#,
+            r#""T":9223372036855"#,
+            BadNumber,
+        ),
+        (
+            Binance,
+            2,
+            r#""T":1672515782136"#,
+            r#""T":"9223372036854.9""#,
+            BadNumber,
+        ),
+        (
+            Binance,
+            2,
+            r#""T":1672515782136"#,
+            r#""T":9223372036854.9"#,
+            BadNumber,
+        ),
+        (Binance, 2, r#""T":1672515782136"#, r#""T":1e30"#, BadNumber),
+        (Binance, 2, r#""T":1672515782136"#, r#""T":-1"#, BadNumber),
+        (Binance, 2, r#""T":1672515782136"#, r#""T":"""#, BadNumber),
+        (
+            Binance,
+            2,
+            r#""T":1672515782136"#,
+            r#""T":"NaN""#,
+            BadNumber,
+        ),
+        (Binance, 2, r#""t":12345"#, r#""t":-1"#, BadNumber),
+        (Binance, 2, r#""t":12345"#, r#""t":1e30"#, BadNumber),
+        // Bitget
+        (
+            Bitget,
+            0,
+            r#""ts":"1730332859988""#,
+            r#""ts":"9223372036854.9""#,
+            BadNumber,
+        ),
+        (
+            Bitget,
+            2,
+            r#""ts":"1730332800983""#,
+            r#""ts":"18446744073709551616""#,
+            BadNumber,
+        ),
+        (
+            Bitget,
+            2,
+            r#""ts":"1730332800983""#,
+            r#""ts":"inf""#,
+            BadNumber,
+        ),
+        // Bybit
+        (
+            Bybit,
+            0,
+            r#""ts":1709891679000"#,
+            r#""ts":9223372036855"#,
+            BadNumber,
+        ),
+        (
+            Bybit,
+            0,
+            r#""seq":987654321"#,
+            r#""seq":18446744073709551616"#,
+            BadNumber,
+        ),
+        (Bybit, 0, r#""seq":987654321"#, r#""seq":-5"#, BadNumber),
+        (
+            Bybit,
+            1,
+            r#""T":1672304486865"#,
+            r#""T":"9223372036854.775808""#,
+            BadNumber,
+        ),
+        // Gate: milliseconds with a fraction, and whole seconds.
+        (
+            Gate,
+            0,
+            r#""t":1606293275123"#,
+            r#""t":9223372036855"#,
+            BadNumber,
+        ),
+        (Gate, 0, r#""u":48733182"#, r#""u":"-1""#, BadNumber),
+        (
+            Gate,
+            1,
+            r#""1606292218213.4578""#,
+            r#""9223372036854.9""#,
+            BadNumber,
+        ),
+        (
+            Gate,
+            1,
+            r#""1606292218213.4578""#,
+            r#""-1606292218213.4578""#,
+            BadNumber,
+        ),
+        (
+            Gate,
+            1,
+            r#""1606292218213.4578""#,
+            r#""1606292218213.""#,
+            BadNumber,
+        ),
+        // HTX (gzip frames)
+        (
+            Htx,
+            0,
+            r#""quoteTime":1630994555539"#,
+            r#""quoteTime":9223372036855"#,
+            BadNumber,
+        ),
+        (
+            Htx,
+            0,
+            r#""seqId":137005210233"#,
+            r#""seqId":1e30"#,
+            BadNumber,
+        ),
+        (
+            Htx,
+            1,
+            r#""quoteTime":"1489474082811""#,
+            r#""quoteTime":"9223372036854.9""#,
+            BadNumber,
+        ),
+        (
+            Htx,
+            2,
+            r#""ts":1630994963173,"tradeId""#,
+            r#""ts":-1,"tradeId""#,
+            BadNumber,
+        ),
+        // KuCoin: milliseconds, and the match channel's nanosecond string.
+        (
+            Kucoin,
+            0,
+            r#""timestamp":1729816058766"#,
+            r#""timestamp":9223372036855"#,
+            BadNumber,
+        ),
+        (
+            Kucoin,
+            1,
+            r#""sequence":"1545896668986""#,
+            r#""sequence":"99999999999999999999""#,
+            BadNumber,
+        ),
+        // OKX
+        (
+            Okx,
+            0,
+            r#""ts":"1597026383085""#,
+            r#""ts":"9223372036854.9""#,
+            BadNumber,
+        ),
+        (
+            Okx,
+            0,
+            r#""seqId":123456"#,
+            r#""seqId":18446744073709551616"#,
+            BadNumber,
+        ),
+        (Okx, 2, r#""ts":"1652459224818""#, r#""ts":"""#, BadNumber),
+        // MEXC (protobuf): the version string is the sequence.
+        (
+            Mexc,
+            0,
+            r#""askQuantity":"7.669875""#,
+            r#""askQuantity":"7.669875","version":"18446744073709551616""#,
+            BadNumber,
+        ),
+    ];
+    for &(venue, line, from, to, kind) in cases {
+        let (bytes, encoding) = mutated(venue, line, from, to);
+        assert_eq!(
+            decode_error(venue, &bytes, encoding, DecodeLimits::default()),
+            Some(kind),
+            "{venue} line {line}: {from} -> {to}"
+        );
+    }
+}
+
+/// MEXC's int64 times come as protobuf varints: negative (ten-byte) and overflowing ones are
+/// `BadNumber`, never a wrapped timestamp.
+#[test]
+fn decode_mexc_varint_times_at_the_edges() {
+    use prost::Message;
+    let deals = |time: i64| mexc_proto::PushDataV3ApiWrapper {
+        channel: "spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT".to_string(),
+        symbol: "BTCUSDT".to_string(),
+        symbol_id: String::new(),
+        create_time: 0,
+        send_time: 1,
+        body: Some(mexc_proto::Body::PublicAggreDeals(
+            mexc_proto::PublicAggreDealsV3Api {
+                deals: vec![mexc_proto::PublicAggreDealsV3ApiItem {
+                    price: "1".to_string(),
+                    quantity: "1".to_string(),
+                    trade_type: 1,
+                    time,
+                    trade_id: "7".to_string(),
+                }],
+                event_type: String::new(),
+            },
+        )),
+    };
+    let ticker = |create_time: i64, send_time: i64| mexc_proto::PushDataV3ApiWrapper {
+        channel: "spot@public.aggre.bookTicker.v3.api.pb@100ms@BTCUSDT".to_string(),
+        symbol: "BTCUSDT".to_string(),
+        symbol_id: String::new(),
+        create_time,
+        send_time,
+        body: Some(mexc_proto::Body::PublicAggreBookTicker(
+            mexc_proto::PublicAggreBookTickerV3Api {
+                bid_price: "1".to_string(),
+                bid_quantity: "1".to_string(),
+                ask_price: "2".to_string(),
+                ask_quantity: "1".to_string(),
+                version: String::new(),
+                last_order_create_time: i64::MIN,
+            },
+        )),
+    };
+    let max_ms = i64::MAX / 1_000_000;
+    for (frame, expected) in [
+        (deals(max_ms).encode_to_vec(), None),
+        (
+            deals(max_ms + 1).encode_to_vec(),
+            Some(DecodeErrorKind::BadNumber),
+        ),
+        (
+            deals(i64::MAX).encode_to_vec(),
+            Some(DecodeErrorKind::BadNumber),
+        ),
+        (deals(-1).encode_to_vec(), Some(DecodeErrorKind::BadNumber)),
+        (
+            deals(i64::MIN).encode_to_vec(),
+            Some(DecodeErrorKind::BadNumber),
+        ),
+        (ticker(0, max_ms).encode_to_vec(), None),
+        (
+            ticker(-1, 5).encode_to_vec(),
+            Some(DecodeErrorKind::BadNumber),
+        ),
+        (
+            ticker(0, i64::MAX).encode_to_vec(),
+            Some(DecodeErrorKind::BadNumber),
+        ),
+        (
+            ticker(i64::MIN, 0).encode_to_vec(),
+            Some(DecodeErrorKind::BadNumber),
+        ),
+    ] {
+        assert_eq!(
+            decode_error(
+                Venue::Mexc,
+                &frame,
+                FrameEncoding::Binary,
+                DecodeLimits::default()
+            ),
+            expected,
+            "{frame:?}"
+        );
+    }
+    // A varint longer than ten bytes (past u64) is malformed protobuf.
+    let mut frame = vec![0x28]; // field 5 (createTime), varint
+    frame.extend_from_slice(&[0xff; 10]);
+    frame.push(0x01);
+    assert_eq!(
+        decode_error(
+            Venue::Mexc,
+            &frame,
+            FrameEncoding::Binary,
+            DecodeLimits::default()
+        ),
+        Some(DecodeErrorKind::MalformedProtobuf)
+    );
 }
