@@ -138,10 +138,14 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
     let library = match unsafe { libloading::Library::new(&path) } {
         Ok(library) => library,
         Err(error) => {
+            // libloading's message is generic ("dlopen failed"); the reason is its source.
+            let reason = std::error::Error::source(&error)
+                .map(|source| source.to_string())
+                .unwrap_or_else(|| error.to_string());
             return Err(refusal(
                 &plugin,
                 "library",
-                format!("not loadable ({error})"),
+                format!("not loadable ({reason})"),
                 "a shared library exporting tickflow_sink_entry_v1",
             ));
         }
