@@ -8,12 +8,17 @@
 use crate::config::Config;
 use crate::record::FeedEvent;
 use crate::registry::SymbolRegistry;
-use crate::shard::local_symbol_capacity;
 use crate::shard::window::{WindowSummary, bytes_per_window, index_bytes};
+use crate::shard::{local_symbol_capacity, windows_per_shard};
 use crate::venue::VENUE_COUNT;
 
 /// Bytes of one latest-quote cell in a shard (bid, ask, receive time, liveness).
 const LATEST_QUOTE_BYTES: usize = 32;
+/// Bytes per slot, in multiples of `max_frame_bytes`, that a frame can make a connection hold at
+/// worst: the socket's read buffer (1), the HTX inflate buffer (1), and simd-json's scratch for a
+/// frame of only structural characters (input copy 1, string buffer 1, u32 structural indexes 4,
+/// 24-byte tape nodes for 2-byte values 12): 20 in all.
+const FRAME_BUFFER_MULTIPLE: usize = 20;
 /// Snapshot buffers alive per shard at worst: the published one, the spare being refilled, and one
 /// a slow reader still holds.
 const SNAPSHOT_BUFFERS_PER_SHARD: usize = 3;
@@ -39,13 +44,13 @@ impl MemoryBudget {
         let windows = &config.windows;
         let shards = config.shard_count();
         let local_symbols = local_symbol_capacity(engine.max_symbols, shards);
-        let windows_per_shard = windows.max_windows.div_ceil(shards);
+        let shard_windows = windows_per_shard(windows.max_windows, engine.max_symbols, shards);
         let ring_bytes = engine.max_connection_slots
             * shards
             * engine.ring_capacity_records
             * size_of::<FeedEvent>();
         let window_bytes = shards
-            * (windows_per_shard * (bytes_per_window(windows.buckets) + 2 * size_of::<u32>())
+            * (shard_windows * (bytes_per_window(windows.buckets) + 2 * size_of::<u32>())
                 + index_bytes(local_symbols));
         let mut lines = vec![
             BudgetLine {
@@ -59,12 +64,12 @@ impl MemoryBudget {
                 ),
             },
             BudgetLine {
-                name: "decode buffers",
+                name: "frame buffers",
                 bytes: engine.max_connection_slots
-                    * (2 * engine.max_frame_bytes
+                    * (FRAME_BUFFER_MULTIPLE * engine.max_frame_bytes
                         + engine.max_records_per_frame * size_of::<FeedEvent>()),
                 detail: format!(
-                    "{} slots × (2 × {} B frame/inflate + {} records)",
+                    "{} slots × ({FRAME_BUFFER_MULTIPLE} × {} B: socket read, inflate, JSON parser scratch; + {} records)",
                     engine.max_connection_slots,
                     engine.max_frame_bytes,
                     engine.max_records_per_frame
@@ -84,8 +89,7 @@ impl MemoryBudget {
                 name: "spread windows",
                 bytes: window_bytes,
                 detail: format!(
-                    "{} windows × {} B ({} buckets of {} ms as f32 means + header + blocks)",
-                    windows.max_windows,
+                    "{shards} shards × {shard_windows} windows × {} B ({} buckets of {} ms as f32 means + header + blocks)",
                     bytes_per_window(windows.buckets),
                     windows.buckets,
                     windows.bucket_ms
@@ -95,15 +99,23 @@ impl MemoryBudget {
                 name: "window snapshots",
                 bytes: shards
                     * SNAPSHOT_BUFFERS_PER_SHARD
-                    * windows_per_shard
+                    * shard_windows
                     * size_of::<WindowSummary>(),
                 detail: format!(
-                    "{SNAPSHOT_BUFFERS_PER_SHARD} buffers × {} windows × {} B",
-                    windows.max_windows,
+                    "{shards} shards × {SNAPSHOT_BUFFERS_PER_SHARD} buffers × {shard_windows} windows × {} B",
                     size_of::<WindowSummary>()
                 ),
             },
         ];
+        lines.push(BudgetLine {
+            name: "sink rings",
+            bytes: crate::plugin::sinks_budget_bytes(config),
+            detail: format!(
+                "{} sinks × {} lanes (one per shard + telemetry)",
+                config.sinks.len(),
+                shards + 1
+            ),
+        });
         lines.retain(|line| line.bytes > 0);
         let total_bytes = lines.iter().map(|line| line.bytes).sum();
         MemoryBudget { lines, total_bytes }

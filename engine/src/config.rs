@@ -19,7 +19,8 @@ pub struct Config {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineConfig {
-    /// Shard threads; 0 means one per core.
+    /// Shard threads; 0 means one per core, at most `AUTO_SHARDS_MAX` (set it explicitly for more:
+    /// the ring matrix grows with slots × shards, see the memory budget).
     pub shards: usize,
     /// Most symbols the registry will hold.
     pub max_symbols: usize,
@@ -45,9 +46,9 @@ impl Default for EngineConfig {
             shards: 0,
             max_symbols: 1000,
             ring_capacity_records: 1024,
-            max_frame_bytes: 256 << 10,
+            max_frame_bytes: 64 << 10,
             max_records_per_frame: 256,
-            max_connection_slots: 128,
+            max_connection_slots: 64,
             stale_after_ms: 5_000,
             idle_spin_iterations: 2_000,
             idle_park_ms: 50,
@@ -77,6 +78,13 @@ pub struct WindowsConfig {
 
 /// Most opportunity thresholds per window (each costs state in every window).
 pub const MAX_THRESHOLDS: usize = 4;
+
+/// Most shard threads `engine.shards = 0` (one per core) starts: keeps the default budget inside
+/// 1 GiB on large machines.
+pub const AUTO_SHARDS_MAX: usize = 8;
+
+/// Upper bound of every duration key: a day. Keeps `ms × 1 000 000` far from i64 overflow.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
 
 impl Default for WindowsConfig {
     fn default() -> Self {
@@ -148,12 +156,13 @@ impl Config {
         Config::from_toml_str(&text)
     }
 
-    /// Shard threads to run: `engine.shards`, or one per core when 0.
+    /// Shard threads to run: `engine.shards`, or one per core (at most `AUTO_SHARDS_MAX`) when 0.
     pub fn shard_count(&self) -> usize {
         if self.engine.shards == 0 {
             std::thread::available_parallelism()
                 .map(|cores| cores.get())
                 .unwrap_or(1)
+                .min(AUTO_SHARDS_MAX)
         } else {
             self.engine.shards
         }
@@ -203,11 +212,11 @@ impl Config {
                 "must be 1 to 4096",
             ));
         }
-        if engine.stale_after_ms == 0 {
+        if engine.stale_after_ms == 0 || engine.stale_after_ms > MAX_DURATION_MS {
             return Err(invalid(
                 "engine.stale_after_ms",
                 engine.stale_after_ms,
-                "must be > 0",
+                "must be 1 to 86400000 (a day)",
             ));
         }
         if engine.idle_park_ms == 0 || engine.idle_park_ms > 1_000 {
@@ -240,6 +249,13 @@ impl Config {
                 "must be 1 to 100000000",
             ));
         }
+        if (windows.max_windows as u128) * (windows.buckets as u128) > 4_000_000_000 {
+            return Err(invalid(
+                "windows.max_windows",
+                windows.max_windows,
+                "windows.max_windows × windows.buckets must be at most 4e9 (16 GiB of buckets)",
+            ));
+        }
         if !windows.band_k.is_finite() || windows.band_k < 0.0 {
             return Err(invalid(
                 "windows.band_k",
@@ -265,11 +281,21 @@ impl Config {
                 "every threshold must be a finite number > 0",
             ));
         }
-        if windows.snapshot_interval_ms == 0 {
+        if windows.snapshot_interval_ms == 0 || windows.snapshot_interval_ms > MAX_DURATION_MS {
             return Err(invalid(
                 "windows.snapshot_interval_ms",
                 windows.snapshot_interval_ms,
-                "must be > 0",
+                "must be 1 to 86400000 (a day)",
+            ));
+        }
+        if windows.idle_expire_ms != 0
+            && (windows.idle_expire_ms < windows.bucket_ms
+                || windows.idle_expire_ms > 30 * MAX_DURATION_MS)
+        {
+            return Err(invalid(
+                "windows.idle_expire_ms",
+                windows.idle_expire_ms,
+                "must be 0 (the window length) or from windows.bucket_ms to 30 days",
             ));
         }
         crate::plugin::config::validate_sinks(&self.sinks)?;

@@ -18,7 +18,7 @@ use crate::ring::{self, Consumer, Producer};
 use crate::shard::window::WindowParams;
 use crate::shard::{
     ShardClock, ShardCounters, ShardParams, ShardSnapshot, ShardState, ShardWaker,
-    local_symbol_capacity,
+    local_symbol_capacity, windows_per_shard,
 };
 
 /// Records a shard takes from one ring before looking at the next.
@@ -82,10 +82,35 @@ impl SlotProducer {
         }
     }
 
-    /// Pushes a batch (one frame's records); returns how many were accepted.
+    /// Pushes one frame's records; returns how many were accepted. A frame is almost always one
+    /// symbol, so its records go to one shard in one batch push; a mixed frame goes record by
+    /// record.
     #[inline]
     pub fn push_all(&mut self, events: &[FeedEvent]) -> usize {
-        events.iter().filter(|event| self.push(**event)).count()
+        let Some(first) = events.first() else {
+            return 0;
+        };
+        let shard = first.symbol_id().0 as usize % self.rings.len();
+        let one_shard = events
+            .iter()
+            .all(|event| event.symbol_id().0 as usize % self.rings.len() == shard);
+        if !one_shard {
+            return events.iter().filter(|event| self.push(**event)).count();
+        }
+        let pushed = ring::push_batch(&mut self.rings[shard], events);
+        if pushed > 0 {
+            self.pending_wake[shard] = true;
+            self.counters
+                .pushed
+                .fetch_add(pushed as u64, Ordering::Relaxed);
+        }
+        let dropped = events.len() - pushed;
+        if dropped > 0 {
+            self.counters
+                .dropped_ring_full
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        pushed
     }
 
     /// Wakes the shards that received records since the last flush.
@@ -118,6 +143,7 @@ pub struct PipelineCounters {
     pub gaps: u64,
     pub spread_updates: u64,
     pub stale_skips: u64,
+    pub non_finite_spreads: u64,
     pub windows_live: u64,
     pub windows_created: u64,
     pub windows_evicted: u64,
@@ -178,7 +204,11 @@ pub fn shard_params(
         windows: WindowParams {
             bucket_ns,
             buckets: windows.buckets,
-            max_windows: windows.max_windows.div_ceil(shard_count),
+            max_windows: windows_per_shard(
+                windows.max_windows,
+                config.engine.max_symbols,
+                shard_count,
+            ),
             local_symbols: local_symbol_capacity(config.engine.max_symbols, shard_count),
             band_k: windows.band_k,
             thresholds_bp: windows.thresholds_bp.clone(),
@@ -353,6 +383,7 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.gaps += load(&shard.gaps);
     total.spread_updates += load(&shard.spread_updates);
     total.stale_skips += load(&shard.stale_skips);
+    total.non_finite_spreads += load(&shard.non_finite_spreads);
     total.windows_live += load(&shard.windows_live);
     total.windows_created += load(&shard.windows_created);
     total.windows_evicted += load(&shard.windows_evicted);

@@ -4,7 +4,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tickflow::config::Config;
@@ -13,6 +13,7 @@ use tickflow::outbound::{DiscardOutbound, Outbound};
 use tickflow::pipeline::Pipeline;
 use tickflow::record::now_ns;
 use tickflow::registry::SymbolRegistry;
+use tickflow::shard::ShardClock;
 use tickflow::venue::Venue;
 
 struct CountingAllocator;
@@ -158,19 +159,37 @@ fn steady_state_hot_path_does_not_allocate() {
     let outbounds: Vec<Box<dyn Outbound>> = (0..config.shard_count())
         .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
         .collect();
-    let mut pipeline = Pipeline::start(&config, outbounds).unwrap();
+    // A manual shard clock that the sender moves 100 ms every 1000 frames: buckets close (spread
+    // samples, bucket ring writes, block min/max) inside the measured window too.
+    let clock_ns = Arc::new(AtomicI64::new(now_ns()));
+    let mut pipeline = Pipeline::start_with_clock(
+        &config,
+        outbounds,
+        ShardClock::Manual(Arc::clone(&clock_ns)),
+    )
+    .unwrap();
     let mut producer = pipeline.take_producer().unwrap();
     let mut batch = RecordBatch::with_capacity(limits.max_records_per_frame);
     let mut frame_buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
 
     let mut run = |frames_to_send: usize| -> u64 {
         let mut records = 0u64;
-        for (venue_index, encoding, frame) in frames.iter().cycle().take(frames_to_send) {
+        for (sent, (venue_index, encoding, frame)) in
+            frames.iter().cycle().take(frames_to_send).enumerate()
+        {
+            if sent % 1000 == 999 {
+                clock_ns.fetch_add(100_000_000, Ordering::AcqRel);
+            }
             frame_buffer.clear();
             frame_buffer.extend_from_slice(frame);
             batch.clear();
             let outcome = decoders[*venue_index]
-                .decode(&mut frame_buffer, *encoding, now_ns(), &mut batch)
+                .decode(
+                    &mut frame_buffer,
+                    *encoding,
+                    clock_ns.load(Ordering::Acquire),
+                    &mut batch,
+                )
                 .expect("fixture-derived frames decode");
             assert!(matches!(outcome, FrameOutcome::Records(1)));
             for event in batch.as_slice() {
@@ -218,5 +237,11 @@ fn steady_state_hot_path_does_not_allocate() {
     assert_eq!(report.counters.windows_created, 56);
     assert_eq!(report.counters.windows_live, 56);
     assert!(report.counters.spread_updates >= measured_records * 2);
+    // Buckets closed during the run: 22 s of shard time, 56 windows.
+    assert!(
+        report.counters.samples_emitted >= 56 * 15,
+        "{:?}",
+        report.counters
+    );
     assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
 }

@@ -47,6 +47,8 @@ pub struct ShardCounters {
     pub spread_updates: AtomicU64,
     /// Quotes of another venue skipped because they were older than `stale_after_ms`.
     pub stale_skips: AtomicU64,
+    /// Spreads skipped because they were not finite (a price so small the ratio overflows).
+    pub non_finite_spreads: AtomicU64,
     pub windows_live: AtomicU64,
     pub windows_created: AtomicU64,
     pub windows_evicted: AtomicU64,
@@ -113,6 +115,7 @@ struct LocalCounts {
     gaps: u64,
     spread_updates: u64,
     stale_skips: u64,
+    non_finite_spreads: u64,
 }
 
 /// The state one shard thread owns.
@@ -132,6 +135,15 @@ pub struct ShardState {
 /// Local symbols a shard owns at most: `ceil(max_symbols / shard_count)`.
 pub fn local_symbol_capacity(max_symbols: usize, shard_count: usize) -> usize {
     max_symbols.div_ceil(shard_count.max(1))
+}
+
+/// Windows one shard may hold: `max_windows` shared in proportion to the symbols a shard can own.
+/// Symbols map to shards by `id % shards`, so a shard can own one symbol more than the average;
+/// dividing by the shard count instead would make that shard evict while the universe still fits.
+pub fn windows_per_shard(max_windows: usize, max_symbols: usize, shard_count: usize) -> usize {
+    let local = local_symbol_capacity(max_symbols, shard_count) as u128;
+    let share = (max_windows as u128 * local).div_ceil(max_symbols.max(1) as u128);
+    share.min(max_windows as u128) as usize
 }
 
 impl ShardState {
@@ -208,6 +220,7 @@ impl ShardState {
         };
         let mut updates = 0u64;
         let mut stale = 0u64;
+        let mut non_finite = 0u64;
         for other in 0..VENUE_COUNT {
             if other == venue {
                 continue;
@@ -217,13 +230,26 @@ impl ShardState {
                 continue;
             }
             if other_quote.ts_recv_ns < oldest_fresh_ns {
-                // A dead venue's last quote must never make a false opportunity.
+                // A dead venue's last quote must never make a false opportunity, nor keep one open.
                 stale += 1;
+                self.windows.end_cycles_for_pair(
+                    local,
+                    VenueId(other as u16),
+                    quote.venue_id,
+                    quote.ts_recv_ns,
+                    &mut output,
+                );
                 continue;
             }
             // Buy on `other` (pay its ask), sell on this venue (hit this bid), and the reverse.
             let buy_other_bp = (quote.bid - other_quote.ask) / other_quote.ask * 10_000.0;
             let buy_here_bp = (other_quote.bid - quote.ask) / quote.ask * 10_000.0;
+            if !buy_other_bp.is_finite() || !buy_here_bp.is_finite() {
+                // Decoders refuse non-positive and non-finite prices, but a tiny positive one
+                // (1e-320) still makes an infinite spread: it would poison the window sums.
+                non_finite += 1;
+                continue;
+            }
             self.windows.update(
                 quote.symbol_id,
                 local,
@@ -246,6 +272,7 @@ impl ShardState {
         }
         self.local_counts.spread_updates += updates;
         self.local_counts.stale_skips += stale;
+        self.local_counts.non_finite_spreads += non_finite;
     }
 
     fn handle_gap(&mut self, gap: &GapEvent) {
@@ -288,6 +315,9 @@ impl ShardState {
         counters
             .stale_skips
             .store(local.stale_skips, Ordering::Relaxed);
+        counters
+            .non_finite_spreads
+            .store(local.non_finite_spreads, Ordering::Relaxed);
     }
 
     /// Between batches: closes due buckets, expires idle windows, publishes the snapshot when due.
@@ -301,7 +331,8 @@ impl ShardState {
                 outbound: self.outbound.as_mut(),
             };
             self.windows.close_due_buckets(now_ns, &mut output);
-            self.windows.expire_idle(now_ns, self.params.idle_expire_ns);
+            self.windows
+                .expire_idle(now_ns, self.params.idle_expire_ns, &mut output);
             self.publish_counts();
             self.flush();
         }

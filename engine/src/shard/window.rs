@@ -99,6 +99,8 @@ struct WindowHeader {
     symbol_id: SymbolId,
     local_symbol: u32,
     sell_venue: u16,
+    /// Index in the store's open list while `in_open_list`.
+    open_list_position: u32,
 }
 
 const _: () = assert!(std::mem::offset_of!(WindowHeader, buy_venue) == 64);
@@ -129,6 +131,7 @@ impl WindowHeader {
         symbol_id: SymbolId(0),
         local_symbol: 0,
         sell_venue: 0,
+        open_list_position: 0,
     };
 }
 
@@ -313,10 +316,11 @@ impl WindowStore {
         header.open_max = header.open_max.max(spread_bp);
         header.open_last = spread_bp;
         header.last_update_ns = header.last_update_ns.max(ts_ns);
-        if !header.in_open_list {
-            header.in_open_list = true;
-            self.open_list.push(window);
+        let needs_open_list = !header.in_open_list;
+        if needs_open_list {
+            self.open_list_push(window);
         }
+        let header = &self.headers[window as usize];
         // Most updates are below every threshold with no cycle open: skip the cycle state.
         if header.cycles_active_mask != 0 || spread_bp > self.lowest_threshold_bp {
             self.update_cycles(window, spread_bp, ts_ns, output);
@@ -369,7 +373,7 @@ impl WindowStore {
     }
 
     /// Ends every active cycle of the windows of `local_symbol` that involve `venue` (its data went
-    /// away: a gap or a stale quote must never hold an opportunity open). `spread_bp` is NaN.
+    /// away: a gap must never hold an opportunity open). `spread_bp` is NaN.
     pub fn end_cycles_for_venue(
         &mut self,
         local_symbol: u32,
@@ -378,39 +382,55 @@ impl WindowStore {
         output: &mut impl WindowOutput,
     ) {
         for other in 0..VENUE_COUNT as u16 {
-            for (buy, sell) in [(venue.0, other), (other, venue.0)] {
-                if buy == sell {
-                    continue;
-                }
-                let window = self.index[Self::index_slot(local_symbol, buy, sell)];
-                if window == NONE {
-                    continue;
-                }
-                let header = &mut self.headers[window as usize];
-                for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate()
-                {
-                    let cycle = &mut header.cycles[threshold_index];
-                    if !cycle.active {
-                        continue;
-                    }
-                    cycle.active = false;
-                    header.cycles_active_mask &= !(1 << threshold_index);
-                    header.cycles_completed += 1;
-                    self.counts.opportunities += 1;
-                    output.opportunity(&OpportunityEvent {
-                        ts_ns,
-                        started_ns: cycle.started_ns,
-                        threshold_bp,
-                        spread_bp: f64::NAN,
-                        peak_bp: cycle.peak_bp,
-                        symbol_id: header.symbol_id,
-                        buy_venue_id: VenueId(buy),
-                        sell_venue_id: VenueId(sell),
-                        kind: OPPORTUNITY_END,
-                        reserved: [0; 7],
-                    });
-                }
+            if other != venue.0 {
+                self.end_cycles_for_pair(local_symbol, venue, VenueId(other), ts_ns, output);
             }
+        }
+    }
+
+    /// Ends the active cycles of both directions of the pair (`first`, `second`): one side's quote
+    /// went stale, so the pair has no spread until it is fresh again. Cheap when none is active.
+    #[inline]
+    pub fn end_cycles_for_pair(
+        &mut self,
+        local_symbol: u32,
+        first: VenueId,
+        second: VenueId,
+        ts_ns: TimestampNs,
+        output: &mut impl WindowOutput,
+    ) {
+        for (buy, sell) in [(first.0, second.0), (second.0, first.0)] {
+            let window = self.index[Self::index_slot(local_symbol, buy, sell)];
+            if window != NONE && self.headers[window as usize].cycles_active_mask != 0 {
+                self.end_cycles(window, ts_ns, output);
+            }
+        }
+    }
+
+    /// Ends every active cycle of `window` with a NaN spread (its data went away).
+    fn end_cycles(&mut self, window: u32, ts_ns: TimestampNs, output: &mut impl WindowOutput) {
+        let header = &mut self.headers[window as usize];
+        for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate() {
+            let cycle = &mut header.cycles[threshold_index];
+            if !cycle.active {
+                continue;
+            }
+            cycle.active = false;
+            header.cycles_active_mask &= !(1 << threshold_index);
+            header.cycles_completed += 1;
+            self.counts.opportunities += 1;
+            output.opportunity(&OpportunityEvent {
+                ts_ns,
+                started_ns: cycle.started_ns,
+                threshold_bp,
+                spread_bp: f64::NAN,
+                peak_bp: cycle.peak_bp,
+                symbol_id: header.symbol_id,
+                buy_venue_id: VenueId(header.buy_venue),
+                sell_venue_id: VenueId(header.sell_venue),
+                kind: OPPORTUNITY_END,
+                reserved: [0; 7],
+            });
         }
     }
 
@@ -426,22 +446,45 @@ impl WindowStore {
                 self.close_open_bucket(window, output);
             }
             if self.headers[window as usize].open_count == 0 {
-                self.headers[window as usize].in_open_list = false;
-                self.open_list.swap_remove(position);
+                self.open_list_remove(window);
             } else {
                 position += 1;
             }
         }
     }
 
+    fn open_list_push(&mut self, window: u32) {
+        let header = &mut self.headers[window as usize];
+        debug_assert!(!header.in_open_list);
+        header.in_open_list = true;
+        header.open_list_position = self.open_list.len() as u32;
+        self.open_list.push(window);
+    }
+
+    /// O(1): the last entry takes the removed one's place.
+    fn open_list_remove(&mut self, window: u32) {
+        let position = self.headers[window as usize].open_list_position as usize;
+        debug_assert_eq!(self.open_list[position], window);
+        self.open_list.swap_remove(position);
+        if let Some(&moved) = self.open_list.get(position) {
+            self.headers[moved as usize].open_list_position = position as u32;
+        }
+        self.headers[window as usize].in_open_list = false;
+    }
+
     /// Removes windows not updated since `now_ns − idle_ns` (oldest first, from the LRU tail).
-    pub fn expire_idle(&mut self, now_ns: TimestampNs, idle_ns: i64) -> usize {
+    pub fn expire_idle(
+        &mut self,
+        now_ns: TimestampNs,
+        idle_ns: i64,
+        output: &mut impl WindowOutput,
+    ) -> usize {
         let cutoff = now_ns.saturating_sub(idle_ns);
         let mut expired = 0;
         while self.lru_tail != NONE && self.headers[self.lru_tail as usize].last_update_ns < cutoff
         {
             let window = self.lru_tail;
-            self.remove(window);
+            self.remove(window, now_ns, output);
             self.counts.expired += 1;
             expired += 1;
         }
@@ -465,11 +508,7 @@ impl WindowStore {
                     victim != NONE,
                     "a full store has a least recently used window"
                 );
-                // Its last bucket still goes out before the window is reused.
-                if self.headers[victim as usize].open_count > 0 {
-                    self.close_open_bucket(victim, output);
-                }
-                self.remove(victim);
+                self.remove(victim, ts_ns, output);
                 self.counts.evicted += 1;
                 self.free
                     .pop()
@@ -496,16 +535,22 @@ impl WindowStore {
         window
     }
 
-    fn remove(&mut self, window: u32) {
+    /// Takes a window out (eviction, expiry): its open bucket is still emitted and its active
+    /// cycles end, so nothing it started is left dangling for the sinks.
+    fn remove(&mut self, window: u32, ts_ns: TimestampNs, output: &mut impl WindowOutput) {
+        if self.headers[window as usize].open_count > 0 {
+            self.close_open_bucket(window, output);
+        }
+        if self.headers[window as usize].cycles_active_mask != 0 {
+            self.end_cycles(window, ts_ns, output);
+        }
         let header = self.headers[window as usize];
         debug_assert!(header.in_use);
         self.lru_unlink(window);
         self.index[Self::index_slot(header.local_symbol, header.buy_venue, header.sell_venue)] =
             NONE;
-        if header.in_open_list
-            && let Some(position) = self.open_list.iter().position(|&w| w == window)
-        {
-            self.open_list.swap_remove(position);
+        if header.in_open_list {
+            self.open_list_remove(window);
         }
         self.headers[window as usize] = WindowHeader::EMPTY;
         self.free.push(window);

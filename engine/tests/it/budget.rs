@@ -97,3 +97,19 @@ fn check_config_prints_the_budget_and_names_bad_keys() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_symbolz"));
 }
+
+#[test]
+fn default_universe_fits_one_gib_at_every_automatic_shard_count() {
+    for shards in 1..=tickflow::config::AUTO_SHARDS_MAX {
+        let config = Config::from_toml_str(&format!("[engine]\nshards = {shards}\n")).unwrap();
+        let budget = MemoryBudget::from_config(&config);
+        assert!(
+            budget.total_bytes <= 1 << 30,
+            "{shards} shards: {} B over 1 GiB\n{budget}",
+            budget.total_bytes
+        );
+        // Every shard can hold all the windows of the symbols it owns.
+        let local = tickflow::shard::local_symbol_capacity(1000, shards);
+        assert!(tickflow::shard::windows_per_shard(56_000, 1000, shards) >= local * 56);
+    }
+}

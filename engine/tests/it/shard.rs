@@ -395,7 +395,10 @@ fn idle_windows_expire_on_housekeeping() {
         T0 + 5 * SECOND_NS,
         &mut events,
     );
-    assert_eq!(windows.expire_idle(T0 + 6 * SECOND_NS, 4 * SECOND_NS), 1);
+    assert_eq!(
+        windows.expire_idle(T0 + 6 * SECOND_NS, 4 * SECOND_NS, &mut events),
+        1
+    );
     assert_eq!(windows.counts().live, 1);
     assert_eq!(windows.counts().expired, 1);
     // The pair comes back as a new window.
@@ -549,4 +552,140 @@ fn readers_see_window_summaries_through_published_snapshots() {
     assert_eq!(pipeline.snapshots()[0].shard_index, 0);
     drop(producer);
     pipeline.shutdown();
+}
+
+#[test]
+fn evicted_and_expired_windows_end_their_cycles_and_emit_their_last_bucket() {
+    let mut windows = store(4, 2, vec![40.0]);
+    let mut events = WindowEvents::default();
+    let (a, b, c) = (VenueId(0), VenueId(1), VenueId(2));
+    windows.update(SymbolId(0), 0, a, b, 50.0, T0, &mut events); // starts a cycle
+    windows.update(SymbolId(0), 0, a, c, 60.0, T0 + 1, &mut events); // starts a cycle
+    assert_eq!(events.opportunities.len(), 2);
+    // A third window evicts (a, b): its cycle ends (NaN spread) and its open bucket goes out.
+    windows.update(SymbolId(0), 0, b, c, 1.0, T0 + SECOND_NS, &mut events);
+    assert_eq!(windows.counts().evicted, 1);
+    let ended = events.opportunities[2];
+    assert_eq!(
+        (ended.kind, ended.buy_venue_id, ended.sell_venue_id),
+        (OPPORTUNITY_END, a, b)
+    );
+    assert!(ended.spread_bp.is_nan());
+    assert!(
+        events
+            .samples
+            .iter()
+            .any(|s| (s.buy_venue_id, s.sell_venue_id) == (a, b))
+    );
+    // Expiry of (a, c) ends its cycle too.
+    assert_eq!(
+        windows.expire_idle(T0 + 3 * SECOND_NS, SECOND_NS, &mut events),
+        2
+    );
+    let ended = events.opportunities[3];
+    assert_eq!(
+        (ended.kind, ended.buy_venue_id, ended.sell_venue_id),
+        (OPPORTUNITY_END, a, c)
+    );
+    assert_eq!(windows.counts().live, 0);
+    let active_cycles = events
+        .opportunities
+        .iter()
+        .map(|o| {
+            if o.kind == OPPORTUNITY_START {
+                1i32
+            } else {
+                -1
+            }
+        })
+        .sum::<i32>();
+    assert_eq!(active_cycles, 0, "every started cycle ended");
+}
+
+#[test]
+fn a_stale_counterpart_ends_the_open_cycle() {
+    let (mut shard, captured, _now) = single_shard(&small_config());
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0));
+    shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 1)); // buy 0 sell 1: +89.9 bp → start
+    assert_eq!(captured.opportunities().len(), 1);
+    // Venue 0 goes quiet; venue 1 keeps quoting 3 s later (stale_after_ms = 2000).
+    shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 3 * SECOND_NS));
+    let events = captured.opportunities();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].kind, OPPORTUNITY_END);
+    assert!(events[1].spread_bp.is_nan());
+}
+
+#[test]
+fn non_finite_spreads_are_skipped_and_counted() {
+    let (mut shard, captured, now) = single_shard(&small_config());
+    shard.handle(&quote(2, 0, 1e-320, 1e-320, T0));
+    shard.handle(&quote(2, 1, 100.0, 100.1, T0 + 1));
+    now.store(T0 + SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    assert!(captured.samples().is_empty());
+    assert!(captured.opportunities().is_empty());
+    assert_eq!(
+        shard.counters().non_finite_spreads.load(Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn uneven_symbol_split_across_shards_never_evicts_a_universe_that_fits() {
+    // 3 shards over 30 symbols: shard 0 owns 10, and max_windows covers exactly 30 × 56 pairs.
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 3\nmax_symbols = 31\n[windows]\nmax_windows = 1736\n",
+    )
+    .unwrap();
+    let outbounds: Vec<Box<dyn Outbound>> = (0..3)
+        .map(|_| Box::new(Captured::default()) as Box<dyn Outbound>)
+        .collect();
+    let mut pipeline = Pipeline::start(&config, outbounds).unwrap();
+    let mut producer = pipeline.take_producer().unwrap();
+    let now = tickflow::record::now_ns();
+    for symbol in 0..31u32 {
+        for venue in 0..8u16 {
+            while !producer.push(quote(symbol, venue, 100.0, 100.1, now + i64::from(venue))) {
+                producer.flush();
+                std::thread::yield_now();
+            }
+        }
+        producer.flush();
+    }
+    drop(producer);
+    let report = pipeline.shutdown();
+    assert_eq!(report.counters.windows_live, 31 * 56);
+    assert_eq!(report.counters.windows_evicted, 0);
+}
+
+#[test]
+fn a_frame_of_one_symbol_is_pushed_as_one_batch_and_a_full_ring_drops_the_rest() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 2\nmax_symbols = 16\nring_capacity_records = 16\n",
+    )
+    .unwrap();
+    let outputs = [Captured::default(), Captured::default()];
+    let outbounds: Vec<Box<dyn Outbound>> = outputs
+        .iter()
+        .map(|c| Box::new(c.clone()) as Box<dyn Outbound>)
+        .collect();
+    let mut pipeline = Pipeline::start(&config, outbounds).unwrap();
+    let mut producer = pipeline.take_producer().unwrap();
+    let frame: Vec<FeedEvent> = (0..20).map(|i| quote(3, 0, 1.0, 1.1, T0 + i)).collect();
+    // The shard may drain concurrently, so between 16 and 20 are accepted; the rest are counted.
+    let accepted = producer.push_all(&frame);
+    assert!((16..=20).contains(&accepted), "{accepted}");
+    let mixed = [quote(1, 0, 1.0, 1.1, T0), quote(2, 0, 1.0, 1.1, T0)];
+    let accepted_mixed = producer.push_all(&mixed);
+    producer.flush();
+    drop(producer);
+    let report = pipeline.shutdown();
+    assert_eq!(report.counters.pushed, (accepted + accepted_mixed) as u64);
+    assert_eq!(
+        report.counters.pushed + report.counters.dropped_ring_full,
+        22,
+        "every record is either delivered or counted"
+    );
+    assert_eq!(report.counters.quotes, report.counters.pushed);
 }
