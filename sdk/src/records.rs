@@ -193,7 +193,9 @@ pub struct SpreadSample {
     pub min_bp: f64,
     pub max_bp: f64,
     pub mean_bp: f64,
-    /// Rolling window mean and standard deviation (over the window's buckets) at this close.
+    /// Rolling window mean and standard deviation at this close, over the window's non-empty
+    /// buckets, each bucket counting once with its mean (`mean_bp`), whatever its sample count:
+    /// the statistics of the per-bucket mean series, as a chart of it would show.
     pub window_mean_bp: f64,
     pub window_std_bp: f64,
     /// `window_mean_bp ∓ k · window_std_bp`.
