@@ -148,7 +148,9 @@ const LRU_UNLINKED: LruLink = LruLink {
     next: NONE,
 };
 
-/// A reader's view of one window, published in shard snapshots.
+/// A reader's view of one window, published in shard snapshots. The statistics cover the
+/// `buckets` buckets up to the window's last closed bucket: for a window that stopped updating,
+/// that is as of `last_update_ns` (it expires after `windows.idle_expire_ms`).
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct WindowSummary {
     pub symbol_id: SymbolId,
