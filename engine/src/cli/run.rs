@@ -21,15 +21,21 @@ use tickflow::config::Config;
 use tickflow::feed::Feeds;
 use tickflow::outbound::{DiscardOutbound, Outbound};
 use tickflow::pipeline::Pipeline;
+use tickflow::plugin::SinkHost;
 use tickflow::registry::SymbolRegistry;
 
 pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     let config = Config::from_file(config_path)?;
     let _log_guard = init_logging("info");
-    println!("{}", MemoryBudget::from_config(&config));
+    let budget = MemoryBudget::from_config(&config);
+    println!("{budget}");
     let runtime = feed_runtime(&config)?;
     let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
-    let mut pipeline = Pipeline::start(&config, sink_outbounds(&config))?;
+    // SINKS: the single place where the sinks are wired: the plugin host gives one outbound per
+    // shard (for the pipeline) and one telemetry lane.
+    let mut sink_host = SinkHost::from_config(&config, Arc::clone(&registry))?;
+    let mut telemetry = sink_host.take_telemetry_outbound();
+    let mut pipeline = Pipeline::start(&config, sink_host.take_outbounds())?;
     let result = runtime.block_on(async {
         let feeds = Feeds::start(&config, Arc::clone(&registry), || pipeline.take_producer())?;
         eprintln!(
@@ -45,11 +51,20 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         let stats_interval = Duration::from_millis(config.feeds.stats_interval_ms.max(1));
         let mut stats_tick = tokio::time::interval(stats_interval);
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut telemetry_tick = tokio::time::interval(Duration::from_secs(1));
+        telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 name = signals.next() => {
                     eprintln!("tickflow: {name}: stopping feeds (a second signal exits at once)");
                     break;
+                }
+                _ = telemetry_tick.tick(), if telemetry.is_some() => {
+                    if let Some(outbound) = telemetry.as_mut() {
+                        let record = telemetry_record(&feeds, &pipeline, &sink_host, &budget, started);
+                        outbound.emit_telemetry(&record);
+                        tickflow::outbound::Outbound::flush(outbound);
+                    }
                 }
                 _ = stats_tick.tick(), if config.feeds.stats_interval_ms > 0 => {
                     eprintln!("tickflow-stats {}", stats_json(&feeds, &pipeline, &registry, started));
@@ -72,6 +87,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     // Every producer is dropped with its slot task by now (or the runtime drop below ends it).
     drop(runtime);
     let report = pipeline.shutdown();
+    // The shards dropped their outbounds; the telemetry lane goes too, then the sinks drain.
+    drop(telemetry);
+    let sink_stats = sink_host.shutdown();
     result?;
     eprintln!(
         "tickflow-shutdown {}",
@@ -82,17 +100,61 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             "quotes": report.counters.quotes,
             "trades": report.counters.trades,
             "gaps": report.counters.gaps,
+            "sinks": sink_stats.len(),
+            "sink_lost": sink_stats.iter().map(|sink| sink.lost()).sum::<u64>(),
         })
     );
     Ok(0)
 }
 
-/// SINKS: the single place where the sinks are wired. Until the plugin host lands every shard
-/// discards its output; the host will return one `Outbound` per shard from `[[sinks]]`.
+/// One outbound per shard that discards everything (the demo has no sinks).
 pub(crate) fn sink_outbounds(config: &Config) -> Vec<Box<dyn Outbound>> {
     (0..config.shard_count())
         .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
         .collect()
+}
+
+/// The engine's once-a-second `Telemetry` record for the sinks.
+fn telemetry_record(
+    feeds: &Feeds,
+    pipeline: &Pipeline,
+    sink_host: &SinkHost,
+    budget: &MemoryBudget,
+    started: Instant,
+) -> tickflow::records::Telemetry {
+    let totals = feeds.totals();
+    let counters = pipeline.counters();
+    let sinks = sink_host.stats();
+    tickflow::records::Telemetry {
+        ts_ns: tickflow::record::now_ns(),
+        uptime_ns: started.elapsed().as_nanos() as i64,
+        rss_bytes: resident_bytes(),
+        budget_bytes: budget.total_bytes as u64,
+        records_in: totals.records,
+        records_out: sinks.iter().map(|sink| sink.delivered).sum(),
+        ring_drops: counters.dropped_ring_full,
+        decode_errors: totals.decode_errors,
+        reconnects: totals.reconnects,
+        windows_live: counters.windows_live,
+        windows_evicted: counters.windows_evicted,
+        sink_drops: sinks.iter().map(|sink| sink.lost()).sum(),
+        connections_up: totals.connected as u32,
+        shards: pipeline.shard_count() as u32,
+    }
+}
+
+/// This process's resident memory from /proc (0 where /proc is unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
