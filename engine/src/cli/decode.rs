@@ -75,6 +75,7 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
         out: RecordBatch::with_capacity(limits.max_records_per_frame),
         frame: Vec::new(),
         counters: DecodeCounters::new(),
+        invalid_base64_lines: 0,
         decode_ns: 0,
     };
     let stdout = std::io::stdout();
@@ -132,6 +133,8 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
                 }
                 Err(error) => {
                     writeln!(stderr, "line {line_number}: invalid base64: {error}")?;
+                    // Not a frame the decoder saw: counted here, reported with the errors.
+                    session.invalid_base64_lines += 1;
                     failed = true;
                     continue;
                 }
@@ -229,6 +232,9 @@ struct Session {
     out: RecordBatch,
     frame: Vec<u8>,
     counters: DecodeCounters,
+    /// `--base64` lines that did not decode as base64: frames and errors in `--stats`, under the
+    /// `invalid_base64` kind (they never reached the decoder, so no `DecodeErrorKind` fits).
+    invalid_base64_lines: u64,
     decode_ns: u128,
 }
 
@@ -332,12 +338,16 @@ impl Session {
             writer,
             r#"{{"venue":"{}","frames":{},"records":{},"control":{},"errors":{},"errors_by_kind":{{"#,
             self.venue.name(),
-            snapshot.frames,
+            snapshot.frames + self.invalid_base64_lines,
             snapshot.records,
             snapshot.control,
-            snapshot.errors_total()
+            snapshot.errors_total() + self.invalid_base64_lines
         )?;
         let mut first = true;
+        if self.invalid_base64_lines > 0 {
+            write!(writer, r#""invalid_base64":{}"#, self.invalid_base64_lines)?;
+            first = false;
+        }
         for kind in DecodeErrorKind::ALL {
             let count = snapshot.error_count(kind);
             if count == 0 {

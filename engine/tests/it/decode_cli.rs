@@ -235,6 +235,20 @@ fn decode_cli_base64_binary_frames() {
         stderr.contains("line 4: binary frame could not be inflated"),
         "{stderr}"
     );
+    // The same input with --stats: the line that is not base64 is a counted error too.
+    let output = run_decode(
+        &["--venue", "htx", "--base64", "--stats"],
+        Some(input.as_bytes()),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("summary is JSON");
+    assert_eq!(summary["frames"], 4, "{summary}");
+    assert_eq!(summary["records"], 1, "{summary}");
+    assert_eq!(summary["control"], 1, "{summary}");
+    assert_eq!(summary["errors"], 2, "{summary}");
+    assert_eq!(summary["errors_by_kind"]["invalid_base64"], 1, "{summary}");
+    assert_eq!(summary["errors_by_kind"]["inflate"], 1, "{summary}");
     // MEXC: protobuf data and JSON replies mixed in one base64 capture.
     let (input, base64) = input_lines(Venue::Mexc);
     assert!(base64);
