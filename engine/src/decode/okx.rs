@@ -1,5 +1,7 @@
 //! OKX v5 public: `bbo-tbt`, `books5` and `tickers` (best bid/ask) and `trades`; `event` replies (subscribe,
 //! error, the 64008 notice before a forced close) and the plain-text `pong` are control events.
+//!
+//! Prices, sizes and times are read as strings or JSON numbers alike (live frames send either).
 
 use super::common::{
     Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, best_level,
@@ -75,17 +77,18 @@ impl JsonVenue for Okx {
             "tickers" => {
                 let symbol_id = cx.resolve(symbol)?;
                 for ticker in data {
-                    let bid = ticker.field("bidPx", "data[].bidPx")?.str("data[].bidPx")?;
-                    let ask = ticker.field("askPx", "data[].askPx")?.str("data[].askPx")?;
-                    if bid.is_empty() || ask.is_empty() {
+                    // Prices come as strings or as JSON numbers; "" is an empty side.
+                    let bid = ticker.field("bidPx", "data[].bidPx")?;
+                    let ask = ticker.field("askPx", "data[].askPx")?;
+                    if bid.as_str() == Some("") || ask.as_str() == Some("") {
                         // One side of the book is empty: no best bid/ask to report.
                         continue;
                     }
                     cx.quote(QuoteFields {
                         symbol_id,
-                        bid: ticker.field("bidPx", "data[].bidPx")?.f64("data[].bidPx")?,
+                        bid: bid.f64("data[].bidPx")?,
                         bid_qty: ticker.field("bidSz", "data[].bidSz")?.f64("data[].bidSz")?,
-                        ask: ticker.field("askPx", "data[].askPx")?.f64("data[].askPx")?,
+                        ask: ask.f64("data[].askPx")?,
                         ask_qty: ticker.field("askSz", "data[].askSz")?.f64("data[].askSz")?,
                         ts_exchange_ns: Some(
                             ticker.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?,

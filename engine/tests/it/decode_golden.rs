@@ -1335,6 +1335,22 @@ fn decode_golden_live_variants() {
             seq: Some(5),
         },
     );
+    // OKX tickers with prices and sizes as JSON numbers (live frames send either form).
+    check(
+        Venue::Okx,
+        &text(
+            r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT","last":30236,"askPx":30228.7,"askSz":1.55896972,"bidPx":30228.6,"bidSz":"0.23393","ts":1652459224956}]}"#,
+        ),
+        &Quote {
+            symbol: "BTC-USDT",
+            bid: 30228.6,
+            bid_qty: 0.23393,
+            ask: 30228.7,
+            ask_qty: 1.55896972,
+            ts_exchange_ns: Some(1652459224956 * MS),
+            seq: None,
+        },
+    );
     // One-sided books: nothing to report, and nothing wrong.
     let one_sided: &[(Venue, &str)] = &[
         (
