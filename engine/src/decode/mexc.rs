@@ -8,6 +8,9 @@
 //!
 //! The quote's exchange time is the wrapper's `createTime`, else its `sendTime`; its sequence is the
 //! ticker's `version` when present. An empty price string means that side of the book is empty.
+//!
+//! A JSON reply with `code` 0 is an ack, unless its message says "Not Subscribed" or "Blocked":
+//! MEXC refuses subscriptions that way, and those are error replies.
 
 use std::sync::Arc;
 
@@ -431,11 +434,25 @@ impl JsonVenue for MexcText {
         Ok(FrameOutcome::Control(
             if message.eq_ignore_ascii_case("pong") {
                 ControlEvent::Pong
+            } else if is_refusal(message) {
+                // MEXC refuses a subscription with code 0 and says so only in the message.
+                ControlEvent::ErrorReply { code }
             } else {
                 ControlEvent::SubscribeAck
             },
         ))
     }
+}
+
+/// A code-0 reply whose message refuses the subscription ("Not Subscribed successfully! ...
+/// Reason: Blocked!").
+fn is_refusal(message: &str) -> bool {
+    ["not subscribed", "blocked"].iter().any(|word| {
+        message
+            .as_bytes()
+            .windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
+    })
 }
 
 #[cfg(test)]

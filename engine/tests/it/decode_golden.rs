@@ -589,6 +589,17 @@ fn decode_golden_control_variants() {
             r#"{"id":0,"code":100403,"msg":"Blocked"}"#,
             ControlEvent::ErrorReply { code: 100403 },
         ),
+        // A refused subscription still says code 0: the message is what tells.
+        (
+            Venue::Mexc,
+            r#"{"id":0,"code":0,"msg":"Not Subscribed successfully! [spot@public.deals.v3.api@BTCUSDT].  Reason： Blocked! "}"#,
+            ControlEvent::ErrorReply { code: 0 },
+        ),
+        (
+            Venue::Mexc,
+            r#"{"id":0,"code":0,"msg":"spot@public.aggre.deals.v3.api.pb@100ms@BTCUSDT Blocked"}"#,
+            ControlEvent::ErrorReply { code: 0 },
+        ),
         (
             Venue::Htx,
             r#"{"status":"error","err-code":"bad-request","err-msg":"invalid topic","id":"id1"}"#,
