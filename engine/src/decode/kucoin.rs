@@ -2,6 +2,11 @@
 //! (trades); `welcome`, `ack`, `pong` and `error` messages are control events.
 //!
 //! Match times are nanoseconds already (a string); level1 and ticker times are milliseconds.
+//!
+//! Trade ids: current frames carry decimal ids, which fit the record. KuCoin's older documents
+//! show 24-hex-character ids (e.g. "5c24c5da03aa673885cd67aa"), one byte more than the record's
+//! 23-byte `trade_id` holds; such a frame is refused on its own as `TradeIdTooLong` (counted,
+//! nothing appended) and the next frame decodes as usual.
 
 use super::common::{
     Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, level, side_from_word,

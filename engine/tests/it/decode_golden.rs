@@ -1736,6 +1736,35 @@ fn decode_numeric_overflow_is_bad_number_per_venue() {
     }
 }
 
+/// KuCoin's older 24-hex-character trade ids do not fit the record's trade id: that one frame is
+/// refused as `TradeIdTooLong` (nothing appended), and the decoder goes on with the next.
+#[test]
+fn decode_kucoin_24_hex_trade_id_is_refused_per_frame() {
+    let (bytes, encoding) = mutated(
+        Venue::Kucoin,
+        2,
+        r#""tradeId":"11067996711960577""#,
+        r#""tradeId":"5c24c5da03aa673885cd67aa""#,
+    );
+    assert_eq!(
+        decode_error(Venue::Kucoin, &bytes, encoding, DecodeLimits::default()),
+        Some(DecodeErrorKind::TradeIdTooLong)
+    );
+    let mut decoder = decoder_for(Venue::Kucoin, fixture_registry(), DecodeLimits::default());
+    let mut out = RecordBatch::with_capacity(4);
+    let refused = decoder.decode(&mut bytes.clone(), encoding, TS_RECV_NS, &mut out);
+    assert_eq!(
+        refused.map_err(|error| error.kind),
+        Err(DecodeErrorKind::TradeIdTooLong)
+    );
+    let mut next = wire_frames(Venue::Kucoin)[2].bytes.clone();
+    assert_eq!(
+        decoder.decode(&mut next, FrameEncoding::Text, TS_RECV_NS, &mut out),
+        Ok(FrameOutcome::Records(1))
+    );
+    assert_eq!(out.len(), 1);
+}
+
 /// MEXC's int64 times come as protobuf varints: negative (ten-byte) and overflowing ones are
 /// `BadNumber`, never a wrapped timestamp.
 #[test]
