@@ -282,6 +282,8 @@ impl<'a> PushView<'a> {
                 (4, value) => {
                     text(value, "symbolId")?;
                 }
+                // int64 as prost reads it (two's complement, so a negative time stays negative);
+                // `decode_push` refuses negative and overflowing times as `BadNumber`.
                 (5, value) => push.create_time = varint(value, "createTime")? as i64,
                 (6, value) => push.send_time = varint(value, "sendTime")? as i64,
                 (314, WireValue::Bytes(deals)) => {
