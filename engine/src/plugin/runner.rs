@@ -54,7 +54,8 @@ pub struct RunnerCounters {
 #[derive(Debug)]
 pub struct RunnerShared {
     pub counters: RunnerCounters,
-    /// `on_batch` call time in ns, merged from the runner's own histogram when it is idle.
+    /// `on_batch` call time in ns, merged from the runner's own histogram once a second (a merge
+    /// walks every bucket: too slow to do per batch) and when the runner ends.
     pub on_batch_ns: Mutex<Histogram<u64>>,
 }
 
@@ -290,7 +291,6 @@ impl Runner {
                 if delivered_since_flush {
                     delivered_since_flush = false;
                     self.flush(instance.as_ref(), &mut consecutive_failures);
-                    self.publish_histogram(&mut histogram);
                 }
                 if stopping {
                     break;
