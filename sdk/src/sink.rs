@@ -403,9 +403,40 @@ struct Instance<S> {
     host: HostHandle,
 }
 
+thread_local! {
+    /// Set while a plugin call runs under [`guard`]: the panic hook then records where the panic
+    /// happened (for the host log line) instead of printing to stderr.
+    static GUARDED_CALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static PANIC_LOCATION: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics inside guarded plugin calls, which
+/// `guard` reports through the host log instead, and defers to the previous hook for every other
+/// panic. In a cdylib the hook belongs to the plugin's own copy of std, never the engine's.
+fn install_panic_hook() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if GUARDED_CALL.with(|guarded| guarded.get()) {
+                let location = info
+                    .location()
+                    .map(|location| format!("{}:{}", location.file(), location.line()));
+                PANIC_LOCATION.with(|slot| *slot.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `body`, turning a panic into [`STATUS_PANIC`] (logged through the host when it has one).
 fn guard(host: Option<HostHandle>, body: impl FnOnce() -> Status) -> Status {
-    match catch_unwind(AssertUnwindSafe(body)) {
+    install_panic_hook();
+    let outer = GUARDED_CALL.with(|guarded| guarded.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(body));
+    GUARDED_CALL.with(|guarded| guarded.set(outer));
+    match result {
         Ok(status) => status,
         Err(payload) => {
             let message = payload
@@ -413,8 +444,11 @@ fn guard(host: Option<HostHandle>, body: impl FnOnce() -> Status) -> Status {
                 .copied()
                 .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
                 .unwrap_or("(non-string panic payload)");
+            let location = PANIC_LOCATION
+                .with(|slot| slot.borrow_mut().take())
+                .unwrap_or_else(|| "unknown location".to_string());
             if let Some(host) = host {
-                host.error(&format!("plugin panicked: {message}"));
+                host.error(&format!("plugin panicked at {location}: {message}"));
             }
             STATUS_PANIC
         }
