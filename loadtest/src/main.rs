@@ -73,7 +73,7 @@ enum Command {
         duration_s: u64,
         #[arg(long, default_value_t = 100.0)]
         disconnects_per_min: f64,
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = 30)]
         warmup_s: u64,
         /// The tickflow binary (default: next to this one).
         #[arg(long)]
@@ -304,14 +304,26 @@ fn storm(
         disconnects_per_min,
         ..FaultRates::default()
     };
+    // RSS every 10 s during the storm, to tell a trend from first-touch noise.
+    let mut rss_kb_samples: Vec<u64> = vec![start_sample.rss_kb];
     let counts = runtime.block_on(async {
         let fault_run = faults::run(&sim, rates, cancel.clone());
         tokio::pin!(fault_run);
-        tokio::select! {
-            counts = &mut fault_run => counts,
-            _ = tokio::time::sleep(Duration::from_secs(duration_s)) => {
-                cancel.cancel();
-                fault_run.await
+        let end = tokio::time::Instant::now() + Duration::from_secs(duration_s);
+        let mut sample_tick = tokio::time::interval(Duration::from_secs(10));
+        sample_tick.tick().await;
+        loop {
+            tokio::select! {
+                counts = &mut fault_run => break counts,
+                _ = tokio::time::sleep_until(end) => {
+                    cancel.cancel();
+                    break fault_run.await;
+                }
+                _ = sample_tick.tick() => {
+                    if let Ok(sample) = process.sample() {
+                        rss_kb_samples.push(sample.rss_kb);
+                    }
+                }
             }
         }
     });
@@ -331,6 +343,8 @@ fn storm(
         "reconnects": field(&end_stats, "reconnects") - field(&start_stats, "reconnects"),
         "rss_kb_start": start_sample.rss_kb,
         "rss_kb_end": end_sample.rss_kb,
+        "rss_kb_max": rss_kb_samples.iter().copied().max().unwrap_or(0).max(end_sample.rss_kb),
+        "rss_kb_samples_every_10s": rss_kb_samples,
         "rss_growth_pct": (percent(start_sample.rss_kb, end_sample.rss_kb) * 100.0).round() / 100.0,
         "threads_start": start_sample.threads,
         "threads_end": end_sample.threads,
