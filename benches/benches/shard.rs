@@ -7,6 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+// The engine binary's allocator, so large arrays are placed as in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tickflow::config::Config;
 use tickflow::outbound::DiscardOutbound;
 use tickflow::pipeline::shard_params;

@@ -206,6 +206,11 @@ pub struct WindowStore {
     lru_tail: u32,
     /// Spreads at or below this cannot start a cycle.
     lowest_threshold_bp: f64,
+    /// The bucket of the last timestamp seen and its bounds: a quote updates up to 14 windows
+    /// with one timestamp, and a 64-bit division per update would cost more than the update.
+    cached_bucket: i64,
+    cached_bucket_start_ns: i64,
+    cached_bucket_end_ns: i64,
     counts: WindowCounts,
 }
 
@@ -255,6 +260,9 @@ impl WindowStore {
                 .copied()
                 .fold(f64::INFINITY, f64::min),
             counts: WindowCounts::default(),
+            cached_bucket: 0,
+            cached_bucket_start_ns: 0,
+            cached_bucket_end_ns: 0,
             params,
         }
     }
@@ -265,6 +273,21 @@ impl WindowStore {
 
     pub fn params(&self) -> &WindowParams {
         &self.params
+    }
+
+    /// `ts_ns / bucket_ns` (floor), without a division when `ts_ns` is in the last bucket seen.
+    #[inline]
+    fn bucket_of(&mut self, ts_ns: TimestampNs) -> i64 {
+        if ts_ns >= self.cached_bucket_start_ns && ts_ns < self.cached_bucket_end_ns {
+            return self.cached_bucket;
+        }
+        let bucket = ts_ns.div_euclid(self.params.bucket_ns);
+        self.cached_bucket = bucket;
+        self.cached_bucket_start_ns = bucket.saturating_mul(self.params.bucket_ns);
+        self.cached_bucket_end_ns = self
+            .cached_bucket_start_ns
+            .saturating_add(self.params.bucket_ns);
+        bucket
     }
 
     #[inline]
@@ -294,7 +317,7 @@ impl WindowStore {
             window = self.create(symbol_id, local_symbol, buy.0, sell.0, ts_ns, output);
             self.index[slot] = window;
         }
-        let bucket = ts_ns.div_euclid(self.params.bucket_ns);
+        let bucket = self.bucket_of(ts_ns);
         let header = &self.headers[window as usize];
         if header.open_count > 0 && bucket > header.open_bucket {
             self.close_open_bucket(window, output);
