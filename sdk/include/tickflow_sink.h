@@ -14,6 +14,7 @@
  *    Whoever allocates frees.
  *  - Tables only grow at the end: a new field bumps TF_ABI_MINOR, anything else TF_ABI_MAJOR.
  *  - One instance is called from one thread at a time; host callbacks are thread-safe.
+ *  - The host table passed to create is never freed (it lives for the whole process).
  *  - Nothing may unwind (C++ exceptions, Rust panics) out of a plugin function.
  *
  * This header mirrors the Rust definitions in sdk/src/records.rs and sdk/src/abi.rs; a test

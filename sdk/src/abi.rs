@@ -191,8 +191,8 @@ pub const METRIC_COUNTER: u32 = 1;
 pub const METRIC_GAUGE: u32 = 2;
 pub const METRIC_HISTOGRAM: u32 = 3;
 
-/// The host's callback table, passed to `create`. Every callback is thread-safe and takes
-/// `host_data` first. A plugin reads no field that ends beyond `struct_size` (a newer host may
+/// The host's callback table, passed to `create`. The host never frees it (it lives for the
+/// whole process). Every callback is thread-safe and takes `host_data` first. A plugin reads no field that ends beyond `struct_size` (a newer host may
 /// pass a longer table; an older one a shorter one).
 #[repr(C)]
 #[derive(Debug)]

@@ -179,16 +179,18 @@ pub trait Sink: Sized + 'static {
     }
 }
 
-/// The engine's callbacks, valid for the life of the instance that received it. Cheap to copy.
-/// Every callback is thread-safe, so a handle may be moved to threads the plugin starts (which
-/// it must join in `Drop`, before `destroy` returns).
+/// The engine's callbacks. Cheap to copy. The engine never frees a host table (it lives for the
+/// whole process, like the plugin's library), so a handle stays valid even if a plugin keeps it
+/// past its instance; once the sink has ended, its calls reach nothing of that sink (log lines
+/// are marked "(ended)", metric updates go nowhere). Every callback is thread-safe, so a handle
+/// may be moved to threads the plugin starts (which it should join in `Drop`).
 #[derive(Clone, Copy, Debug)]
 pub struct HostHandle {
     raw: *const Host,
 }
 
-// SAFETY: the host guarantees the table outlives the instance and that every callback is
-// thread-safe (see `Host`).
+// SAFETY: the host never frees the table (it lives for the whole process) and every callback
+// is thread-safe (see `Host`).
 unsafe impl Send for HostHandle {}
 // SAFETY: as above.
 unsafe impl Sync for HostHandle {}
@@ -215,7 +217,7 @@ impl Metric {
     pub fn add(&self, delta: u64) {
         if let Some(table) = self.host.table_with(offset_end_counter_add()) {
             if let Some(counter_add) = table.counter_add {
-                // SAFETY: the table is valid for the instance's life; the host data is its own.
+                // SAFETY: the table is never freed; the host data is its own.
                 unsafe { counter_add(table.host_data, self.id, delta) }
             }
         }
@@ -275,7 +277,7 @@ impl HostHandle {
         if self.raw.is_null() {
             return None;
         }
-        // SAFETY: non-null, and the host keeps the table alive for the instance's life.
+        // SAFETY: non-null, and the host never frees the table.
         let table = unsafe { &*self.raw };
         (table.struct_size as usize >= end_offset).then_some(table)
     }

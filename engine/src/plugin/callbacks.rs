@@ -1,5 +1,5 @@
 //! The host side of the ABI's callback table: logging, symbol and venue names, plugin metrics
-//! and the engine clock, one table per sink instance.
+//! and the engine clock, one table per running sink, never freed (see [`HostBinding`]).
 //!
 //! Every callback is `extern "C"`, thread-safe and never panics (a panic here would abort the
 //! process: nothing may unwind across the ABI in either direction).
@@ -7,6 +7,8 @@
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use hdrhistogram::Histogram;
 use tickflow_sdk::abi::{
@@ -193,53 +195,115 @@ pub struct HostContext {
     pub metrics: Arc<PluginMetrics>,
 }
 
-/// A callback table and its context, with stable addresses for the instance's life.
+/// A callback table and the context its `host_data` points at, at a fixed address for the whole
+/// process. A plugin may keep its `HostHandle` (a copy of the table pointer) anywhere, including
+/// threads and globals that outlive its instance and its runner, so a binding is never freed:
+/// it is leaked on purpose, like the libraries themselves. A binding whose sink ended goes back
+/// to a process-wide free list, with a detached context, and is reused by the next sink started,
+/// so the leak is bounded by the most sinks ever running at once (at most `MAX_SINKS` per host).
 pub struct HostBinding {
-    table: Box<Host>,
-    _context: Box<HostContext>,
+    table: Host,
+    /// Swapped when the binding is reused; callbacks read it without locks.
+    context: ArcSwap<HostContext>,
 }
 
-// SAFETY: the table's only pointer is to the boxed context, owned alongside it and only read
-// (through thread-safe callbacks); moving the binding between threads moves neither box.
+// SAFETY: the table's only pointer is `host_data`, which points at the binding's own `context`
+// (an `ArcSwap`, itself Send + Sync); the binding is never freed nor moved (it is leaked), and
+// every callback is thread-safe.
 unsafe impl Send for HostBinding {}
+// SAFETY: as above; nothing in the table is written after construction.
+unsafe impl Sync for HostBinding {}
 
-impl HostBinding {
-    pub fn new(context: HostContext) -> HostBinding {
-        let context = Box::new(context);
-        let host_data = (&*context as *const HostContext)
-            .cast_mut()
-            .cast::<c_void>();
-        let table = Box::new(Host {
-            struct_size: HOST_SIZE_V1_0,
-            abi_major: ABI_MAJOR,
-            abi_minor: ABI_MINOR,
-            host_data,
-            log: Some(host_log),
-            symbol_name: Some(host_symbol_name),
-            venue_name: Some(host_venue_name),
-            metric_register: Some(host_metric_register),
-            counter_add: Some(host_counter_add),
-            gauge_set: Some(host_gauge_set),
-            histogram_record: Some(host_histogram_record),
-            clock_ns: Some(host_clock_ns),
-        });
-        HostBinding {
-            table,
-            _context: context,
-        }
+/// Bindings whose sink ended, ready for reuse.
+static FREE_BINDINGS: Mutex<Vec<&'static HostBinding>> = Mutex::new(Vec::new());
+
+/// One sink's use of a leaked [`HostBinding`]; dropping it (when the runner ends) detaches the
+/// binding from the sink and returns it to the free list.
+pub struct BindingLease {
+    binding: &'static HostBinding,
+}
+
+impl BindingLease {
+    /// Takes a free binding, or leaks a new one, and points it at `context`.
+    pub fn acquire(context: HostContext) -> BindingLease {
+        let context = Arc::new(context);
+        let reused = FREE_BINDINGS
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .pop();
+        let binding = match reused {
+            Some(binding) => {
+                binding.context.store(context);
+                binding
+            }
+            None => HostBinding::leak(context),
+        };
+        BindingLease { binding }
     }
 
-    /// The pointer passed to `create`; valid while the binding lives.
+    /// The pointer passed to `create`; valid for the whole process.
     pub fn table(&self) -> *const Host {
-        &*self.table
+        &self.binding.table
+    }
+}
+
+impl Drop for BindingLease {
+    fn drop(&mut self) {
+        // A handle the plugin kept still works, but reaches nothing of the ended sink.
+        let ended = self.binding.context.load().sink_name.clone();
+        self.binding.context.store(Arc::new(HostContext {
+            sink_name: format!("{ended} (ended)"),
+            registry: None,
+            metrics: Arc::new(PluginMetrics::default()),
+        }));
+        FREE_BINDINGS
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .push(self.binding);
+    }
+}
+
+impl HostBinding {
+    fn leak(context: Arc<HostContext>) -> &'static HostBinding {
+        let raw = Box::into_raw(Box::new(HostBinding {
+            table: Host {
+                struct_size: HOST_SIZE_V1_0,
+                abi_major: ABI_MAJOR,
+                abi_minor: ABI_MINOR,
+                host_data: std::ptr::null_mut(),
+                log: Some(host_log),
+                symbol_name: Some(host_symbol_name),
+                venue_name: Some(host_venue_name),
+                metric_register: Some(host_metric_register),
+                counter_add: Some(host_counter_add),
+                gauge_set: Some(host_gauge_set),
+                histogram_record: Some(host_histogram_record),
+                clock_ns: Some(host_clock_ns),
+            },
+            context: ArcSwap::new(context),
+        }));
+        // SAFETY: `raw` comes from `Box::into_raw` just above and is never freed; `host_data`
+        // is derived from the raw pointer (not from a reference later invalidated) and points
+        // at the binding's own context, which never moves.
+        unsafe {
+            (*raw).table.host_data = std::ptr::addr_of_mut!((*raw).context).cast::<c_void>();
+            &*raw
+        }
     }
 }
 
 /// # Safety
-/// `host_data` must be the pointer a [`HostBinding`] put in its table, and the binding alive.
-unsafe fn context<'a>(host_data: *mut c_void) -> Option<&'a HostContext> {
-    // SAFETY: per the contract, null or a live `HostContext`.
-    unsafe { host_data.cast::<HostContext>().cast_const().as_ref() }
+/// `host_data` must be null or the pointer a [`HostBinding`] put in its table (bindings live for
+/// the whole process).
+unsafe fn context(host_data: *mut c_void) -> Option<arc_swap::Guard<Arc<HostContext>>> {
+    // SAFETY: per the contract, null or a leaked binding's `ArcSwap<HostContext>`.
+    let context = unsafe {
+        host_data
+            .cast::<ArcSwap<HostContext>>()
+            .cast_const()
+            .as_ref()
+    }?;
+    Some(context.load())
 }
 
 /// # Safety
@@ -357,7 +421,10 @@ unsafe extern "C" fn host_metric_register(
 
 unsafe extern "C" fn host_counter_add(host_data: *mut c_void, metric_id: u32, delta: u64) {
     // SAFETY: the plugin passes back the table's own host_data.
-    let slot = unsafe { context(host_data) }.and_then(|context| context.metrics.slot(metric_id));
+    let Some(context) = (unsafe { context(host_data) }) else {
+        return;
+    };
+    let slot = context.metrics.slot(metric_id);
     if let Some(slot) = slot.filter(|slot| slot.kind == PluginMetricKind::Counter) {
         slot.value.fetch_add(delta, Ordering::Relaxed);
     }
@@ -365,7 +432,10 @@ unsafe extern "C" fn host_counter_add(host_data: *mut c_void, metric_id: u32, de
 
 unsafe extern "C" fn host_gauge_set(host_data: *mut c_void, metric_id: u32, value: f64) {
     // SAFETY: the plugin passes back the table's own host_data.
-    let slot = unsafe { context(host_data) }.and_then(|context| context.metrics.slot(metric_id));
+    let Some(context) = (unsafe { context(host_data) }) else {
+        return;
+    };
+    let slot = context.metrics.slot(metric_id);
     if let Some(slot) = slot.filter(|slot| slot.kind == PluginMetricKind::Gauge) {
         slot.value.store(value.to_bits(), Ordering::Relaxed);
     }
@@ -373,7 +443,10 @@ unsafe extern "C" fn host_gauge_set(host_data: *mut c_void, metric_id: u32, valu
 
 unsafe extern "C" fn host_histogram_record(host_data: *mut c_void, metric_id: u32, value: u64) {
     // SAFETY: the plugin passes back the table's own host_data.
-    let slot = unsafe { context(host_data) }.and_then(|context| context.metrics.slot(metric_id));
+    let Some(context) = (unsafe { context(host_data) }) else {
+        return;
+    };
+    let slot = context.metrics.slot(metric_id);
     if let Some((slot, histogram)) =
         slot.and_then(|slot| slot.histogram.as_ref().map(|histogram| (slot, histogram)))
     {
@@ -387,4 +460,57 @@ unsafe extern "C" fn host_histogram_record(host_data: *mut c_void, metric_id: u3
 
 unsafe extern "C" fn host_clock_ns(_host_data: *mut c_void) -> i64 {
     crate::record::now_ns()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(name: &str) -> (HostContext, Arc<PluginMetrics>) {
+        let metrics = Arc::new(PluginMetrics::default());
+        (
+            HostContext {
+                sink_name: name.to_string(),
+                registry: None,
+                metrics: metrics.clone(),
+            },
+            metrics,
+        )
+    }
+
+    fn register_counter(table: *const Host, name: &str) -> u32 {
+        // SAFETY: host tables are never freed; name is valid for the call.
+        unsafe {
+            let table = &*table;
+            (table
+                .metric_register
+                .expect("the host fills every callback"))(
+                table.host_data,
+                METRIC_COUNTER,
+                name.as_ptr(),
+                name.len(),
+                std::ptr::null(),
+                0,
+            )
+        }
+    }
+
+    #[test]
+    fn a_table_kept_past_its_sink_stays_valid_and_is_reused_by_the_next_sink() {
+        let (first_context, first_metrics) = context("first");
+        let lease = BindingLease::acquire(first_context);
+        let kept_table = lease.table();
+        assert_eq!(register_counter(kept_table, "before_end"), 1);
+        drop(lease);
+        // The sink ended; a plugin that kept the table may still call it: it reaches a detached
+        // context, not the ended sink's metrics, and not freed memory.
+        assert_eq!(register_counter(kept_table, "after_end"), 1);
+        assert_eq!(first_metrics.values().len(), 1);
+        // The next sink reuses a free binding instead of leaking another (tests run in
+        // parallel, so another test may have taken this one: then a fresh one is fine too).
+        let (second_context, second_metrics) = context("second");
+        let second = BindingLease::acquire(second_context);
+        assert_eq!(register_counter(second.table(), "second_metric"), 1);
+        assert_eq!(second_metrics.values()[0].name, "second_metric");
+    }
 }

@@ -30,7 +30,7 @@ pub use loader::{LoadedPlugin, Refusal};
 
 use crate::outbound::Outbound;
 use crate::registry::SymbolRegistry;
-use callbacks::{HostBinding, HostContext, PluginMetricKind, PluginMetrics};
+use callbacks::{BindingLease, HostContext, PluginMetricKind, PluginMetrics};
 use lane::{LaneCounters, LaneProducer, SinkShared};
 use runner::{Runner, RunnerShared};
 
@@ -293,7 +293,7 @@ fn start_sink(
     });
     let runner_shared = Arc::new(RunnerShared::default());
     let metrics = Arc::new(PluginMetrics::default());
-    let binding = HostBinding::new(HostContext {
+    let binding = BindingLease::acquire(HostContext {
         sink_name: sink.name.clone(),
         registry,
         metrics: metrics.clone(),

@@ -16,7 +16,7 @@ use tickflow_sdk::records::{
     GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade,
 };
 
-use super::callbacks::HostBinding;
+use super::callbacks::BindingLease;
 use super::config::SinkConfig;
 use super::lane::{Item, LaneConsumer, SinkShared};
 
@@ -85,7 +85,8 @@ pub struct Runner {
     pub plugin_name: &'static str,
     pub descriptor: &'static Descriptor,
     pub config_text: String,
-    pub binding: HostBinding,
+    /// The sink's host callbacks (a process-lifetime table; see `BindingLease`).
+    pub binding: BindingLease,
     pub lanes: Vec<LaneConsumer>,
     pub shared: Arc<SinkShared>,
     pub runner_shared: Arc<RunnerShared>,
@@ -183,7 +184,7 @@ impl Runner {
             .create
             .expect("the loader refuses descriptors without create");
         let mut pointer: *mut c_void = std::ptr::null_mut();
-        // SAFETY: the host table lives in `self.binding` for the runner's life (beyond destroy);
+        // SAFETY: the host table is never freed (bindings are leaked on purpose);
         // the config text is valid for the call; `pointer` is a writable out slot.
         let status = unsafe {
             create(
