@@ -3,9 +3,10 @@
 //! version and record kinds). Each refusal is one line naming the plugin, the field, what it has
 //! and what the engine expects.
 //!
-//! Libraries are never unloaded: once a library's entry function has run, its `Library` handle is
-//! leaked on purpose, so no code or static a plugin handed out can disappear while the process
-//! runs (instances, threads a plugin started, the descriptor itself).
+//! Libraries are loaded with `RTLD_NOW | RTLD_LOCAL` (an unresolved symbol is a refusal, not a
+//! crash at first call) and never unloaded: once a library is open (its initializers ran), its
+//! handle is leaked on purpose, refused or not, so no code or static a plugin handed out can
+//! disappear while the process runs (instances, threads a plugin started, the descriptor).
 
 use std::path::{Path, PathBuf};
 
@@ -135,10 +136,19 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
     // SAFETY: loading a library runs its initializers. Naming a library in `[[sinks]]` (or to
     // `plugin inspect`) is the operator's statement that it is a tickflow plugin, whose
     // initializers follow the ABI rules (sdk/README.md); that is the trust the ABI rests on.
-    let library = match unsafe { libloading::Library::new(&path) } {
+    // RTLD_NOW resolves every symbol now, so a library referencing a function nothing defines is
+    // refused here (dlerror names it) instead of killing the engine at its first call;
+    // RTLD_LOCAL keeps its symbols from resolving other plugins' references.
+    let opened = unsafe {
+        libloading::os::unix::Library::open(
+            Some(&path),
+            libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL,
+        )
+    };
+    let library = match opened {
         Ok(library) => library,
         Err(error) => {
-            // libloading's message is generic ("dlopen failed"); the reason is its source.
+            // libloading's message is generic ("dlopen failed"); dlerror's reason is its source.
             let reason = std::error::Error::source(&error)
                 .map(|source| source.to_string())
                 .unwrap_or_else(|| error.to_string());
@@ -146,17 +156,22 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
                 &plugin,
                 "library",
                 format!("not loadable ({reason})"),
-                "a shared library exporting tickflow_sink_entry_v1",
+                "a shared library exporting tickflow_sink_entry_v1 with every symbol resolved",
             ));
         }
     };
+    // The library's initializers have run: leak the handle on purpose so it stays loaded for the
+    // process lifetime, even when it is refused below (unloading would run its finalizers, and
+    // a refused library may have started threads or registered handlers pointing into it). The
+    // descriptor, instances and any threads a plugin started point into it too. Loading the same
+    // path again reuses the loader's handle, so this leaks at most one handle per library.
+    let library: &'static libloading::os::unix::Library = Box::leak(Box::new(library));
     let entry: EntryFn = {
         let symbol_name = format!("{}\0", abi::ENTRY_SYMBOL);
         // SAFETY: the symbol's type is the one the ABI fixes for this versioned name.
         match unsafe { library.get::<EntryFn>(symbol_name.as_bytes()) } {
             Ok(symbol) => *symbol,
             Err(_) => {
-                // Not a plugin, and none of its functions were called: it is unloaded again.
                 return Err(refusal(
                     &plugin,
                     "entry symbol",
@@ -166,10 +181,6 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
             }
         }
     };
-    // From here on the library's code runs: leak the handle on purpose so the library stays
-    // loaded for the process lifetime (the descriptor, instances and any threads a plugin
-    // started point into it). Loading the same path again reuses the loader's handle.
-    let _never_unloaded: &'static libloading::Library = Box::leak(Box::new(library));
 
     // SAFETY: the entry function takes nothing and returns a pointer (ABI contract).
     let descriptor_ptr = unsafe { entry() };

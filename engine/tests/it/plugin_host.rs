@@ -494,6 +494,12 @@ fn refused_fixtures(dir: &Path) -> Vec<(PathBuf, &'static str, &'static str)> {
             "library is not loadable",
             "a shared library exporting tickflow_sink_entry_v1",
         ),
+        (
+            // Loads under lazy binding and would kill the engine at its first on_batch.
+            c_fixture(dir, "FIXTURE_UNRESOLVED_SYMBOL"),
+            "undefined symbol: tickflow_fixture_function_nobody_defines",
+            "with every symbol resolved",
+        ),
     ]
 }
 
