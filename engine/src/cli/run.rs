@@ -86,10 +86,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     });
     // Every producer is dropped with its slot task by now (or the runtime drop below ends it).
     drop(runtime);
-    let report = pipeline.shutdown();
-    // The shards dropped their outbounds; the telemetry lane goes too, then the sinks drain.
-    drop(telemetry);
-    let sink_stats = sink_host.shutdown();
+    let (report, sink_stats) = shut_down_pipeline_and_sinks(pipeline, telemetry, sink_host)?;
     result?;
     eprintln!(
         "tickflow-shutdown {}",
@@ -105,6 +102,38 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         })
     );
     Ok(0)
+}
+
+/// Pipeline, then the sinks (the shards dropped their outbounds; the telemetry lane goes too), on
+/// a blocking thread while a second SIGTERM/SIGINT still exits at once. A sink stuck in a plugin
+/// call is abandoned after its `shutdown_deadline_ms`.
+fn shut_down_pipeline_and_sinks(
+    pipeline: Pipeline,
+    telemetry: Option<tickflow::plugin::SinkOutbound>,
+    sink_host: SinkHost,
+) -> anyhow::Result<(
+    tickflow::pipeline::ShutdownReport,
+    Vec<tickflow::plugin::SinkStats>,
+)> {
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the shutdown signal watcher")?;
+    watcher.block_on(async move {
+        let mut signals = Signals::new()?;
+        let shutdown = tokio::task::spawn_blocking(move || {
+            let report = pipeline.shutdown();
+            drop(telemetry);
+            (report, sink_host.shutdown())
+        });
+        tokio::select! {
+            finished = shutdown => finished.context("the shutdown thread panicked"),
+            name = signals.next() => {
+                eprintln!("tickflow: second {name}: exiting now");
+                std::process::exit(130);
+            }
+        }
+    })
 }
 
 /// One outbound per shard that discards everything (the demo has no sinks).

@@ -65,6 +65,11 @@ pub struct SinkConfig {
     /// `conflate` policy: most distinct keys held per shard while the ring is full.
     #[serde(default = "default_conflate_keys_max")]
     pub conflate_keys_max: usize,
+    /// At shutdown, the longest the host waits for this sink's runner (draining, flush,
+    /// destroy); past it the runner thread is abandoned (logged) so a plugin stuck in a call
+    /// cannot keep the engine from exiting. Its library and host table stay valid meanwhile.
+    #[serde(default = "default_shutdown_deadline_ms")]
+    pub shutdown_deadline_ms: u64,
     /// Consecutive failed calls (error or panic) after which the instance is restarted.
     #[serde(default = "default_restart_after_failures")]
     pub restart_after_failures: u32,
@@ -102,6 +107,10 @@ fn default_restart_backoff_initial_ms() -> u64 {
 fn default_restart_backoff_max_ms() -> u64 {
     10_000
 }
+fn default_shutdown_deadline_ms() -> u64 {
+    5_000
+}
+
 fn default_disable_after_restarts() -> u32 {
     5
 }
@@ -118,6 +127,7 @@ impl SinkConfig {
             batch_max_records: default_batch_max_records(),
             block_timeout_ms: default_block_timeout_ms(),
             conflate_keys_max: default_conflate_keys_max(),
+            shutdown_deadline_ms: default_shutdown_deadline_ms(),
             restart_after_failures: default_restart_after_failures(),
             restart_backoff_initial_ms: default_restart_backoff_initial_ms(),
             restart_backoff_max_ms: default_restart_backoff_max_ms(),
@@ -282,6 +292,15 @@ pub fn validate_sink_values(sinks: &[SinkConfig]) -> Result<(), SinkConfigError>
                 "restart_backoff_initial_ms",
                 sink.restart_backoff_initial_ms,
                 "must be > 0 and <= restart_backoff_max_ms",
+            ));
+        }
+        if sink.shutdown_deadline_ms > 600_000 {
+            return Err(invalid(
+                index,
+                sink,
+                "shutdown_deadline_ms",
+                sink.shutdown_deadline_ms,
+                "must be at most 600000",
             ));
         }
         if sink.restart_backoff_max_ms > 600_000 {

@@ -3,8 +3,9 @@
 //!
 //! Architecture invariant: a slow, failing or panicking sink never slows the shards or the other
 //! sinks. It loses records (counted, by its policy), is restarted, and is finally disabled.
-//! Libraries are never unloaded; every runner thread is joined at shutdown after draining its
-//! lanes, flushing and destroying its instance.
+//! Libraries are never unloaded and host tables never freed; at shutdown every runner thread is
+//! joined after draining its lanes, flushing and destroying its instance, or abandoned (logged)
+//! when it misses its sink's `shutdown_deadline_ms` (a plugin stuck in a call).
 //!
 //! Wiring: `SinkHost::from_config` → `take_outbounds()` (one per shard, for `Pipeline::start`)
 //! and `take_telemetry_outbound()` (once a second: `emit_telemetry`, `flush`) → run →
@@ -21,6 +22,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
@@ -69,6 +71,11 @@ struct RunningSink {
     lane_counters: Vec<Arc<CachePadded<LaneCounters>>>,
     metrics: Arc<PluginMetrics>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the runner thread ends (its sender drops with the thread's closure).
+    finished: mpsc::Receiver<()>,
+    shutdown_deadline: Duration,
+    /// Its runner missed the shutdown deadline and was left running.
+    abandoned: bool,
 }
 
 /// A snapshot of one sink's counters.
@@ -96,6 +103,8 @@ pub struct SinkStats {
     pub panics: u64,
     pub restarts: u64,
     pub disabled: bool,
+    /// Its runner missed `shutdown_deadline_ms` at shutdown and was left running.
+    pub abandoned: bool,
     pub on_batch_ns_p50: u64,
     pub on_batch_ns_p99: u64,
     pub on_batch_ns_p999: u64,
@@ -238,7 +247,9 @@ impl SinkHost {
     }
 
     /// Stops every runner after it drained its lanes, flushed and destroyed its instance, and
-    /// joins it. Call after the shards have dropped their outbounds (`Pipeline::shutdown`).
+    /// joins it; a runner still busy `shutdown_deadline_ms` after the stop (a plugin stuck in a
+    /// call) is abandoned instead (`SinkStats::abandoned`). Call after the shards have dropped
+    /// their outbounds (`Pipeline::shutdown`).
     pub fn shutdown(mut self) -> Vec<SinkStats> {
         self.stop_and_join();
         self.sinks.iter().map(snapshot).collect()
@@ -254,10 +265,32 @@ impl SinkHost {
                 thread.thread().unpark();
             }
         }
+        let stopped_at = Instant::now();
         for sink in &mut self.sinks {
-            let joined = sink.thread.take().map(JoinHandle::join);
-            if matches!(joined, Some(Err(_))) {
-                tracing::error!(sink = %sink.name, "sink runner thread panicked (a bug in the host)");
+            let Some(thread) = sink.thread.take() else {
+                continue;
+            };
+            let deadline = stopped_at + sink.shutdown_deadline;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match sink.finished.recv_timeout(remaining) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    // Abandoned, not joined: the plugin is stuck in a call. Its library and host
+                    // table are never unloaded or freed, so the thread may go on safely until the
+                    // process exits.
+                    tracing::error!(
+                        sink = %sink.name,
+                        plugin = sink.plugin_name,
+                        shutdown_deadline_ms = sink.shutdown_deadline.as_millis() as u64,
+                        "sink runner did not stop within shutdown_deadline_ms (a plugin call is stuck): abandoned"
+                    );
+                    sink.abandoned = true;
+                }
+                // Nothing is ever sent: Ok is as good as Disconnected.
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    if thread.join().is_err() {
+                        tracing::error!(sink = %sink.name, "sink runner thread panicked (a bug in the host)");
+                    }
+                }
             }
         }
     }
@@ -302,6 +335,7 @@ fn start_sink(
     // wake it): the consumers go through a one-slot channel once the thread exists.
     let (lanes_sender, lanes_receiver) = mpsc::sync_channel::<Vec<lane::LaneConsumer>>(1);
     let (started_sender, started_receiver) = mpsc::sync_channel(1);
+    let (finished_sender, finished) = mpsc::sync_channel::<()>(0);
     let runner = Runner {
         sink: sink.clone(),
         plugin_name: plugin.name,
@@ -315,6 +349,8 @@ fn start_sink(
     let thread = std::thread::Builder::new()
         .name(format!("sink-{}", sink.name))
         .spawn(move || {
+            // Dropped when this thread ends (even by unwinding): the host's deadline wait sees it.
+            let _finished = finished_sender;
             let mut runner = runner;
             // The host sends the lanes right after spawning; a closed channel means it gave up.
             let Ok(lanes) = lanes_receiver.recv() else {
@@ -351,6 +387,9 @@ fn start_sink(
         lane_counters,
         metrics,
         thread: Some(thread),
+        finished,
+        shutdown_deadline: Duration::from_millis(sink.shutdown_deadline_ms),
+        abandoned: false,
     };
     // If the runner is gone already the send fails and `started` below reports it.
     let _ = lanes_sender.send(consumers);
@@ -419,6 +458,7 @@ fn snapshot(sink: &RunningSink) -> SinkStats {
         panics: load(&counters.panics),
         restarts: load(&counters.restarts),
         disabled: counters.disabled.load(Ordering::Relaxed),
+        abandoned: sink.abandoned,
         on_batch_ns_p50: quantile(0.5),
         on_batch_ns_p99: quantile(0.99),
         on_batch_ns_p999: quantile(0.999),

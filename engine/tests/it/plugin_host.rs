@@ -750,6 +750,46 @@ fn a_stalled_sink_does_not_reduce_what_another_sink_receives() {
 }
 
 #[test]
+fn a_sink_stuck_in_a_call_is_abandoned_at_the_shutdown_deadline() {
+    let dir = scratch_dir("stuck_at_shutdown");
+    let output = dir.join("good.ndjson");
+    let gate = dir.join("gate");
+    let good = sink_with_config(
+        "good",
+        &example_stdout_plugin(),
+        &format!("path = {:?}", output.display().to_string()),
+    );
+    // Stalls in its first on_batch until the gate exists (written only after the shutdown) or
+    // for ten minutes: without a deadline, shutdown would wait that long.
+    let mut stuck = sink_with_config(
+        "stuck",
+        &test_sink_plugin(),
+        &format!(
+            "mode = \"stall\"\ngate_path = {:?}\nstall_limit_ms = 600000",
+            gate.display().to_string()
+        ),
+    );
+    stuck.shutdown_deadline_ms = 200;
+    let universe = universe();
+    let mut host = SinkHost::start(&[good, stuck], 1, None).expect("sinks start");
+    let mut outbounds = host.take_sink_outbounds();
+    let fed = records(&universe, 100);
+    feed(&mut outbounds, &fed, 25);
+    drop(outbounds);
+    // Whatever was pushed before the stop is drained, so the stuck sink's first on_batch (which
+    // never returns) happens before or during shutdown; shutdown still returns.
+    let stats = host.shutdown();
+    std::fs::write(&gate, b"go").expect("scratch is writable");
+    let good = stats_of(&stats, "good");
+    assert!(!good.abandoned, "{good:?}");
+    assert_eq!(good.delivered, fed.len() as u64);
+    assert_eq!(read_ndjson(&output).len(), fed.len());
+    let stuck = stats_of(&stats, "stuck");
+    assert!(stuck.abandoned, "{stuck:?}");
+    assert_eq!(stuck.delivered, 0, "{stuck:?}");
+}
+
+#[test]
 fn telemetry_reaches_sinks_that_want_it() {
     let dir = scratch_dir("telemetry");
     let output = dir.join("telemetry.ndjson");
