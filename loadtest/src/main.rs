@@ -75,6 +75,9 @@ enum Command {
         disconnects_per_min: f64,
         #[arg(long, default_value_t = 30)]
         warmup_s: u64,
+        /// Seconds between RSS samples during the storm.
+        #[arg(long, default_value_t = 10)]
+        sample_every_s: u64,
         /// The tickflow binary (default: next to this one).
         #[arg(long)]
         engine: Option<PathBuf>,
@@ -169,8 +172,16 @@ fn main() -> anyhow::Result<()> {
             duration_s,
             disconnects_per_min,
             warmup_s,
+            sample_every_s,
             engine,
-        } => storm(venue, duration_s, disconnects_per_min, warmup_s, engine),
+        } => storm(
+            venue,
+            duration_s,
+            disconnects_per_min,
+            warmup_s,
+            sample_every_s,
+            engine,
+        ),
         Command::Load {
             rate,
             symbols,
@@ -271,6 +282,7 @@ fn storm(
     duration_s: u64,
     disconnects_per_min: f64,
     warmup_s: u64,
+    sample_every_s: u64,
     engine: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let runtime = runtime(venue.sim_threads)?;
@@ -292,8 +304,21 @@ fn storm(
         Duration::from_secs(30),
         |stats| stats["connected"] == stats["slots"] && stats["quotes"].as_u64().unwrap_or(0) > 0,
     )?;
-    std::thread::sleep(Duration::from_secs(warmup_s));
     let slots = warm["slots"].as_u64().unwrap_or(0);
+    // The baseline is the engine after its first reconnect: one forced disconnect per venue,
+    // then wait until every slot is back with data.
+    for venue in &sim.config().venues {
+        sim.control(*venue).disconnect_all();
+    }
+    process.wait_stats(
+        "every slot reconnected once",
+        Duration::from_secs(30),
+        |stats| {
+            stats["reconnects"].as_u64().unwrap_or(0) >= slots
+                && stats["connected"].as_u64() == Some(slots)
+        },
+    )?;
+    std::thread::sleep(Duration::from_secs(warmup_s));
     let start_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
     let start_sample = process.sample()?;
     eprintln!(
@@ -304,13 +329,13 @@ fn storm(
         disconnects_per_min,
         ..FaultRates::default()
     };
-    // RSS every 10 s during the storm, to tell a trend from first-touch noise.
+    // RSS every `sample_every_s` during the storm, to tell a trend from first-touch noise.
     let mut rss_kb_samples: Vec<u64> = vec![start_sample.rss_kb];
     let counts = runtime.block_on(async {
         let fault_run = faults::run(&sim, rates, cancel.clone());
         tokio::pin!(fault_run);
         let end = tokio::time::Instant::now() + Duration::from_secs(duration_s);
-        let mut sample_tick = tokio::time::interval(Duration::from_secs(10));
+        let mut sample_tick = tokio::time::interval(Duration::from_secs(sample_every_s.max(1)));
         sample_tick.tick().await;
         loop {
             tokio::select! {
@@ -344,7 +369,8 @@ fn storm(
         "rss_kb_start": start_sample.rss_kb,
         "rss_kb_end": end_sample.rss_kb,
         "rss_kb_max": rss_kb_samples.iter().copied().max().unwrap_or(0).max(end_sample.rss_kb),
-        "rss_kb_samples_every_10s": rss_kb_samples,
+        "rss_kb_samples": rss_kb_samples,
+        "rss_sample_every_s": sample_every_s,
         "rss_growth_pct": (percent(start_sample.rss_kb, end_sample.rss_kb) * 100.0).round() / 100.0,
         "threads_start": start_sample.threads,
         "threads_end": end_sample.threads,
