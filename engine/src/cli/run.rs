@@ -46,6 +46,11 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             pipeline.shard_count(),
             config.feeds.stats_interval_ms
         );
+        if feeds.slots().is_empty() {
+            eprintln!(
+                "tickflow: no feeds: add [feeds] symbols and [feeds.venue.<name>] sections (see config/live.toml)"
+            );
+        }
         let mut signals = Signals::new()?;
         let started = Instant::now();
         let stats_interval = Duration::from_millis(config.feeds.stats_interval_ms.max(1));
@@ -169,6 +174,7 @@ fn telemetry_record(
         sink_drops: sinks.iter().map(|sink| sink.lost()).sum(),
         connections_up: totals.connected as u32,
         shards: pipeline.shard_count() as u32,
+        reserved: [0; 8],
     }
 }
 
