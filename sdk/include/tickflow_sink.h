@@ -12,7 +12,11 @@
  *    pointers. Strings are UTF-8 (ptr, len), never NUL-terminated.
  *  - Records arrive as borrowed batches (const record *, len), valid only during the call.
  *    Whoever allocates frees.
- *  - Tables only grow at the end: a new field bumps TF_ABI_MINOR, anything else TF_ABI_MAJOR.
+ *  - Tables (descriptor, host callbacks, stats) only grow at the end: a new field bumps
+ *    TF_ABI_MINOR, anything else TF_ABI_MAJOR. Records are different: a batch is an array
+ *    (const record *, len) with no per-record size, so ANY change to a record's layout, growing
+ *    included, is a major bump. Reserved fields (tf_telemetry.reserved) may gain a meaning in a
+ *    minor version: readers ignore them, writers zero them.
  *  - One instance is called from one thread at a time; host callbacks are thread-safe.
  *  - The host table passed to create is never freed (it lives for the whole process).
  *  - Nothing may unwind (C++ exceptions, Rust panics) out of a plugin function.
@@ -188,6 +192,7 @@ typedef struct tf_telemetry {
     uint64_t sink_drops;
     uint32_t connections_up;
     uint32_t shards;
+    uint64_t reserved[8]; /* zero now; later minors may fill them: readers ignore them */
 } tf_telemetry;
 
 /* ---- host callbacks ------------------------------------------------------------------------ */
@@ -202,7 +207,8 @@ typedef struct tf_telemetry {
 #define TF_METRIC_GAUGE 2u
 #define TF_METRIC_HISTOGRAM 3u
 
-/* Passed to create; valid until destroy returns. Read no field ending beyond struct_size. */
+/* Passed to create; never freed (lives for the whole process). Read no field ending beyond
+ * struct_size. */
 typedef struct tf_host {
     uint32_t struct_size;
     uint16_t abi_major;
@@ -292,9 +298,10 @@ TF_STATIC_ASSERT_(offsetof(tf_spread_sample, symbol_id) == 84, "tf_spread_sample
 TF_STATIC_ASSERT_(sizeof(tf_opportunity_event) == 56, "tf_opportunity_event layout");
 TF_STATIC_ASSERT_(offsetof(tf_opportunity_event, symbol_id) == 40, "tf_opportunity_event layout");
 TF_STATIC_ASSERT_(sizeof(tf_gap_event) == 24, "tf_gap_event layout");
-TF_STATIC_ASSERT_(sizeof(tf_telemetry) == 104, "tf_telemetry layout");
+TF_STATIC_ASSERT_(sizeof(tf_telemetry) == 168, "tf_telemetry layout");
 TF_STATIC_ASSERT_(offsetof(tf_telemetry, sink_drops) == 88, "tf_telemetry layout");
 TF_STATIC_ASSERT_(offsetof(tf_telemetry, connections_up) == 96, "tf_telemetry layout");
+TF_STATIC_ASSERT_(offsetof(tf_telemetry, reserved) == 104, "tf_telemetry layout");
 TF_STATIC_ASSERT_(sizeof(tf_str) == 16, "tf_str layout");
 TF_STATIC_ASSERT_(sizeof(tf_plugin_stats) == 40, "tf_plugin_stats layout");
 TF_STATIC_ASSERT_(sizeof(tf_host) == 80, "tf_host layout");

@@ -4,8 +4,10 @@
 //! Everything here mirrors `sdk/include/tickflow_sink.h` field for field; a test compiles a C
 //! program against the header and compares every size and offset with these definitions. Only C
 //! types appear: fixed-width integers, pointers, `(ptr, len)` slices and nullable function
-//! pointers. Tables only grow at the end: a new field bumps [`ABI_MINOR`], any other change bumps
-//! [`ABI_MAJOR`].
+//! pointers. Tables (descriptor, host callbacks, stats) only grow at the end: a new field bumps
+//! [`ABI_MINOR`], any other change bumps [`ABI_MAJOR`]. Records are not tables: a batch is a
+//! `(ptr, len)` array with no per-record size, so any change to a record's layout (growing
+//! included) bumps [`ABI_MAJOR`]; reserved fields may gain a meaning in a minor version.
 
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
@@ -14,8 +16,9 @@ use core::mem::{offset_of, size_of};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"TKFLSINK");
 /// Incompatible changes bump the major version; the host refuses any other major.
 pub const ABI_MAJOR: u16 = 1;
-/// Compatible additions (fields at the end of a table) bump the minor version; the host refuses a
-/// plugin built against a newer minor than its own.
+/// Compatible additions (fields at the end of a table: descriptor, host callbacks, stats; or a
+/// meaning given to a record's reserved field) bump the minor version; the host refuses a plugin
+/// built against a newer minor than its own. A record's layout never changes within a major.
 pub const ABI_MINOR: u16 = 0;
 
 /// The one symbol a plugin exports. Its name carries the ABI major version so that a plugin built

@@ -280,6 +280,9 @@ pub struct Telemetry {
     pub connections_up: u32,
     /// Shard threads running.
     pub shards: u32,
+    /// Zero now. Room for counters added by later minor versions without a layout change:
+    /// readers must ignore these words (a newer engine may fill them), writers set them to 0.
+    pub reserved: [u64; 8],
 }
 
 /// Record kinds that cross the ABI; values are stable. Used as a bit index in a plugin's
@@ -344,11 +347,12 @@ const _: () = assert!(size_of::<OpportunityEvent>() == 56);
 const _: () = assert!(offset_of!(OpportunityEvent, symbol_id) == 40);
 const _: () = assert!(size_of::<GapEvent>() == 24);
 
-const _: () = assert!(size_of::<Telemetry>() == 104);
+const _: () = assert!(size_of::<Telemetry>() == 168);
 const _: () = assert!(offset_of!(Telemetry, rss_bytes) == 16);
 const _: () = assert!(offset_of!(Telemetry, sink_drops) == 88);
 const _: () = assert!(offset_of!(Telemetry, connections_up) == 96);
 const _: () = assert!(offset_of!(Telemetry, shards) == 100);
+const _: () = assert!(offset_of!(Telemetry, reserved) == 104);
 
 #[cfg(test)]
 mod tests {

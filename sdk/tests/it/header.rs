@@ -111,7 +111,8 @@ fn expected() -> Vec<(String, u64)> {
             windows_evicted,
             sink_drops,
             connections_up,
-            shards
+            shards,
+            reserved
         ]
     );
     layout!("tf_str", StrRef, [ptr, len]);
