@@ -29,7 +29,69 @@ pub enum Item {
     Spread(SpreadSample),
     Opportunity(OpportunityEvent),
     Gap(GapEvent),
-    Telemetry(Telemetry),
+    Telemetry(TelemetryCounters),
+}
+
+/// A [`Telemetry`] record without its reserved words (zero until a later minor version gives
+/// them a meaning), so telemetry does not make every lane slot larger than the counters need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TelemetryCounters {
+    ts_ns: i64,
+    uptime_ns: i64,
+    rss_bytes: u64,
+    budget_bytes: u64,
+    records_in: u64,
+    records_out: u64,
+    ring_drops: u64,
+    decode_errors: u64,
+    reconnects: u64,
+    windows_live: u64,
+    windows_evicted: u64,
+    sink_drops: u64,
+    connections_up: u32,
+    shards: u32,
+}
+
+impl TelemetryCounters {
+    pub fn from_record(record: &Telemetry) -> TelemetryCounters {
+        TelemetryCounters {
+            ts_ns: record.ts_ns,
+            uptime_ns: record.uptime_ns,
+            rss_bytes: record.rss_bytes,
+            budget_bytes: record.budget_bytes,
+            records_in: record.records_in,
+            records_out: record.records_out,
+            ring_drops: record.ring_drops,
+            decode_errors: record.decode_errors,
+            reconnects: record.reconnects,
+            windows_live: record.windows_live,
+            windows_evicted: record.windows_evicted,
+            sink_drops: record.sink_drops,
+            connections_up: record.connections_up,
+            shards: record.shards,
+        }
+    }
+
+    /// The record as plugins receive it (reserved words zero).
+    pub fn to_record(self) -> Telemetry {
+        Telemetry {
+            ts_ns: self.ts_ns,
+            uptime_ns: self.uptime_ns,
+            rss_bytes: self.rss_bytes,
+            budget_bytes: self.budget_bytes,
+            records_in: self.records_in,
+            records_out: self.records_out,
+            ring_drops: self.ring_drops,
+            decode_errors: self.decode_errors,
+            reconnects: self.reconnects,
+            windows_live: self.windows_live,
+            windows_evicted: self.windows_evicted,
+            sink_drops: self.sink_drops,
+            connections_up: self.connections_up,
+            shards: self.shards,
+            reserved: [0; 8],
+        }
+    }
 }
 
 /// Bytes one lane slot takes (the memory budget multiplies by it).
@@ -372,7 +434,7 @@ impl SinkOutbound {
 
     /// Hands the once-a-second telemetry record to the sinks that want it.
     pub fn emit_telemetry(&mut self, telemetry: &Telemetry) {
-        self.offer(Item::Telemetry(*telemetry));
+        self.offer(Item::Telemetry(TelemetryCounters::from_record(telemetry)));
     }
 }
 

@@ -143,7 +143,7 @@ impl Batches {
                 self.gaps.len()
             }
             Item::Telemetry(record) => {
-                self.telemetry.push(record);
+                self.telemetry.push(record.to_record());
                 self.telemetry.len()
             }
         };
