@@ -16,7 +16,8 @@ pub const MAX_SINKS: usize = 32;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkPolicy {
-    /// Wait up to `block_timeout_ms` for room, then drop the record and count it (durable sinks).
+    /// Wait up to `block_timeout_ms` for room (and at most that much per second in total), then
+    /// drop the record and count it: fewer drops for a briefly slow sink, never lossless.
     Block,
     /// Drop the record that does not fit and count it.
     #[default]
@@ -59,7 +60,9 @@ pub struct SinkConfig {
     /// Most records handed to the plugin in one `on_batch` call.
     #[serde(default = "default_batch_max_records")]
     pub batch_max_records: usize,
-    /// `block` policy: the longest a shard waits for room before dropping.
+    /// `block` policy: the longest a shard waits for room for one record, and the most it waits
+    /// in total per second on this sink's lane (its blocking budget); past either it drops and
+    /// counts. `block` reduces drops for a briefly slow sink; it is not lossless.
     #[serde(default = "default_block_timeout_ms")]
     pub block_timeout_ms: u64,
     /// `conflate` policy: most distinct keys held per shard while the ring is full.

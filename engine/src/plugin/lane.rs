@@ -3,7 +3,10 @@
 //! sinks that want its kind, applying each sink's full-ring policy.
 //!
 //! Nothing here blocks except the `block` policy's bounded wait, and nothing allocates after
-//! construction: rings and the conflation table are sized at start.
+//! construction: rings and the conflation table are sized at start. A `block` lane waits at most
+//! `block_timeout_ms` per record and at most `block_timeout_ms` in total per second (its blocking
+//! budget): a sink that is slow rather than stalled cannot make a shard wait again and again.
+//! The telemetry lane never blocks (`block` acts as `drop_newest` there).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -153,7 +156,8 @@ pub struct LaneCounters {
     pub dropped_oldest: AtomicU64,
     /// Replaced by a newer record of the same key while waiting (`conflate`).
     pub conflated: AtomicU64,
-    /// Dropped after waiting `block_timeout_ms` (`block`).
+    /// Dropped after waiting `block_timeout_ms`, or at once because the lane's blocking budget
+    /// for the current second was spent (`block`).
     pub block_timeouts: AtomicU64,
     /// Dropped because the sink is disabled.
     pub dropped_disabled: AtomicU64,
@@ -211,12 +215,20 @@ pub struct LaneProducer {
     /// A `block` wait timed out and no push has succeeded since: drop at once instead of waiting
     /// again for a sink that is not draining.
     blocked_out: bool,
+    /// Waiting allowed per `budget_window` (equal to `block_timeout`), and what was used.
+    block_budget: Duration,
+    budget_window: Duration,
+    budget_window_start: Instant,
+    blocked_in_window: Duration,
     conflation: Option<ConflationTable>,
     pushed_since_flush: bool,
     counters: Arc<CachePadded<LaneCounters>>,
     shared: Arc<SinkShared>,
     runner: Thread,
 }
+
+/// The period over which a `block` lane's waiting is budgeted.
+const BLOCK_BUDGET_WINDOW: Duration = Duration::from_secs(1);
 
 /// Builds one lane for `sink`: its producer (for a shard) and consumer (for the runner).
 pub fn lane(
@@ -247,6 +259,10 @@ pub fn lane(
         kind_mask,
         block_timeout: Duration::from_millis(sink.block_timeout_ms),
         blocked_out: false,
+        block_budget: Duration::from_millis(sink.block_timeout_ms),
+        budget_window: BLOCK_BUDGET_WINDOW,
+        budget_window_start: Instant::now(),
+        blocked_in_window: Duration::ZERO,
         conflation,
         pushed_since_flush: false,
         counters: counters.clone(),
@@ -312,19 +328,37 @@ impl LaneProducer {
             bump(&self.counters.block_timeouts, 1);
             return;
         }
+        let started = Instant::now();
+        if started.duration_since(self.budget_window_start) >= self.budget_window {
+            self.budget_window_start = started;
+            self.blocked_in_window = Duration::ZERO;
+        }
+        // This second's blocking budget: a slow sink gets at most `block_timeout` of waiting per
+        // second in total, then records drop at once until the next second.
+        let allowed = self
+            .block_timeout
+            .min(self.block_budget.saturating_sub(self.blocked_in_window));
+        if allowed.is_zero() {
+            bump(&self.counters.block_timeouts, 1);
+            return;
+        }
         // The sink may be parked with a full ring: wake it before waiting for room.
         self.runner.unpark();
-        let deadline = Instant::now() + self.block_timeout;
+        let deadline = started + allowed;
         loop {
             std::thread::yield_now();
-            match self.try_push(item) {
+            let pushed = self.try_push(item);
+            let now = Instant::now();
+            match pushed {
                 Ok(()) => {
+                    self.blocked_in_window += now.duration_since(started);
                     self.accepted();
                     return;
                 }
                 Err(returned) => item = returned,
             }
-            if Instant::now() >= deadline || self.shared.disabled.load(Ordering::Relaxed) {
+            if now >= deadline || self.shared.disabled.load(Ordering::Relaxed) {
+                self.blocked_in_window += now.duration_since(started);
                 self.blocked_out = true;
                 bump(&self.counters.block_timeouts, 1);
                 return;
@@ -407,6 +441,16 @@ impl Drop for LaneProducer {
     }
 }
 
+impl LaneProducer {
+    /// Makes this lane's `block` policy act as `drop_newest` (the telemetry lane: the engine's
+    /// once-a-second publisher must never wait for a sink).
+    fn never_block(&mut self) {
+        if self.policy == SinkPolicy::Block {
+            self.policy = SinkPolicy::DropNewest;
+        }
+    }
+}
+
 /// What a shard (or the telemetry publisher) owns: one lane to every sink.
 pub struct SinkOutbound {
     lanes: Vec<LaneProducer>,
@@ -423,6 +467,15 @@ impl std::fmt::Debug for SinkOutbound {
 
 impl SinkOutbound {
     pub fn new(lanes: Vec<LaneProducer>) -> SinkOutbound {
+        SinkOutbound { lanes }
+    }
+
+    /// An outbound whose offers never wait, whatever the sinks' policies (`block` drops the
+    /// newest record instead, counted in `dropped_full`): for the telemetry lane.
+    pub fn never_blocking(mut lanes: Vec<LaneProducer>) -> SinkOutbound {
+        for lane in &mut lanes {
+            lane.never_block();
+        }
         SinkOutbound { lanes }
     }
 
@@ -557,6 +610,50 @@ mod tests {
         producer.offer(quote(1, 0, 99));
         assert!(!producer.blocked_out);
         assert_eq!(seqs(&drain(&mut consumer)), vec![99]);
+    }
+
+    #[test]
+    fn block_waits_at_most_its_budget_per_second_for_a_slow_sink() {
+        let (mut producer, mut consumer) = lane_with(SinkPolicy::Block, 16);
+        // One budget window for the whole test, so the outcome cannot depend on the clock.
+        producer.budget_window = Duration::from_secs(3_600);
+        for seq in 0..16 {
+            producer.offer(quote(1, 0, seq));
+        }
+        // Nobody drains: the overflow waits out the timeout, which spends the budget.
+        producer.offer(quote(1, 0, 16));
+        assert!(producer.blocked_in_window >= producer.block_budget);
+        // A slow sink takes one record: the next offer fits, the one after overflows again and
+        // drops at once (no budget left), without waiting.
+        let _ = consumer.pop();
+        producer.offer(quote(1, 0, 17));
+        assert!(!producer.blocked_out);
+        let spent = producer.blocked_in_window;
+        producer.offer(quote(1, 0, 18));
+        assert_eq!(producer.blocked_in_window, spent);
+        assert_eq!(producer.counters.block_timeouts.load(Ordering::Relaxed), 2);
+        // The next window restores the budget.
+        producer.budget_window_start -= producer.budget_window;
+        producer.blocked_out = false;
+        producer.offer(quote(1, 0, 19));
+        assert!(producer.blocked_in_window > Duration::ZERO);
+        assert_eq!(producer.counters.block_timeouts.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn the_telemetry_lane_never_blocks() {
+        let (producer, mut consumer) = lane_with(SinkPolicy::Block, 16);
+        let mut outbound = SinkOutbound::never_blocking(vec![producer]);
+        for second in 0..20 {
+            outbound.emit_telemetry(&Telemetry {
+                ts_ns: second,
+                ..Telemetry::default()
+            });
+        }
+        let counters = &outbound.lanes[0].counters;
+        assert_eq!(counters.dropped_full.load(Ordering::Relaxed), 4);
+        assert_eq!(counters.block_timeouts.load(Ordering::Relaxed), 0);
+        assert_eq!(drain(&mut consumer).len(), 16);
     }
 
     #[test]

@@ -194,12 +194,13 @@ impl SinkHost {
                 Err(error) => return Err(error),
             }
         }
-        let mut outbounds: Vec<SinkOutbound> = producers_by_lane
+        // The last lane is telemetry's: the engine's publisher never waits for a sink.
+        let telemetry_lanes = producers_by_lane.pop().unwrap_or_default();
+        host.telemetry_outbound = Some(SinkOutbound::never_blocking(telemetry_lanes));
+        host.outbounds = producers_by_lane
             .into_iter()
             .map(SinkOutbound::new)
             .collect();
-        host.telemetry_outbound = outbounds.pop();
-        host.outbounds = outbounds;
         Ok(host)
     }
 

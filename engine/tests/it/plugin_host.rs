@@ -750,6 +750,62 @@ fn a_stalled_sink_does_not_reduce_what_another_sink_receives() {
 }
 
 #[test]
+fn a_stalled_sink_with_policy_block_does_not_reduce_what_another_sink_receives() {
+    let dir = scratch_dir("stall_block");
+    let output = dir.join("good.ndjson");
+    let gate = dir.join("gate");
+    let good = sink_with_config(
+        "good",
+        &example_stdout_plugin(),
+        &format!("path = {:?}", output.display().to_string()),
+    );
+    let mut stalled = sink_with_config(
+        "stalled",
+        &test_sink_plugin(),
+        &format!(
+            "mode = \"stall\"\ngate_path = {:?}",
+            gate.display().to_string()
+        ),
+    );
+    // The shard waits for it, but at most block_timeout_ms per second in total.
+    stalled.policy = SinkPolicy::Block;
+    stalled.block_timeout_ms = 5;
+    stalled.ring_capacity_records = 16;
+    stalled.batch_max_records = 8;
+    let universe = universe();
+    let mut host = SinkHost::start(&[good, stalled], 2, None).expect("sinks start");
+    let mut outbounds = host.take_sink_outbounds();
+    let mut fed = Vec::new();
+    for _ in 0..50 {
+        let batch = records(&universe, 100);
+        feed(&mut outbounds, &batch, 25);
+        fed.extend(batch);
+        wait_until("the good sink to take the round", || {
+            stats_of(&host.stats(), "good").delivered == fed.len() as u64
+        });
+    }
+    // Release the stalled sink, then shut down (it drains what its rings still hold).
+    std::fs::write(&gate, b"go").expect("scratch is writable");
+    drop(outbounds);
+    let stats = host.shutdown();
+    let good = stats_of(&stats, "good");
+    assert_eq!(good.delivered, fed.len() as u64);
+    assert_eq!(good.lost(), 0);
+    assert_eq!(read_ndjson(&output).len(), fed.len());
+    let stalled = stats_of(&stats, "stalled");
+    assert!(
+        stalled.block_timeouts > 0,
+        "the stalled sink's rings overflowed: {stalled:?}"
+    );
+    assert!(stalled.delivered < fed.len() as u64);
+    assert_eq!(
+        stalled.delivered + stalled.block_timeouts,
+        fed.len() as u64,
+        "{stalled:?}"
+    );
+}
+
+#[test]
 fn a_sink_stuck_in_a_call_is_abandoned_at_the_shutdown_deadline() {
     let dir = scratch_dir("stuck_at_shutdown");
     let output = dir.join("good.ndjson");
