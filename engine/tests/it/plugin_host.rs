@@ -12,7 +12,8 @@ use tickflow::plugin::{SinkConfig, SinkHost, SinkPolicy, SinkStats, loader};
 use tickflow::registry::SymbolRegistry;
 use tickflow::venue::Venue;
 use tickflow_sdk::records::{
-    FLAG_HAS_SEQ, FLAG_HAS_TS_EXCHANGE, GAP_DISCONNECT, GapEvent, Quote, SymbolId, Trade, VenueId,
+    FLAG_HAS_SEQ, FLAG_HAS_TS_EXCHANGE, GAP_DISCONNECT, GapEvent, OPPORTUNITY_END,
+    OPPORTUNITY_START, OpportunityEvent, Quote, SpreadSample, SymbolId, Trade, VenueId,
 };
 
 // ---------- building the plugins ----------
@@ -150,14 +151,16 @@ fn universe() -> Universe {
     Universe { registry, symbols }
 }
 
-/// Distinct, checkable records: quotes, trades and gaps.
+/// Distinct, checkable records of every kind a shard emits: quotes, trades (text ids of every
+/// length up to the full 23 bytes, and packed UUIDs), spread samples, opportunity events, gaps.
 fn records(universe: &Universe, count: usize) -> Vec<OutRecord> {
     (0..count)
         .map(|index| {
             let symbol_id = universe.symbols[index % universe.symbols.len()];
             let venue_id = Venue::ALL[index % Venue::ALL.len()].id();
+            let other_venue_id = Venue::ALL[(index + 3) % Venue::ALL.len()].id();
             let step = index as f64;
-            match index % 5 {
+            match index % 7 {
                 0..=2 => OutRecord::Quote(Quote {
                     bid: 100.0 + step * 0.25,
                     bid_qty: 0.1 + step,
@@ -183,9 +186,48 @@ fn records(universe: &Universe, count: usize) -> Vec<OutRecord> {
                         flags: FLAG_HAS_TS_EXCHANGE,
                         ..Trade::default()
                     };
-                    assert!(trade.set_trade_id(format!("T{index}").as_bytes()));
+                    let trade_id = match index % 3 {
+                        0 => format!("T{index}"),
+                        // The whole capacity: the last byte (offset 63) must survive too.
+                        1 => format!("{index:Z>23}"),
+                        _ => format!("{index:08x}-1234-4abc-8def-{:012x}", index * 7919),
+                    };
+                    assert!(trade.set_trade_id(trade_id.as_bytes()), "{trade_id}");
                     OutRecord::Trade(trade)
                 }
+                5 => OutRecord::Spread(SpreadSample {
+                    bucket_start_ns: 1_700_000_000_000_004_000 + index as i64,
+                    bucket_duration_ns: 1_000_000_000,
+                    last_bp: 1.5 + step * 0.01,
+                    min_bp: -0.25 - step,
+                    max_bp: 7.125 + step,
+                    mean_bp: step / 3.0,
+                    window_mean_bp: step / 7.0,
+                    window_std_bp: 0.1 + step / 11.0,
+                    band_lower_bp: -step / 13.0,
+                    band_upper_bp: step / 17.0,
+                    samples: index as u32 + 1,
+                    symbol_id,
+                    buy_venue_id: venue_id,
+                    sell_venue_id: other_venue_id,
+                    reserved: 0,
+                }),
+                6 => OutRecord::Opportunity(OpportunityEvent {
+                    ts_ns: 1_700_000_000_000_005_000 + index as i64,
+                    started_ns: 1_700_000_000_000_004_500 + index as i64,
+                    threshold_bp: 5.0,
+                    spread_bp: 5.0 + step / 19.0,
+                    peak_bp: 6.0 + step / 23.0,
+                    symbol_id,
+                    buy_venue_id: venue_id,
+                    sell_venue_id: other_venue_id,
+                    kind: if index % 2 == 0 {
+                        OPPORTUNITY_START
+                    } else {
+                        OPPORTUNITY_END
+                    },
+                    reserved: [0; 7],
+                }),
                 _ => OutRecord::Gap(GapEvent {
                     ts_ns: 1_700_000_000_000_003_000 + index as i64,
                     connection_id: index as u32,
@@ -216,7 +258,7 @@ fn expected_line(record: &OutRecord) -> String {
             quote.flags
         ),
         OutRecord::Trade(trade) => format!(
-            "trade {} {} {:?} {:?} {} {} {} {}",
+            "trade {} {} {:?} {:?} {} {} {} {} {} {}",
             trade.symbol_id.0,
             trade.venue_id.0,
             trade.price,
@@ -224,13 +266,47 @@ fn expected_line(record: &OutRecord) -> String {
             trade.ts_exchange_ns,
             trade.ts_recv_ns,
             trade.side,
-            trade.flags
+            trade.flags,
+            trade.trade_id_len,
+            trade
+                .trade_id
+                .iter()
+                .map(|byte| format!("{byte:02x}"))
+                .collect::<String>()
+        ),
+        OutRecord::Spread(sample) => format!(
+            "spread {} {} {} {} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+            sample.symbol_id.0,
+            sample.buy_venue_id.0,
+            sample.sell_venue_id.0,
+            sample.bucket_start_ns,
+            sample.bucket_duration_ns,
+            sample.last_bp,
+            sample.min_bp,
+            sample.max_bp,
+            sample.mean_bp,
+            sample.window_mean_bp,
+            sample.window_std_bp,
+            sample.band_lower_bp,
+            sample.band_upper_bp,
+            sample.samples
+        ),
+        OutRecord::Opportunity(event) => format!(
+            "opportunity {} {} {} {} {} {:?} {:?} {:?} {}",
+            event.symbol_id.0,
+            event.buy_venue_id.0,
+            event.sell_venue_id.0,
+            event.ts_ns,
+            event.started_ns,
+            event.threshold_bp,
+            event.spread_bp,
+            event.peak_bp,
+            event.kind
         ),
         OutRecord::Gap(gap) => format!(
             "gap {} {} {} {} {}",
             gap.symbol_id.0, gap.venue_id.0, gap.ts_ns, gap.connection_id, gap.kind
         ),
-        other => panic!("the tests feed no {other:?}"),
     }
 }
 
@@ -274,7 +350,7 @@ fn written_line(json: &serde_json::Value) -> String {
             int("flags")
         ),
         Some("trade") => format!(
-            "trade {} {} {:?} {:?} {} {} {} {}",
+            "trade {} {} {:?} {:?} {} {} {} {} {} {}",
             int("symbol_id"),
             int("venue_id"),
             float("price"),
@@ -282,7 +358,40 @@ fn written_line(json: &serde_json::Value) -> String {
             int("ts_exchange_ns"),
             int("ts_recv_ns"),
             int("side"),
-            int("flags")
+            int("flags"),
+            int("trade_id_len"),
+            json["trade_id_hex"]
+                .as_str()
+                .unwrap_or_else(|| panic!("trade_id_hex is a string in {json}"))
+        ),
+        Some("spread_sample") => format!(
+            "spread {} {} {} {} {} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+            int("symbol_id"),
+            int("venue_id"),
+            int("sell_venue_id"),
+            int("bucket_start_ns"),
+            int("bucket_duration_ns"),
+            float("last_bp"),
+            float("min_bp"),
+            float("max_bp"),
+            float("mean_bp"),
+            float("window_mean_bp"),
+            float("window_std_bp"),
+            float("band_lower_bp"),
+            float("band_upper_bp"),
+            int("samples")
+        ),
+        Some("opportunity") => format!(
+            "opportunity {} {} {} {} {} {:?} {:?} {:?} {}",
+            int("symbol_id"),
+            int("venue_id"),
+            int("sell_venue_id"),
+            int("ts_ns"),
+            int("started_ns"),
+            float("threshold_bp"),
+            float("spread_bp"),
+            float("peak_bp"),
+            int("event")
         ),
         Some("gap") => format!(
             "gap {} {} {} {} {}",
@@ -411,14 +520,14 @@ fn check_delivery(sink: SinkConfig, output: &Path, with_names: bool) {
         ))
         .expect("a known venue");
         assert_eq!(first_quote["venue"], venue.name());
-        // Trade ids survive the trip.
+        // Trade ids are also written as text (byte-exact content is compared above).
         let trades = written.iter().filter(|json| json["kind"] == "trade");
         assert!(trades.clone().count() > 0);
-        assert!(trades.into_iter().all(|json| {
-            json["trade_id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with('T'))
-        }));
+        assert!(
+            trades
+                .into_iter()
+                .all(|json| json["trade_id"].as_str().is_some_and(|id| !id.is_empty()))
+        );
     }
 }
 
@@ -593,7 +702,7 @@ fn plugin_inspect_prints_the_descriptor() {
         (
             c_example_plugin(&dir),
             "c-ndjson",
-            "quote, trade, gap",
+            "quote, trade, spread_sample, opportunity, gap",
             Some("on_tick      absent"),
         ),
     ] {
@@ -687,10 +796,20 @@ fn panicking_and_failing_plugins_are_quarantined_while_another_sink_gets_everyth
     );
     assert_eq!(failing.panics, 0);
     // Every record offered to a bad sink is accounted for: delivered or lost, by reason.
-    for bad in [panicking, failing] {
+    // (The C fixture wants quotes, trades and gaps only; the test sink every kind.)
+    let fixture_kinds = fed
+        .iter()
+        .filter(|record| {
+            matches!(
+                record,
+                OutRecord::Quote(_) | OutRecord::Trade(_) | OutRecord::Gap(_)
+            )
+        })
+        .count();
+    for (bad, offered) in [(panicking, fed.len()), (failing, fixture_kinds)] {
         assert_eq!(
             bad.enqueued + bad.dropped_full + bad.dropped_disabled,
-            fed.len() as u64,
+            offered as u64,
             "{bad:?}"
         );
     }

@@ -101,6 +101,15 @@ impl Sink for StdoutSink {
                         .collect();
                     self.line.truncate(start);
                     self.line.push_str(&escaped);
+                    // The exact bytes too (every one of the 23, used or not), for checking.
+                    let _ = write!(
+                        self.line,
+                        "\",\"trade_id_len\":{},\"trade_id_hex\":\"",
+                        trade.trade_id_len
+                    );
+                    for byte in trade.trade_id {
+                        let _ = write!(self.line, "{byte:02x}");
+                    }
                     self.line.push_str("\"}");
                     self.end()?;
                 }

@@ -107,13 +107,47 @@ static tf_status ndjson_on_batch(void *instance, uint32_t kind, const void *reco
                               (unsigned)q->flags);
         } else if (kind == TF_KIND_TRADE) {
             const tf_trade *t = (const tf_trade *)records + i;
+            /* The trade id's bytes as hex (all of them: text or a packed UUID, see flags). */
+            static const char digits[] = "0123456789abcdef";
+            char id_hex[2 * TF_TRADE_ID_CAPACITY_BYTES + 1];
+            for (size_t b = 0; b < TF_TRADE_ID_CAPACITY_BYTES; b++) {
+                id_hex[2 * b] = digits[t->trade_id[b] >> 4];
+                id_hex[2 * b + 1] = digits[t->trade_id[b] & 0xF];
+            }
+            id_hex[2 * TF_TRADE_ID_CAPACITY_BYTES] = '\0';
             written = fprintf(sink->out,
                               "{\"kind\":\"trade\",\"symbol_id\":%" PRIu32 ",\"venue_id\":%u,"
                               "\"price\":%.17g,\"qty\":%.17g,\"ts_exchange_ns\":%" PRId64
-                              ",\"ts_recv_ns\":%" PRId64 ",\"side\":%u,\"flags\":%u}\n",
+                              ",\"ts_recv_ns\":%" PRId64 ",\"side\":%u,\"flags\":%u,"
+                              "\"trade_id_len\":%u,\"trade_id_hex\":\"%s\"}\n",
                               t->symbol_id, (unsigned)t->venue_id, t->price, t->qty,
                               t->ts_exchange_ns, t->ts_recv_ns, (unsigned)t->side,
-                              (unsigned)t->flags);
+                              (unsigned)t->flags, (unsigned)t->trade_id_len, id_hex);
+        } else if (kind == TF_KIND_SPREAD_SAMPLE) {
+            const tf_spread_sample *s = (const tf_spread_sample *)records + i;
+            written = fprintf(sink->out,
+                              "{\"kind\":\"spread_sample\",\"symbol_id\":%" PRIu32
+                              ",\"venue_id\":%u,\"sell_venue_id\":%u,\"bucket_start_ns\":%" PRId64
+                              ",\"bucket_duration_ns\":%" PRId64
+                              ",\"last_bp\":%.17g,\"min_bp\":%.17g,\"max_bp\":%.17g,"
+                              "\"mean_bp\":%.17g,\"window_mean_bp\":%.17g,"
+                              "\"window_std_bp\":%.17g,\"band_lower_bp\":%.17g,"
+                              "\"band_upper_bp\":%.17g,\"samples\":%" PRIu32 "}\n",
+                              s->symbol_id, (unsigned)s->buy_venue_id, (unsigned)s->sell_venue_id,
+                              s->bucket_start_ns, s->bucket_duration_ns, s->last_bp, s->min_bp,
+                              s->max_bp, s->mean_bp, s->window_mean_bp, s->window_std_bp,
+                              s->band_lower_bp, s->band_upper_bp, s->samples);
+        } else if (kind == TF_KIND_OPPORTUNITY) {
+            const tf_opportunity_event *o = (const tf_opportunity_event *)records + i;
+            written = fprintf(sink->out,
+                              "{\"kind\":\"opportunity\",\"symbol_id\":%" PRIu32
+                              ",\"venue_id\":%u,\"sell_venue_id\":%u,\"ts_ns\":%" PRId64
+                              ",\"started_ns\":%" PRId64
+                              ",\"threshold_bp\":%.17g,\"spread_bp\":%.17g,\"peak_bp\":%.17g,"
+                              "\"event\":%u}\n",
+                              o->symbol_id, (unsigned)o->buy_venue_id, (unsigned)o->sell_venue_id,
+                              o->ts_ns, o->started_ns, o->threshold_bp, o->spread_bp, o->peak_bp,
+                              (unsigned)o->kind);
         } else if (kind == TF_KIND_GAP) {
             const tf_gap_event *g = (const tf_gap_event *)records + i;
             written = fprintf(sink->out,
@@ -165,6 +199,7 @@ static const tf_sink_descriptor DESCRIPTOR = {
     .name = TF_STR("c-ndjson"),
     .version = TF_STR("1.0.0"),
     .record_kinds = TF_KIND_MASK(TF_KIND_QUOTE) | TF_KIND_MASK(TF_KIND_TRADE) |
+                    TF_KIND_MASK(TF_KIND_SPREAD_SAMPLE) | TF_KIND_MASK(TF_KIND_OPPORTUNITY) |
                     TF_KIND_MASK(TF_KIND_GAP),
     .create = ndjson_create,
     .on_batch = ndjson_on_batch,
