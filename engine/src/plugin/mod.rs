@@ -579,21 +579,34 @@ fn render_metrics(sinks: &[RunningSink], out: &mut String) {
             );
         }
     }
+    // Plugin metrics grouped by family: two sinks of one plugin share a family, whose HELP and
+    // TYPE lines appear once. A family's kind is the first registration's; a sink whose plugin
+    // registered the same name with another kind is left out (the exposition allows one type).
+    struct PluginFamily {
+        kind: PluginMetricKind,
+        help: String,
+        samples: String,
+    }
+    let mut families: std::collections::BTreeMap<String, PluginFamily> = Default::default();
     for sink in sinks {
         for metric in sink.metrics.values() {
             let name = format!("tickflow_plugin_{}", metric.name);
-            let _ = writeln!(out, "# HELP {name} {}", metric.help);
+            let family = families
+                .entry(name.clone())
+                .or_insert_with(|| PluginFamily {
+                    kind: metric.kind,
+                    help: metric.help.replace('\\', "\\\\").replace('\n', "\\n"),
+                    samples: String::new(),
+                });
+            if family.kind != metric.kind {
+                continue;
+            }
+            let out = &mut family.samples;
             match metric.kind {
-                PluginMetricKind::Counter => {
-                    let _ = writeln!(out, "# TYPE {name} counter");
-                    let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, metric.value);
-                }
-                PluginMetricKind::Gauge => {
-                    let _ = writeln!(out, "# TYPE {name} gauge");
+                PluginMetricKind::Counter | PluginMetricKind::Gauge => {
                     let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", sink.name, metric.value);
                 }
                 PluginMetricKind::Histogram => {
-                    let _ = writeln!(out, "# TYPE {name} summary");
                     let (count, p50, p99, max) = metric.histogram.unwrap_or_default();
                     for (quantile, value) in [("0.5", p50), ("0.99", p99), ("1", max)] {
                         let _ = writeln!(
@@ -606,5 +619,15 @@ fn render_metrics(sinks: &[RunningSink], out: &mut String) {
                 }
             }
         }
+    }
+    for (name, family) in families {
+        let kind = match family.kind {
+            PluginMetricKind::Counter => "counter",
+            PluginMetricKind::Gauge => "gauge",
+            PluginMetricKind::Histogram => "summary",
+        };
+        let _ = writeln!(out, "# HELP {name} {}", family.help);
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        out.push_str(&family.samples);
     }
 }

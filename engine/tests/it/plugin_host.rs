@@ -1001,31 +1001,51 @@ fn telemetry_reaches_sinks_that_want_it() {
 fn plugin_metrics_appear_beside_the_hosts() {
     let dir = scratch_dir("metrics");
     let output = dir.join("records.ndjson");
+    let other_output = dir.join("other.ndjson");
+    let plugin = c_example_plugin(&dir);
     let sink = sink_with_config(
         "c-metrics",
-        &c_example_plugin(&dir),
+        &plugin,
         &format!("path = {:?}", output.display().to_string()),
     );
+    // A second sink of the same plugin: same metric family, one HELP/TYPE, two samples.
+    let other = sink_with_config(
+        "c-metrics-2",
+        &plugin,
+        &format!("path = {:?}", other_output.display().to_string()),
+    );
     let universe = universe();
-    let mut host = SinkHost::start(&[sink], 1, None).expect("sink starts");
+    let mut host = SinkHost::start(&[sink, other], 1, None).expect("sinks start");
     let mut outbounds = host.take_sink_outbounds();
     let fed = records(&universe, 300);
     feed(&mut outbounds, &fed, 30);
-    wait_until("delivery", || host.stats()[0].delivered == 300);
+    wait_until("delivery", || {
+        host.stats().iter().all(|stats| stats.delivered == 300)
+    });
     let mut text = String::new();
     host.render_metrics(&mut text);
     assert!(
         text.contains("tickflow_sink_delivered_total{sink=\"c-metrics\"} 300"),
         "{text}"
     );
-    assert!(
-        text.contains("tickflow_plugin_c_ndjson_records_written{sink=\"c-metrics\"} 300"),
-        "{text}"
-    );
+    for sink in ["c-metrics", "c-metrics-2"] {
+        assert!(
+            text.contains(&format!(
+                "tickflow_plugin_c_ndjson_records_written{{sink=\"{sink}\"}} 300"
+            )),
+            "{text}"
+        );
+    }
     assert!(
         text.contains("tickflow_sink_on_batch_ns{sink=\"c-metrics\",quantile=\"0.99\"}"),
         "{text}"
     );
+    // Valid exposition: each family's HELP and TYPE lines appear once.
+    let mut seen = std::collections::BTreeSet::new();
+    for line in text.lines().filter(|line| line.starts_with('#')) {
+        assert!(seen.insert(line), "repeated {line:?} in\n{text}");
+    }
+    assert!(seen.contains("# TYPE tickflow_plugin_c_ndjson_records_written counter"));
     drop(outbounds);
     host.shutdown();
 }
