@@ -1,6 +1,8 @@
 //! No allocation on the steady-state hot path: decode (all eight venues, HTX gzip and MEXC
-//! protobuf included) → ring → shard → window update, proved
-//! with a counting global allocator. A test binary of its own (it installs the allocator).
+//! protobuf included) → ring → shard → window update, and the shard → sink hand-off (the plugin
+//! host's lanes under every policy → runner threads → a loaded no-op plugin), proved with a
+//! counting global allocator. A test binary of its own (it installs the allocator); its tests
+//! take turns (the count is process-wide).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
@@ -52,6 +54,16 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// The allocation count is process-wide: one measuring test at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    // A failed test poisons the lock; the next one still measures correctly.
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+}
 
 /// Frames of all eight venues for one symbol, with `{bid}`/`{ask}` placeholders; HTX frames are
 /// gzip-compressed and MEXC frames protobuf-encoded before the measured run.
@@ -121,6 +133,7 @@ fn mexc_book_ticker(bid: &str, ask: &str) -> Vec<u8> {
 
 #[test]
 fn steady_state_hot_path_does_not_allocate() {
+    let _turn = one_at_a_time();
     // Snapshot publishing is a reader-facing cold path (it reuses its buffers once warm, but its
     // first publications allocate); keep it out of the measured window.
     let config = Config::from_toml_str(
@@ -244,4 +257,181 @@ fn steady_state_hot_path_does_not_allocate() {
         report.counters
     );
     assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
+}
+
+/// Builds the no-op test plugin (cargo is a no-op when it is fresh) into this test's target
+/// directory and returns its path.
+fn test_sink_plugin() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("test binaries live in <target>/<profile>/deps")
+        .to_path_buf();
+    let target_dir = profile_dir.parent().expect("<target>/<profile>");
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the engine crate sits in the workspace");
+    let mut command =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command
+        .args(["build", "--quiet", "-p", "tickflow-test-sink"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(workspace);
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        command.arg("--release");
+    }
+    let output = command.output().expect("cargo runs");
+    assert!(
+        output.status.success(),
+        "building the test sink failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    profile_dir.join(format!(
+        "{}tickflow_test_sink{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
+}
+
+#[test]
+fn steady_state_sink_hand_off_does_not_allocate() {
+    use tickflow::outbound::OutRecord;
+    use tickflow::plugin::{SinkConfig, SinkHost, SinkPolicy};
+    use tickflow_sdk::records::{GapEvent, Quote, SpreadSample, SymbolId, Trade, VenueId};
+
+    let _turn = one_at_a_time();
+    let plugin = test_sink_plugin();
+    // One sink per policy, small rings so they fill: drops, displacement, conflation (a table
+    // smaller than the key space: replacement, insertion, refusal) and bounded blocking all run
+    // in the measured window, beside the runners' batching and the plugin calls.
+    let sinks: Vec<SinkConfig> = [
+        SinkPolicy::DropNewest,
+        SinkPolicy::DropOldest,
+        SinkPolicy::Conflate,
+        SinkPolicy::Block,
+    ]
+    .into_iter()
+    .map(|policy| {
+        let mut sink = SinkConfig::new(policy.name(), &plugin);
+        sink.policy = policy;
+        sink.ring_capacity_records = 64;
+        sink.batch_max_records = 16;
+        sink.conflate_keys_max = 48;
+        sink.block_timeout_ms = 1;
+        sink.config = toml::from_str("mode = \"noop\"").expect("constant TOML");
+        sink
+    })
+    .collect();
+    let mut host = SinkHost::start(&sinks, 2, None).expect("the test sinks start");
+    let mut outbounds = host.take_sink_outbounds();
+    // Every kind a shard emits, over 96 keys (twice the conflation table).
+    let records: Vec<OutRecord> = (0..960u32)
+        .map(|index| {
+            let symbol_id = SymbolId(index % 96);
+            let venue_id = VenueId((index % 8) as u16);
+            match index % 4 {
+                0 | 1 => OutRecord::Quote(Quote {
+                    bid: 100.0 + f64::from(index),
+                    ask: 101.0 + f64::from(index),
+                    seq: u64::from(index),
+                    symbol_id,
+                    venue_id,
+                    ..Quote::default()
+                }),
+                2 => OutRecord::Trade(Trade {
+                    price: 100.0,
+                    qty: 1.0,
+                    symbol_id,
+                    venue_id,
+                    ..Trade::default()
+                }),
+                _ if index % 8 == 3 => OutRecord::Spread(SpreadSample {
+                    symbol_id,
+                    buy_venue_id: venue_id,
+                    sell_venue_id: VenueId(((index + 1) % 8) as u16),
+                    ..SpreadSample::default()
+                }),
+                _ => OutRecord::Gap(GapEvent {
+                    connection_id: index,
+                    symbol_id,
+                    venue_id,
+                    ..GapEvent::default()
+                }),
+            }
+        })
+        .collect();
+    let run = |outbounds: &mut [tickflow::plugin::SinkOutbound], rounds: usize| {
+        for round in 0..rounds {
+            let outbound = &mut outbounds[round % 2];
+            // Bursts larger than the rings between flushes: the policies act.
+            for record in &records {
+                outbound.emit(record);
+            }
+            outbound.flush();
+        }
+    };
+    // Waits until the runners handed out what the lanes hold, flushing (which also moves
+    // conflated records into rings with room) without allocating.
+    let settle = |outbounds: &mut [tickflow::plugin::SinkOutbound], host: &SinkHost| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            for outbound in outbounds.iter_mut() {
+                outbound.flush();
+            }
+            if host.records_in_lanes() == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the sink runners did not drain");
+            std::thread::yield_now();
+        }
+    };
+
+    // Warm up: runners' batches, histograms and the conflation tables reach their working state.
+    run(&mut outbounds, 200);
+    settle(&mut outbounds, &host);
+
+    COUNTING.store(true, Ordering::SeqCst);
+    run(&mut outbounds, 2_000);
+    settle(&mut outbounds, &host);
+    COUNTING.store(false, Ordering::SeqCst);
+    let allocations = ALLOCATIONS.load(Ordering::SeqCst);
+
+    drop(outbounds);
+    let stats = host.shutdown();
+    for sink in &stats {
+        println!(
+            "{}: enqueued {} delivered {} dropped_full {} dropped_oldest {} conflated {} block_timeouts {}",
+            sink.name,
+            sink.enqueued,
+            sink.delivered,
+            sink.dropped_full,
+            sink.dropped_oldest,
+            sink.conflated,
+            sink.block_timeouts
+        );
+    }
+    println!("{allocations} allocations");
+    let by_name = |name: &str| {
+        stats
+            .iter()
+            .find(|sink| sink.name == name)
+            .unwrap_or_else(|| panic!("sink {name}"))
+    };
+    // The policies really acted in the run (so their paths were measured).
+    assert!(by_name("drop_newest").dropped_full > 0);
+    assert!(by_name("drop_oldest").dropped_oldest > 0);
+    assert!(by_name("conflate").conflated > 0);
+    assert!(
+        stats
+            .iter()
+            .all(|sink| sink.delivered > 0 && sink.errors == 0)
+    );
+    assert_eq!(
+        allocations, 0,
+        "the shard → sink hand-off allocated {allocations} times"
+    );
 }

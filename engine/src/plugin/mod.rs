@@ -236,6 +236,25 @@ impl SinkHost {
         self.sinks.len()
     }
 
+    /// Records accepted into the sinks' lanes and not yet handed out (to `on_batch`, or dropped
+    /// as unavailable, or displaced by `drop_oldest`), over all sinks. Reads atomics only: never
+    /// allocates (for waiting on the runners in allocation tests and benches).
+    pub fn records_in_lanes(&self) -> u64 {
+        let mut accepted = 0u64;
+        let mut handed_out = 0u64;
+        for sink in &self.sinks {
+            for counters in &sink.lane_counters {
+                accepted += counters.enqueued.load(Ordering::Relaxed);
+                handed_out += counters.dropped_oldest.load(Ordering::Relaxed);
+            }
+            let runner = &sink.runner_shared.counters;
+            handed_out += runner.delivered.load(Ordering::Relaxed)
+                + runner.failed_records.load(Ordering::Relaxed)
+                + runner.dropped_unavailable.load(Ordering::Relaxed);
+        }
+        accepted.saturating_sub(handed_out)
+    }
+
     /// Counters of every running sink.
     pub fn stats(&self) -> Vec<SinkStats> {
         self.sinks.iter().map(snapshot).collect()
