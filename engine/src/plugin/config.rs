@@ -149,7 +149,9 @@ impl SinkConfig {
     pub fn budget_bytes(&self, lanes: usize) -> usize {
         let ring = self.ring_capacity_records * super::lane::ITEM_SIZE_BYTES;
         let conflation = if self.policy == SinkPolicy::Conflate {
-            self.conflate_keys_max * (super::lane::ITEM_SIZE_BYTES + 32)
+            // Per key: the slab's record and key, the free list and order ring entries, and two
+            // to four u32 index slots (index length: 2 × keys rounded up to a power of two).
+            self.conflate_keys_max * (super::lane::ITEM_SIZE_BYTES + 8 + 4 + 4 + 16)
         } else {
             0
         };

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
-use rustc_hash::FxHashMap;
 use tickflow_sdk::records::{
     GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade,
 };
@@ -99,6 +98,8 @@ impl TelemetryCounters {
 
 /// Bytes one lane slot takes (the memory budget multiplies by it).
 pub const ITEM_SIZE_BYTES: usize = std::mem::size_of::<Item>();
+// The conflation slab's `Option<Item>` costs no more than an item (the memory budget counts it so).
+const _: () = assert!(std::mem::size_of::<Option<Item>>() == ITEM_SIZE_BYTES);
 
 impl Item {
     pub fn from_out(record: &OutRecord) -> Item {
@@ -200,10 +201,128 @@ enum LaneQueue {
 }
 
 /// `conflate`: records waiting for room, the latest per key, in first-waiting order.
+///
+/// Fixed-size: a slab of `capacity_keys` entries, an open-addressing index over it (linear
+/// probing with backward-shift deletion, so no tombstones and never a rehash) and a ring of slab
+/// entries for the order. Everything is allocated at start; a shard's insert, replace and
+/// removal never allocate, however the keys churn.
 struct ConflationTable {
-    latest: FxHashMap<u64, Item>,
-    order: VecDeque<u64>,
-    capacity_keys: usize,
+    /// Index slot → slab entry + 1 (0 = empty). Length a power of two ≥ 2 × `capacity_keys`, so
+    /// probes stay short (load factor ≤ 1/2).
+    index: Box<[u32]>,
+    /// `64 - log2(index.len())`: the home slot is the top bits of a Fibonacci hash.
+    hash_shift: u32,
+    keys: Box<[u64]>,
+    items: Box<[Option<Item>]>,
+    /// Slab entries not in use.
+    free: Vec<u32>,
+    /// Slab entries in use, in first-waiting order.
+    order: VecDeque<u32>,
+}
+
+impl ConflationTable {
+    fn new(capacity_keys: usize) -> ConflationTable {
+        let capacity_keys = capacity_keys.max(1);
+        let index_len = (2 * capacity_keys).next_power_of_two();
+        ConflationTable {
+            index: vec![0; index_len].into_boxed_slice(),
+            hash_shift: 64 - index_len.trailing_zeros(),
+            keys: vec![0; capacity_keys].into_boxed_slice(),
+            items: vec![None; capacity_keys].into_boxed_slice(),
+            free: (0..capacity_keys as u32).rev().collect(),
+            order: VecDeque::with_capacity(capacity_keys),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> self.hash_shift) as usize
+    }
+
+    /// The index slot holding `key`.
+    fn find(&self, key: u64) -> Option<usize> {
+        let mask = self.index.len() - 1;
+        let mut slot = self.home(key);
+        loop {
+            let entry = self.index[slot];
+            if entry == 0 {
+                return None;
+            }
+            if self.keys[entry as usize - 1] == key {
+                return Some(slot);
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Replaces the record waiting under `key`, or adds it at the back (refused when the key is
+    /// new and the table is full).
+    fn offer(&mut self, key: u64, item: Item) -> Offered {
+        if let Some(slot) = self.find(key) {
+            self.items[self.index[slot] as usize - 1] = Some(item);
+            return Offered::Replaced;
+        }
+        let Some(entry) = self.free.pop() else {
+            return Offered::Full;
+        };
+        self.keys[entry as usize] = key;
+        self.items[entry as usize] = Some(item);
+        let mask = self.index.len() - 1;
+        let mut slot = self.home(key);
+        // The load factor is at most 1/2: an empty slot exists.
+        while self.index[slot] != 0 {
+            slot = (slot + 1) & mask;
+        }
+        self.index[slot] = entry + 1;
+        self.order.push_back(entry);
+        Offered::Added
+    }
+
+    /// The record waiting longest.
+    fn front(&self) -> Option<Item> {
+        self.items[*self.order.front()? as usize]
+    }
+
+    /// Removes the record waiting longest.
+    fn pop_front(&mut self) {
+        let Some(entry) = self.order.pop_front() else {
+            return;
+        };
+        let key = self.keys[entry as usize];
+        self.items[entry as usize] = None;
+        self.free.push(entry);
+        let Some(mut hole) = self.find(key) else {
+            return;
+        };
+        // Backward-shift deletion: pull later entries of the probe run into the hole when their
+        // home slot does not lie cyclically in (hole, next].
+        let mask = self.index.len() - 1;
+        let mut next = (hole + 1) & mask;
+        loop {
+            let moved = self.index[next];
+            if moved == 0 {
+                break;
+            }
+            let home = self.home(self.keys[moved as usize - 1]);
+            if (next.wrapping_sub(home) & mask) >= (next.wrapping_sub(hole) & mask) {
+                self.index[hole] = moved;
+                hole = next;
+            }
+            next = (next + 1) & mask;
+        }
+        self.index[hole] = 0;
+    }
+}
+
+/// What [`ConflationTable::offer`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Offered {
+    Replaced,
+    Added,
+    Full,
 }
 
 /// The producer end of one lane, with its sink's policy.
@@ -248,11 +367,8 @@ pub fn lane(
         let (producer, consumer) = rtrb::RingBuffer::new(sink.ring_capacity_records);
         (LaneQueue::Ring(producer), LaneConsumer::Ring(consumer))
     };
-    let conflation = (sink.policy == SinkPolicy::Conflate).then(|| ConflationTable {
-        latest: FxHashMap::with_capacity_and_hasher(sink.conflate_keys_max, Default::default()),
-        order: VecDeque::with_capacity(sink.conflate_keys_max),
-        capacity_keys: sink.conflate_keys_max,
-    });
+    let conflation =
+        (sink.policy == SinkPolicy::Conflate).then(|| ConflationTable::new(sink.conflate_keys_max));
     let producer = LaneProducer {
         queue,
         policy: sink.policy,
@@ -371,7 +487,7 @@ impl LaneProducer {
         let waiting = self
             .conflation
             .as_ref()
-            .is_some_and(|table| !table.order.is_empty());
+            .is_some_and(|table| table.len() > 0);
         let key = item.conflation_key();
         // Nothing waits (or the record is an event): straight into the ring if it fits.
         if !waiting || key.is_none() {
@@ -385,38 +501,25 @@ impl LaneProducer {
         let Some(table) = self.conflation.as_mut() else {
             unreachable!("conflate lanes are built with a conflation table")
         };
-        if let Some(slot) = table.latest.get_mut(&key) {
-            *slot = item;
-            bump(&self.counters.conflated, 1);
-        } else if table.order.len() < table.capacity_keys {
-            table.latest.insert(key, item);
-            table.order.push_back(key);
-        } else {
-            bump(&self.counters.dropped_full, 1);
+        match table.offer(key, item) {
+            Offered::Replaced => bump(&self.counters.conflated, 1),
+            Offered::Added => {}
+            Offered::Full => bump(&self.counters.dropped_full, 1),
         }
     }
 
     /// Moves waiting conflated records into the ring while it has room.
     fn drain_conflation(&mut self) {
         loop {
-            let Some(table) = self.conflation.as_mut() else {
+            let Some(item) = self.conflation.as_ref().and_then(ConflationTable::front) else {
                 return;
-            };
-            let Some(&key) = table.order.front() else {
-                return;
-            };
-            let Some(item) = table.latest.get(&key).copied() else {
-                table.order.pop_front();
-                continue;
             };
             if self.try_push(item).is_err() {
                 return;
             }
-            let Some(table) = self.conflation.as_mut() else {
-                return;
-            };
-            table.order.pop_front();
-            table.latest.remove(&key);
+            if let Some(table) = self.conflation.as_mut() {
+                table.pop_front();
+            }
             self.accepted();
         }
     }
@@ -436,7 +539,7 @@ impl Drop for LaneProducer {
         self.flush();
         // Conflated records that never found room are lost with the producer: count them.
         if let Some(table) = &self.conflation {
-            bump(&self.counters.dropped_full, table.order.len() as u64);
+            bump(&self.counters.dropped_full, table.len() as u64);
         }
     }
 }
@@ -610,6 +713,48 @@ mod tests {
         producer.offer(quote(1, 0, 99));
         assert!(!producer.blocked_out);
         assert_eq!(seqs(&drain(&mut consumer)), vec![99]);
+    }
+
+    #[test]
+    fn the_conflation_table_matches_a_map_under_churn() {
+        // Against a simple model (latest per key, first-waiting order), with keys that collide
+        // and a table kept near full, so probe runs wrap and deletions shift entries back.
+        let capacity = 37;
+        let mut table = ConflationTable::new(capacity);
+        let mut model: VecDeque<(u64, u64)> = VecDeque::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for step in 0..200_000u64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            if state % 3 == 0 {
+                table.pop_front();
+                model.pop_front();
+            } else {
+                // Keys a multiple of the index length apart share a home slot.
+                let key = (state % 61) << 40;
+                let expected = if let Some(waiting) = model.iter_mut().find(|(k, _)| *k == key) {
+                    waiting.1 = step;
+                    Offered::Replaced
+                } else if model.len() < capacity {
+                    model.push_back((key, step));
+                    Offered::Added
+                } else {
+                    Offered::Full
+                };
+                assert_eq!(table.offer(key, quote(1, 0, step)), expected, "step {step}");
+            }
+            assert_eq!(table.len(), model.len());
+            let front = table.front().map(|item| seqs(&[item])[0]);
+            assert_eq!(front, model.front().map(|(_, seq)| *seq), "step {step}");
+            assert_eq!(table.free.len() + table.len(), capacity);
+        }
+        for (key, seq) in &model {
+            let slot = table.find(*key).expect("every waiting key is indexed");
+            let item =
+                table.items[table.index[slot] as usize - 1].expect("indexed entries hold a record");
+            assert_eq!(seqs(&[item]), vec![*seq]);
+        }
     }
 
     #[test]
