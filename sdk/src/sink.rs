@@ -49,14 +49,18 @@ impl Batch<'_> {
         self.len() == 0
     }
 
-    /// Reinterprets a raw `(kind, records, len)` triple from the ABI.
+    /// Reinterprets a raw `(kind, records, len)` triple from the ABI. None for an unknown kind
+    /// or a null `records` with `len > 0` (a broken caller).
     ///
     /// # Safety
     /// `records` must point at `len` valid, aligned records of the layout `kind` names, alive and
     /// unchanged for `'a` (or `len` must be 0).
     pub unsafe fn from_raw<'a>(kind: u32, records: *const c_void, len: usize) -> Option<Batch<'a>> {
         let kind = RecordKind::from_u32(kind)?;
-        if len == 0 || records.is_null() {
+        if records.is_null() && len > 0 {
+            return None;
+        }
+        if len == 0 {
             return Some(match kind {
                 RecordKind::Quote => Batch::Quotes(&[]),
                 RecordKind::Trade => Batch::Trades(&[]),
@@ -535,6 +539,9 @@ pub unsafe extern "C" fn on_batch_glue<S: Sink>(
     };
     let host = instance.host;
     guard(Some(host), || {
+        if records.is_null() && len > 0 {
+            return STATUS_INVALID_ARGUMENT;
+        }
         // SAFETY: the host passes `len` records of `kind` borrowed for this call.
         let Some(batch) = (unsafe { Batch::from_raw(kind, records, len) }) else {
             return STATUS_UNSUPPORTED_KIND;

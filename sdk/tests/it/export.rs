@@ -178,6 +178,11 @@ fn errors_and_bad_input_become_statuses() {
         unsafe { on_batch(instance, 99, std::ptr::null(), 0) },
         STATUS_UNSUPPORTED_KIND
     );
+    // SAFETY: a null pointer with len > 0 is a broken call the glue must refuse, not read.
+    assert_eq!(
+        unsafe { on_batch(instance, 0, std::ptr::null(), 3) },
+        STATUS_INVALID_ARGUMENT
+    );
     destroy(instance);
     assert_eq!(
         create("panic_on_batch = \"yes\"").err(),
