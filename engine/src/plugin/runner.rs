@@ -22,6 +22,10 @@ use super::lane::{Item, LaneConsumer, SinkShared};
 
 /// How often `on_tick` and `stats` are called.
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
+/// An instance that runs this long without being quarantined has recovered: the restart streak
+/// (which drives the backoff and `disable_after_restarts`) starts again from zero. The
+/// `restarts` counter keeps the total.
+const HEALTHY_PERIOD: Duration = Duration::from_secs(60);
 /// Empty passes (each followed by a yield) before the runner parks: a producer that flushes
 /// again within them wakes nobody, which saves a futex wake and a context switch per flush
 /// under steady load.
@@ -197,6 +201,17 @@ impl Runner {
         if status != STATUS_OK {
             return Err(CreateFailure { status });
         }
+        if pointer.is_null() {
+            // OK without an instance breaks the ABI: every later call would get null.
+            tracing::error!(
+                sink = %self.sink.name,
+                plugin = self.plugin_name,
+                "create returned OK but no instance (a null pointer): treated as a failure"
+            );
+            return Err(CreateFailure {
+                status: abi::STATUS_ERROR,
+            });
+        }
         Ok(Instance { pointer })
     }
 
@@ -227,6 +242,9 @@ impl Runner {
         let mut batches = Batches::with_capacity(batch_max);
         let mut histogram = new_histogram();
         let mut consecutive_failures: u32 = 0;
+        // Restarts since the last healthy period, and when the running instance was created.
+        let mut restart_streak: u64 = 0;
+        let mut instance_created = Instant::now();
         let mut delivered_since_flush = false;
         let mut next_tick = Instant::now() + TICK_INTERVAL;
         let mut lanes = std::mem::take(&mut self.lanes);
@@ -277,9 +295,21 @@ impl Runner {
             }
             if consecutive_failures >= self.sink.restart_after_failures {
                 consecutive_failures = 0;
-                instance = self.quarantine(instance.take());
+                instance = self.quarantine(instance.take(), &mut restart_streak);
+                instance_created = Instant::now();
             }
             let now = Instant::now();
+            if restart_streak > 0
+                && instance.is_some()
+                && now.duration_since(instance_created) >= HEALTHY_PERIOD
+            {
+                tracing::info!(
+                    sink = %self.sink.name,
+                    plugin = self.plugin_name,
+                    "sink healthy again: restart backoff reset"
+                );
+                restart_streak = 0;
+            }
             if now >= next_tick {
                 next_tick = now + TICK_INTERVAL;
                 self.tick(instance.as_ref(), &mut consecutive_failures);
@@ -379,7 +409,7 @@ impl Runner {
         } else {
             counters.errors.fetch_add(1, Ordering::Relaxed);
         }
-        *consecutive_failures += 1;
+        *consecutive_failures = consecutive_failures.saturating_add(1);
         if *consecutive_failures == 1 {
             tracing::warn!(
                 sink = %self.sink.name,
@@ -438,14 +468,15 @@ impl Runner {
     }
 
     /// Destroys a failing instance, then restarts it after a backoff, or disables the sink once
-    /// it has been restarted `disable_after_restarts` times. Returns the new instance, if any.
-    fn quarantine(&self, failing: Option<Instance>) -> Option<Instance> {
+    /// it has been restarted `disable_after_restarts` times without a healthy period in between
+    /// (`restart_streak`). Returns the new instance, if any.
+    fn quarantine(&self, failing: Option<Instance>, restart_streak: &mut u64) -> Option<Instance> {
         if let Some(failing) = failing {
             self.destroy(failing);
         }
         let counters = &self.runner_shared.counters;
         loop {
-            let restarts_so_far = counters.restarts.load(Ordering::Relaxed);
+            let restarts_so_far = *restart_streak;
             if restarts_so_far >= u64::from(self.sink.disable_after_restarts) {
                 counters.disabled.store(true, Ordering::Relaxed);
                 self.shared.disabled.store(true, Ordering::Relaxed);
@@ -472,6 +503,7 @@ impl Runner {
                 return None;
             }
             counters.restarts.fetch_add(1, Ordering::Relaxed);
+            *restart_streak += 1;
             match self.create() {
                 Ok(instance) => return Some(instance),
                 Err(failure) => {

@@ -965,6 +965,20 @@ fn a_sink_stuck_in_a_call_is_abandoned_at_the_shutdown_deadline() {
 }
 
 #[test]
+fn create_returning_ok_without_an_instance_is_a_failed_start() {
+    let dir = scratch_dir("null_instance");
+    let plugin = c_fixture(&dir, "FIXTURE_NULL_INSTANCE");
+    let error = SinkHost::start(&[SinkConfig::new("null", &plugin)], 1, None)
+        .expect_err("a sink without an instance does not start");
+    assert!(
+        error
+            .to_string()
+            .contains("sink \"null\": create returned status 1"),
+        "{error}"
+    );
+}
+
+#[test]
 fn telemetry_reaches_sinks_that_want_it() {
     let dir = scratch_dir("telemetry");
     let output = dir.join("telemetry.ndjson");
