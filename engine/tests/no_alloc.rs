@@ -22,27 +22,42 @@ struct CountingAllocator;
 
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+/// Where the first counted allocation came from, so a failure names the culprit.
+static FIRST_ALLOCATION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Counts one allocation; the first one also records its backtrace (with counting paused, since
+/// capturing allocates; allocations of other threads in that moment go uncounted, which can only
+/// hide a second culprit, never invent one).
+fn count_allocation() {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
+    if ALLOCATIONS.fetch_add(1, Ordering::Relaxed) == 0 {
+        COUNTING.store(false, Ordering::SeqCst);
+        let trace = std::backtrace::Backtrace::force_capture().to_string();
+        let _ = FIRST_ALLOCATION.set(trace);
+        COUNTING.store(true, Ordering::SeqCst);
+    }
+}
+
+fn first_allocation() -> &'static str {
+    FIRST_ALLOCATION.get().map(String::as_str).unwrap_or("none")
+}
 
 // SAFETY: forwards every call unchanged to the system allocator; it only counts.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_allocation();
         // SAFETY: same layout contract as our caller's.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_allocation();
         // SAFETY: same layout contract as our caller's.
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
+        count_allocation();
         // SAFETY: `ptr` was allocated by `System` with `layout` (every allocation goes through us).
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -256,7 +271,12 @@ fn steady_state_hot_path_does_not_allocate() {
         "{:?}",
         report.counters
     );
-    assert_eq!(allocations, 0, "the hot path allocated {allocations} times");
+    assert_eq!(
+        allocations,
+        0,
+        "the hot path allocated {allocations} times; the first:\n{}",
+        first_allocation()
+    );
 }
 
 /// Builds the no-op test plugin (cargo is a no-op when it is fresh) into this test's target
@@ -390,12 +410,23 @@ fn steady_state_sink_hand_off_does_not_allocate() {
         }
     };
 
-    // Warm up: runners' batches, histograms and the conflation tables reach their working state.
-    run(&mut outbounds, 200);
+    // Warm up: runners' batches, histograms and the conflation tables reach their working state,
+    // and every once-a-second task of the runners (the on_batch histogram merge) has run at least
+    // once: the warm-up lasts 1.5 s whatever the machine's speed.
+    let warm_up_started = Instant::now();
+    while warm_up_started.elapsed() < Duration::from_millis(1_500) {
+        run(&mut outbounds, 50);
+    }
     settle(&mut outbounds, &host);
 
+    // The measured run also spans more than two seconds, so the once-a-second work is in it.
     COUNTING.store(true, Ordering::SeqCst);
-    run(&mut outbounds, 2_000);
+    let measured_started = Instant::now();
+    let mut measured_rounds = 0usize;
+    while measured_rounds < 2_000 || measured_started.elapsed() < Duration::from_millis(2_200) {
+        run(&mut outbounds, 50);
+        measured_rounds += 50;
+    }
     settle(&mut outbounds, &host);
     COUNTING.store(false, Ordering::SeqCst);
     let allocations = ALLOCATIONS.load(Ordering::SeqCst);
@@ -431,7 +462,9 @@ fn steady_state_sink_hand_off_does_not_allocate() {
             .all(|sink| sink.delivered > 0 && sink.errors == 0)
     );
     assert_eq!(
-        allocations, 0,
-        "the shard → sink hand-off allocated {allocations} times"
+        allocations,
+        0,
+        "the shard → sink hand-off allocated {allocations} times; the first:\n{}",
+        first_allocation()
     );
 }
