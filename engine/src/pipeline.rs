@@ -253,7 +253,8 @@ impl Pipeline {
             .collect();
         for slot_rings in producers_by_slot.iter_mut() {
             for shard_rings in consumers_by_shard.iter_mut() {
-                let (producer, consumer) = ring::ring(capacity);
+                let (mut producer, mut consumer) = ring::ring(capacity);
+                prefault(&mut producer, &mut consumer);
                 slot_rings.push(producer);
                 shard_rings.push(consumer);
             }
@@ -391,6 +392,15 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.samples_emitted += load(&shard.samples_emitted);
     total.opportunities_emitted += load(&shard.opportunities_emitted);
     total.shard_parks += load(&shard.parks);
+}
+
+/// Writes every slot of a new ring once (and reads it back), so its pages are resident from the
+/// start: RSS then shows the budget at start instead of creeping up the first time a burst fills a
+/// ring deeper than before (which looks like a leak in a long storm).
+fn prefault(producer: &mut Producer<FeedEvent>, consumer: &mut Consumer<FeedEvent>) {
+    let filler = FeedEvent::Gap(tickflow_sdk::records::GapEvent::default());
+    while producer.push(filler).is_ok() {}
+    while consumer.pop().is_ok() {}
 }
 
 /// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.
