@@ -157,7 +157,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         sim.shutdown().await;
         anyhow::Ok(finished)
     });
-    drop(runtime);
+    runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
     let report = pipeline.shutdown();
     let finished = result?;
     println!(

@@ -89,8 +89,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         }
         anyhow::Ok(())
     });
-    // Every producer is dropped with its slot task by now (or the runtime drop below ends it).
-    drop(runtime);
+    // Every producer is dropped with its slot task by now (or the runtime shutdown below ends
+    // it). A blocking task (a slow DNS lookup of a real venue host) is not waited for past the
+    // feeds' deadline.
+    runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
     let (report, sink_stats) = shut_down_pipeline_and_sinks(pipeline, telemetry, sink_host)?;
     result?;
     eprintln!(
