@@ -27,6 +27,9 @@ pub struct FeedsConfig {
     pub symbols: Vec<String>,
     /// Channels every venue subscribes to unless it lists its own.
     pub channels: Vec<Channel>,
+    /// PEM file of CA certificates trusted in addition to webpki's roots (a private CA, a TLS
+    /// simulator); empty = webpki's roots only.
+    pub tls_extra_roots_pem: String,
     /// TCP connect + TLS + WebSocket upgrade (and KuCoin's bullet call) must finish within this.
     pub connect_timeout_ms: u64,
     /// First reconnect delay bound; attempt n waits a random time in [0, min(cap, base · 2^n)].
@@ -61,6 +64,7 @@ impl Default for FeedsConfig {
         FeedsConfig {
             symbols: Vec::new(),
             channels: vec![Channel::Bbo],
+            tls_extra_roots_pem: String::new(),
             connect_timeout_ms: 10_000,
             backoff_base_ms: 500,
             backoff_cap_ms: 30_000,
@@ -149,6 +153,12 @@ impl FeedsConfig {
         }
     }
 
+    /// The extra roots file, if one is configured.
+    pub fn tls_extra_roots_pem(&self) -> Option<&std::path::Path> {
+        (!self.tls_extra_roots_pem.is_empty())
+            .then(|| std::path::Path::new(&self.tls_extra_roots_pem))
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         for name in self.venue.keys() {
             if Venue::from_name(name).is_none() {
@@ -198,6 +208,16 @@ impl FeedsConfig {
         }
         if self.channels.is_empty() {
             return Err(invalid("feeds.channels", "[]", "at least one channel"));
+        }
+        if let Some(path) = self.tls_extra_roots_pem() {
+            // Same check as at start: every CERTIFICATE block must be a usable root.
+            if let Err(error) = crate::feed::ws::tls_connector(Some(path)) {
+                return Err(ConfigError::Invalid {
+                    key: "feeds.tls_extra_roots_pem",
+                    value: format!("{:?} ({error})", self.tls_extra_roots_pem),
+                    reason: "must be a readable PEM file of CA certificates",
+                });
+            }
         }
         for (_, venue_config) in self.enabled_venues() {
             for url in [&venue_config.url, &venue_config.bullet_url] {

@@ -55,6 +55,8 @@ impl EventSink for crate::pipeline::SlotProducer {
 pub enum FeedError {
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error("feeds.tls_extra_roots_pem: {0}")]
+    TlsRoots(#[from] ws::TlsRootsError),
     #[error("{slots} connection slots planned but only {sinks} producers available")]
     NotEnoughProducers { slots: usize, sinks: usize },
 }
@@ -162,10 +164,14 @@ impl Feeds {
                 }
             }
         }
-        let timings = SlotTimings::from_config(&config.feeds);
-        let limits = DecodeLimits {
-            max_frame_bytes: config.engine.max_frame_bytes,
-            max_records_per_frame: config.engine.max_records_per_frame,
+        let settings = slot::SlotSettings {
+            timings: SlotTimings::from_config(&config.feeds),
+            limits: DecodeLimits {
+                max_frame_bytes: config.engine.max_frame_bytes,
+                max_records_per_frame: config.engine.max_records_per_frame,
+            },
+            // One TLS client config for every slot and every reconnect.
+            tls: ws::tls_connector(config.feeds.tls_extra_roots_pem())?,
         };
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
@@ -173,14 +179,13 @@ impl Feeds {
         for (plan, sink) in plans.into_iter().zip(sinks) {
             let plan = Arc::new(plan);
             let counters = Arc::new(SlotCounters::default());
-            let decoder = decoder_for(plan.venue, Arc::clone(&registry), limits);
+            let decoder = decoder_for(plan.venue, Arc::clone(&registry), settings.limits);
             let slot = slot::Slot::new(
                 Arc::clone(&plan),
                 Arc::clone(&counters),
-                timings,
+                &settings,
                 decoder,
                 sink,
-                limits,
                 cancel.child_token(),
             );
             tracker.spawn(slot.run());
@@ -191,7 +196,7 @@ impl Feeds {
             slots,
             tracker,
             cancel,
-            shutdown_deadline: timings.shutdown_deadline,
+            shutdown_deadline: settings.timings.shutdown_deadline,
         })
     }
 

@@ -158,24 +158,33 @@ pub(crate) struct Slot<S: EventSink> {
     /// Set at a reconnect; cleared (and recorded) at its first record.
     resume_started: Option<Instant>,
     max_frame_bytes: usize,
+    /// The TLS client settings shared by every slot (built once by `Feeds::start`).
+    tls: tokio_rustls::TlsConnector,
     cancel: CancellationToken,
+}
+
+/// What every slot of one `Feeds` shares: timings, decode limits and the TLS client settings.
+pub(crate) struct SlotSettings {
+    pub timings: SlotTimings,
+    pub limits: DecodeLimits,
+    pub tls: tokio_rustls::TlsConnector,
 }
 
 impl<S: EventSink> Slot<S> {
     pub(crate) fn new(
         plan: Arc<SlotPlan>,
         counters: Arc<SlotCounters>,
-        timings: SlotTimings,
+        settings: &SlotSettings,
         decoder: Box<dyn Decoder>,
         sink: S,
-        limits: DecodeLimits,
         cancel: CancellationToken,
     ) -> Slot<S> {
         let ping_interval = plan.ping_interval;
+        let limits = settings.limits;
         Slot {
             plan,
             counters,
-            timings,
+            timings: settings.timings,
             decoder,
             sink,
             batch: RecordBatch::with_capacity(limits.max_records_per_frame),
@@ -186,6 +195,7 @@ impl<S: EventSink> Slot<S> {
             ping_interval,
             resume_started: None,
             max_frame_bytes: limits.max_frame_bytes,
+            tls: settings.tls.clone(),
             cancel,
         }
     }
@@ -305,14 +315,16 @@ impl<S: EventSink> Slot<S> {
                 SlotEndpoint::Url(url) => url.clone(),
                 SlotEndpoint::KucoinBullet(bullet_url) => {
                     let connect_id: u64 = rand::rng().random();
-                    let bullet = ws::kucoin_bullet(bullet_url, connect_id, timeout).await?;
+                    let bullet =
+                        ws::kucoin_bullet(bullet_url, connect_id, timeout, &self.tls).await?;
                     if !self.plan.ping_interval_configured {
                         self.ping_interval = Duration::from_millis(bullet.ping_interval_ms);
                     }
                     bullet.url
                 }
             };
-            let (mut reader, mut writer) = ws::connect(&url, timeout, self.max_frame_bytes).await?;
+            let (mut reader, mut writer) =
+                ws::connect(&url, timeout, self.max_frame_bytes, &self.tls).await?;
             if self.plan.venue == Venue::Kucoin {
                 tokio::time::timeout(timeout, self.wait_welcome(&mut reader))
                     .await

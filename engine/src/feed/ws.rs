@@ -1,8 +1,10 @@
-//! The WebSocket client transport: TCP or TLS (rustls, webpki roots), the HTTP/1.1 upgrade with
-//! the status and `Retry-After` kept for the caller, and KuCoin's bullet-public HTTP call.
+//! The WebSocket client transport: TCP or TLS (rustls, webpki roots plus any extra roots from
+//! `feeds.tls_extra_roots_pem`), the HTTP/1.1 upgrade with the status and `Retry-After` kept for
+//! the caller, and KuCoin's bullet-public HTTP call.
 //! No venue logic, no task spawning: the handshake's connection future is driven inline.
 
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -150,22 +152,72 @@ impl Endpoint {
     }
 }
 
-fn tls_connector() -> tokio_rustls::TlsConnector {
-    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-        };
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Arc::new(config)
-    });
-    tokio_rustls::TlsConnector::from(Arc::clone(config))
+/// Why the extra root certificates could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsRootsError {
+    #[error("cannot read PEM certificates from {path}: {source}")]
+    Read {
+        path: String,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{path} holds no CERTIFICATE block")]
+    NoCertificate { path: String },
+    #[error("certificate {index} in {path} is not a usable root: {source}")]
+    Rejected {
+        path: String,
+        index: usize,
+        source: rustls::Error,
+    },
+}
+
+/// Reads every `CERTIFICATE` block of the PEM file at `path` (other blocks are skipped).
+pub fn load_pem_certificates(
+    path: &Path,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, TlsRootsError> {
+    use rustls::pki_types::pem::PemObject;
+    let read_error = |source| TlsRootsError::Read {
+        path: path.display().to_string(),
+        source,
+    };
+    let certificates = rustls::pki_types::CertificateDer::pem_file_iter(path)
+        .map_err(read_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(read_error)?;
+    if certificates.is_empty() {
+        return Err(TlsRootsError::NoCertificate {
+            path: path.display().to_string(),
+        });
+    }
+    Ok(certificates)
+}
+
+/// The client TLS settings every connection shares: webpki's roots plus the CA certificates in
+/// `extra_roots_pem`, if any. Built once when the feeds start; cloning the connector shares it.
+pub fn tls_connector(
+    extra_roots_pem: Option<&Path>,
+) -> Result<tokio_rustls::TlsConnector, TlsRootsError> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = extra_roots_pem {
+        for (index, certificate) in load_pem_certificates(path)?.into_iter().enumerate() {
+            roots
+                .add(certificate)
+                .map_err(|source| TlsRootsError::Rejected {
+                    path: path.display().to_string(),
+                    index,
+                    source,
+                })?;
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("the ring provider supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 /// Either a plain TCP stream or a TLS stream over one.
@@ -222,7 +274,10 @@ impl AsyncWrite for Transport {
     }
 }
 
-async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectError> {
+async fn open_transport(
+    endpoint: &Endpoint,
+    tls: &tokio_rustls::TlsConnector,
+) -> Result<Transport, ConnectError> {
     let tcp = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(ConnectError::Tcp)?;
@@ -238,7 +293,7 @@ async fn open_transport(endpoint: &Endpoint) -> Result<Transport, ConnectError> 
                 reason: "host is not a valid TLS server name",
             }
         })?;
-    let tls = tls_connector()
+    let tls = tls
         .connect(server_name, tcp)
         .await
         .map_err(ConnectError::Tls)?;
@@ -255,13 +310,15 @@ fn retry_after_s(response: &hyper::Response<hyper::body::Incoming>) -> Option<u6
 
 /// Opens a WebSocket to `url` within `timeout`, split into its read and write halves.
 /// `max_frame_bytes` bounds every frame read; larger ones fail the read (`FrameTooLarge`).
+/// `tls` is used for `wss://` URLs.
 pub async fn connect(
     url: &str,
     timeout: Duration,
     max_frame_bytes: usize,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Result<(WsReader, WsWriter), ConnectError> {
     let endpoint = Endpoint::parse(url)?;
-    let upgraded = tokio::time::timeout(timeout, upgrade(&endpoint))
+    let upgraded = tokio::time::timeout(timeout, upgrade(&endpoint, tls))
         .await
         .map_err(|_| ConnectError::Timeout)??;
     let (mut reader, writer) = fastwebsockets::WebSocket::after_handshake(upgraded, Role::Client)
@@ -276,8 +333,11 @@ pub async fn connect(
     Ok((reader, writer))
 }
 
-async fn upgrade(endpoint: &Endpoint) -> Result<WsStream, ConnectError> {
-    let transport = open_transport(endpoint).await?;
+async fn upgrade(
+    endpoint: &Endpoint,
+    tls: &tokio_rustls::TlsConnector,
+) -> Result<WsStream, ConnectError> {
+    let transport = open_transport(endpoint, tls).await?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(transport)).await?;
     let request = Request::builder()
@@ -342,14 +402,16 @@ struct BulletServer {
 }
 
 /// POSTs KuCoin's bullet-public and returns the WebSocket URL to open and the ping interval.
+/// `tls` is used for `https://` URLs.
 pub async fn kucoin_bullet(
     bullet_url: &str,
     connect_id: u64,
     timeout: Duration,
+    tls: &tokio_rustls::TlsConnector,
 ) -> Result<Bullet, ConnectError> {
     let endpoint = Endpoint::parse(bullet_url)?;
     tokio::time::timeout(timeout, async {
-        let transport = open_transport(&endpoint).await?;
+        let transport = open_transport(&endpoint, tls).await?;
         let (mut sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(transport)).await?;
         let request = Request::builder()

@@ -625,3 +625,230 @@ fn tickflow_run_under_load_exits_zero_on_sigterm_with_empty_rings() {
         sim.shutdown().await;
     });
 }
+
+/// A CA and a server certificate for `localhost` and `127.0.0.1` signed by it, made at test time.
+struct TestPki {
+    ca_pem: String,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn test_pki() -> TestPki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().expect("ring generates a P-256 key");
+    let mut ca_params =
+        CertificateParams::new(Vec::<String>::new()).expect("no names is a valid name list");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "tickflow test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("the CA self-signs");
+    let server_key = KeyPair::generate().expect("ring generates a P-256 key");
+    let mut server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("localhost and 127.0.0.1 are valid names");
+    server_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_cert = server_params
+        .signed_by(&server_key, &*ca)
+        .expect("the CA signs the server certificate");
+    let server_key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(
+        rustls::pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der()),
+    );
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("the ring provider supports the default protocol versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![server_cert.der().clone()], server_key_der)
+    .expect("the server key matches its certificate");
+    TestPki {
+        ca_pem: ca.pem(),
+        server: Arc::new(server),
+    }
+}
+
+/// A file under the temp dir, removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &str) -> TempFile {
+        let path =
+            std::env::temp_dir().join(format!("tickflow-feeds-it-{}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("the temp dir is writable");
+        TempFile(path)
+    }
+
+    fn path_string(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const TLS_VENUES: [Venue; 2] = [Venue::Binance, Venue::Kucoin];
+
+#[test]
+fn feeds_connect_over_tls_when_the_venue_ca_is_an_extra_root() {
+    runtime().block_on(async {
+        let pki = test_pki();
+        let roots = TempFile::new("tls-extra-roots.pem", &pki.ca_pem);
+        let sim = SimVenues::start_tls(sim_config(&TLS_VENUES), Arc::clone(&pki.server))
+            .await
+            .expect("simulator binds loopback ports");
+        let binance_port = sim
+            .address(Venue::Binance)
+            .expect("binance is simulated")
+            .port();
+        let harness = Harness::start_with(sim, |config| {
+            config.feeds.tls_extra_roots_pem = roots.path_string();
+            // Binance by the certificate's DNS name; KuCoin's bullet hands out its IP address,
+            // so both kinds of subject name are verified.
+            config
+                .feeds
+                .venue
+                .get_mut("binance")
+                .expect("binance is configured")
+                .url = format!("wss://localhost:{binance_port}/ws/binance");
+        });
+        use tickflow::feed::planner::SlotEndpoint;
+        match &harness.slot(Venue::Kucoin).plan.endpoint {
+            SlotEndpoint::KucoinBullet(url) => assert!(
+                url.starts_with("https://127.0.0.1:"),
+                "KuCoin's bullet is called over https: {url}"
+            ),
+            other => panic!("KuCoin connects through its bullet: {other:?}"),
+        }
+        match &harness.slot(Venue::Binance).plan.endpoint {
+            SlotEndpoint::Url(url) => assert!(
+                url.starts_with("wss://localhost:"),
+                "Binance is opened over wss by name: {url}"
+            ),
+            other => panic!("Binance connects to a URL: {other:?}"),
+        }
+        for venue in TLS_VENUES {
+            let slot = harness.slot(venue);
+            assert!(
+                records_grow(slot).await,
+                "{venue}: records flow over TLS: {:?}",
+                slot.counters
+            );
+            assert_eq!(
+                get(&slot.counters.connect_failures),
+                0,
+                "{venue}: every TLS handshake succeeded"
+            );
+            assert_eq!(
+                get(&harness.control(venue).tls_handshake_failures),
+                0,
+                "{venue}: the server saw no failed handshake"
+            );
+            assert!(
+                get(&harness.control(venue).sessions_opened) >= 1,
+                "{venue}: a wss session is open"
+            );
+        }
+        assert!(
+            get(&harness.control(Venue::Kucoin).bullets) >= 1,
+            "KuCoin's bullet-public was served over https"
+        );
+        assert!(
+            eventually(|| harness.pipeline.counters().quotes > 100).await,
+            "quotes from the TLS venues reach the shards"
+        );
+        assert_eq!(harness.stop().await, 0, "rings drained");
+    });
+}
+
+#[test]
+fn without_the_extra_root_tls_fails_is_counted_and_the_slots_keep_retrying() {
+    runtime().block_on(async {
+        let pki = test_pki();
+        let sim = SimVenues::start_tls(sim_config(&TLS_VENUES), Arc::clone(&pki.server))
+            .await
+            .expect("simulator binds loopback ports");
+        // webpki's roots only: the simulator's private CA is unknown.
+        let harness = Harness::start_with(sim, |config| {
+            assert!(config.feeds.tls_extra_roots_pem.is_empty());
+        });
+        for venue in TLS_VENUES {
+            let slot = harness.slot(venue);
+            assert!(
+                eventually(|| get(&slot.counters.connect_failures) >= 3).await,
+                "{venue}: failed handshakes are counted as connect failures: {:?}",
+                slot.counters
+            );
+            // Still retrying: more failures come after the ones already seen.
+            let failures = get(&slot.counters.connect_failures);
+            assert!(
+                eventually(|| get(&slot.counters.connect_failures) > failures).await,
+                "{venue}: the slot keeps retrying with backoff"
+            );
+            assert!(
+                get(&harness.control(venue).tls_handshake_failures) >= 1,
+                "{venue}: the server saw the client abort the handshake"
+            );
+            assert_eq!(get(&slot.counters.connects), 0, "{venue}: never connected");
+            assert_eq!(get(&slot.counters.records), 0, "{venue}: no data");
+            assert_eq!(
+                get(&harness.control(venue).sessions_opened),
+                0,
+                "{venue}: no WebSocket session without a trusted certificate"
+            );
+        }
+        assert_eq!(
+            get(&harness.control(Venue::Kucoin).bullets),
+            0,
+            "no bullet is served to a client that rejects the certificate"
+        );
+        assert_eq!(
+            harness.feeds.live_tasks(),
+            harness.feeds.slots().len(),
+            "every slot task is still running (none panicked)"
+        );
+        harness.stop().await;
+    });
+}
+
+#[test]
+fn tls_extra_roots_pem_is_checked_at_config_load_naming_the_key() {
+    let pki = test_pki();
+    let roots = TempFile::new("tls-roots-valid.pem", &pki.ca_pem);
+    let not_pem = TempFile::new("tls-roots-not-pem.pem", "no certificate here\n");
+    let config_with = |path: &str| {
+        Config::from_toml_str(&format!(
+            "[engine]\nshards = 1\n[feeds]\ntls_extra_roots_pem = {path:?}\n"
+        ))
+    };
+    let config = config_with(&roots.path_string()).expect("a PEM file of CA certificates is valid");
+    assert_eq!(config.feeds.tls_extra_roots_pem, roots.path_string());
+    for bad in [
+        not_pem.path_string(),
+        format!("{}.missing", roots.path_string()),
+    ] {
+        let error = config_with(&bad).expect_err("an unusable roots file is refused");
+        assert!(
+            error.to_string().contains("feeds.tls_extra_roots_pem"),
+            "the error names the key: {error}"
+        );
+    }
+    let config = Config::from_toml_str("[engine]\nshards = 1\n").expect("defaults are valid");
+    assert!(
+        config.feeds.tls_extra_roots_pem.is_empty(),
+        "webpki's roots only by default"
+    );
+}

@@ -1,7 +1,9 @@
 //! Simulated venues: WebSocket servers on 127.0.0.1 that speak each venue's protocol (subscribe
 //! and ack, keep-alive both ways, HTX gzip, MEXC protobuf, KuCoin's bullet-public and welcome),
 //! with prices that move together across venues and faults a caller injects through
-//! `SimControl`. Used by `tickflow demo`, the feed tests and `tickflow-load`.
+//! `SimControl`. Used by `tickflow demo`, the feed tests and `tickflow-load`. Served over plain
+//! `ws://`/`http://` by `start`, or over `wss://`/`https://` by `start_tls` with the caller's
+//! certificate (accepted TCP streams go through the TLS handshake before HTTP).
 //!
 //! Every task (accept loops, HTTP connections, sessions) is owned by the `SimVenues` tracker and
 //! stopped by `shutdown`.
@@ -19,6 +21,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -100,6 +103,8 @@ pub struct VenueControl {
     pub refused: AtomicU64,
     /// Bullet-public calls served (KuCoin).
     pub bullets: AtomicU64,
+    /// TLS handshakes that failed or timed out (`start_tls` only).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl VenueControl {
@@ -135,6 +140,9 @@ impl VenueControl {
         counter.load(Ordering::SeqCst)
     }
 }
+
+/// A TLS client gets this long to finish its handshake before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Size of the oversized frames the simulator sends.
 pub const OVERSIZED_FRAME_BYTES: usize = 2 << 20;
@@ -183,6 +191,8 @@ pub(crate) struct SimShared {
     pub symbols: SimSymbols,
     pub controls: [VenueControl; VENUE_COUNT],
     pub addresses: [Option<SocketAddr>; VENUE_COUNT],
+    /// Set by `start_tls`: every accepted stream is a TLS server stream.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
@@ -203,8 +213,25 @@ impl std::fmt::Debug for SimVenues {
 }
 
 impl SimVenues {
-    /// Binds one listener per venue on 127.0.0.1 and starts serving. Must run inside a tokio runtime.
+    /// Binds one listener per venue on 127.0.0.1 and starts serving plain `ws://` and `http://`.
+    /// Must run inside a tokio runtime.
     pub async fn start(config: SimConfig) -> std::io::Result<SimVenues> {
+        SimVenues::start_with(config, None).await
+    }
+
+    /// Like `start`, but every venue serves `wss://` (and KuCoin's bullet `https://`, handing out
+    /// a `wss://` endpoint) with `tls`'s certificate, which must be valid for `127.0.0.1`.
+    pub async fn start_tls(
+        config: SimConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<SimVenues> {
+        SimVenues::start_with(config, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        config: SimConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<SimVenues> {
         let symbols = SimSymbols::new(&config.symbols)?;
         let mut listeners = Vec::new();
         let mut addresses = [None; VENUE_COUNT];
@@ -218,6 +245,7 @@ impl SimVenues {
             symbols,
             controls: std::array::from_fn(|_| VenueControl::default()),
             addresses,
+            tls,
             started: std::time::Instant::now(),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -239,15 +267,22 @@ impl SimVenues {
         self.shared.addresses[venue.index()]
     }
 
+    /// Whether the venues serve TLS (`start_tls`).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
     /// The WebSocket URL of `venue` (KuCoin: its bullet URL is `bullet_url`).
     pub fn url(&self, venue: Venue) -> Option<String> {
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
         self.address(venue)
-            .map(|address| format!("ws://{address}/ws/{venue}"))
+            .map(|address| format!("{scheme}://{address}/ws/{venue}"))
     }
 
     pub fn bullet_url(&self) -> Option<String> {
+        let scheme = if self.is_tls() { "https" } else { "http" };
         self.address(Venue::Kucoin)
-            .map(|address| format!("http://{address}/api/v1/bullet-public"))
+            .map(|address| format!("{scheme}://{address}/api/v1/bullet-public"))
     }
 
     pub fn control(&self, venue: Venue) -> &VenueControl {
@@ -292,19 +327,50 @@ async fn accept_loop(shared: Arc<SimShared>, venue: Venue, listener: TcpListener
         let _ = stream.set_nodelay(true);
         let connection_shared = Arc::clone(&shared);
         shared.tracker.spawn(async move {
-            let service_shared = Arc::clone(&connection_shared);
-            let service = hyper::service::service_fn(move |request| {
-                let shared = Arc::clone(&service_shared);
-                async move { Ok::<_, std::convert::Infallible>(handle_http(shared, venue, request)) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::select! {
-                _ = connection => {}
-                _ = connection_shared.cancel.cancelled() => {}
+            let Some(acceptor) = connection_shared.tls.clone() else {
+                serve_connection(connection_shared, venue, stream).await;
+                return;
+            };
+            let handshake = tokio::select! {
+                _ = connection_shared.cancel.cancelled() => return,
+                handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => handshake,
+            };
+            match handshake {
+                Ok(Ok(tls_stream)) => serve_connection(connection_shared, venue, tls_stream).await,
+                Ok(Err(error)) => {
+                    connection_shared.controls[venue.index()]
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    tracing::debug!(%venue, %error, "sim: tls handshake failed");
+                }
+                Err(_) => {
+                    connection_shared.controls[venue.index()]
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    tracing::debug!(%venue, "sim: tls handshake timed out");
+                }
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 (bullet-public, WebSocket upgrades) on one accepted stream until it ends or the
+/// simulator stops.
+async fn serve_connection<S>(shared: Arc<SimShared>, venue: Venue, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&service_shared);
+        async move { Ok::<_, std::convert::Infallible>(handle_http(shared, venue, request)) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::select! {
+        _ = connection => {}
+        _ = shared.cancel.cancelled() => {}
     }
 }
 
@@ -330,7 +396,10 @@ fn handle_http(
             "data": {
                 "token": "sim-token",
                 "instanceServers": [{
-                    "endpoint": format!("ws://{address}/ws/kucoin"),
+                    "endpoint": format!(
+                        "{}://{address}/ws/kucoin",
+                        if shared.tls.is_some() { "wss" } else { "ws" }
+                    ),
                     "encrypt": false,
                     "protocol": "websocket",
                     "pingInterval": shared.config.kucoin_ping_interval_ms,
