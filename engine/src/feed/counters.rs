@@ -47,6 +47,9 @@ pub struct SlotCounters {
     pub error_replies: AtomicU64,
     /// Gap events emitted (one per symbol per disconnect or reconnect).
     pub gaps: AtomicU64,
+    /// Gap events that still could not be delivered at shutdown (every ring try refused). A full
+    /// ring only delays a gap: it is held per symbol and retried before any data record.
+    pub gap_drops: AtomicU64,
     /// Refused frames by decode error kind.
     pub decode_errors: [AtomicU64; DecodeErrorKind::COUNT],
     /// Subscriptions (symbol × channel) live on the current connection; 0 while disconnected.
@@ -77,6 +80,7 @@ impl Default for SlotCounters {
             shutdown_notices: AtomicU64::new(0),
             error_replies: AtomicU64::new(0),
             gaps: AtomicU64::new(0),
+            gap_drops: AtomicU64::new(0),
             decode_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             subscriptions: AtomicU64::new(0),
             connected: AtomicBool::new(false),

@@ -101,6 +101,7 @@ pub struct FeedTotals {
     pub decode_errors: u64,
     pub rotations: u64,
     pub gaps: u64,
+    pub gap_drops: u64,
     pub records_by_venue: [u64; VENUE_COUNT],
     pub quotes_by_venue: [u64; VENUE_COUNT],
     pub reconnects_by_venue: [u64; VENUE_COUNT],
@@ -135,6 +136,7 @@ impl FeedTotals {
             "decode_errors": self.decode_errors,
             "rotations": self.rotations,
             "gaps": self.gaps,
+            "gap_drops": self.gap_drops,
             "resume_ms_p50": self.resume_ms_p50,
             "resume_ms_p99": self.resume_ms_p99,
             "resume_count": self.resume_count,
@@ -238,6 +240,7 @@ impl Feeds {
             totals.decode_errors += counters.decode_errors_total();
             totals.rotations += load(&counters.rotations);
             totals.gaps += load(&counters.gaps);
+            totals.gap_drops += load(&counters.gap_drops);
             totals.records_by_venue[slot.plan.venue.index()] += load(&counters.records);
             totals.reconnects_by_venue[slot.plan.venue.index()] += load(&counters.reconnects);
             totals.quotes_by_venue[slot.plan.venue.index()] += load(&counters.quotes);

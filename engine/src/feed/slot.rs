@@ -65,6 +65,51 @@ pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, random_unit: f
     bound.mul_f64(random_unit.clamp(0.0, 1.0))
 }
 
+/// Gap events of one owned symbol that the ring refused, delivered in this order (disconnect,
+/// then reconnect) before any data record of that symbol. At most one of each kind: a new
+/// disconnect while a reconnect is held back nets to "disconnected" (the shard treats both kinds
+/// as "the venue's last quote predates the hole"; only a disconnect also ends open cycles).
+#[derive(Clone, Copy, Debug, Default)]
+struct HeldGaps {
+    disconnect: Option<GapEvent>,
+    reconnect: Option<GapEvent>,
+}
+
+impl HeldGaps {
+    fn is_empty(&self) -> bool {
+        self.disconnect.is_none() && self.reconnect.is_none()
+    }
+
+    fn hold(&mut self, gap: GapEvent) {
+        if gap.kind == GAP_DISCONNECT {
+            self.reconnect = None;
+            // The earliest disconnect stands: the hole began then.
+            if self.disconnect.is_none() {
+                self.disconnect = Some(gap);
+            }
+        } else {
+            self.reconnect = Some(gap);
+        }
+    }
+
+    /// Offers the held gaps in order; true when none is left.
+    fn deliver(&mut self, sink: &mut impl EventSink) -> bool {
+        if let Some(gap) = self.disconnect {
+            if !sink.push(FeedEvent::Gap(gap)) {
+                return false;
+            }
+            self.disconnect = None;
+        }
+        if let Some(gap) = self.reconnect {
+            if !sink.push(FeedEvent::Gap(gap)) {
+                return false;
+            }
+            self.reconnect = None;
+        }
+        true
+    }
+}
+
 /// Why a connection ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SessionEnd {
@@ -158,6 +203,10 @@ pub(crate) struct Slot<S: EventSink> {
     /// Set at a reconnect; cleared (and recorded) at its first record.
     resume_started: Option<Instant>,
     max_frame_bytes: usize,
+    /// Gaps the ring refused, by owned symbol (same order as `plan.symbol_ids`); sized once.
+    held_gaps: Vec<HeldGaps>,
+    /// Symbols with held gaps (0 on the fast path: nothing to look up per record).
+    held_gap_symbols: usize,
     /// The TLS client settings shared by every slot (built once by `Feeds::start`).
     tls: tokio_rustls::TlsConnector,
     cancel: CancellationToken,
@@ -181,6 +230,7 @@ impl<S: EventSink> Slot<S> {
     ) -> Slot<S> {
         let ping_interval = plan.ping_interval;
         let limits = settings.limits;
+        let held_gaps = vec![HeldGaps::default(); plan.symbol_ids.len()];
         Slot {
             plan,
             counters,
@@ -195,6 +245,8 @@ impl<S: EventSink> Slot<S> {
             ping_interval,
             resume_started: None,
             max_frame_bytes: limits.max_frame_bytes,
+            held_gaps,
+            held_gap_symbols: 0,
             tls: settings.tls.clone(),
             cancel,
         }
@@ -265,7 +317,46 @@ impl<S: EventSink> Slot<S> {
                 break;
             }
         }
+        self.deliver_gaps_at_shutdown().await;
         self.sink.flush();
+    }
+
+    /// Last tries for held gaps (shards are still draining); what is left is counted as dropped.
+    async fn deliver_gaps_at_shutdown(&mut self) {
+        const LAST_TRIES: u32 = 100;
+        for _ in 0..LAST_TRIES {
+            if self.deliver_held_gaps() {
+                return;
+            }
+            // Retry pacing while the shard drains the ring, not synchronization.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut dropped = 0u64;
+        for held in &mut self.held_gaps {
+            dropped +=
+                held.disconnect.take().is_some() as u64 + held.reconnect.take().is_some() as u64;
+        }
+        self.held_gap_symbols = 0;
+        self.counters
+            .gap_drops
+            .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, dropped, "gap events undeliverable at shutdown");
+    }
+
+    /// Offers every held gap again; true when none is left.
+    fn deliver_held_gaps(&mut self) -> bool {
+        if self.held_gap_symbols == 0 {
+            return true;
+        }
+        let mut left = 0usize;
+        for held in &mut self.held_gaps {
+            if !held.is_empty() && !held.deliver(&mut self.sink) {
+                left += 1;
+            }
+        }
+        self.held_gap_symbols = left;
+        self.sink.flush();
+        left == 0
     }
 
     /// Sleeps the next backoff delay (at least `retry_after`); false when cancelled meanwhile.
@@ -287,9 +378,12 @@ impl<S: EventSink> Slot<S> {
         }
     }
 
+    /// One gap of `kind` per owned symbol. A gap the ring refuses is held and retried before any
+    /// data record of its symbol, so a full ring delays it but never loses it.
     fn push_gaps(&mut self, kind: u8) {
+        self.deliver_held_gaps();
         let ts_ns = now_ns();
-        for symbol_id in &self.plan.symbol_ids {
+        for (symbol_id, held) in self.plan.symbol_ids.iter().zip(&mut self.held_gaps) {
             let gap = GapEvent {
                 ts_ns,
                 connection_id: self.plan.connection_id,
@@ -299,10 +393,16 @@ impl<S: EventSink> Slot<S> {
                 reserved: [0; 5],
             };
             bump(&self.counters.gaps);
-            if !self.sink.push(FeedEvent::Gap(gap)) {
-                bump(&self.counters.ring_drops);
+            // Behind a held gap of the same symbol: keep the order.
+            if !held.is_empty() || !self.sink.push(FeedEvent::Gap(gap)) {
+                held.hold(gap);
             }
         }
+        self.held_gap_symbols = self
+            .held_gaps
+            .iter()
+            .filter(|held| !held.is_empty())
+            .count();
         self.sink.flush();
     }
 
@@ -453,6 +553,7 @@ impl<S: EventSink> Slot<S> {
                 (reader, result) = &mut read_0 => (0usize, reader, result),
                 (reader, result) = &mut read_1 => (1usize, reader, result),
                 _ = tick.tick() => {
+                    self.deliver_held_gaps();
                     let now = Instant::now();
                     for seat in [0usize, 1] {
                         let alive = match links[seat].as_mut() {
@@ -633,9 +734,19 @@ impl<S: EventSink> Slot<S> {
         {
             Ok(FrameOutcome::Records(count)) => {
                 let mut quotes = 0u64;
+                self.deliver_held_gaps();
                 for event in self.batch.drain() {
                     quotes += matches!(event, FeedEvent::Quote(_)) as u64;
-                    if !self.sink.push(event) {
+                    // A record never overtakes its symbol's held gap (the shard would take the
+                    // venue's quote as live across the hole): it is dropped like a full ring's.
+                    let behind_gap = self.held_gap_symbols > 0
+                        && self
+                            .plan
+                            .symbol_ids
+                            .iter()
+                            .position(|id| *id == event.symbol_id())
+                            .is_some_and(|index| !self.held_gaps[index].is_empty());
+                    if behind_gap || !self.sink.push(event) {
                         bump(&self.counters.ring_drops);
                     }
                 }

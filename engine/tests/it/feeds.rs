@@ -92,11 +92,21 @@ impl Harness {
     }
 
     fn start_with(sim: SimVenues, tweak: impl FnOnce(&mut Config)) -> Harness {
+        Harness::start_with_outbounds(sim, tweak, |shards| {
+            (0..shards)
+                .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
+                .collect()
+        })
+    }
+
+    fn start_with_outbounds(
+        sim: SimVenues,
+        tweak: impl FnOnce(&mut Config),
+        outbounds: impl FnOnce(usize) -> Vec<Box<dyn Outbound>>,
+    ) -> Harness {
         let config = engine_config(&sim, tweak);
         let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
-        let outbounds: Vec<Box<dyn Outbound>> = (0..config.shard_count())
-            .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
-            .collect();
+        let outbounds = outbounds(config.shard_count());
         let mut pipeline = Pipeline::start(&config, outbounds).expect("pipeline starts");
         let feeds = Feeds::start(&config, Arc::clone(&registry), || pipeline.take_producer())
             .expect("feeds start");
@@ -881,4 +891,123 @@ fn tls_extra_roots_pem_is_checked_at_config_load_naming_the_key() {
         config.feeds.tls_extra_roots_pem.is_empty(),
         "webpki's roots only by default"
     );
+}
+
+/// A shard's outbound that blocks the shard thread until the test opens it, so the feed ring fills
+/// up for real; it records the gap events it is handed, in order.
+struct GatedOutbound {
+    gate: Arc<Gate>,
+    gaps: Arc<std::sync::Mutex<Vec<(u32, u8)>>>,
+}
+
+struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self) {
+        *self
+            .open
+            .lock()
+            .expect("no test thread panics holding the gate") = true;
+        self.opened.notify_all();
+    }
+}
+
+impl Outbound for GatedOutbound {
+    fn emit(&mut self, record: &tickflow::outbound::OutRecord) {
+        let mut open = self
+            .gate
+            .open
+            .lock()
+            .expect("no test thread panics holding the gate");
+        while !*open {
+            open = self
+                .gate
+                .opened
+                .wait(open)
+                .expect("no test thread panics holding the gate");
+        }
+        drop(open);
+        if let tickflow::outbound::OutRecord::Gap(gap) = record {
+            self.gaps
+                .lock()
+                .expect("only the shard thread writes")
+                .push((gap.symbol_id.0, gap.kind));
+        }
+    }
+}
+
+#[test]
+fn gaps_refused_by_a_full_ring_are_held_and_delivered_in_order() {
+    use tickflow::records::{GAP_DISCONNECT, GAP_RECONNECT};
+    runtime().block_on(async {
+        let sim = SimVenues::start(sim_config(&[Venue::Binance]))
+            .await
+            .expect("simulator binds loopback ports");
+        let gate = Arc::new(Gate {
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let gaps = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let harness = Harness::start_with_outbounds(
+            sim,
+            |config| config.engine.ring_capacity_records = 16,
+            |shards| {
+                (0..shards)
+                    .map(|_| {
+                        Box::new(GatedOutbound {
+                            gate: Arc::clone(&gate),
+                            gaps: Arc::clone(&gaps),
+                        }) as Box<dyn Outbound>
+                    })
+                    .collect()
+            },
+        );
+        let slot = harness.slot(Venue::Binance);
+        // The shard is stuck on its first record: the 16-record ring fills and refuses.
+        assert!(
+            eventually(|| get(&slot.counters.ring_drops) > 0).await,
+            "the ring fills"
+        );
+        harness.control(Venue::Binance).disconnect_all();
+        assert!(
+            eventually(|| get(&slot.counters.reconnects) >= 1).await,
+            "reconnects while the ring is full"
+        );
+        assert!(records_grow(slot).await, "data resumes (into a full ring)");
+        assert!(get(&slot.counters.gaps) >= 6, "gaps were emitted");
+        gate.open();
+        let symbols = harness.registry.len() as u64;
+        assert_eq!(symbols, 3);
+        assert!(
+            eventually(|| {
+                let delivered = gaps.lock().expect("the shard does not panic").len() as u64;
+                delivered == get(&slot.counters.gaps)
+            })
+            .await,
+            "every gap reaches the shard once the ring has room: {} of {}",
+            gaps.lock().expect("the shard does not panic").len(),
+            get(&slot.counters.gaps)
+        );
+        let delivered = gaps.lock().expect("the shard does not panic").clone();
+        for symbol in slot.plan.symbol_ids.iter().map(|id| id.0) {
+            let kinds: Vec<u8> = delivered
+                .iter()
+                .filter(|(id, _)| *id == symbol)
+                .map(|(_, kind)| *kind)
+                .collect();
+            assert!(!kinds.is_empty(), "symbol {symbol}: gaps delivered");
+            for pair in kinds.chunks(2) {
+                assert_eq!(
+                    pair,
+                    [GAP_DISCONNECT, GAP_RECONNECT],
+                    "symbol {symbol}: disconnect then reconnect: {kinds:?}"
+                );
+            }
+        }
+        assert_eq!(get(&slot.counters.gap_drops), 0, "no gap lost");
+        assert_eq!(harness.stop().await, 0);
+    });
 }
