@@ -202,6 +202,9 @@ pub(crate) struct Slot<S: EventSink> {
     ping_interval: Duration,
     /// Set at a reconnect; cleared (and recorded) at its first record.
     resume_started: Option<Instant>,
+    /// A disconnect gap was emitted and its reconnect gap not yet: the primary died while an
+    /// unproven replacement was open, which was promoted and owes the reconnect at its first data.
+    hole_open: bool,
     max_frame_bytes: usize,
     /// Gaps the ring refused, by owned symbol (same order as `plan.symbol_ids`); sized once.
     held_gaps: Vec<HeldGaps>,
@@ -244,6 +247,7 @@ impl<S: EventSink> Slot<S> {
             ping_nonce: 0,
             ping_interval,
             resume_started: None,
+            hole_open: false,
             max_frame_bytes: limits.max_frame_bytes,
             held_gaps,
             held_gap_symbols: 0,
@@ -290,6 +294,7 @@ impl<S: EventSink> Slot<S> {
             } else {
                 bump(&self.counters.reconnects);
                 self.push_gaps(GAP_RECONNECT);
+                self.hole_open = false;
                 self.resume_started = Some(connected_at);
             }
             self.counters
@@ -306,7 +311,11 @@ impl<S: EventSink> Slot<S> {
             self.counters
                 .subscriptions
                 .store(0, std::sync::atomic::Ordering::Relaxed);
-            self.push_gaps(GAP_DISCONNECT);
+            // A hole already opened during the session has had its disconnect gap.
+            if !self.hole_open {
+                self.push_gaps(GAP_DISCONNECT);
+                self.hole_open = true;
+            }
             if end == SessionEnd::Shutdown {
                 break;
             }
@@ -530,10 +539,19 @@ impl<S: EventSink> Slot<S> {
                 links[seat] = None;
                 seat_reader!(seat, None);
                 if seat == primary {
-                    if links[1 - seat].is_some() {
+                    if let Some(replacement) = links[1 - seat].as_ref() {
                         primary = 1 - seat;
                         next_rotation_at = Instant::now() + self.timings.rotate_after;
-                        bump(&self.counters.rotations);
+                        if replacement.has_data {
+                            bump(&self.counters.rotations);
+                        } else if !self.hole_open {
+                            // The replacement has not proven itself: this is a hole, not a
+                            // rotation. Its reconnect gap (and the reconnect) come with its first
+                            // data; its first-data timeout still applies.
+                            self.push_gaps(GAP_DISCONNECT);
+                            self.hole_open = true;
+                            self.resume_started = Some(Instant::now());
+                        }
                     } else {
                         return SessionEnd::Lost;
                     }
@@ -659,10 +677,11 @@ impl<S: EventSink> Slot<S> {
             tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "data stale");
             return false;
         }
-        if !is_primary
+        if (!is_primary || self.hole_open)
             && !link.has_data
             && now.duration_since(link.opened_at) >= self.timings.rotation_first_data_timeout
         {
+            tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "replacement sent no data in time");
             return false;
         }
         if link.ping_deadline.is_none() && now >= link.next_ping_at {
@@ -734,6 +753,10 @@ impl<S: EventSink> Slot<S> {
         {
             Ok(FrameOutcome::Records(count)) => {
                 let mut quotes = 0u64;
+                // A replacement that delivers during a hole is promoted right after this frame.
+                if count > 0 && self.hole_open {
+                    self.close_hole();
+                }
                 self.deliver_held_gaps();
                 for event in self.batch.drain() {
                     quotes += matches!(event, FeedEvent::Quote(_)) as u64;
@@ -789,6 +812,9 @@ impl<S: EventSink> Slot<S> {
                     FrameAction::Continue
                 }
                 ControlEvent::Snapshot => {
+                    if self.hole_open {
+                        self.close_hole();
+                    }
                     link.last_data_at = now;
                     link.has_data = true;
                     FrameAction::Data
@@ -804,6 +830,13 @@ impl<S: EventSink> Slot<S> {
                 FrameAction::Continue
             }
         }
+    }
+
+    /// The promoted replacement delivers after a hole: it is a reconnect, marked like one.
+    fn close_hole(&mut self) {
+        bump(&self.counters.reconnects);
+        self.push_gaps(GAP_RECONNECT);
+        self.hole_open = false;
     }
 
     async fn close_links(&mut self, links: &mut [Option<Link>; 2]) {

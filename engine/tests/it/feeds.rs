@@ -1011,3 +1011,77 @@ fn gaps_refused_by_a_full_ring_are_held_and_delivered_in_order() {
         assert_eq!(harness.stop().await, 0);
     });
 }
+
+#[test]
+fn a_primary_lost_before_its_replacement_delivers_is_a_marked_reconnect() {
+    runtime().block_on(async {
+        // Data-only timeouts far away, so only the replacement's first-data timeout can end it.
+        let harness = Harness::start(
+            &[Venue::Binance],
+            |_| {},
+            |config| {
+                config.feeds.stale_data_ms = 60_000;
+                config.feeds.rotation_first_data_timeout_ms = 3_000;
+            },
+        )
+        .await;
+        let slot = harness.slot(Venue::Binance);
+        let control = harness.control(Venue::Binance);
+        assert!(records_grow(slot).await, "first data");
+        // The replacement opened by the notice sends nothing; the old connection closes after
+        // `notice_close_after_ms`: the slot is left with a connection that has given no data.
+        control.hold_new_sessions();
+        control.send_shutdown_notice();
+        assert!(
+            eventually(|| get(&slot.counters.gaps) >= 3).await,
+            "the hole is marked with a disconnect gap per symbol: {:?}",
+            slot.counters
+        );
+        assert_eq!(get(&slot.counters.rotations), 0, "not a rotation");
+        assert_eq!(
+            get(&slot.counters.reconnects),
+            0,
+            "no reconnect before the replacement delivers"
+        );
+        control.release_held_sessions();
+        assert!(
+            eventually(|| get(&slot.counters.reconnects) >= 1).await,
+            "the replacement's first data is a reconnect"
+        );
+        assert!(records_grow(slot).await, "data flows on the replacement");
+        assert_eq!(get(&slot.counters.rotations), 0, "not a rotation");
+        assert_eq!(
+            get(&slot.counters.gaps),
+            2 * 3 * get(&slot.counters.reconnects),
+            "disconnect and reconnect gaps per symbol"
+        );
+        assert!(
+            harness.feeds.totals().resume_count >= 1,
+            "the resume is measured"
+        );
+
+        // Same again, but the replacement never delivers: its first-data timeout still applies
+        // after it was promoted, and the slot reconnects.
+        let reconnects = get(&slot.counters.reconnects);
+        let opened = get(&control.sessions_opened);
+        control.hold_new_sessions();
+        control.send_shutdown_notice();
+        assert!(
+            eventually(|| get(&control.sessions_opened) >= opened + 2).await,
+            "the silent replacement is given up and a new connection opened"
+        );
+        control.release_held_sessions();
+        assert!(
+            eventually(|| get(&slot.counters.reconnects) > reconnects).await,
+            "reconnects"
+        );
+        assert!(records_grow(slot).await, "data resumes");
+        assert_eq!(get(&slot.counters.rotations), 0, "never a rotation");
+        assert_eq!(
+            get(&slot.counters.gaps),
+            2 * 3 * get(&slot.counters.reconnects),
+            "every disconnect gap has its reconnect gap"
+        );
+        assert_eq!(harness.stop().await, 0);
+    });
+}

@@ -84,6 +84,8 @@ pub struct VenueControl {
     notice_generation: AtomicU64,
     stalled: AtomicBool,
     data_paused: AtomicBool,
+    hold_new_sessions: AtomicBool,
+    held_release_generation: AtomicU64,
     reject_connects: AtomicU64,
     /// WebSocket sessions opened.
     pub sessions_opened: AtomicU64,
@@ -131,6 +133,26 @@ impl VenueControl {
     /// While paused, sessions send no data but still answer and send pings.
     pub fn set_data_paused(&self, paused: bool) {
         self.data_paused.store(paused, Ordering::SeqCst);
+    }
+    /// Sessions opened from now on send no data (they still answer and send pings) until
+    /// `release_held_sessions`; sessions already open are not affected.
+    pub fn hold_new_sessions(&self) {
+        self.hold_new_sessions.store(true, Ordering::SeqCst);
+    }
+    /// Held sessions start sending data; new sessions are no longer held.
+    pub fn release_held_sessions(&self) {
+        self.hold_new_sessions.store(false, Ordering::SeqCst);
+        self.held_release_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn held_release_generation(&self) -> Option<u64> {
+        self.hold_new_sessions
+            .load(Ordering::SeqCst)
+            .then(|| self.held_release_generation.load(Ordering::SeqCst))
+    }
+    pub(crate) fn is_held(&self, held_until: Option<u64>) -> bool {
+        held_until.is_some_and(|generation| {
+            self.held_release_generation.load(Ordering::SeqCst) == generation
+        })
     }
     /// The next `count` connects are refused with 429 and `Retry-After`.
     pub fn reject_next_connects(&self, count: u64) {

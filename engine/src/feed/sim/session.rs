@@ -100,6 +100,7 @@ pub(super) async fn run(
     let mut seen_malformed = generation(&control.malformed_generation);
     let mut seen_oversized = generation(&control.oversized_generation);
     let mut seen_notice = generation(&control.notice_generation);
+    let held_until = control.held_release_generation();
 
     if venue == Venue::Kucoin && !send(&mut writer, &wire::kucoin_welcome(&connect_id)).await {
         return;
@@ -253,7 +254,7 @@ pub(super) async fn run(
                         return;
                     }
                 }
-                if control.data_paused.load(Ordering::SeqCst) {
+                if control.data_paused.load(Ordering::SeqCst) || control.is_held(held_until) {
                     last_tick = now;
                     let _ = writer.flush().await;
                     continue;
