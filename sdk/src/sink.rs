@@ -439,9 +439,14 @@ fn install_panic_hook() {
 /// Runs `body`, turning a panic into [`STATUS_PANIC`] (logged through the host when it has one).
 fn guard(host: Option<HostHandle>, body: impl FnOnce() -> Status) -> Status {
     install_panic_hook();
-    let outer = GUARDED_CALL.with(|guarded| guarded.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(body));
-    GUARDED_CALL.with(|guarded| guarded.set(outer));
+    // One thread-local lookup per call (in a shared library each lookup can be a
+    // `__tls_get_addr` call): the flag is set and restored through the same reference.
+    let result = GUARDED_CALL.with(|guarded| {
+        let outer = guarded.replace(true);
+        let result = catch_unwind(AssertUnwindSafe(body));
+        guarded.set(outer);
+        result
+    });
     match result {
         Ok(status) => status,
         Err(payload) => {
