@@ -87,6 +87,7 @@ pub struct VenueControl {
     hold_new_sessions: AtomicBool,
     held_release_generation: AtomicU64,
     reject_connects: AtomicU64,
+    refusal_timing: std::sync::Mutex<RefusalTiming>,
     /// WebSocket sessions opened.
     pub sessions_opened: AtomicU64,
     /// WebSocket sessions currently open.
@@ -95,6 +96,12 @@ pub struct VenueControl {
     pub subscribe_requests: AtomicU64,
     /// Topics subscribed (over all sessions).
     pub topics_subscribed: AtomicU64,
+    /// Distinct topics subscribed on the sessions open now.
+    pub live_session_topics: AtomicU64,
+    /// The most distinct topics any one session subscribed.
+    pub most_topics_in_a_session: AtomicU64,
+    /// Topics a session was asked to subscribe again (already subscribed on that session).
+    pub duplicate_topics: AtomicU64,
     /// Client keep-alive messages received (in-band pings, ws pings).
     pub client_pings: AtomicU64,
     /// Pongs the client sent to our pings (ws pongs, HTX `{"pong":n}`).
@@ -109,7 +116,44 @@ pub struct VenueControl {
     pub tls_handshake_failures: AtomicU64,
 }
 
+/// When the last 429 was sent, and the shortest time from a 429 to the client's next attempt.
+#[derive(Debug, Default)]
+struct RefusalTiming {
+    refused_at: Option<std::time::Instant>,
+    shortest_wait: Option<std::time::Duration>,
+}
+
 impl VenueControl {
+    /// The shortest time from a refused connect to the next attempt (bullet or upgrade), if any
+    /// attempt followed a refusal.
+    pub fn shortest_wait_after_refusal(&self) -> Option<std::time::Duration> {
+        self.refusal_timing().shortest_wait
+    }
+
+    fn refusal_timing(&self) -> std::sync::MutexGuard<'_, RefusalTiming> {
+        // A poisoned lock only means a test thread panicked mid-update; the times stay valid.
+        self.refusal_timing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes a connect attempt (and whether it is refused) for `shortest_wait_after_refusal`.
+    fn note_attempt(&self, refused: bool) {
+        let now = std::time::Instant::now();
+        let mut timing = self.refusal_timing();
+        if let Some(refused_at) = timing.refused_at.take() {
+            let wait = now.duration_since(refused_at);
+            timing.shortest_wait = Some(
+                timing
+                    .shortest_wait
+                    .map_or(wait, |shortest| shortest.min(wait)),
+            );
+        }
+        if refused {
+            timing.refused_at = Some(now);
+        }
+    }
+
     /// Drops every live connection of this venue at once (no close frame: a network cut).
     pub fn disconnect_all(&self) {
         self.disconnect_generation.fetch_add(1, Ordering::SeqCst);
@@ -410,6 +454,7 @@ fn handle_http(
     let control = &shared.controls[venue.index()];
     if request.uri().path().ends_with("/bullet-public") {
         control.bullets.fetch_add(1, Ordering::SeqCst);
+        control.note_attempt(false);
         let Some(address) = shared.addresses[venue.index()] else {
             return respond(StatusCode::NOT_FOUND, String::new());
         };
@@ -440,6 +485,7 @@ fn handle_http(
             left.checked_sub(1)
         })
         .is_ok();
+    control.note_attempt(reject);
     if reject {
         control.refused.fetch_add(1, Ordering::SeqCst);
         let mut response = respond(StatusCode::TOO_MANY_REQUESTS, String::new());

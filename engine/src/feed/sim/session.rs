@@ -68,6 +68,18 @@ impl Drop for LiveGuard<'_> {
     }
 }
 
+/// This session's distinct topics, counted into `live_session_topics` and taken out at its end.
+struct SessionTopics<'a> {
+    live: &'a std::sync::atomic::AtomicU64,
+    count: u64,
+}
+
+impl Drop for SessionTopics<'_> {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.count, Ordering::SeqCst);
+    }
+}
+
 async fn send(writer: &mut Writer, frame: &ServerFrame) -> bool {
     let frame = match frame {
         ServerFrame::Text(text) => Frame::text(Payload::Borrowed(text.as_bytes())),
@@ -86,6 +98,10 @@ pub(super) async fn run(
     control.sessions_opened.fetch_add(1, Ordering::SeqCst);
     control.sessions_live.fetch_add(1, Ordering::SeqCst);
     let _live = LiveGuard(&control.sessions_live);
+    let mut session_topics = SessionTopics {
+        live: &control.live_session_topics,
+        count: 0,
+    };
     let (mut reader, mut writer) = websocket.split(|stream| {
         let (read, write) = tokio::io::split(stream);
         (read, BufWriter::with_capacity(64 * 1024, write))
@@ -156,9 +172,16 @@ pub(super) async fn run(
                                             subscriptions.len() - 1
                                         }
                                     };
-                                    match channel {
-                                        Channel::Bbo => subscriptions[position].bbo = true,
-                                        Channel::Trades => subscriptions[position].trades = true,
+                                    let already = match channel {
+                                        Channel::Bbo => std::mem::replace(&mut subscriptions[position].bbo, true),
+                                        Channel::Trades => std::mem::replace(&mut subscriptions[position].trades, true),
+                                    };
+                                    if already {
+                                        control.duplicate_topics.fetch_add(1, Ordering::SeqCst);
+                                    } else {
+                                        session_topics.count += 1;
+                                        control.live_session_topics.fetch_add(1, Ordering::SeqCst);
+                                        control.most_topics_in_a_session.fetch_max(session_topics.count, Ordering::SeqCst);
                                     }
                                 }
                             }
