@@ -3,8 +3,8 @@
 //! prints, so it is reported as [`ControlEvent::Snapshot`], never as new trades.
 
 use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, best_level,
-    check_record_count, is_plain_word, side_from_word,
+    Context, Json, JsonDecoder, JsonVenue, TradeFields, book_snapshots, check_record_count,
+    is_plain_word, side_from_word,
 };
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use crate::venue::Venue;
@@ -45,27 +45,7 @@ impl JsonVenue for Bitget {
             // Each push of these is a whole top-of-book snapshot, best level first.
             "books1" | "books5" => {
                 let symbol_id = cx.resolve(symbol)?;
-                for book in data {
-                    let bid = best_level(book.field("bids", "data[].bids")?, "data[].bids")?;
-                    let ask = best_level(book.field("asks", "data[].asks")?, "data[].asks")?;
-                    let (Some((bid, bid_qty)), Some((ask, ask_qty))) = (bid, ask) else {
-                        continue;
-                    };
-                    let seq = match book.get("seq") {
-                        Some(seq) => Some(seq.u64("data[].seq")?),
-                        None => None,
-                    };
-                    cx.quote(QuoteFields {
-                        symbol_id,
-                        bid,
-                        bid_qty,
-                        ask,
-                        ask_qty,
-                        ts_exchange_ns: Some(book.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?),
-                        seq,
-                    })?;
-                }
-                cx.records()
+                book_snapshots(data, symbol_id, "seq", "data[].seq", cx)
             }
             "trade" => {
                 if action == "snapshot" {

@@ -778,6 +778,40 @@ pub(crate) fn level(
     Ok(Some((price.f64(detail)?, size.f64(detail)?)))
 }
 
+/// Top-of-book snapshots in the shape OKX and Bitget share (OKX `bbo-tbt`/`books5`, Bitget
+/// `books1`/`books5`): each element of `data` holds `bids` and `asks` level arrays (best first), a
+/// millisecond `ts`, and optionally a sequence under `seq_field`. A side with no level makes no
+/// quote (not an error).
+pub(crate) fn book_snapshots(
+    data: JsonArray<'_, '_>,
+    symbol_id: SymbolId,
+    seq_field: &'static str,
+    seq_detail: &'static str,
+    cx: &mut Context<'_>,
+) -> Result<FrameOutcome, DecodeError> {
+    for book in data {
+        let bid = best_level(book.field("bids", "data[].bids")?, "data[].bids")?;
+        let ask = best_level(book.field("asks", "data[].asks")?, "data[].asks")?;
+        let (Some((bid, bid_qty)), Some((ask, ask_qty))) = (bid, ask) else {
+            continue;
+        };
+        let seq = match book.get(seq_field) {
+            Some(seq) => Some(seq.u64(seq_detail)?),
+            None => None,
+        };
+        cx.quote(QuoteFields {
+            symbol_id,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+            ts_exchange_ns: Some(book.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?),
+            seq,
+        })?;
+    }
+    cx.records()
+}
+
 /// The best level of a `[[price, size, ...], ...]` book side; `None` when the side is empty.
 #[inline]
 pub(crate) fn best_level(

@@ -4,7 +4,7 @@
 //! Prices, sizes and times are read as strings or JSON numbers alike (live frames send either).
 
 use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, best_level,
+    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, book_snapshots,
     check_record_count, is_plain_word, side_from_word,
 };
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
@@ -52,27 +52,7 @@ impl JsonVenue for Okx {
             // Each push of these is a whole top-of-book snapshot, best level first.
             "bbo-tbt" | "books5" => {
                 let symbol_id = cx.resolve(symbol)?;
-                for book in data {
-                    let bid = best_level(book.field("bids", "data[].bids")?, "data[].bids")?;
-                    let ask = best_level(book.field("asks", "data[].asks")?, "data[].asks")?;
-                    let (Some((bid, bid_qty)), Some((ask, ask_qty))) = (bid, ask) else {
-                        continue;
-                    };
-                    let seq = match book.get("seqId") {
-                        Some(seq) => Some(seq.u64("data[].seqId")?),
-                        None => None,
-                    };
-                    cx.quote(QuoteFields {
-                        symbol_id,
-                        bid,
-                        bid_qty,
-                        ask,
-                        ask_qty,
-                        ts_exchange_ns: Some(book.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?),
-                        seq,
-                    })?;
-                }
-                cx.records()
+                book_snapshots(data, symbol_id, "seqId", "data[].seqId", cx)
             }
             "tickers" => {
                 let symbol_id = cx.resolve(symbol)?;
