@@ -219,7 +219,18 @@ impl FeedsConfig {
                 });
             }
         }
-        for (_, venue_config) in self.enabled_venues() {
+        for (venue, venue_config) in self.enabled_venues() {
+            let mut channels: Vec<Channel> = self.channels_for(venue_config).to_vec();
+            channels.sort();
+            channels.dedup();
+            let max_streams = venue_config.max_streams_per_connection;
+            if max_streams != 0 && max_streams < channels.len() {
+                return Err(ConfigError::Invalid {
+                    key: "feeds.venue.*.max_streams_per_connection",
+                    value: format!("{max_streams} ({})", venue.name()),
+                    reason: "must be 0 (the venue's limit) or at least the number of channels: a symbol's channels share one connection",
+                });
+            }
             for url in [&venue_config.url, &venue_config.bullet_url] {
                 if !url.is_empty() && crate::feed::ws::Endpoint::parse(url).is_err() {
                     return Err(invalid(
@@ -231,5 +242,28 @@ impl FeedsConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn max_streams_below_the_channel_count_is_refused_naming_the_key() {
+        let config = |max_streams: usize| {
+            Config::from_toml_str(&format!(
+                "[engine]\nshards = 1\n[feeds]\nchannels = [\"bbo\", \"trades\"]\n\
+                 [feeds.venue.okx]\nmax_streams_per_connection = {max_streams}\n"
+            ))
+        };
+        let error = config(1).expect_err("one stream cannot hold a symbol's two channels");
+        let text = error.to_string();
+        assert!(
+            text.contains("feeds.venue.*.max_streams_per_connection") && text.contains("okx"),
+            "names the key and the venue: {text}"
+        );
+        config(0).expect("0 = the venue's limit");
+        config(2).expect("two streams hold one symbol's two channels");
     }
 }

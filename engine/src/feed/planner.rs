@@ -16,6 +16,40 @@ pub enum PlanError {
     Symbol(#[from] RegistryError),
     #[error("feeds plan needs {needed} connection slots but engine.max_connection_slots = {max}")]
     TooManySlots { needed: usize, max: usize },
+    #[error(
+        "feeds.venue.{venue}.max_streams_per_connection: {max_streams} streams cannot hold one symbol's {channels} channels"
+    )]
+    StreamsBelowChannels {
+        venue: Venue,
+        max_streams: usize,
+        channels: usize,
+    },
+    #[error(
+        "feeds: a {venue} connection would send {requests} subscribe requests but the venue allows {max_per_hour} per hour per connection"
+    )]
+    SubscribeRequestBudget {
+        venue: Venue,
+        requests: usize,
+        max_per_hour: usize,
+    },
+}
+
+/// Checks that one connection's subscription set fits the venue's hourly request budget.
+pub fn check_subscribe_budget(
+    venue: Venue,
+    rules: &VenueRules,
+    topics: &[Topic],
+) -> Result<(), PlanError> {
+    let max_per_hour = rules.max_subscribe_requests_per_hour;
+    let requests = protocol::subscribe_request_count(venue, rules, topics);
+    if max_per_hour != 0 && requests > max_per_hour {
+        return Err(PlanError::SubscribeRequestBudget {
+            venue,
+            requests,
+            max_per_hour,
+        });
+    }
+    Ok(())
 }
 
 /// Where and how a slot connects.
@@ -93,7 +127,16 @@ fn plan_venue(
             .max_streams_per_connection
             .min(rules.max_streams_per_connection)
     };
-    let symbols_per_slot = (max_streams / channels.len()).max(1);
+    // A symbol's channels share one slot, so a slot needs room for all of them (validation
+    // refuses such a config; this guards plans made from unvalidated settings).
+    if max_streams < channels.len() {
+        return Err(PlanError::StreamsBelowChannels {
+            venue,
+            max_streams,
+            channels: channels.len(),
+        });
+    }
+    let symbols_per_slot = max_streams / channels.len();
     let endpoint = if venue == Venue::Kucoin && venue_config.url.is_empty() {
         let bullet = if venue_config.bullet_url.is_empty() {
             protocol::KUCOIN_BULLET_URL
@@ -129,6 +172,7 @@ fn plan_venue(
                 });
             }
         }
+        check_subscribe_budget(venue, &rules, &topics)?;
         plans.push(SlotPlan {
             venue,
             connection_id: plans.len() as u32,
@@ -175,6 +219,62 @@ mod tests {
         // Planning again registers nothing new.
         plan(&feeds, &registry, 64).unwrap();
         assert_eq!(registry.len(), 40);
+    }
+
+    #[test]
+    fn streams_below_the_channel_count_are_refused() {
+        let mut feeds = feeds(
+            "[feeds]\nsymbols = [\"BTC-USDT\"]\nchannels = [\"bbo\", \"trades\"]\n[feeds.venue.okx]\n",
+        );
+        feeds
+            .venue
+            .get_mut("okx")
+            .expect("okx is configured")
+            .max_streams_per_connection = 1;
+        let registry = SymbolRegistry::new(10);
+        let error = plan(&feeds, &registry, 64).expect_err("one stream cannot carry two channels");
+        assert!(matches!(
+            error,
+            PlanError::StreamsBelowChannels {
+                max_streams: 1,
+                channels: 2,
+                ..
+            }
+        ));
+        assert!(
+            error
+                .to_string()
+                .contains("feeds.venue.okx.max_streams_per_connection")
+        );
+    }
+
+    #[test]
+    fn a_slot_needing_more_subscribe_requests_than_the_hourly_budget_is_refused() {
+        let topic = |index: usize| Topic {
+            venue_symbol: format!("C{index}-USDT"),
+            channel: Channel::Bbo,
+        };
+        let mut rules = protocol::rules(Venue::Okx);
+        rules.max_topics_per_request = 2;
+        rules.max_subscribe_requests_per_hour = 3;
+        let six: Vec<Topic> = (0..6).map(topic).collect();
+        let seven: Vec<Topic> = (0..7).map(topic).collect();
+        check_subscribe_budget(Venue::Okx, &rules, &six).expect("3 requests fit 3 per hour");
+        assert!(matches!(
+            check_subscribe_budget(Venue::Okx, &rules, &seven),
+            Err(PlanError::SubscribeRequestBudget {
+                requests: 4,
+                max_per_hour: 3,
+                ..
+            })
+        ));
+        // No documented limit: anything goes.
+        rules.max_subscribe_requests_per_hour = 0;
+        check_subscribe_budget(Venue::Okx, &rules, &seven).expect("no budget");
+        // OKX's real rules: its largest slot needs 4 of its 480 requests an hour.
+        let okx = protocol::rules(Venue::Okx);
+        let largest: Vec<Topic> = (0..okx.max_streams_per_connection).map(topic).collect();
+        check_subscribe_budget(Venue::Okx, &okx, &largest).expect("fits");
     }
 
     #[test]

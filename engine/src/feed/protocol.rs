@@ -28,6 +28,10 @@ pub struct VenueRules {
     pub max_topics_per_request: usize,
     /// Least time between two client requests on one connection.
     pub min_request_interval_ms: u64,
+    /// Subscribe requests one connection may send per hour, where the venue documents a limit
+    /// (OKX: 480); 0 = none documented. The planner refuses a slot whose subscription set
+    /// needs more requests than this.
+    pub max_subscribe_requests_per_hour: usize,
     pub client_ping: ClientPing,
     pub ping_interval_ms: u64,
     /// Every frame the server sends is a gzip binary frame (HTX).
@@ -43,6 +47,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 1024,
             max_topics_per_request: 200,
             min_request_interval_ms: 250,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::WsFrame,
             ping_interval_ms: 20_000,
             gzip_frames: false,
@@ -52,6 +57,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 200,
             max_topics_per_request: 10,
             min_request_interval_ms: 50,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::Text,
             ping_interval_ms: 20_000,
             gzip_frames: false,
@@ -63,6 +69,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             // 480 subscribe requests per hour per connection: a connection sends its few
             // requests (≤ 240 streams / 60 per request) once, at connect.
             min_request_interval_ms: 350,
+            max_subscribe_requests_per_hour: 480,
             client_ping: ClientPing::Text,
             ping_interval_ms: 25_000,
             gzip_frames: false,
@@ -72,6 +79,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 30,
             max_topics_per_request: 30,
             min_request_interval_ms: 100,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::Text,
             ping_interval_ms: 20_000,
             gzip_frames: false,
@@ -81,6 +89,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 200,
             max_topics_per_request: 100,
             min_request_interval_ms: 50,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::WsFrame,
             ping_interval_ms: 20_000,
             gzip_frames: false,
@@ -90,6 +99,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 200,
             max_topics_per_request: 100,
             min_request_interval_ms: 100,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::Text,
             ping_interval_ms: 18_000,
             gzip_frames: false,
@@ -99,6 +109,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 50,
             max_topics_per_request: 50,
             min_request_interval_ms: 100,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::Text,
             ping_interval_ms: 30_000,
             gzip_frames: false,
@@ -108,6 +119,7 @@ pub fn rules(venue: Venue) -> VenueRules {
             max_streams_per_connection: 100,
             max_topics_per_request: 1,
             min_request_interval_ms: 10,
+            max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::None,
             ping_interval_ms: 5_000,
             gzip_frames: true,
@@ -187,6 +199,24 @@ pub fn subscribe_requests(
                 requests.push(topic_request(venue, chunk, *request_id));
             }
         }
+    }
+}
+
+/// How many requests `subscribe_requests` sends for `topics` on `venue` under `rules`.
+pub fn subscribe_request_count(venue: Venue, rules: &VenueRules, topics: &[Topic]) -> usize {
+    let per_request = rules.max_topics_per_request.max(1);
+    match venue {
+        Venue::Gate | Venue::Kucoin => [Channel::Bbo, Channel::Trades]
+            .into_iter()
+            .map(|channel| {
+                topics
+                    .iter()
+                    .filter(|topic| topic.channel == channel)
+                    .count()
+                    .div_ceil(per_request)
+            })
+            .sum(),
+        _ => topics.len().div_ceil(per_request),
     }
 }
 
@@ -353,6 +383,33 @@ pub fn write_server_pong(nonce: u64, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscribe_request_count_matches_the_requests_built() {
+        let symbols: Vec<(String, &str)> =
+            (0..25).map(|index| (format!("C{index}"), "USDT")).collect();
+        for venue in Venue::ALL {
+            let mut topics = Vec::new();
+            for (base, quote) in &symbols {
+                for channel in [Channel::Bbo, Channel::Trades] {
+                    let mut venue_symbol = String::new();
+                    write_venue_symbol(venue, base, quote, &mut venue_symbol);
+                    topics.push(Topic {
+                        venue_symbol,
+                        channel,
+                    });
+                }
+            }
+            let mut requests = Vec::new();
+            subscribe_requests(venue, &topics, 0, &mut 0, &mut requests);
+            assert_eq!(
+                subscribe_request_count(venue, &rules(venue), &topics),
+                requests.len(),
+                "{venue}"
+            );
+        }
+        assert_eq!(rules(Venue::Okx).max_subscribe_requests_per_hour, 480);
+    }
 
     fn topics(venue: Venue, channel: Channel, symbols: &[(&str, &str)]) -> Vec<Topic> {
         symbols
