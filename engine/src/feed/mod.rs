@@ -182,11 +182,15 @@ impl Feeds {
             let plan = Arc::new(plan);
             let counters = Arc::new(SlotCounters::default());
             let decoder = decoder_for(plan.venue, Arc::clone(&registry), settings.limits);
+            // KuCoin's opens read its `welcome` with their own decoder (see `slot::Opener`).
+            let welcome_decoder = (plan.venue == crate::venue::Venue::Kucoin)
+                .then(|| decoder_for(plan.venue, Arc::clone(&registry), settings.limits));
             let slot = slot::Slot::new(
                 Arc::clone(&plan),
                 Arc::clone(&counters),
                 &settings,
                 decoder,
+                welcome_decoder,
                 sink,
                 cancel.child_token(),
             );

@@ -2,8 +2,10 @@
 //! keep-alive both ways, watchdogs, rotation without a gap, reconnect with backoff.
 //!
 //! The slot owns everything it uses for its whole life (decoder, record batch, scratch strings,
-//! producer, counters); a reconnect reuses all of it, so nothing accumulates. Reads go through a
-//! pinned future that owns the read half, which keeps them cancel-safe inside `select!`.
+//! producer, counters, the opener's scratch); a reconnect reuses all of it, so nothing
+//! accumulates. Reads go through a pinned future that owns the read half, which keeps them
+//! cancel-safe inside `select!`; a rotation's open is another pinned future in the same
+//! `select!`, so the primary keeps being read while its replacement connects.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -186,6 +188,152 @@ async fn read_next(reader: Option<WsReader>) -> (WsReader, ReadResult) {
     (reader, result)
 }
 
+/// What opening a connection needs, all shared or cloned, so a rotation's open runs as its own
+/// future in the session's `select!` while the slot keeps reading the primary.
+#[derive(Clone)]
+struct Opener {
+    plan: Arc<SlotPlan>,
+    counters: Arc<SlotCounters>,
+    tls: tokio_rustls::TlsConnector,
+    connect_timeout: Duration,
+    max_frame_bytes: usize,
+    cancel: CancellationToken,
+    /// Reused between opens; locked only between awaits (one open runs at a time).
+    scratch: Arc<std::sync::Mutex<OpenScratch>>,
+}
+
+/// An opener's reusable state.
+struct OpenScratch {
+    /// KuCoin only: decodes the `welcome` (the slot's own decoder serves the primary meanwhile).
+    welcome: Option<(Box<dyn Decoder>, RecordBatch)>,
+    requests: Vec<String>,
+    request_id: u64,
+}
+
+/// An open, subscribed connection.
+struct Opened {
+    reader: WsReader,
+    writer: WsWriter,
+    /// KuCoin's ping interval from its bullet, unless one is configured.
+    ping_interval: Option<Duration>,
+}
+
+impl Opener {
+    fn scratch(&self) -> std::sync::MutexGuard<'_, OpenScratch> {
+        // Poisoned only if a decoder panicked mid-welcome; the scratch is still usable.
+        self.scratch
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Opens a connection: (KuCoin bullet), upgrade, (KuCoin welcome), subscribe.
+    async fn open(self) -> Result<Opened, ConnectError> {
+        let timeout = self.connect_timeout;
+        let connect = async {
+            let mut ping_interval = None;
+            let url = match &self.plan.endpoint {
+                SlotEndpoint::Url(url) => url.clone(),
+                SlotEndpoint::KucoinBullet(bullet_url) => {
+                    let connect_id: u64 = rand::rng().random();
+                    let bullet =
+                        ws::kucoin_bullet(bullet_url, connect_id, timeout, &self.tls).await?;
+                    if !self.plan.ping_interval_configured {
+                        ping_interval = Some(Duration::from_millis(bullet.ping_interval_ms));
+                    }
+                    bullet.url
+                }
+            };
+            let (mut reader, mut writer) =
+                ws::connect(&url, timeout, self.max_frame_bytes, &self.tls).await?;
+            if self.plan.venue == Venue::Kucoin {
+                tokio::time::timeout(timeout, self.wait_welcome(&mut reader))
+                    .await
+                    .map_err(|_| ConnectError::Timeout)??;
+            }
+            self.subscribe(&mut writer).await?;
+            Ok::<_, ConnectError>(Opened {
+                reader,
+                writer,
+                ping_interval,
+            })
+        };
+        tokio::select! {
+            result = connect => result,
+            _ = self.cancel.cancelled() => Err(ConnectError::Cancelled),
+        }
+    }
+
+    /// Reads frames until KuCoin's `welcome`; the connection is unusable before it.
+    async fn wait_welcome(&self, reader: &mut WsReader) -> Result<(), ConnectError> {
+        let mut no_obligated_send =
+            |_frame: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+        loop {
+            let frame = reader.read_frame(&mut no_obligated_send).await?;
+            bump(&self.counters.frames);
+            let encoding = match frame.opcode {
+                OpCode::Text => FrameEncoding::Text,
+                OpCode::Binary => FrameEncoding::Binary,
+                OpCode::Close => {
+                    return Err(ConnectError::WebSocket(WebSocketError::ConnectionClosed));
+                }
+                _ => continue,
+            };
+            let mut payload = frame.payload;
+            let mut scratch = self.scratch();
+            let Some((decoder, batch)) = scratch.welcome.as_mut() else {
+                // Only a KuCoin slot waits for a welcome, and it has the decoder for it.
+                return Ok(());
+            };
+            batch.clear();
+            let outcome = decoder.decode(payload.to_mut(), encoding, now_ns(), batch);
+            batch.clear();
+            match outcome {
+                Ok(FrameOutcome::Control(ControlEvent::Welcome)) => return Ok(()),
+                Ok(_) => {}
+                Err(error) => bump(&self.counters.decode_errors[error.kind.index()]),
+            }
+        }
+    }
+
+    /// Sends the slot's subscription set, paced by the venue's request rate.
+    async fn subscribe(&self, writer: &mut WsWriter) -> Result<(), ConnectError> {
+        let unix_s = now_ns() / 1_000_000_000;
+        // Taken out while writing (no lock across an await), put back for the next open.
+        let mut requests = {
+            let mut scratch = self.scratch();
+            let mut requests = std::mem::take(&mut scratch.requests);
+            requests.clear();
+            protocol::subscribe_requests(
+                self.plan.venue,
+                &self.plan.topics,
+                unix_s,
+                &mut scratch.request_id,
+                &mut requests,
+            );
+            requests
+        };
+        let interval = Duration::from_millis(self.plan.rules.min_request_interval_ms);
+        for (index, request) in requests.iter().enumerate() {
+            if index > 0 {
+                // Rate limiting, not synchronization: venues cut clients that send too fast.
+                tokio::time::sleep(interval).await;
+            }
+            write_text(writer, request).await?;
+        }
+        requests.clear();
+        self.scratch().requests = requests;
+        Ok(())
+    }
+}
+
+/// A rotation's open; `None` never completes (no open under way).
+async fn open_replacement(opener: Option<Opener>) -> Result<Opened, ConnectError> {
+    match opener {
+        Some(opener) => opener.open().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The slot's task state; see the module docs.
 pub(crate) struct Slot<S: EventSink> {
     plan: Arc<SlotPlan>,
@@ -196,8 +344,7 @@ pub(crate) struct Slot<S: EventSink> {
     batch: RecordBatch,
     /// Scratch for replies and pings (reused).
     reply: String,
-    requests: Vec<String>,
-    request_id: u64,
+    opener: Opener,
     ping_nonce: u64,
     ping_interval: Duration,
     /// Set at a reconnect; cleared (and recorded) at its first record.
@@ -205,13 +352,10 @@ pub(crate) struct Slot<S: EventSink> {
     /// A disconnect gap was emitted and its reconnect gap not yet: the primary died while an
     /// unproven replacement was open, which was promoted and owes the reconnect at its first data.
     hole_open: bool,
-    max_frame_bytes: usize,
     /// Gaps the ring refused, by owned symbol (same order as `plan.symbol_ids`); sized once.
     held_gaps: Vec<HeldGaps>,
     /// Symbols with held gaps (0 on the fast path: nothing to look up per record).
     held_gap_symbols: usize,
-    /// The TLS client settings shared by every slot (built once by `Feeds::start`).
-    tls: tokio_rustls::TlsConnector,
     cancel: CancellationToken,
 }
 
@@ -228,12 +372,31 @@ impl<S: EventSink> Slot<S> {
         counters: Arc<SlotCounters>,
         settings: &SlotSettings,
         decoder: Box<dyn Decoder>,
+        welcome_decoder: Option<Box<dyn Decoder>>,
         sink: S,
         cancel: CancellationToken,
     ) -> Slot<S> {
         let ping_interval = plan.ping_interval;
         let limits = settings.limits;
         let held_gaps = vec![HeldGaps::default(); plan.symbol_ids.len()];
+        let opener = Opener {
+            plan: Arc::clone(&plan),
+            counters: Arc::clone(&counters),
+            tls: settings.tls.clone(),
+            connect_timeout: settings.timings.connect_timeout,
+            max_frame_bytes: limits.max_frame_bytes,
+            cancel: cancel.clone(),
+            scratch: Arc::new(std::sync::Mutex::new(OpenScratch {
+                welcome: welcome_decoder.map(|decoder| {
+                    (
+                        decoder,
+                        RecordBatch::with_capacity(limits.max_records_per_frame),
+                    )
+                }),
+                requests: Vec::new(),
+                request_id: 0,
+            })),
+        };
         Slot {
             plan,
             counters,
@@ -242,16 +405,13 @@ impl<S: EventSink> Slot<S> {
             sink,
             batch: RecordBatch::with_capacity(limits.max_records_per_frame),
             reply: String::with_capacity(128),
-            requests: Vec::new(),
-            request_id: 0,
+            opener,
             ping_nonce: 0,
             ping_interval,
             resume_started: None,
             hole_open: false,
-            max_frame_bytes: limits.max_frame_bytes,
             held_gaps,
             held_gap_symbols: 0,
-            tls: settings.tls.clone(),
             cancel,
         }
     }
@@ -265,8 +425,13 @@ impl<S: EventSink> Slot<S> {
         let mut attempt: u32 = 0;
         let mut first_connection = true;
         while !self.cancel.is_cancelled() {
-            let (reader, writer) = match self.open().await {
-                Ok(pair) => pair,
+            let (reader, writer) = match self.opener.clone().open().await {
+                Ok(opened) => {
+                    if let Some(ping_interval) = opened.ping_interval {
+                        self.ping_interval = ping_interval;
+                    }
+                    (opened.reader, opened.writer)
+                }
                 Err(ConnectError::Cancelled) => break,
                 Err(error) => {
                     let retry_after = match &error {
@@ -415,90 +580,6 @@ impl<S: EventSink> Slot<S> {
         self.sink.flush();
     }
 
-    /// Opens a connection: (KuCoin bullet), upgrade, (KuCoin welcome), subscribe.
-    async fn open(&mut self) -> Result<(WsReader, WsWriter), ConnectError> {
-        let timeout = self.timings.connect_timeout;
-        let cancel = self.cancel.clone();
-        let connect = async {
-            let url = match &self.plan.endpoint {
-                SlotEndpoint::Url(url) => url.clone(),
-                SlotEndpoint::KucoinBullet(bullet_url) => {
-                    let connect_id: u64 = rand::rng().random();
-                    let bullet =
-                        ws::kucoin_bullet(bullet_url, connect_id, timeout, &self.tls).await?;
-                    if !self.plan.ping_interval_configured {
-                        self.ping_interval = Duration::from_millis(bullet.ping_interval_ms);
-                    }
-                    bullet.url
-                }
-            };
-            let (mut reader, mut writer) =
-                ws::connect(&url, timeout, self.max_frame_bytes, &self.tls).await?;
-            if self.plan.venue == Venue::Kucoin {
-                tokio::time::timeout(timeout, self.wait_welcome(&mut reader))
-                    .await
-                    .map_err(|_| ConnectError::Timeout)??;
-            }
-            self.subscribe(&mut writer).await?;
-            Ok::<_, ConnectError>((reader, writer))
-        };
-        tokio::select! {
-            result = connect => result,
-            _ = cancel.cancelled() => Err(ConnectError::Cancelled),
-        }
-    }
-
-    /// Reads frames until KuCoin's `welcome`; the connection is unusable before it.
-    async fn wait_welcome(&mut self, reader: &mut WsReader) -> Result<(), ConnectError> {
-        let mut no_obligated_send =
-            |_frame: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
-        loop {
-            let frame = reader.read_frame(&mut no_obligated_send).await?;
-            bump(&self.counters.frames);
-            let encoding = match frame.opcode {
-                OpCode::Text => FrameEncoding::Text,
-                OpCode::Binary => FrameEncoding::Binary,
-                OpCode::Close => {
-                    return Err(ConnectError::WebSocket(WebSocketError::ConnectionClosed));
-                }
-                _ => continue,
-            };
-            let mut payload = frame.payload;
-            self.batch.clear();
-            match self
-                .decoder
-                .decode(payload.to_mut(), encoding, now_ns(), &mut self.batch)
-            {
-                Ok(FrameOutcome::Control(ControlEvent::Welcome)) => return Ok(()),
-                Ok(_) => {}
-                Err(error) => bump(&self.counters.decode_errors[error.kind.index()]),
-            }
-            self.batch.clear();
-        }
-    }
-
-    /// Sends the slot's subscription set, paced by the venue's request rate.
-    async fn subscribe(&mut self, writer: &mut WsWriter) -> Result<(), ConnectError> {
-        let unix_s = now_ns() / 1_000_000_000;
-        self.requests.clear();
-        protocol::subscribe_requests(
-            self.plan.venue,
-            &self.plan.topics,
-            unix_s,
-            &mut self.request_id,
-            &mut self.requests,
-        );
-        let interval = Duration::from_millis(self.plan.rules.min_request_interval_ms);
-        for (index, request) in self.requests.iter().enumerate() {
-            if index > 0 {
-                // Rate limiting, not synchronization: venues cut clients that send too fast.
-                tokio::time::sleep(interval).await;
-            }
-            write_text(writer, request).await?;
-        }
-        Ok(())
-    }
-
     fn housekeeping_period(&self) -> Duration {
         let mut shortest = self
             .ping_interval
@@ -518,6 +599,9 @@ impl<S: EventSink> Slot<S> {
         let mut primary = 0usize;
         let mut read_0 = std::pin::pin!(read_next(Some(reader)));
         let mut read_1 = std::pin::pin!(read_next(None));
+        // The replacement's open runs here, beside the reads, so the primary is never left unread.
+        let mut replacement_open = std::pin::pin!(open_replacement(None));
+        let mut opening_replacement = false;
         let mut next_rotation_at = now + self.timings.rotate_after;
         let mut tick = tokio::time::interval(self.housekeeping_period());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -570,6 +654,28 @@ impl<S: EventSink> Slot<S> {
                 }
                 (reader, result) = &mut read_0 => (0usize, reader, result),
                 (reader, result) = &mut read_1 => (1usize, reader, result),
+                result = &mut replacement_open => {
+                    replacement_open.as_mut().set(open_replacement(None));
+                    opening_replacement = false;
+                    // No seat changes while the other seat is empty, so it is still free.
+                    let replacement = 1 - primary;
+                    match result {
+                        Ok(opened) => {
+                            if let Some(ping_interval) = opened.ping_interval {
+                                self.ping_interval = ping_interval;
+                            }
+                            links[replacement] = Some(Link::new(opened.writer, Instant::now(), self.ping_interval));
+                            seat_reader!(replacement, Some(opened.reader));
+                        }
+                        // Shutdown: the cancel branch ends the session next.
+                        Err(ConnectError::Cancelled) => {}
+                        Err(error) => {
+                            tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "rotation connect failed");
+                            next_rotation_at = Instant::now() + self.timings.rotation_first_data_timeout;
+                        }
+                    }
+                    continue;
+                }
                 _ = tick.tick() => {
                     self.deliver_held_gaps();
                     let now = Instant::now();
@@ -583,19 +689,9 @@ impl<S: EventSink> Slot<S> {
                         }
                     }
                     let replacement = 1 - primary;
-                    if links[replacement].is_none() && now >= next_rotation_at {
-                        match self.open().await {
-                            Ok((reader, writer)) => {
-                                links[replacement] = Some(Link::new(writer, Instant::now(), self.ping_interval));
-                                seat_reader!(replacement, Some(reader));
-                            }
-                            // Shutdown: the cancel branch ends the session next.
-                            Err(ConnectError::Cancelled) => {}
-                            Err(error) => {
-                                tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "rotation connect failed");
-                                next_rotation_at = Instant::now() + self.timings.rotation_first_data_timeout;
-                            }
-                        }
+                    if links[replacement].is_none() && !opening_replacement && now >= next_rotation_at {
+                        replacement_open.as_mut().set(open_replacement(Some(self.opener.clone())));
+                        opening_replacement = true;
                     }
                     continue;
                 }

@@ -1110,3 +1110,55 @@ fn a_primary_lost_before_its_replacement_delivers_is_a_marked_reconnect() {
         assert_eq!(harness.stop().await, 0);
     });
 }
+
+#[test]
+fn the_primary_keeps_being_read_while_its_replacement_connects() {
+    runtime().block_on(async {
+        // A connect that hangs for longer than `DEADLINE` must not stop the primary's reads.
+        let harness = Harness::start(
+            &[Venue::Binance],
+            |_| {},
+            |config| {
+                config.feeds.rotate_after_ms = 300;
+                config.feeds.connect_timeout_ms = 60_000;
+            },
+        )
+        .await;
+        let slot = harness.slot(Venue::Binance);
+        let control = harness.control(Venue::Binance);
+        assert!(records_grow(slot).await, "first data");
+        control.hold_new_connections(true);
+        assert!(
+            eventually(|| get(&control.connections_held) >= 1).await,
+            "a rotation starts connecting its replacement"
+        );
+        let sessions_opened = get(&control.sessions_opened);
+        let rotations = get(&slot.counters.rotations);
+        let pings = get(&control.client_pings);
+        assert!(
+            records_grow(slot).await,
+            "the primary is read while the replacement's connect hangs"
+        );
+        assert!(
+            eventually(|| get(&control.client_pings) >= pings + 2).await,
+            "the primary keeps pinging"
+        );
+        assert_eq!(
+            get(&control.sessions_opened),
+            sessions_opened,
+            "the replacement is still connecting"
+        );
+        control.hold_new_connections(false);
+        assert!(
+            eventually(|| get(&slot.counters.rotations) > rotations).await,
+            "the replacement opens and takes over"
+        );
+        assert!(records_grow(slot).await, "data flows after the rotation");
+        assert_eq!(
+            get(&slot.counters.gaps),
+            2 * 3 * get(&slot.counters.reconnects),
+            "no gap from the rotation"
+        );
+        assert_eq!(harness.stop().await, 0);
+    });
+}

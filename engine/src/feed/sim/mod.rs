@@ -85,6 +85,8 @@ pub struct VenueControl {
     stalled: AtomicBool,
     data_paused: AtomicBool,
     hold_new_sessions: AtomicBool,
+    hold_connections: AtomicBool,
+    connections_released: tokio::sync::Notify,
     held_release_generation: AtomicU64,
     reject_connects: AtomicU64,
     refusal_timing: std::sync::Mutex<RefusalTiming>,
@@ -96,6 +98,8 @@ pub struct VenueControl {
     pub subscribe_requests: AtomicU64,
     /// Topics subscribed (over all sessions).
     pub topics_subscribed: AtomicU64,
+    /// TCP connections accepted while `hold_new_connections` was on (served once it is off).
+    pub connections_held: AtomicU64,
     /// Distinct topics subscribed on the sessions open now.
     pub live_session_topics: AtomicU64,
     /// The most distinct topics any one session subscribed.
@@ -182,6 +186,32 @@ impl VenueControl {
     /// `release_held_sessions`; sessions already open are not affected.
     pub fn hold_new_sessions(&self) {
         self.hold_new_sessions.store(true, Ordering::SeqCst);
+    }
+    /// While on, accepted TCP connections wait (no TLS, no HTTP answer) until it is turned off:
+    /// a client's connect hangs in the middle.
+    pub fn hold_new_connections(&self, hold: bool) {
+        self.hold_connections.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.connections_released.notify_waiters();
+        }
+    }
+    /// Waits while connections are held; false when the simulator stops meanwhile.
+    async fn wait_while_connections_held(&self, cancel: &CancellationToken) -> bool {
+        let mut counted = false;
+        loop {
+            let released = self.connections_released.notified();
+            if !self.hold_connections.load(Ordering::SeqCst) {
+                return true;
+            }
+            if !counted {
+                counted = true;
+                self.connections_held.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = released => {}
+            }
+        }
     }
     /// Held sessions start sending data; new sessions are no longer held.
     pub fn release_held_sessions(&self) {
@@ -393,6 +423,12 @@ async fn accept_loop(shared: Arc<SimShared>, venue: Venue, listener: TcpListener
         let _ = stream.set_nodelay(true);
         let connection_shared = Arc::clone(&shared);
         shared.tracker.spawn(async move {
+            if !connection_shared.controls[venue.index()]
+                .wait_while_connections_held(&connection_shared.cancel)
+                .await
+            {
+                return;
+            }
             let Some(acceptor) = connection_shared.tls.clone() else {
                 serve_connection(connection_shared, venue, stream).await;
                 return;
