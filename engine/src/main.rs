@@ -11,7 +11,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "tickflow", version, about = "Lock-free, low-latency market-data ingest engine")]
+#[command(
+    name = "tickflow",
+    version,
+    about = "Lock-free, low-latency market-data ingest engine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
