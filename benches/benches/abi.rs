@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tickflow::outbound::{OutRecord, Outbound};
-use tickflow::plugin::{SinkConfig, SinkHost, SinkPolicy};
+use tickflow_core::outbound::{OutRecord, Outbound};
+use tickflow_host::{SinkConfig, SinkHost, SinkPolicy};
 use tickflow_sdk::abi::{Descriptor, STATUS_OK};
 use tickflow_sdk::records::{Quote, RecordKind, SymbolId, VenueId};
 use tickflow_sdk::{Batch, HostHandle, NoConfig, Sink, SinkError};
@@ -56,7 +56,7 @@ fn quotes() -> Vec<Quote> {
 
 fn abi(criterion: &mut Criterion) {
     let plugin_path = test_sink_plugin();
-    let plugin = tickflow::plugin::loader::load("noop", &plugin_path)
+    let plugin = tickflow_host::loader::load("noop", &plugin_path)
         .unwrap_or_else(|refusal| panic!("the test sink loads: {refusal}"));
     let descriptor: &'static Descriptor = plugin.descriptor;
     let records = quotes();

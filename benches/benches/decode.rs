@@ -4,7 +4,7 @@
 //! - `typed_parse`: a bare simd-json typed parse (`simd_json::serde::from_slice` into a serde
 //!   struct holding just the fields that venue's decoder reads): the generic limit. For HTX it
 //!   includes the gzip inflate (the `inflate` row shows that part alone); for MEXC it is prost's
-//!   own `Message::decode` into the generated structs of `tickflow::decode::mexc_proto`.
+//!   own `Message::decode` into the generated structs of `tickflow_decode::mexc_proto`.
 //! - `floor`: copy the frame and parse the two floats every decoder must parse (bid and ask, or
 //!   price and quantity); for HTX the inflate is part of the floor too.
 //!
@@ -18,13 +18,13 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message;
-use tickflow::decode::{
+use tickflow_core::registry::SymbolRegistry;
+use tickflow_core::venue::Venue;
+use tickflow_decode::{
     BinanceDecoder, DecodeLimits, Decoder, FrameEncoding, RecordBatch, decoder_for, mexc_proto,
 };
-use tickflow::registry::SymbolRegistry;
-use tickflow::venue::Venue;
 
-/// One fixture line (`engine/tests/fixtures/exchanges/*.jsonl`).
+/// One fixture line (`engine/decode/tests/fixtures/exchanges/*.jsonl`).
 #[derive(serde::Deserialize)]
 struct FixtureLine {
     kind: String,
@@ -35,14 +35,16 @@ struct FixtureLine {
 
 fn fixture_text(venue: Venue) -> &'static str {
     match venue {
-        Venue::Binance => include_str!("../../engine/tests/fixtures/exchanges/binance.jsonl"),
-        Venue::Bybit => include_str!("../../engine/tests/fixtures/exchanges/bybit.jsonl"),
-        Venue::Okx => include_str!("../../engine/tests/fixtures/exchanges/okx.jsonl"),
-        Venue::Mexc => include_str!("../../engine/tests/fixtures/exchanges/mexc.jsonl"),
-        Venue::Gate => include_str!("../../engine/tests/fixtures/exchanges/gate.jsonl"),
-        Venue::Kucoin => include_str!("../../engine/tests/fixtures/exchanges/kucoin.jsonl"),
-        Venue::Bitget => include_str!("../../engine/tests/fixtures/exchanges/bitget.jsonl"),
-        Venue::Htx => include_str!("../../engine/tests/fixtures/exchanges/htx.jsonl"),
+        Venue::Binance => {
+            include_str!("../../engine/decode/tests/fixtures/exchanges/binance.jsonl")
+        }
+        Venue::Bybit => include_str!("../../engine/decode/tests/fixtures/exchanges/bybit.jsonl"),
+        Venue::Okx => include_str!("../../engine/decode/tests/fixtures/exchanges/okx.jsonl"),
+        Venue::Mexc => include_str!("../../engine/decode/tests/fixtures/exchanges/mexc.jsonl"),
+        Venue::Gate => include_str!("../../engine/decode/tests/fixtures/exchanges/gate.jsonl"),
+        Venue::Kucoin => include_str!("../../engine/decode/tests/fixtures/exchanges/kucoin.jsonl"),
+        Venue::Bitget => include_str!("../../engine/decode/tests/fixtures/exchanges/bitget.jsonl"),
+        Venue::Htx => include_str!("../../engine/decode/tests/fixtures/exchanges/htx.jsonl"),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::ArrayQueue;
-use tickflow::ring::{pop_batch, push_batch, ring};
+use tickflow_core::ring::{pop_batch, push_batch, ring};
 use tickflow_sdk::records::Quote;
 
 const RECORDS: u64 = 1 << 20;

@@ -11,13 +11,13 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 // The engine binary's allocator, so large arrays are placed as in production.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tickflow::config::Config;
-use tickflow::outbound::DiscardOutbound;
-use tickflow::pipeline::shard_params;
-use tickflow::record::FeedEvent;
-use tickflow::records::{OpportunityEvent, Quote, SpreadSample, SymbolId, VenueId};
-use tickflow::shard::window::{WindowOutput, WindowParams, WindowStore};
-use tickflow::shard::{ShardClock, ShardState};
+use tickflow_core::config::{EngineConfig, WindowsConfig};
+use tickflow_core::outbound::DiscardOutbound;
+use tickflow_core::record::FeedEvent;
+use tickflow_core::records::{OpportunityEvent, Quote, SpreadSample, SymbolId, VenueId};
+use tickflow_core::shard::thread::shard_params;
+use tickflow_core::shard::window::{WindowOutput, WindowParams, WindowStore};
+use tickflow_core::shard::{ShardClock, ShardState};
 
 const SECOND_NS: i64 = 1_000_000_000;
 const T0: i64 = 1_700_000_000 * SECOND_NS;
@@ -92,7 +92,11 @@ fn window_update(criterion: &mut Criterion) {
 }
 
 fn shard_throughput(criterion: &mut Criterion) {
-    let config = Config::from_toml_str("[engine]\nshards = 1\n").expect("valid bench config");
+    let engine = EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    };
+    let windows = WindowsConfig::default();
     let events = quotes(20);
     let mut group = criterion.benchmark_group("shard_1000x8");
     group.throughput(Throughput::Elements(events.len() as u64));
@@ -100,7 +104,7 @@ fn shard_throughput(criterion: &mut Criterion) {
     group.bench_function("shard_handle", |bench| {
         let clock = ShardClock::Manual(Arc::new(AtomicI64::new(T0)));
         let mut shard = ShardState::new(
-            shard_params(&config, 0, 1, clock),
+            shard_params(&engine, &windows, 0, 1, clock),
             Box::new(DiscardOutbound),
         );
         // Each pass replays the quotes later in time, so buckets keep closing as in a live run.

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tickflow::feed::sim::SimVenues;
-use tickflow::venue::Venue;
+use tickflow_core::venue::Venue;
+use tickflow_sim::SimVenues;
 
 use crate::proc_stat::{ProcError, ProcSample};
 

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use tickflow::feed::sim::SimVenues;
-use tickflow::venue::Venue;
+use tickflow_core::venue::Venue;
+use tickflow_sim::SimVenues;
 use tokio_util::sync::CancellationToken;
 
 /// Faults per minute per venue; 0 = never.

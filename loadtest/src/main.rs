@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tickflow::feed::sim::{SimConfig, SimVenues};
-use tickflow::venue::Venue;
+use tickflow_core::venue::Venue;
 use tickflow_load::engine::default_engine_path;
 use tickflow_load::{EngineOptions, EngineProcess, FaultRates, engine_config_toml, faults};
+use tickflow_sim::{SimConfig, SimVenues};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]

@@ -1,0 +1,226 @@
+//! `tickflow demo`: the engine against in-process simulated venues for all eight protocols over
+//! loopback sockets: no network, no config. Prints what runs and a live summary (quotes/s per
+//! venue, reconnects, top spreads by pair); cuts one venue's connection now and then to show a
+//! reconnect; stops cleanly on Ctrl-C (or after `--duration-s`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tickflow::budget::memory_budget;
+use tickflow::config::Config;
+use tickflow_core::pipeline::Pipeline;
+use tickflow_core::records::VenueId;
+use tickflow_core::registry::SymbolRegistry;
+use tickflow_core::venue::{VENUE_COUNT, Venue};
+use tickflow_feed::Feeds;
+use tickflow_feed::config::Channel;
+use tickflow_sim::{SimConfig, SimVenues};
+
+use super::run::{Signals, init_logging, sink_outbounds};
+
+const DEMO_SYMBOLS: [&str; 8] = [
+    "BTC-USDT",
+    "ETH-USDT",
+    "SOL-USDT",
+    "XRP-USDT",
+    "DOGE-USDT",
+    "BNB-USDT",
+    "ADA-USDT",
+    "LTC-USDT",
+];
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Stop after this many seconds (0 = run until Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub duration_s: u64,
+    /// Seconds between summaries.
+    #[arg(long, default_value_t = 5)]
+    pub summary_every_s: u64,
+    /// Best bid/ask updates per second per symbol per venue.
+    #[arg(long, default_value_t = 20.0)]
+    pub updates_per_s: f64,
+    /// Cut one venue's connection every this many seconds to show a reconnect (0 = never).
+    #[arg(long, default_value_t = 20)]
+    pub cut_every_s: u64,
+}
+
+fn demo_config(sim: &SimVenues) -> anyhow::Result<Config> {
+    let mut config = Config::from_toml_str(
+        "[engine]\nmax_symbols = 64\nmax_connection_slots = 16\n\
+         [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = 4096\nthresholds_bp = [20.0]\nsnapshot_interval_ms = 1000\n",
+    )?;
+    config.feeds = sim.feeds_config();
+    config.feeds.channels = vec![Channel::Bbo, Channel::Trades];
+    config.feeds.backoff_base_ms = 200;
+    config.feeds.backoff_cap_ms = 5_000;
+    config.feeds.stats_interval_ms = 0;
+    config.validate()?;
+    Ok(config)
+}
+
+pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
+    let _log_guard = init_logging("warn");
+    let sim_config = SimConfig {
+        symbols: DEMO_SYMBOLS
+            .iter()
+            .map(|symbol| symbol.to_string())
+            .collect(),
+        bbo_per_s_per_symbol: args.updates_per_s.max(0.1),
+        trades_per_s_per_symbol: (args.updates_per_s / 10.0).max(0.1),
+        ..SimConfig::default()
+    };
+    // The simulator and the feeds share one small runtime; the shards run on their own threads.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let sim = runtime.block_on(SimVenues::start(sim_config))?;
+    let config = demo_config(&sim)?;
+    let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
+    let mut pipeline = Pipeline::start(&config.engine, &config.windows, sink_outbounds(&config))?;
+
+    println!(
+        "tickflow demo: the engine against simulated venues on 127.0.0.1 (no network, no config)"
+    );
+    for venue in Venue::ALL {
+        let endpoint = if venue == Venue::Kucoin {
+            format!(
+                "{} (bullet-public, then its WebSocket)",
+                sim.bullet_url().unwrap_or_default()
+            )
+        } else {
+            sim.url(venue).unwrap_or_default()
+        };
+        println!("  {:<8} {endpoint}", venue.name());
+    }
+    println!("  symbols  {}", DEMO_SYMBOLS.join(" "));
+    println!(
+        "  load     {} best bid/ask updates/s per symbol per venue, prices move together with injected dislocations",
+        args.updates_per_s
+    );
+    println!("{}", memory_budget(&config));
+    println!(
+        "Every {} s: quotes/s per venue, reconnects, top spreads by pair.{} Ctrl-C stops.",
+        args.summary_every_s.max(1),
+        if args.cut_every_s > 0 {
+            format!(
+                " Every {} s one venue's connection is cut to show a reconnect.",
+                args.cut_every_s
+            )
+        } else {
+            String::new()
+        }
+    );
+    println!("Real venues: tickflow run --config config/live.toml");
+
+    let result = runtime.block_on(async {
+        let feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        let mut signals = Signals::new()?;
+        let started = Instant::now();
+        let mut summary_tick = tokio::time::interval(Duration::from_secs(args.summary_every_s.max(1)));
+        summary_tick.tick().await;
+        let cut_period = Duration::from_secs(args.cut_every_s.max(1));
+        let mut cut_tick = tokio::time::interval_at(tokio::time::Instant::now() + cut_period, cut_period);
+        let mut next_cut = 0usize;
+        let mut previous_quotes = [0u64; VENUE_COUNT];
+        let mut previous_at = Instant::now();
+        let end = (args.duration_s > 0).then(|| tokio::time::Instant::now() + Duration::from_secs(args.duration_s));
+        loop {
+            tokio::select! {
+                name = signals.next() => {
+                    println!("{name}: stopping");
+                    break;
+                }
+                _ = async { tokio::time::sleep_until(end.expect("guarded by is_some")).await }, if end.is_some() => {
+                    println!("--duration-s reached: stopping");
+                    break;
+                }
+                _ = cut_tick.tick(), if args.cut_every_s > 0 => {
+                    let venue = Venue::ALL[next_cut % VENUE_COUNT];
+                    next_cut += 1;
+                    println!("[{:>4} s] cutting {venue}'s connection", started.elapsed().as_secs());
+                    sim.control(venue).disconnect_all();
+                }
+                _ = summary_tick.tick() => {
+                    print_summary(&feeds, &pipeline, &registry, started, &mut previous_quotes, &mut previous_at);
+                }
+            }
+        }
+        let finished = tokio::select! {
+            finished = feeds.shutdown() => finished,
+            name = signals.next() => {
+                println!("second {name}: exiting now");
+                std::process::exit(130);
+            }
+        };
+        sim.shutdown().await;
+        anyhow::Ok(finished)
+    });
+    runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
+    let report = pipeline.shutdown();
+    let finished = result?;
+    println!(
+        "stopped: {} quotes, {} trades, {} gap records through the shards; {} left in rings; feeds stopped in time: {finished}",
+        report.counters.quotes,
+        report.counters.trades,
+        report.counters.gaps,
+        report.records_left_in_rings
+    );
+    Ok(0)
+}
+
+fn print_summary(
+    feeds: &Feeds,
+    pipeline: &Pipeline,
+    registry: &SymbolRegistry,
+    started: Instant,
+    previous_quotes: &mut [u64; VENUE_COUNT],
+    previous_at: &mut Instant,
+) {
+    let totals = feeds.totals();
+    let elapsed_s = previous_at.elapsed().as_secs_f64().max(0.001);
+    *previous_at = Instant::now();
+    let mut line = format!("[{:>4} s] quotes/s", started.elapsed().as_secs());
+    for venue in Venue::ALL {
+        let quotes = totals.quotes_by_venue[venue.index()];
+        let rate = (quotes - previous_quotes[venue.index()]) as f64 / elapsed_s;
+        previous_quotes[venue.index()] = quotes;
+        line.push_str(&format!(" {}={rate:.0}", venue.name()));
+    }
+    println!("{line}");
+    let counters = pipeline.counters();
+    println!(
+        "         reconnects {} (resume p50 {} ms, p99 {} ms), decode errors {}, ring drops {}, windows {}, opportunities {}",
+        totals.reconnects,
+        totals.resume_ms_p50,
+        totals.resume_ms_p99,
+        totals.decode_errors,
+        counters.dropped_ring_full,
+        counters.windows_live,
+        counters.opportunities_emitted
+    );
+    let mut windows: Vec<_> = pipeline
+        .snapshots()
+        .iter()
+        .flat_map(|snapshot| snapshot.windows.iter().copied())
+        .filter(|window| window.last_bp.is_finite())
+        .collect();
+    windows.sort_by(|a, b| b.last_bp.total_cmp(&a.last_bp));
+    let venue_name = |id: VenueId| Venue::from_id(id).map(Venue::name).unwrap_or("?");
+    for window in windows.iter().take(3) {
+        let symbol = registry
+            .name(window.symbol_id)
+            .map(|name| name.as_str().to_owned())
+            .unwrap_or_else(|| format!("#{}", window.symbol_id.0));
+        println!(
+            "         top spread {symbol:<9} buy {:<7} sell {:<7} now {:>6.1} bp  window mean {:>6.1} max {:>6.1} bp  opportunities {}",
+            venue_name(window.buy_venue_id),
+            venue_name(window.sell_venue_id),
+            window.last_bp,
+            window.mean_bp,
+            window.max_bp,
+            window.cycles_completed
+        );
+    }
+}

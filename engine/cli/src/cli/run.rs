@@ -1,0 +1,274 @@
+//! `tickflow run --config FILE`: the engine from a config file. Starts the pipeline and the feeds,
+//! prints the memory budget and a periodic `tickflow-stats` line, and shuts down in order on
+//! SIGTERM/SIGINT (feeds stop → producers dropped → pipeline drains); a second signal exits at once.
+//!
+//! The `tickflow-stats` line (stderr, every `feeds.stats_interval_ms`) is one JSON object:
+//! `uptime_ms`, `slots`, `connected`, `tasks` (live slot tasks), `runtime_tasks` (every task alive
+//! in the feeds runtime), `symbols` (registry size),
+//! `subscriptions`, `frames`, `records`, `quotes`, `ring_drops`, `reconnects`, `resume_ms_p50`,
+//! `resume_ms_p99`, error counters, and the pipeline's `shard_quotes`, `shard_trades`,
+//! `shard_gaps`, `ring_dropped`. `tickflow-load` reads it.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use tickflow::budget::{MemoryBudget, memory_budget};
+use tickflow::config::Config;
+use tickflow_core::outbound::{DiscardOutbound, Outbound};
+use tickflow_core::pipeline::Pipeline;
+use tickflow_core::registry::SymbolRegistry;
+use tickflow_feed::Feeds;
+use tickflow_host::SinkHost;
+
+pub fn run(config_path: &Path) -> anyhow::Result<u8> {
+    let config = Config::from_file(config_path)?;
+    let _log_guard = init_logging("info");
+    let budget = memory_budget(&config);
+    println!("{budget}");
+    let runtime = feed_runtime(&config)?;
+    let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
+    // SINKS: the single place where the sinks are wired: the plugin host gives one outbound per
+    // shard (for the pipeline) and one telemetry lane.
+    let mut sink_host = SinkHost::start(
+        &config.sinks,
+        config.shard_count(),
+        Some(Arc::clone(&registry)),
+    )?;
+    let mut telemetry = sink_host.take_telemetry_outbound();
+    let mut pipeline =
+        Pipeline::start(&config.engine, &config.windows, sink_host.take_outbounds())?;
+    let result = runtime.block_on(async {
+        let feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        eprintln!(
+            "tickflow: {} connection slots over {} venues, {} symbols, {} shards; stats every {} ms on stderr",
+            feeds.slots().len(),
+            config.feeds.enabled_venues().count(),
+            registry.len(),
+            pipeline.shard_count(),
+            config.feeds.stats_interval_ms
+        );
+        if feeds.slots().is_empty() {
+            eprintln!(
+                "tickflow: no feeds: add [feeds] symbols and [feeds.venue.<name>] sections (see config/live.toml)"
+            );
+        }
+        let mut signals = Signals::new()?;
+        let started = Instant::now();
+        let stats_interval = Duration::from_millis(config.feeds.stats_interval_ms.max(1));
+        let mut stats_tick = tokio::time::interval(stats_interval);
+        stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut telemetry_tick = tokio::time::interval(Duration::from_secs(1));
+        telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                name = signals.next() => {
+                    eprintln!("tickflow: {name}: stopping feeds (a second signal exits at once)");
+                    break;
+                }
+                _ = telemetry_tick.tick(), if telemetry.is_some() => {
+                    if let Some(outbound) = telemetry.as_mut() {
+                        let record = telemetry_record(&feeds, &pipeline, &sink_host, &budget, started);
+                        outbound.emit_telemetry(&record);
+                        tickflow_core::outbound::Outbound::flush(outbound);
+                    }
+                }
+                _ = stats_tick.tick(), if config.feeds.stats_interval_ms > 0 => {
+                    eprintln!("tickflow-stats {}", stats_json(&feeds, &pipeline, &registry, started));
+                }
+            }
+        }
+        tokio::select! {
+            finished = feeds.shutdown() => {
+                if !finished {
+                    tracing::warn!("some connection slots did not stop within feeds.shutdown_deadline_ms");
+                }
+            }
+            name = signals.next() => {
+                eprintln!("tickflow: second {name}: exiting now");
+                std::process::exit(130);
+            }
+        }
+        anyhow::Ok(())
+    });
+    // Every producer is dropped with its slot task by now (or the runtime shutdown below ends
+    // it). A blocking task (a slow DNS lookup of a real venue host) is not waited for past the
+    // feeds' deadline.
+    runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
+    let (report, sink_stats) = shut_down_pipeline_and_sinks(pipeline, telemetry, sink_host)?;
+    result?;
+    eprintln!(
+        "tickflow-shutdown {}",
+        serde_json::json!({
+            "records_left_in_rings": report.records_left_in_rings,
+            "pushed": report.counters.pushed,
+            "ring_dropped": report.counters.dropped_ring_full,
+            "quotes": report.counters.quotes,
+            "trades": report.counters.trades,
+            "gaps": report.counters.gaps,
+            "sinks": sink_stats.len(),
+            "sink_lost": sink_stats.iter().map(|sink| sink.lost()).sum::<u64>(),
+        })
+    );
+    Ok(0)
+}
+
+/// Pipeline, then the sinks (the shards dropped their outbounds; the telemetry lane goes too), on
+/// a blocking thread while a second SIGTERM/SIGINT still exits at once. A sink stuck in a plugin
+/// call is abandoned after its `shutdown_deadline_ms`.
+fn shut_down_pipeline_and_sinks(
+    pipeline: Pipeline,
+    telemetry: Option<tickflow_host::SinkOutbound>,
+    sink_host: SinkHost,
+) -> anyhow::Result<(
+    tickflow_core::pipeline::ShutdownReport,
+    Vec<tickflow_host::SinkStats>,
+)> {
+    let watcher = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the shutdown signal watcher")?;
+    watcher.block_on(async move {
+        let mut signals = Signals::new()?;
+        let shutdown = tokio::task::spawn_blocking(move || {
+            let report = pipeline.shutdown();
+            drop(telemetry);
+            (report, sink_host.shutdown())
+        });
+        tokio::select! {
+            finished = shutdown => finished.context("the shutdown thread panicked"),
+            name = signals.next() => {
+                eprintln!("tickflow: second {name}: exiting now");
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+/// One outbound per shard that discards everything (the demo has no sinks).
+pub(crate) fn sink_outbounds(config: &Config) -> Vec<Box<dyn Outbound>> {
+    (0..config.shard_count())
+        .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
+        .collect()
+}
+
+/// The engine's once-a-second `Telemetry` record for the sinks.
+fn telemetry_record(
+    feeds: &Feeds,
+    pipeline: &Pipeline,
+    sink_host: &SinkHost,
+    budget: &MemoryBudget,
+    started: Instant,
+) -> tickflow_core::records::Telemetry {
+    let totals = feeds.totals();
+    let counters = pipeline.counters();
+    let sinks = sink_host.stats();
+    tickflow_core::records::Telemetry {
+        ts_ns: tickflow_core::record::now_ns(),
+        uptime_ns: started.elapsed().as_nanos() as i64,
+        rss_bytes: resident_bytes(),
+        budget_bytes: budget.total_bytes as u64,
+        records_in: totals.records,
+        records_out: sinks.iter().map(|sink| sink.delivered).sum(),
+        ring_drops: counters.dropped_ring_full,
+        decode_errors: totals.decode_errors,
+        reconnects: totals.reconnects,
+        windows_live: counters.windows_live,
+        windows_evicted: counters.windows_evicted,
+        sink_drops: sinks.iter().map(|sink| sink.lost()).sum(),
+        connections_up: totals.connected as u32,
+        shards: pipeline.shard_count() as u32,
+        reserved: [0; 8],
+    }
+}
+
+/// This process's resident memory from /proc (0 where /proc is unavailable).
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.feeds.worker_threads.max(1))
+        .thread_name("tickflow-feeds")
+        .enable_all()
+        .build()
+        .context("cannot start the feeds runtime")
+}
+
+/// Logs to stderr through a non-blocking writer; `RUST_LOG` overrides `default_filter`.
+pub(crate) fn init_logging(default_filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    // A second init (tests calling run twice in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .try_init();
+    guard
+}
+
+pub(crate) fn stats_json(
+    feeds: &Feeds,
+    pipeline: &Pipeline,
+    registry: &SymbolRegistry,
+    started: Instant,
+) -> String {
+    let totals = feeds.totals();
+    let counters = pipeline.counters();
+    let mut value: serde_json::Value = serde_json::from_str(&totals.to_json(registry.len()))
+        .unwrap_or_else(|_| serde_json::json!({}));
+    if let Some(object) = value.as_object_mut() {
+        object.insert(
+            "uptime_ms".into(),
+            (started.elapsed().as_millis() as u64).into(),
+        );
+        // Every tokio task alive in the feeds runtime (slot tasks and anything else): must not grow.
+        let runtime_tasks = tokio::runtime::Handle::try_current()
+            .map(|handle| handle.metrics().num_alive_tasks())
+            .unwrap_or(0);
+        object.insert("runtime_tasks".into(), (runtime_tasks as u64).into());
+        object.insert("shard_quotes".into(), counters.quotes.into());
+        object.insert("shard_trades".into(), counters.trades.into());
+        object.insert("shard_gaps".into(), counters.gaps.into());
+        object.insert("ring_dropped".into(), counters.dropped_ring_full.into());
+        object.insert("windows_live".into(), counters.windows_live.into());
+    }
+    value.to_string()
+}
+
+/// SIGTERM and SIGINT as one stream.
+pub(crate) struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+}
+
+impl Signals {
+    pub(crate) fn new() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
+        })
+    }
+
+    pub(crate) async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.terminate.recv() => "SIGTERM",
+            _ = self.interrupt.recv() => "SIGINT",
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Integration tests: the memory budget and `tickflow check-config`.
+
+use std::process::Command;
+
+use tickflow::budget::{MemoryBudget, memory_budget};
+use tickflow::config::Config;
+
+fn write_config(text: &str) -> tempfile_path::TempConfig {
+    tempfile_path::TempConfig::new(text)
+}
+
+/// A config file in the system temp dir, removed on drop.
+mod tempfile_path {
+    pub struct TempConfig(pub std::path::PathBuf);
+    impl TempConfig {
+        pub fn new(text: &str) -> TempConfig {
+            static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let path = std::env::temp_dir().join(format!(
+                "tickflow-budget-{}-{unique}.toml",
+                std::process::id()
+            ));
+            std::fs::write(&path, text).expect("temp dir is writable");
+            TempConfig(path)
+        }
+    }
+    impl Drop for TempConfig {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+#[test]
+fn budget_follows_resolution_traded_for_memory() {
+    let fine = Config::from_toml_str("[engine]\nshards = 2\n").unwrap();
+    let coarse = Config::from_toml_str(
+        "[engine]\nshards = 2\n[windows]\nbucket_ms = 10000\nbuckets = 360\n",
+    )
+    .unwrap();
+    let fine_budget = memory_budget(&fine);
+    let coarse_budget = memory_budget(&coarse);
+    let windows = |budget: &MemoryBudget| {
+        budget
+            .lines
+            .iter()
+            .find(|line| line.name == "spread windows")
+            .unwrap()
+            .bytes
+    };
+    // Same hour, a tenth of the buckets: about a tenth of the window memory.
+    assert!(windows(&coarse_budget) * 8 < windows(&fine_budget));
+    assert!(fine_budget.total_bytes <= 1 << 30);
+    assert_eq!(
+        fine_budget.total_bytes,
+        fine_budget
+            .lines
+            .iter()
+            .map(|line| line.bytes)
+            .sum::<usize>()
+    );
+}
+
+#[test]
+fn check_config_prints_the_budget_and_names_bad_keys() {
+    let good = write_config("[engine]\nshards = 2\nmax_symbols = 1000\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["check-config"])
+        .arg(&good.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("memory budget (worst case)"), "{stdout}");
+    assert!(stdout.contains("spread windows"), "{stdout}");
+
+    let bad = write_config("[windows]\nbuckets = 0\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["check-config"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("windows.buckets"), "{stderr}");
+
+    let unknown = write_config("[engine]\nmax_symbolz = 3\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["check-config"])
+        .arg(&unknown.0)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("max_symbolz"));
+}
+
+#[test]
+fn default_universe_fits_one_gib_at_every_automatic_shard_count() {
+    for shards in 1..=tickflow::config::AUTO_SHARDS_MAX {
+        let config = Config::from_toml_str(&format!("[engine]\nshards = {shards}\n")).unwrap();
+        let budget = memory_budget(&config);
+        assert!(
+            budget.total_bytes <= 1 << 30,
+            "{shards} shards: {} B over 1 GiB\n{budget}",
+            budget.total_bytes
+        );
+        // Every shard can hold all the windows of the symbols it owns.
+        let local = tickflow_core::shard::local_symbol_capacity(1000, shards);
+        assert!(tickflow_core::shard::windows_per_shard(56_000, 1000, shards) >= local * 56);
+    }
+}

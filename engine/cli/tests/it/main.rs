@@ -1,0 +1,9 @@
+//! The engine's integration tests: one binary, one module per area.
+
+mod budget;
+mod decode_cli;
+mod feeds;
+#[path = "../../../decode/tests/it/fixtures.rs"]
+mod fixtures;
+mod plugin_host;
+mod tidy;

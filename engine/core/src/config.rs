@@ -1,0 +1,276 @@
+//! `[engine]` and `[windows]`: the sizes of the data path (rings, frames, shards) and of the
+//! rolling spread windows, with their defaults and validation. Parsing the file and composing the
+//! other sections is the binary's job; each section validates itself and names the offending key.
+
+use serde::Deserialize;
+
+/// `[engine]`: sizes of the data path.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EngineConfig {
+    /// Shard threads; 0 means one per core, at most `AUTO_SHARDS_MAX` (set it explicitly for more:
+    /// the ring matrix grows with slots × shards, see the memory budget).
+    pub shards: usize,
+    /// Most symbols the registry will hold.
+    pub max_symbols: usize,
+    /// Capacity of each feed → shard ring.
+    pub ring_capacity_records: usize,
+    /// Frames larger than this are refused (counted as `oversized`).
+    pub max_frame_bytes: usize,
+    /// Most records one frame may produce.
+    pub max_records_per_frame: usize,
+    /// Most connection slots (producers) the engine will run; sizes the ring matrix.
+    pub max_connection_slots: usize,
+    /// A quote older than this takes no part in spreads.
+    pub stale_after_ms: u64,
+    /// Shard iterations spent spinning before parking when idle.
+    pub idle_spin_iterations: u32,
+    /// Longest a parked idle shard sleeps before running its housekeeping (bucket close, expiry).
+    pub idle_park_ms: u64,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            shards: 0,
+            max_symbols: 1000,
+            ring_capacity_records: 1024,
+            max_frame_bytes: 64 << 10,
+            max_records_per_frame: 256,
+            max_connection_slots: 64,
+            stale_after_ms: 5_000,
+            idle_spin_iterations: 2_000,
+            idle_park_ms: 50,
+        }
+    }
+}
+
+/// `[windows]`: rolling spread windows per (symbol, buy venue, sell venue).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowsConfig {
+    /// Width of one bucket.
+    pub bucket_ms: u64,
+    /// Buckets per window (window length = bucket_ms × buckets).
+    pub buckets: usize,
+    /// Most windows alive at once, over all shards; the least recently updated is evicted.
+    pub max_windows: usize,
+    /// A window not updated for this long is expired by its shard; 0 = the window length.
+    pub idle_expire_ms: u64,
+    /// Bands are mean ± band_k · std.
+    pub band_k: f64,
+    /// Opportunity thresholds in basis points (a cycle: above the threshold, then below half).
+    pub thresholds_bp: Vec<f64>,
+    /// How often shards publish window summaries for readers.
+    pub snapshot_interval_ms: u64,
+}
+
+/// Most opportunity thresholds per window (each costs state in every window).
+pub const MAX_THRESHOLDS: usize = 4;
+
+/// Most shard threads `engine.shards = 0` (one per core) starts: keeps the default budget inside
+/// 1 GiB on large machines.
+pub const AUTO_SHARDS_MAX: usize = 8;
+
+/// Upper bound of every duration key: a day. Keeps `ms × 1 000 000` far from i64 overflow.
+pub const MAX_DURATION_MS: u64 = 86_400_000;
+
+impl Default for WindowsConfig {
+    fn default() -> Self {
+        WindowsConfig {
+            bucket_ms: 1_000,
+            buckets: 3_600,
+            max_windows: 56_000,
+            idle_expire_ms: 0,
+            band_k: 2.0,
+            thresholds_bp: vec![40.0],
+            snapshot_interval_ms: 1_000,
+        }
+    }
+}
+
+impl WindowsConfig {
+    pub fn window_length_ms(&self) -> u64 {
+        self.bucket_ms.saturating_mul(self.buckets as u64)
+    }
+    pub fn idle_expire_ms_effective(&self) -> u64 {
+        if self.idle_expire_ms == 0 {
+            self.window_length_ms()
+        } else {
+            self.idle_expire_ms
+        }
+    }
+}
+
+/// A value of `[engine]` or `[windows]` outside its range.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}` = {value}: {reason}")]
+pub struct CoreConfigError {
+    pub key: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn invalid(
+    key: &'static str,
+    value: impl std::fmt::Display,
+    reason: &'static str,
+) -> CoreConfigError {
+    CoreConfigError {
+        key,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+impl EngineConfig {
+    /// Shard threads to run: `engine.shards`, or one per core (at most `AUTO_SHARDS_MAX`) when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards == 0 {
+            std::thread::available_parallelism()
+                .map(|cores| cores.get())
+                .unwrap_or(1)
+                .min(AUTO_SHARDS_MAX)
+        } else {
+            self.shards
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), CoreConfigError> {
+        let engine = self;
+        if engine.shards > 256 {
+            return Err(invalid(
+                "engine.shards",
+                engine.shards,
+                "must be 0 (auto) to 256",
+            ));
+        }
+        if engine.max_symbols == 0 || engine.max_symbols > 1_000_000 {
+            return Err(invalid(
+                "engine.max_symbols",
+                engine.max_symbols,
+                "must be 1 to 1000000",
+            ));
+        }
+        if engine.ring_capacity_records < 16 || engine.ring_capacity_records > (1 << 24) {
+            return Err(invalid(
+                "engine.ring_capacity_records",
+                engine.ring_capacity_records,
+                "must be 16 to 16777216",
+            ));
+        }
+        if engine.max_frame_bytes < 1024 || engine.max_frame_bytes > (64 << 20) {
+            return Err(invalid(
+                "engine.max_frame_bytes",
+                engine.max_frame_bytes,
+                "must be 1024 to 67108864",
+            ));
+        }
+        if engine.max_records_per_frame == 0 || engine.max_records_per_frame > 65_536 {
+            return Err(invalid(
+                "engine.max_records_per_frame",
+                engine.max_records_per_frame,
+                "must be 1 to 65536",
+            ));
+        }
+        if engine.max_connection_slots == 0 || engine.max_connection_slots > 4096 {
+            return Err(invalid(
+                "engine.max_connection_slots",
+                engine.max_connection_slots,
+                "must be 1 to 4096",
+            ));
+        }
+        if engine.stale_after_ms == 0 || engine.stale_after_ms > MAX_DURATION_MS {
+            return Err(invalid(
+                "engine.stale_after_ms",
+                engine.stale_after_ms,
+                "must be 1 to 86400000 (a day)",
+            ));
+        }
+        if engine.idle_park_ms == 0 || engine.idle_park_ms > 1_000 {
+            return Err(invalid(
+                "engine.idle_park_ms",
+                engine.idle_park_ms,
+                "must be 1 to 1000",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl WindowsConfig {
+    pub fn validate(&self) -> Result<(), CoreConfigError> {
+        let windows = self;
+        if windows.bucket_ms == 0 || windows.bucket_ms > 3_600_000 {
+            return Err(invalid(
+                "windows.bucket_ms",
+                windows.bucket_ms,
+                "must be 1 to 3600000",
+            ));
+        }
+        if windows.buckets < 2 || windows.buckets > 1_000_000 {
+            return Err(invalid(
+                "windows.buckets",
+                windows.buckets,
+                "must be 2 to 1000000",
+            ));
+        }
+        if windows.max_windows == 0 || windows.max_windows > 100_000_000 {
+            return Err(invalid(
+                "windows.max_windows",
+                windows.max_windows,
+                "must be 1 to 100000000",
+            ));
+        }
+        if (windows.max_windows as u128) * (windows.buckets as u128) > 4_000_000_000 {
+            return Err(invalid(
+                "windows.max_windows",
+                windows.max_windows,
+                "windows.max_windows × windows.buckets must be at most 4e9 (16 GiB of buckets)",
+            ));
+        }
+        if !windows.band_k.is_finite() || windows.band_k < 0.0 {
+            return Err(invalid(
+                "windows.band_k",
+                windows.band_k,
+                "must be a finite number >= 0",
+            ));
+        }
+        if windows.thresholds_bp.len() > MAX_THRESHOLDS {
+            return Err(invalid(
+                "windows.thresholds_bp",
+                format!("{:?}", windows.thresholds_bp),
+                "at most 4 thresholds",
+            ));
+        }
+        if windows
+            .thresholds_bp
+            .iter()
+            .any(|threshold| !threshold.is_finite() || *threshold <= 0.0)
+        {
+            return Err(invalid(
+                "windows.thresholds_bp",
+                format!("{:?}", windows.thresholds_bp),
+                "every threshold must be a finite number > 0",
+            ));
+        }
+        if windows.snapshot_interval_ms == 0 || windows.snapshot_interval_ms > MAX_DURATION_MS {
+            return Err(invalid(
+                "windows.snapshot_interval_ms",
+                windows.snapshot_interval_ms,
+                "must be 1 to 86400000 (a day)",
+            ));
+        }
+        if windows.idle_expire_ms != 0
+            && (windows.idle_expire_ms < windows.bucket_ms
+                || windows.idle_expire_ms > 30 * MAX_DURATION_MS)
+        {
+            return Err(invalid(
+                "windows.idle_expire_ms",
+                windows.idle_expire_ms,
+                "must be 0 (the window length) or from windows.bucket_ms to 30 days",
+            ));
+        }
+        Ok(())
+    }
+}

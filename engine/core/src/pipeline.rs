@@ -1,0 +1,364 @@
+//! The data path's wiring: the feed → shard ring matrix (one SPSC ring per connection slot and
+//! shard), the shard threads, and their orderly shutdown.
+//!
+//! Rings are created once at start for `engine.max_connection_slots` slots. A connection slot takes
+//! its `SlotProducer` once and keeps it across reconnects, so nothing is created per connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{EngineConfig, WindowsConfig};
+use crate::outbound::Outbound;
+use crate::record::FeedEvent;
+use crate::ring::{self, Consumer, Producer};
+use crate::shard::thread::{run_shard, shard_params};
+use crate::shard::{ShardClock, ShardCounters, ShardSnapshot, ShardState, ShardWaker};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("pipeline needs one outbound per shard: {shards} shards, {outbounds} outbounds")]
+    OutboundCount { shards: usize, outbounds: usize },
+    #[error("cannot start shard thread {index}: {source}")]
+    Spawn {
+        index: usize,
+        source: std::io::Error,
+    },
+}
+
+/// Counters of one connection slot's producer side.
+#[derive(Debug, Default)]
+pub struct SlotCounters {
+    pub pushed: AtomicU64,
+    /// Records dropped because the shard's ring was full (the newest is dropped).
+    pub dropped_ring_full: AtomicU64,
+}
+
+/// The producer side a connection slot owns for its whole life.
+pub struct SlotProducer {
+    slot_index: usize,
+    rings: Vec<Producer<FeedEvent>>,
+    wakers: Vec<Arc<ShardWaker>>,
+    pending_wake: Vec<bool>,
+    counters: Arc<SlotCounters>,
+}
+
+impl std::fmt::Debug for SlotProducer {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SlotProducer")
+            .field("slot_index", &self.slot_index)
+            .finish()
+    }
+}
+
+impl SlotProducer {
+    /// Routes `event` to its symbol's shard. Never blocks: when that ring is full the event (the
+    /// newest) is dropped, counted, and `false` returned.
+    #[inline]
+    pub fn push(&mut self, event: FeedEvent) -> bool {
+        let shard = event.symbol_id().0 as usize % self.rings.len();
+        match self.rings[shard].push(event) {
+            Ok(()) => {
+                self.pending_wake[shard] = true;
+                self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.counters
+                    .dropped_ring_full
+                    .fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Pushes one frame's records; returns how many were accepted. A frame is almost always one
+    /// symbol, so its records go to one shard in one batch push; a mixed frame goes record by
+    /// record.
+    #[inline]
+    pub fn push_all(&mut self, events: &[FeedEvent]) -> usize {
+        let Some(first) = events.first() else {
+            return 0;
+        };
+        let shard = first.symbol_id().0 as usize % self.rings.len();
+        let one_shard = events
+            .iter()
+            .all(|event| event.symbol_id().0 as usize % self.rings.len() == shard);
+        if !one_shard {
+            return events.iter().filter(|event| self.push(**event)).count();
+        }
+        let pushed = ring::push_batch(&mut self.rings[shard], events);
+        if pushed > 0 {
+            self.pending_wake[shard] = true;
+            self.counters
+                .pushed
+                .fetch_add(pushed as u64, Ordering::Relaxed);
+        }
+        let dropped = events.len() - pushed;
+        if dropped > 0 {
+            self.counters
+                .dropped_ring_full
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        pushed
+    }
+
+    /// Wakes the shards that received records since the last flush.
+    #[inline]
+    pub fn flush(&mut self) {
+        for (shard, pending) in self.pending_wake.iter_mut().enumerate() {
+            if *pending {
+                *pending = false;
+                self.wakers[shard].wake();
+            }
+        }
+    }
+
+    pub fn slot_index(&self) -> usize {
+        self.slot_index
+    }
+
+    pub fn counters(&self) -> Arc<SlotCounters> {
+        Arc::clone(&self.counters)
+    }
+}
+
+/// A point-in-time copy of the pipeline's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    pub pushed: u64,
+    pub dropped_ring_full: u64,
+    pub quotes: u64,
+    pub trades: u64,
+    pub gaps: u64,
+    pub spread_updates: u64,
+    pub stale_skips: u64,
+    pub non_finite_spreads: u64,
+    pub windows_live: u64,
+    pub windows_created: u64,
+    pub windows_evicted: u64,
+    pub windows_expired: u64,
+    pub samples_emitted: u64,
+    pub opportunities_emitted: u64,
+    /// Times an idle shard parked (stopped spinning until woken or its housekeeping was due).
+    pub shard_parks: u64,
+}
+
+/// What `shutdown` observed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    pub counters: PipelineCounters,
+    /// Records still in rings after the shards stopped (0 after an orderly drain).
+    pub records_left_in_rings: u64,
+}
+
+struct ShardThread {
+    handle: JoinHandle<Vec<Consumer<FeedEvent>>>,
+    waker: Arc<ShardWaker>,
+    counters: Arc<ShardCounters>,
+    snapshot: Arc<ArcSwap<ShardSnapshot>>,
+}
+
+/// Owns the shard threads and the producers not yet taken.
+pub struct Pipeline {
+    shards: Vec<ShardThread>,
+    producers: Vec<SlotProducer>,
+    slot_counters: Vec<Arc<SlotCounters>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Pipeline")
+            .field("shards", &self.shards.len())
+            .field("producers_left", &self.producers.len())
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// Starts `engine.shard_count()` shard threads with the system clock.
+    pub fn start(
+        engine: &EngineConfig,
+        windows: &WindowsConfig,
+        outbounds: Vec<Box<dyn Outbound>>,
+    ) -> Result<Pipeline, PipelineError> {
+        Pipeline::start_with_clock(engine, windows, outbounds, ShardClock::System)
+    }
+
+    pub fn start_with_clock(
+        engine: &EngineConfig,
+        windows: &WindowsConfig,
+        outbounds: Vec<Box<dyn Outbound>>,
+        clock: ShardClock,
+    ) -> Result<Pipeline, PipelineError> {
+        let shard_count = engine.shard_count();
+        if outbounds.len() != shard_count {
+            return Err(PipelineError::OutboundCount {
+                shards: shard_count,
+                outbounds: outbounds.len(),
+            });
+        }
+        let slots = engine.max_connection_slots;
+        let capacity = engine.ring_capacity_records;
+        let mut producers_by_slot: Vec<Vec<Producer<FeedEvent>>> = (0..slots)
+            .map(|_| Vec::with_capacity(shard_count))
+            .collect();
+        let mut consumers_by_shard: Vec<Vec<Consumer<FeedEvent>>> = (0..shard_count)
+            .map(|_| Vec::with_capacity(slots))
+            .collect();
+        for slot_rings in producers_by_slot.iter_mut() {
+            for shard_rings in consumers_by_shard.iter_mut() {
+                let (mut producer, mut consumer) = ring::ring(capacity);
+                prefault(&mut producer, &mut consumer);
+                slot_rings.push(producer);
+                shard_rings.push(consumer);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut shards = Vec::with_capacity(shard_count);
+        for (shard_index, (consumers, outbound)) in
+            consumers_by_shard.into_iter().zip(outbounds).enumerate()
+        {
+            let params = shard_params(engine, windows, shard_index, shard_count, clock.clone());
+            let state = ShardState::new(params, outbound);
+            let waker = Arc::new(ShardWaker::default());
+            let counters = state.counters();
+            let snapshot = state.snapshot_handle();
+            let thread_waker = Arc::clone(&waker);
+            let thread_stop = Arc::clone(&stop);
+            let handle = std::thread::Builder::new()
+                .name(format!("tickflow-shard-{shard_index}"))
+                .spawn(move || run_shard(state, consumers, &thread_waker, &thread_stop))
+                .map_err(|source| PipelineError::Spawn {
+                    index: shard_index,
+                    source,
+                })?;
+            shards.push(ShardThread {
+                handle,
+                waker,
+                counters,
+                snapshot,
+            });
+        }
+        let wakers: Vec<Arc<ShardWaker>> = shards.iter().map(|s| Arc::clone(&s.waker)).collect();
+        let mut slot_counters = Vec::with_capacity(slots);
+        let mut producers: Vec<SlotProducer> = producers_by_slot
+            .into_iter()
+            .enumerate()
+            .map(|(slot_index, rings)| {
+                let counters = Arc::new(SlotCounters::default());
+                slot_counters.push(Arc::clone(&counters));
+                SlotProducer {
+                    slot_index,
+                    rings,
+                    wakers: wakers.clone(),
+                    pending_wake: vec![false; shard_count],
+                    counters,
+                }
+            })
+            .collect();
+        // `take_producer` pops from the end: hand out slot 0 first.
+        producers.reverse();
+        Ok(Pipeline {
+            shards,
+            producers,
+            slot_counters,
+            stop,
+        })
+    }
+
+    /// The producer for the next connection slot; `None` when all `max_connection_slots` are taken.
+    pub fn take_producer(&mut self) -> Option<SlotProducer> {
+        self.producers.pop()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Latest published snapshot of every shard.
+    pub fn snapshots(&self) -> Vec<Arc<ShardSnapshot>> {
+        self.shards
+            .iter()
+            .map(|shard| shard.snapshot.load_full())
+            .collect()
+    }
+
+    /// A cheap handle readers (control plane, demo) can keep to load snapshots without the pipeline.
+    pub fn snapshot_handles(&self) -> Vec<Arc<ArcSwap<ShardSnapshot>>> {
+        self.shards
+            .iter()
+            .map(|shard| Arc::clone(&shard.snapshot))
+            .collect()
+    }
+
+    pub fn counters(&self) -> PipelineCounters {
+        let mut total = PipelineCounters::default();
+        for slot in &self.slot_counters {
+            total.pushed += slot.pushed.load(Ordering::Relaxed);
+            total.dropped_ring_full += slot.dropped_ring_full.load(Ordering::Relaxed);
+        }
+        for shard in &self.shards {
+            add_shard_counters(&mut total, &shard.counters);
+        }
+        total
+    }
+
+    /// Stops the shards after they drained every ring, flushes their outbounds and joins them.
+    /// Call once every `SlotProducer` is dropped (feeds stopped); records pushed after this are lost.
+    pub fn shutdown(self) -> ShutdownReport {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut records_left_in_rings = 0u64;
+        let mut counters = PipelineCounters::default();
+        for slot in &self.slot_counters {
+            counters.pushed += slot.pushed.load(Ordering::Relaxed);
+            counters.dropped_ring_full += slot.dropped_ring_full.load(Ordering::Relaxed);
+        }
+        for shard in self.shards {
+            shard.waker.wake_unconditionally();
+            match shard.handle.join() {
+                Ok(consumers) => {
+                    records_left_in_rings += consumers.iter().map(|c| c.slots() as u64).sum::<u64>()
+                }
+                Err(_) => tracing::error!("a shard thread panicked; its rings are lost"),
+            }
+            add_shard_counters(&mut counters, &shard.counters);
+        }
+        drop(self.producers);
+        ShutdownReport {
+            counters,
+            records_left_in_rings,
+        }
+    }
+}
+
+fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
+    let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    total.quotes += load(&shard.quotes);
+    total.trades += load(&shard.trades);
+    total.gaps += load(&shard.gaps);
+    total.spread_updates += load(&shard.spread_updates);
+    total.stale_skips += load(&shard.stale_skips);
+    total.non_finite_spreads += load(&shard.non_finite_spreads);
+    total.windows_live += load(&shard.windows_live);
+    total.windows_created += load(&shard.windows_created);
+    total.windows_evicted += load(&shard.windows_evicted);
+    total.windows_expired += load(&shard.windows_expired);
+    total.samples_emitted += load(&shard.samples_emitted);
+    total.opportunities_emitted += load(&shard.opportunities_emitted);
+    total.shard_parks += load(&shard.parks);
+}
+
+/// Writes every slot of a new ring once (and reads it back), so its pages are resident from the
+/// start: RSS then shows the budget at start instead of creeping up the first time a burst fills a
+/// ring deeper than before (which looks like a leak in a long storm).
+fn prefault(producer: &mut Producer<FeedEvent>, consumer: &mut Consumer<FeedEvent>) {
+    let filler = FeedEvent::Gap(tickflow_sdk::records::GapEvent::default());
+    while producer.push(filler).is_ok() {}
+    while consumer.pop().is_ok() {}
+}

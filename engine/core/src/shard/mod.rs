@@ -1,0 +1,452 @@
+//! Shard threads: each owns a subset of symbols (`symbol_id % shard_count`), the latest quote per
+//! (symbol, venue) of those symbols, their spreads for every ordered venue pair, and their rolling
+//! windows. A shard turns records into windows and nothing else: no I/O, no locks, no allocation on
+//! the per-record path; housekeeping (bucket close, expiry, snapshots) runs on the same thread
+//! between batches.
+
+pub mod thread;
+pub mod window;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use tickflow_sdk::records::{
+    GAP_DISCONNECT, GapEvent, OpportunityEvent, Quote, SpreadSample, SymbolId, TimestampNs, VenueId,
+};
+
+use crate::outbound::{OutRecord, Outbound};
+use crate::record::FeedEvent;
+use crate::venue::VENUE_COUNT;
+use window::{WindowOutput, WindowParams, WindowStore, WindowSummary};
+
+/// Where a shard reads the time for housekeeping. Records carry their own receive time; the clock
+/// only decides when buckets close, windows expire and snapshots publish.
+#[derive(Clone, Debug)]
+pub enum ShardClock {
+    System,
+    /// A clock the caller moves (tests, replays): nanoseconds since the epoch.
+    Manual(Arc<AtomicI64>),
+}
+
+impl ShardClock {
+    #[inline]
+    pub fn now_ns(&self) -> TimestampNs {
+        match self {
+            ShardClock::System => crate::record::now_ns(),
+            ShardClock::Manual(now) => now.load(Ordering::Acquire),
+        }
+    }
+}
+
+/// Per-shard counters, written only by the shard thread, read by anyone.
+#[derive(Debug, Default)]
+pub struct ShardCounters {
+    pub quotes: AtomicU64,
+    pub trades: AtomicU64,
+    pub gaps: AtomicU64,
+    pub spread_updates: AtomicU64,
+    /// Quotes of another venue skipped because they were older than `stale_after_ms`.
+    pub stale_skips: AtomicU64,
+    /// Spreads skipped because they were not finite (a price so small the ratio overflows).
+    pub non_finite_spreads: AtomicU64,
+    pub windows_live: AtomicU64,
+    pub windows_created: AtomicU64,
+    pub windows_evicted: AtomicU64,
+    pub windows_expired: AtomicU64,
+    pub samples_emitted: AtomicU64,
+    pub opportunities_emitted: AtomicU64,
+    pub batches: AtomicU64,
+    pub parks: AtomicU64,
+}
+
+/// What readers see of a shard: window summaries as of `published_ns`.
+#[derive(Clone, Debug, Default)]
+pub struct ShardSnapshot {
+    pub shard_index: usize,
+    pub published_ns: TimestampNs,
+    pub windows: Vec<WindowSummary>,
+}
+
+/// The latest quote of one (symbol, venue), as the spread calculation needs it.
+#[derive(Clone, Copy, Debug, Default)]
+struct LatestQuote {
+    bid: f64,
+    ask: f64,
+    ts_recv_ns: TimestampNs,
+    live: bool,
+}
+
+/// Everything a shard thread needs, built by the pipeline.
+pub struct ShardParams {
+    pub shard_index: usize,
+    pub shard_count: usize,
+    pub max_symbols: usize,
+    pub stale_after_ns: i64,
+    pub windows: WindowParams,
+    pub idle_expire_ns: i64,
+    pub snapshot_interval_ns: i64,
+    pub batch_max_records: usize,
+    pub idle_spin_iterations: u32,
+    pub idle_park_ms: u64,
+    pub clock: ShardClock,
+}
+
+/// Adapts the shard's `Outbound` to what windows emit.
+struct EmitToOutbound<'a> {
+    outbound: &'a mut dyn Outbound,
+}
+
+impl WindowOutput for EmitToOutbound<'_> {
+    #[inline]
+    fn spread_sample(&mut self, sample: &SpreadSample) {
+        self.outbound.emit(&OutRecord::Spread(*sample));
+    }
+    #[inline]
+    fn opportunity(&mut self, event: &OpportunityEvent) {
+        self.outbound.emit(&OutRecord::Opportunity(*event));
+    }
+}
+
+/// Counts kept in plain integers on the hot path and published to `ShardCounters` once per batch.
+#[derive(Clone, Copy, Debug, Default)]
+struct LocalCounts {
+    quotes: u64,
+    trades: u64,
+    gaps: u64,
+    spread_updates: u64,
+    stale_skips: u64,
+    non_finite_spreads: u64,
+}
+
+/// The state one shard thread owns.
+pub struct ShardState {
+    params: ShardParams,
+    local_counts: LocalCounts,
+    latest: Vec<LatestQuote>,
+    windows: WindowStore,
+    outbound: Box<dyn Outbound>,
+    counters: Arc<ShardCounters>,
+    snapshot: Arc<ArcSwap<ShardSnapshot>>,
+    spare_snapshot: Option<Arc<ShardSnapshot>>,
+    last_housekeeping_bucket: i64,
+    last_snapshot_ns: TimestampNs,
+}
+
+/// Local symbols a shard owns at most: `ceil(max_symbols / shard_count)`.
+pub fn local_symbol_capacity(max_symbols: usize, shard_count: usize) -> usize {
+    max_symbols.div_ceil(shard_count.max(1))
+}
+
+/// Windows one shard may hold: `max_windows` shared in proportion to the symbols a shard can own.
+/// Symbols map to shards by `id % shards`, so a shard can own one symbol more than the average;
+/// dividing by the shard count instead would make that shard evict while the universe still fits.
+pub fn windows_per_shard(max_windows: usize, max_symbols: usize, shard_count: usize) -> usize {
+    let local = local_symbol_capacity(max_symbols, shard_count) as u128;
+    let share = (max_windows as u128 * local).div_ceil(max_symbols.max(1) as u128);
+    share.min(max_windows as u128) as usize
+}
+
+impl ShardState {
+    pub fn new(params: ShardParams, outbound: Box<dyn Outbound>) -> ShardState {
+        let local_symbols = params.windows.local_symbols;
+        ShardState {
+            local_counts: LocalCounts::default(),
+            latest: vec![LatestQuote::default(); local_symbols * VENUE_COUNT],
+            windows: WindowStore::new(params.windows.clone()),
+            outbound,
+            counters: Arc::new(ShardCounters::default()),
+            snapshot: Arc::new(ArcSwap::from_pointee(ShardSnapshot {
+                shard_index: params.shard_index,
+                ..ShardSnapshot::default()
+            })),
+            spare_snapshot: None,
+            last_housekeeping_bucket: i64::MIN,
+            last_snapshot_ns: 0,
+            params,
+        }
+    }
+
+    pub fn counters(&self) -> Arc<ShardCounters> {
+        Arc::clone(&self.counters)
+    }
+
+    pub fn snapshot_handle(&self) -> Arc<ArcSwap<ShardSnapshot>> {
+        Arc::clone(&self.snapshot)
+    }
+
+    #[inline]
+    fn local_symbol(&self, symbol_id: SymbolId) -> Option<u32> {
+        let local = symbol_id.0 as usize / self.params.shard_count;
+        debug_assert_eq!(
+            symbol_id.0 as usize % self.params.shard_count,
+            self.params.shard_index
+        );
+        (local < self.params.windows.local_symbols).then_some(local as u32)
+    }
+
+    /// Handles one record from a feed ring. Hot path.
+    #[inline]
+    pub fn handle(&mut self, event: &FeedEvent) {
+        match event {
+            FeedEvent::Quote(quote) => self.handle_quote(quote),
+            FeedEvent::Trade(trade) => {
+                self.local_counts.trades += 1;
+                self.outbound.emit(&OutRecord::Trade(*trade));
+            }
+            FeedEvent::Gap(gap) => self.handle_gap(gap),
+        }
+    }
+
+    fn handle_quote(&mut self, quote: &Quote) {
+        self.local_counts.quotes += 1;
+        self.outbound.emit(&OutRecord::Quote(*quote));
+        let venue = quote.venue_id.0 as usize;
+        let Some(local) = self.local_symbol(quote.symbol_id) else {
+            return;
+        };
+        if venue >= VENUE_COUNT {
+            return;
+        }
+        let row = local as usize * VENUE_COUNT;
+        self.latest[row + venue] = LatestQuote {
+            bid: quote.bid,
+            ask: quote.ask,
+            ts_recv_ns: quote.ts_recv_ns,
+            live: true,
+        };
+        let oldest_fresh_ns = quote.ts_recv_ns.saturating_sub(self.params.stale_after_ns);
+        let mut output = EmitToOutbound {
+            outbound: self.outbound.as_mut(),
+        };
+        let mut updates = 0u64;
+        let mut stale = 0u64;
+        let mut non_finite = 0u64;
+        for other in 0..VENUE_COUNT {
+            if other == venue {
+                continue;
+            }
+            let other_quote = self.latest[row + other];
+            if !other_quote.live {
+                continue;
+            }
+            if other_quote.ts_recv_ns < oldest_fresh_ns {
+                // A dead venue's last quote must never make a false opportunity, nor keep one open.
+                stale += 1;
+                self.windows.end_cycles_for_pair(
+                    local,
+                    VenueId(other as u16),
+                    quote.venue_id,
+                    quote.ts_recv_ns,
+                    &mut output,
+                );
+                continue;
+            }
+            // Buy on `other` (pay its ask), sell on this venue (hit this bid), and the reverse.
+            let buy_other_bp = (quote.bid - other_quote.ask) / other_quote.ask * 10_000.0;
+            let buy_here_bp = (other_quote.bid - quote.ask) / quote.ask * 10_000.0;
+            if !buy_other_bp.is_finite() || !buy_here_bp.is_finite() {
+                // Decoders refuse non-positive and non-finite prices, but a tiny positive one
+                // (1e-320) still makes an infinite spread: it would poison the window sums.
+                non_finite += 1;
+                continue;
+            }
+            self.windows.update(
+                quote.symbol_id,
+                local,
+                VenueId(other as u16),
+                quote.venue_id,
+                buy_other_bp,
+                quote.ts_recv_ns,
+                &mut output,
+            );
+            self.windows.update(
+                quote.symbol_id,
+                local,
+                quote.venue_id,
+                VenueId(other as u16),
+                buy_here_bp,
+                quote.ts_recv_ns,
+                &mut output,
+            );
+            updates += 2;
+        }
+        self.local_counts.spread_updates += updates;
+        self.local_counts.stale_skips += stale;
+        self.local_counts.non_finite_spreads += non_finite;
+    }
+
+    fn handle_gap(&mut self, gap: &GapEvent) {
+        self.local_counts.gaps += 1;
+        self.outbound.emit(&OutRecord::Gap(*gap));
+        let venue = gap.venue_id.0 as usize;
+        let Some(local) = self.local_symbol(gap.symbol_id) else {
+            return;
+        };
+        if venue >= VENUE_COUNT {
+            return;
+        }
+        // Disconnect or reconnect: either way the venue's last quote predates the hole, so it
+        // takes no part until a fresh quote arrives.
+        self.latest[local as usize * VENUE_COUNT + venue].live = false;
+        if gap.kind == GAP_DISCONNECT {
+            let mut output = EmitToOutbound {
+                outbound: self.outbound.as_mut(),
+            };
+            self.windows
+                .end_cycles_for_venue(local, gap.venue_id, gap.ts_ns, &mut output);
+        }
+    }
+
+    /// Makes everything emitted since the last call visible to sinks and publishes the per-record
+    /// counters. Call after each batch.
+    pub fn flush(&mut self) {
+        self.outbound.flush();
+        self.publish_local_counts();
+    }
+
+    fn publish_local_counts(&self) {
+        let (local, counters) = (&self.local_counts, &self.counters);
+        counters.quotes.store(local.quotes, Ordering::Relaxed);
+        counters.trades.store(local.trades, Ordering::Relaxed);
+        counters.gaps.store(local.gaps, Ordering::Relaxed);
+        counters
+            .spread_updates
+            .store(local.spread_updates, Ordering::Relaxed);
+        counters
+            .stale_skips
+            .store(local.stale_skips, Ordering::Relaxed);
+        counters
+            .non_finite_spreads
+            .store(local.non_finite_spreads, Ordering::Relaxed);
+    }
+
+    /// Between batches: closes due buckets, expires idle windows, publishes the snapshot when due.
+    /// Cheap when nothing is due (one clock read and two compares).
+    pub fn housekeeping(&mut self) {
+        let now_ns = self.params.clock.now_ns();
+        let bucket = now_ns.div_euclid(self.params.windows.bucket_ns);
+        if bucket != self.last_housekeeping_bucket {
+            self.last_housekeeping_bucket = bucket;
+            let mut output = EmitToOutbound {
+                outbound: self.outbound.as_mut(),
+            };
+            self.windows.close_due_buckets(now_ns, &mut output);
+            self.windows
+                .expire_idle(now_ns, self.params.idle_expire_ns, &mut output);
+            self.publish_counts();
+            self.flush();
+        }
+        if now_ns - self.last_snapshot_ns >= self.params.snapshot_interval_ns {
+            self.last_snapshot_ns = now_ns;
+            self.publish_snapshot(now_ns);
+        }
+    }
+
+    fn publish_counts(&self) {
+        self.publish_local_counts();
+        let counts = self.windows.counts();
+        let counters = &self.counters;
+        counters.windows_live.store(counts.live, Ordering::Relaxed);
+        counters
+            .windows_created
+            .store(counts.created, Ordering::Relaxed);
+        counters
+            .windows_evicted
+            .store(counts.evicted, Ordering::Relaxed);
+        counters
+            .windows_expired
+            .store(counts.expired, Ordering::Relaxed);
+        counters
+            .samples_emitted
+            .store(counts.samples, Ordering::Relaxed);
+        counters
+            .opportunities_emitted
+            .store(counts.opportunities, Ordering::Relaxed);
+    }
+
+    /// Publishes window summaries. Reuses the previous snapshot's buffer when no reader holds it.
+    pub fn publish_snapshot(&mut self, now_ns: TimestampNs) {
+        self.publish_counts();
+        let mut next = match self.spare_snapshot.take() {
+            Some(mut spare) => match Arc::get_mut(&mut spare) {
+                Some(_) => spare,
+                None => Arc::new(ShardSnapshot::default()),
+            },
+            None => Arc::new(ShardSnapshot::default()),
+        };
+        {
+            let snapshot = Arc::get_mut(&mut next).expect("a fresh or unshared Arc is unique");
+            snapshot.shard_index = self.params.shard_index;
+            snapshot.published_ns = now_ns;
+            self.windows.summarize_into(&mut snapshot.windows);
+        }
+        self.spare_snapshot = Some(self.snapshot.swap(next));
+    }
+
+    pub fn windows(&self) -> &WindowStore {
+        &self.windows
+    }
+
+    pub fn params_idle_spin_iterations(&self) -> u32 {
+        self.params.idle_spin_iterations
+    }
+
+    pub fn params_idle_park_ms(&self) -> u64 {
+        self.params.idle_park_ms
+    }
+}
+
+/// Wakes a parked shard when a producer has pushed records.
+#[derive(Debug)]
+pub struct ShardWaker {
+    parked: AtomicBool,
+    thread: std::sync::OnceLock<std::thread::Thread>,
+}
+
+impl Default for ShardWaker {
+    fn default() -> Self {
+        ShardWaker {
+            parked: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        }
+    }
+}
+
+impl ShardWaker {
+    /// Called by producers after pushing. Nearly free when the shard is awake.
+    #[inline]
+    pub fn wake(&self) {
+        // Pairs with the fence in `park`: either the shard sees our records when it re-checks
+        // its rings, or we see `parked` and unpark it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::AcqRel) {
+            if let Some(thread) = self.thread.get() {
+                thread.unpark();
+            }
+        }
+    }
+
+    /// Unparks the shard whether or not it is parked (shutdown).
+    pub fn wake_unconditionally(&self) {
+        self.parked.store(false, Ordering::SeqCst);
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
+        }
+    }
+
+    pub fn register_current_thread(&self) {
+        // Set once by the shard thread itself, before it first parks.
+        let _ = self.thread.set(std::thread::current());
+    }
+
+    /// Marks the shard parked; returns false if `has_work` shows records arrived meanwhile.
+    pub fn park(&self, timeout: std::time::Duration, has_work: impl Fn() -> bool) {
+        self.parked.store(true, Ordering::SeqCst);
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if !has_work() {
+            std::thread::park_timeout(timeout);
+        }
+        self.parked.store(false, Ordering::SeqCst);
+    }
+}

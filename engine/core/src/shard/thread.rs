@@ -1,0 +1,104 @@
+//! The shard thread: its loop (drain every ring in batches, flush, housekeeping, spin then park),
+//! the batch size, and the parameters a shard gets from the configuration. The ring matrix and the
+//! threads' lifetime belong to `pipeline`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::{EngineConfig, WindowsConfig};
+use crate::record::FeedEvent;
+use crate::ring::{self, Consumer};
+use crate::shard::window::WindowParams;
+use crate::shard::{
+    ShardClock, ShardParams, ShardState, ShardWaker, local_symbol_capacity, windows_per_shard,
+};
+
+/// Records a shard takes from one ring before looking at the next.
+pub const SHARD_BATCH_MAX_RECORDS: usize = 256;
+
+/// The shard parameters `engine` and `windows` imply for shard `shard_index` of `shard_count`.
+pub fn shard_params(
+    engine: &EngineConfig,
+    windows: &WindowsConfig,
+    shard_index: usize,
+    shard_count: usize,
+    clock: ShardClock,
+) -> ShardParams {
+    let bucket_ns = windows.bucket_ms as i64 * 1_000_000;
+    ShardParams {
+        shard_index,
+        shard_count,
+        max_symbols: engine.max_symbols,
+        stale_after_ns: engine.stale_after_ms as i64 * 1_000_000,
+        windows: WindowParams {
+            bucket_ns,
+            buckets: windows.buckets,
+            max_windows: windows_per_shard(windows.max_windows, engine.max_symbols, shard_count),
+            local_symbols: local_symbol_capacity(engine.max_symbols, shard_count),
+            band_k: windows.band_k,
+            thresholds_bp: windows.thresholds_bp.clone(),
+        },
+        idle_expire_ns: windows.idle_expire_ms_effective() as i64 * 1_000_000,
+        snapshot_interval_ns: windows.snapshot_interval_ms as i64 * 1_000_000,
+        batch_max_records: SHARD_BATCH_MAX_RECORDS,
+        idle_spin_iterations: engine.idle_spin_iterations,
+        idle_park_ms: engine.idle_park_ms,
+        clock,
+    }
+}
+
+/// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.
+pub fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
+    let mut handled = 0;
+    for consumer in consumers.iter_mut() {
+        handled += ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| {
+            state.handle(event)
+        });
+    }
+    handled
+}
+
+pub(crate) fn run_shard(
+    mut state: ShardState,
+    mut consumers: Vec<Consumer<FeedEvent>>,
+    waker: &ShardWaker,
+    stop: &AtomicBool,
+) -> Vec<Consumer<FeedEvent>> {
+    waker.register_current_thread();
+    let spin_limit = state.params_idle_spin_iterations();
+    let park_timeout = Duration::from_millis(state.params_idle_park_ms());
+    let counters = state.counters();
+    let mut idle_iterations = 0u32;
+    loop {
+        let handled = drain_once(&mut state, &mut consumers);
+        if handled > 0 {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            state.flush();
+            state.housekeeping();
+            idle_iterations = 0;
+            continue;
+        }
+        if stop.load(Ordering::SeqCst) {
+            // One last look: producers are gone, so empty now means empty for good.
+            if drain_once(&mut state, &mut consumers) == 0 {
+                break;
+            }
+            continue;
+        }
+        state.housekeeping();
+        idle_iterations += 1;
+        if idle_iterations < spin_limit {
+            std::hint::spin_loop();
+            continue;
+        }
+        counters.parks.fetch_add(1, Ordering::Relaxed);
+        waker.park(park_timeout, || {
+            stop.load(Ordering::SeqCst) || consumers.iter().any(|c| !c.is_empty())
+        });
+        idle_iterations = spin_limit / 2;
+    }
+    state.housekeeping();
+    state.publish_snapshot(crate::record::now_ns());
+    state.flush();
+    consumers
+}

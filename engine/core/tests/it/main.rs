@@ -1,0 +1,3 @@
+//! tickflow-core integration tests: shards, windows and the pipeline driven directly.
+
+mod shard;

@@ -1,0 +1,260 @@
+//! Binance spot: `bookTicker` (raw and combined-stream form), `trade` and `aggTrade`; subscribe
+//! acks, error replies and the `serverShutdown` notice are control events.
+//!
+//! Spot bookTicker carries no exchange timestamp: such quotes leave `FLAG_HAS_TS_EXCHANGE` clear.
+//! A hand-written scanner takes the exact raw bookTicker shape; anything else (or anything odd in
+//! it) falls back to the generic simd-json path.
+
+use super::common::{Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, parse_f64};
+use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
+use tickflow_core::records::Side;
+use tickflow_core::venue::Venue;
+
+/// The Binance protocol (see [`JsonVenue`]).
+pub struct Binance;
+
+/// Binance's decoder.
+pub type BinanceDecoder = JsonDecoder<Binance>;
+
+impl JsonVenue for Binance {
+    const VENUE: Venue = Venue::Binance;
+
+    #[inline]
+    fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
+        let fields = scan_book_ticker(frame)?;
+        // Symbol, number or book errors are reported by the generic path, which gives the same
+        // answer with a precise detail; the fast path only ever produces a finished record.
+        let symbol_id = cx.symbols.resolve(fields.symbol).ok()?;
+        let bid = parse_f64(fields.bid, "b").ok()?;
+        let bid_qty = parse_f64(fields.bid_qty, "B").ok()?;
+        let ask = parse_f64(fields.ask, "a").ok()?;
+        let ask_qty = parse_f64(fields.ask_qty, "A").ok()?;
+        cx.quote(QuoteFields {
+            symbol_id,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+            ts_exchange_ns: None,
+            seq: Some(fields.update_id),
+        })
+        .ok()?;
+        Some(cx.records())
+    }
+
+    fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
+        // Control frames first: acks (`result` + `id`), error replies, the shutdown notice.
+        if let Some(error) = root.get("error") {
+            let code = error.get("code").and_then(|code| code.i64("code").ok());
+            return Ok(FrameOutcome::Control(ControlEvent::ErrorReply {
+                code: code.unwrap_or(0),
+            }));
+        }
+        if root.get("result").is_some() && root.get("id").is_some() {
+            return Ok(FrameOutcome::Control(ControlEvent::SubscribeAck));
+        }
+        if let (Some(code), Some(_)) = (root.get("code"), root.get("msg")) {
+            return Ok(FrameOutcome::Control(ControlEvent::ErrorReply {
+                code: code.i64("code").unwrap_or(0),
+            }));
+        }
+        if let Some(event) = root.get("e").and_then(Json::as_str) {
+            if event == "serverShutdown" {
+                return Ok(FrameOutcome::Control(ControlEvent::ShutdownNotice));
+            }
+        }
+        // Data: the combined-stream envelope wraps the raw payload in `data`.
+        let payload = match (root.get("stream"), root.get("data")) {
+            (Some(_), Some(data)) if data.is_object() => data,
+            (Some(_), Some(_)) => {
+                return Err(DecodeError::new(DecodeErrorKind::WrongType, "data"));
+            }
+            _ => root,
+        };
+        match payload.get("e").map(|event| event.str("e")).transpose()? {
+            Some("trade") => decode_trade(payload, "t", cx),
+            Some("aggTrade") => decode_trade(payload, "a", cx),
+            Some("bookTicker") => decode_quote(payload, cx),
+            None if payload.get("u").is_some() => decode_quote(payload, cx),
+            Some("serverShutdown") => Ok(FrameOutcome::Control(ControlEvent::ShutdownNotice)),
+            _ => Err(DecodeError::new(
+                DecodeErrorKind::UnknownMessage,
+                "not a bookTicker, trade or aggTrade",
+            )),
+        }
+    }
+}
+
+fn decode_quote(payload: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
+    let symbol_id = cx.resolve(payload.field("s", "s")?.str("s")?)?;
+    // Futures bookTicker has a transaction time `T`; spot has none.
+    let ts_exchange_ns = payload
+        .get("T")
+        .map(|time| time.ms_as_ns("T"))
+        .transpose()?;
+    cx.quote(QuoteFields {
+        symbol_id,
+        bid: payload.field("b", "b")?.f64("b")?,
+        bid_qty: payload.field("B", "B")?.f64("B")?,
+        ask: payload.field("a", "a")?.f64("a")?,
+        ask_qty: payload.field("A", "A")?.f64("A")?,
+        ts_exchange_ns,
+        seq: Some(payload.field("u", "u")?.u64("u")?),
+    })?;
+    cx.records()
+}
+
+fn decode_trade(
+    payload: Json<'_, '_>,
+    id_key: &'static str,
+    cx: &mut Context<'_>,
+) -> Result<FrameOutcome, DecodeError> {
+    let symbol_id = cx.resolve(payload.field("s", "s")?.str("s")?)?;
+    let buyer_is_maker = payload
+        .field("m", "m")?
+        .as_bool()
+        .ok_or(DecodeError::new(DecodeErrorKind::WrongType, "m"))?;
+    let mut digits = [0u8; 20];
+    let trade_id = payload
+        .field(id_key, "trade id")?
+        .trade_id(&mut digits, "trade id")?;
+    cx.trade(TradeFields {
+        symbol_id,
+        price: payload.field("p", "p")?.f64("p")?,
+        qty: payload.field("q", "q")?.f64("q")?,
+        // The buyer was the maker, so the taker sold.
+        side: if buyer_is_maker {
+            Side::Sell
+        } else {
+            Side::Buy
+        },
+        trade_id,
+        ts_exchange_ns: Some(payload.field("T", "T")?.ms_as_ns("T")?),
+    })?;
+    cx.records()
+}
+
+/// The byte fields of a raw bookTicker frame found by [`scan_book_ticker`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct BookTickerText<'a> {
+    pub(crate) update_id: u64,
+    pub(crate) symbol: &'a [u8],
+    pub(crate) bid: &'a [u8],
+    pub(crate) bid_qty: &'a [u8],
+    pub(crate) ask: &'a [u8],
+    pub(crate) ask_qty: &'a [u8],
+}
+
+/// Matches exactly `{"u":<digits>,"s":"<sym>","b":"<num>","B":"<num>","a":"<num>","A":"<num>"}`
+/// (no whitespace, no escapes, nothing after). Any deviation returns `None`.
+#[inline]
+pub(crate) fn scan_book_ticker(frame: &[u8]) -> Option<BookTickerText<'_>> {
+    let mut cursor = Cursor {
+        bytes: frame,
+        at: 0,
+    };
+    cursor.expect(b"{\"u\":")?;
+    let update_id = cursor.digits()?;
+    cursor.expect(b",\"s\":\"")?;
+    let symbol = cursor.plain_string()?;
+    cursor.expect(b",\"b\":\"")?;
+    let bid = cursor.plain_string()?;
+    cursor.expect(b",\"B\":\"")?;
+    let bid_qty = cursor.plain_string()?;
+    cursor.expect(b",\"a\":\"")?;
+    let ask = cursor.plain_string()?;
+    cursor.expect(b",\"A\":\"")?;
+    let ask_qty = cursor.plain_string()?;
+    cursor.expect(b"}")?;
+    (cursor.at == frame.len()).then_some(BookTickerText {
+        update_id,
+        symbol,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+    })
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn expect(&mut self, literal: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(literal.len())?;
+        (self.bytes.get(self.at..end)? == literal).then(|| self.at = end)
+    }
+
+    /// One or more ASCII digits whose value fits a u64; `None` on overflow (the generic path then
+    /// refuses the number with a typed error).
+    #[inline]
+    fn digits(&mut self) -> Option<u64> {
+        let start = self.at;
+        let mut value: u64 = 0;
+        while let Some(&byte) = self.bytes.get(self.at) {
+            if !byte.is_ascii_digit() {
+                break;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+            self.at += 1;
+        }
+        // JSON forbids leading zeros; the generic path refuses them, so must this.
+        let len = self.at - start;
+        (len == 1 || (len > 1 && self.bytes[start] != b'0')).then_some(value)
+    }
+
+    /// The body of a string without escapes or control characters, up to its closing quote.
+    #[inline]
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
+        let rest = self.bytes.get(self.at..)?;
+        let len = rest.iter().position(|&byte| byte == b'"')?;
+        let body = &rest[..len];
+        if body
+            .iter()
+            .any(|&byte| byte == b'\\' || !(0x20..0x80).contains(&byte))
+        {
+            return None;
+        }
+        self.at += len + 1;
+        Some(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scanner_takes_only_the_exact_shape() {
+        let frame = br#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
+        let fields = scan_book_ticker(frame).unwrap();
+        assert_eq!(fields.update_id, 400900217);
+        assert_eq!(fields.symbol, b"BNBUSDT");
+        assert_eq!(fields.ask_qty, b"40.66000000");
+        assert!(scan_book_ticker(&frame[..frame.len() - 1]).is_none());
+        assert!(
+            scan_book_ticker(br#"{"u":1,"s":"B\"X","b":"1","B":"1","a":"1","A":"1"}"#).is_none()
+        );
+        assert!(
+            scan_book_ticker(br#"{"u":1,"s":"BX","b":"1","B":"1","a":"1","A":"1"} "#).is_none()
+        );
+        // Update ids up to u64::MAX are taken; one past it (or a 20-digit overflow) is not.
+        let max = br#"{"u":18446744073709551615,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#;
+        assert_eq!(scan_book_ticker(max).unwrap().update_id, u64::MAX);
+        for overflow in [
+            &br#"{"u":18446744073709551616,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#[..],
+            br#"{"u":99999999999999999999,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#,
+            br#"{"u":100000000000000000000,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#,
+        ] {
+            assert!(scan_book_ticker(overflow).is_none());
+        }
+        assert!(
+            scan_book_ticker(br#"{"u":01,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#).is_none()
+        );
+        assert!(scan_book_ticker(br#"{"u":,"s":"BX","b":"1","B":"1","a":"1","A":"1"}"#).is_none());
+        assert!(scan_book_ticker(b"").is_none());
+    }
+}

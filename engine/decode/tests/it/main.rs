@@ -1,0 +1,5 @@
+//! tickflow-decode integration tests: golden records for every fixture frame of the eight venues
+//! and bad-input tests per venue and kind.
+
+mod fixtures;
+mod golden;

@@ -1,0 +1,283 @@
+//! `[feeds]`: which venues to connect to, where, with which symbols and channels, and every timing
+//! of the connection life (keep-alive, watchdog, backoff, rotation, shutdown). Parsing and
+//! validation only; nothing here opens a socket.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use tickflow_core::venue::Venue;
+
+/// A data channel a slot subscribes to for each of its symbols.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    /// Best bid / best ask.
+    Bbo,
+    /// Public trades.
+    Trades,
+}
+
+/// `[feeds]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeedsConfig {
+    /// Symbols (canonical `BASE-QUOTE`) every enabled venue subscribes to unless it lists its own.
+    pub symbols: Vec<String>,
+    /// Channels every venue subscribes to unless it lists its own.
+    pub channels: Vec<Channel>,
+    /// PEM file of CA certificates trusted in addition to webpki's roots (a private CA, a TLS
+    /// simulator); empty = webpki's roots only.
+    pub tls_extra_roots_pem: String,
+    /// TCP connect + TLS + WebSocket upgrade (and KuCoin's bullet call) must finish within this.
+    pub connect_timeout_ms: u64,
+    /// First reconnect delay bound; attempt n waits a random time in [0, min(cap, base · 2^n)].
+    pub backoff_base_ms: u64,
+    /// Largest reconnect delay bound.
+    pub backoff_cap_ms: u64,
+    /// A connection that stayed up this long resets the backoff to its base.
+    pub healthy_after_ms: u64,
+    /// A client ping not answered within this marks the connection dead.
+    pub pong_timeout_ms: u64,
+    /// No frame at all (data, control or ws ping) for this long marks the connection dead.
+    pub max_silence_ms: u64,
+    /// On channels that re-send even when nothing changed (Bybit level 1), no data for this long
+    /// marks the connection stale and it is replaced.
+    pub stale_data_ms: u64,
+    /// Connections are rotated (replacement first, no gap) after this long; venues cut at 24 h.
+    pub rotate_after_ms: u64,
+    /// Replacement connections must deliver their first data within this, or rotation is retried.
+    pub rotation_first_data_timeout_ms: u64,
+    /// On shutdown, connections get this long to send close frames before they are dropped.
+    pub shutdown_deadline_ms: u64,
+    /// Threads of the feeds' tokio runtime (connections, decoding); 0 = 1.
+    pub worker_threads: usize,
+    /// How often the engine prints its `tickflow-stats` line on stderr; 0 = never.
+    pub stats_interval_ms: u64,
+    /// Per-venue settings, keyed by venue name (`[feeds.venue.binance]`).
+    pub venue: BTreeMap<String, VenueFeedConfig>,
+}
+
+impl Default for FeedsConfig {
+    fn default() -> Self {
+        FeedsConfig {
+            symbols: Vec::new(),
+            channels: vec![Channel::Bbo],
+            tls_extra_roots_pem: String::new(),
+            connect_timeout_ms: 10_000,
+            backoff_base_ms: 500,
+            backoff_cap_ms: 30_000,
+            healthy_after_ms: 60_000,
+            pong_timeout_ms: 10_000,
+            max_silence_ms: 60_000,
+            stale_data_ms: 30_000,
+            rotate_after_ms: 23 * 3_600_000,
+            rotation_first_data_timeout_ms: 30_000,
+            shutdown_deadline_ms: 5_000,
+            worker_threads: 1,
+            stats_interval_ms: 10_000,
+            venue: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[feeds.venue.<name>]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VenueFeedConfig {
+    pub enabled: bool,
+    /// WebSocket URL (`wss://` or `ws://`); empty = the venue's public endpoint. For KuCoin the
+    /// endpoint comes from the bullet call instead and this is ignored unless `bullet_url` is empty.
+    pub url: String,
+    /// KuCoin only: the bullet-public URL (`https://` or `http://`); empty = the public one.
+    pub bullet_url: String,
+    /// Symbols for this venue; empty = `feeds.symbols`.
+    pub symbols: Vec<String>,
+    /// Channels for this venue; empty = `feeds.channels`.
+    pub channels: Vec<Channel>,
+    /// Client keep-alive ping interval; 0 = the venue's default.
+    pub ping_interval_ms: u64,
+    /// Most subscriptions (symbol × channel) per connection; 0 = the venue's limit.
+    pub max_streams_per_connection: usize,
+}
+
+impl Default for VenueFeedConfig {
+    fn default() -> Self {
+        VenueFeedConfig {
+            enabled: true,
+            url: String::new(),
+            bullet_url: String::new(),
+            symbols: Vec::new(),
+            channels: Vec::new(),
+            ping_interval_ms: 0,
+            max_streams_per_connection: 0,
+        }
+    }
+}
+
+/// A value of `[feeds]` that cannot work; names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("config key `{key}` = {value}: {reason}")]
+pub struct FeedsConfigError {
+    pub key: &'static str,
+    pub value: String,
+    pub reason: &'static str,
+}
+
+fn invalid(
+    key: &'static str,
+    value: impl std::fmt::Display,
+    reason: &'static str,
+) -> FeedsConfigError {
+    FeedsConfigError {
+        key,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+impl FeedsConfig {
+    /// The enabled venues with their settings, in venue order.
+    pub fn enabled_venues(&self) -> impl Iterator<Item = (Venue, &VenueFeedConfig)> {
+        Venue::ALL.into_iter().filter_map(|venue| {
+            self.venue
+                .get(venue.name())
+                .filter(|venue_config| venue_config.enabled)
+                .map(|venue_config| (venue, venue_config))
+        })
+    }
+
+    /// Symbols `venue_config` subscribes to.
+    pub fn symbols_for<'a>(&'a self, venue_config: &'a VenueFeedConfig) -> &'a [String] {
+        if venue_config.symbols.is_empty() {
+            &self.symbols
+        } else {
+            &venue_config.symbols
+        }
+    }
+
+    /// Channels `venue_config` subscribes to.
+    pub fn channels_for<'a>(&'a self, venue_config: &'a VenueFeedConfig) -> &'a [Channel] {
+        if venue_config.channels.is_empty() {
+            &self.channels
+        } else {
+            &venue_config.channels
+        }
+    }
+
+    /// The extra roots file, if one is configured.
+    pub fn tls_extra_roots_pem(&self) -> Option<&std::path::Path> {
+        (!self.tls_extra_roots_pem.is_empty())
+            .then(|| std::path::Path::new(&self.tls_extra_roots_pem))
+    }
+
+    pub fn validate(&self) -> Result<(), FeedsConfigError> {
+        for name in self.venue.keys() {
+            if Venue::from_name(name).is_none() {
+                return Err(invalid(
+                    "feeds.venue",
+                    name,
+                    "unknown venue (binance, bybit, okx, mexc, gate, kucoin, bitget, htx)",
+                ));
+            }
+        }
+        let positive: [(&'static str, u64); 9] = [
+            ("feeds.connect_timeout_ms", self.connect_timeout_ms),
+            ("feeds.backoff_base_ms", self.backoff_base_ms),
+            ("feeds.backoff_cap_ms", self.backoff_cap_ms),
+            ("feeds.healthy_after_ms", self.healthy_after_ms),
+            ("feeds.pong_timeout_ms", self.pong_timeout_ms),
+            ("feeds.max_silence_ms", self.max_silence_ms),
+            ("feeds.stale_data_ms", self.stale_data_ms),
+            ("feeds.rotate_after_ms", self.rotate_after_ms),
+            ("feeds.shutdown_deadline_ms", self.shutdown_deadline_ms),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(invalid(key, value, "must be > 0"));
+            }
+        }
+        if self.rotation_first_data_timeout_ms == 0 {
+            return Err(invalid(
+                "feeds.rotation_first_data_timeout_ms",
+                self.rotation_first_data_timeout_ms,
+                "must be > 0",
+            ));
+        }
+        if self.backoff_cap_ms < self.backoff_base_ms {
+            return Err(invalid(
+                "feeds.backoff_cap_ms",
+                self.backoff_cap_ms,
+                "must be >= feeds.backoff_base_ms",
+            ));
+        }
+        if self.worker_threads > 64 {
+            return Err(invalid(
+                "feeds.worker_threads",
+                self.worker_threads,
+                "must be 0 to 64",
+            ));
+        }
+        if self.channels.is_empty() {
+            return Err(invalid("feeds.channels", "[]", "at least one channel"));
+        }
+        if let Some(path) = self.tls_extra_roots_pem() {
+            // Same check as at start: every CERTIFICATE block must be a usable root.
+            if let Err(error) = crate::ws::tls_connector(Some(path)) {
+                return Err(FeedsConfigError {
+                    key: "feeds.tls_extra_roots_pem",
+                    value: format!("{:?} ({error})", self.tls_extra_roots_pem),
+                    reason: "must be a readable PEM file of CA certificates",
+                });
+            }
+        }
+        for (venue, venue_config) in self.enabled_venues() {
+            let mut channels: Vec<Channel> = self.channels_for(venue_config).to_vec();
+            channels.sort();
+            channels.dedup();
+            let max_streams = venue_config.max_streams_per_connection;
+            if max_streams != 0 && max_streams < channels.len() {
+                return Err(FeedsConfigError {
+                    key: "feeds.venue.*.max_streams_per_connection",
+                    value: format!("{max_streams} ({})", venue.name()),
+                    reason: "must be 0 (the venue's limit) or at least the number of channels: a symbol's channels share one connection",
+                });
+            }
+            for url in [&venue_config.url, &venue_config.bullet_url] {
+                if !url.is_empty() && crate::ws::Endpoint::parse(url).is_err() {
+                    return Err(invalid(
+                        "feeds.venue.*.url",
+                        url,
+                        "must be ws://, wss://, http:// or https:// with a host",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FeedsConfig;
+
+    #[test]
+    fn max_streams_below_the_channel_count_is_refused_naming_the_key() {
+        let config = |max_streams: usize| {
+            let feeds: FeedsConfig = toml::from_str(&format!(
+                "channels = [\"bbo\", \"trades\"]\n\
+                 [venue.okx]\nmax_streams_per_connection = {max_streams}\n"
+            ))
+            .expect("parses");
+            feeds.validate()
+        };
+        let error = config(1).expect_err("one stream cannot hold a symbol's two channels");
+        let text = error.to_string();
+        assert!(
+            text.contains("feeds.venue.*.max_streams_per_connection") && text.contains("okx"),
+            "names the key and the venue: {text}"
+        );
+        config(0).expect("0 = the venue's limit");
+        config(2).expect("two streams hold one symbol's two channels");
+    }
+}

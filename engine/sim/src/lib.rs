@@ -1,0 +1,557 @@
+//! Simulated venues: WebSocket servers on 127.0.0.1 that speak each venue's protocol (subscribe
+//! and ack, keep-alive both ways, HTX gzip, MEXC protobuf, KuCoin's bullet-public and welcome),
+//! with prices that move together across venues and faults a caller injects through
+//! `SimControl`. Used by `tickflow demo`, the feed tests and `tickflow-load`. Served over plain
+//! `ws://`/`http://` by `start`, or over `wss://`/`https://` by `start_tls` with the caller's
+//! certificate (accepted TCP streams go through the TLS handshake before HTTP).
+//!
+//! Every task (accept loops, HTTP connections, sessions) is owned by the `SimVenues` tracker and
+//! stopped by `shutdown`.
+
+pub mod prices;
+mod session;
+pub mod wire;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use tickflow_core::registry::parse_symbol;
+use tickflow_core::venue::{VENUE_COUNT, Venue};
+use tickflow_feed::config::{FeedsConfig, VenueFeedConfig};
+
+/// What the simulated venues serve.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub venues: Vec<Venue>,
+    /// Canonical symbols (`BTC-USDT`) every venue lists.
+    pub symbols: Vec<String>,
+    /// Best bid/ask updates per second per subscribed symbol per connection.
+    pub bbo_per_s_per_symbol: f64,
+    /// Trades per second per subscribed symbol per connection.
+    pub trades_per_s_per_symbol: f64,
+    /// How often sessions write their due updates.
+    pub tick_ms: u64,
+    /// Server keep-alive: ws pings (Binance, Gate), gzip `{"ping":n}` (HTX).
+    pub server_ping_interval_ms: u64,
+    /// The ping interval the KuCoin bullet hands out.
+    pub kucoin_ping_interval_ms: u64,
+    /// `Retry-After` seconds on a refused (429) connect.
+    pub retry_after_s: u64,
+    /// After a shutdown notice, the server closes the connection this much later.
+    pub notice_close_after_ms: u64,
+    /// Fixed ports per venue (by venue index); 0 = chosen by the OS.
+    pub ports: [u16; VENUE_COUNT],
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            venues: Venue::ALL.to_vec(),
+            symbols: ["BTC-USDT", "ETH-USDT", "SOL-USDT", "XRP-USDT"]
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            bbo_per_s_per_symbol: 10.0,
+            trades_per_s_per_symbol: 2.0,
+            tick_ms: 5,
+            server_ping_interval_ms: 5_000,
+            kucoin_ping_interval_ms: 18_000,
+            retry_after_s: 1,
+            notice_close_after_ms: 2_000,
+            ports: [0; VENUE_COUNT],
+        }
+    }
+}
+
+/// Faults and counters of one simulated venue. Faults are generation counters: every session
+/// compares what it saw last and acts once per bump, so one call reaches every live session.
+#[derive(Debug, Default)]
+pub struct VenueControl {
+    disconnect_generation: AtomicU64,
+    malformed_generation: AtomicU64,
+    oversized_generation: AtomicU64,
+    notice_generation: AtomicU64,
+    stalled: AtomicBool,
+    data_paused: AtomicBool,
+    hold_new_sessions: AtomicBool,
+    hold_connections: AtomicBool,
+    connections_released: tokio::sync::Notify,
+    held_release_generation: AtomicU64,
+    reject_connects: AtomicU64,
+    refusal_timing: std::sync::Mutex<RefusalTiming>,
+    /// WebSocket sessions opened.
+    pub sessions_opened: AtomicU64,
+    /// WebSocket sessions currently open.
+    pub sessions_live: AtomicU64,
+    /// Subscribe requests received.
+    pub subscribe_requests: AtomicU64,
+    /// Topics subscribed (over all sessions).
+    pub topics_subscribed: AtomicU64,
+    /// TCP connections accepted while `hold_new_connections` was on (served once it is off).
+    pub connections_held: AtomicU64,
+    /// Distinct topics subscribed on the sessions open now.
+    pub live_session_topics: AtomicU64,
+    /// The most distinct topics any one session subscribed.
+    pub most_topics_in_a_session: AtomicU64,
+    /// Topics a session was asked to subscribe again (already subscribed on that session).
+    pub duplicate_topics: AtomicU64,
+    /// Client keep-alive messages received (in-band pings, ws pings).
+    pub client_pings: AtomicU64,
+    /// Pongs the client sent to our pings (ws pongs, HTX `{"pong":n}`).
+    pub client_pongs: AtomicU64,
+    /// Data frames sent.
+    pub data_frames: AtomicU64,
+    /// Connects refused with 429.
+    pub refused: AtomicU64,
+    /// Bullet-public calls served (KuCoin).
+    pub bullets: AtomicU64,
+    /// TLS handshakes that failed or timed out (`start_tls` only).
+    pub tls_handshake_failures: AtomicU64,
+}
+
+/// When the last 429 was sent, and the shortest time from a 429 to the client's next attempt.
+#[derive(Debug, Default)]
+struct RefusalTiming {
+    refused_at: Option<std::time::Instant>,
+    shortest_wait: Option<std::time::Duration>,
+}
+
+impl VenueControl {
+    /// The shortest time from a refused connect to the next attempt (bullet or upgrade), if any
+    /// attempt followed a refusal.
+    pub fn shortest_wait_after_refusal(&self) -> Option<std::time::Duration> {
+        self.refusal_timing().shortest_wait
+    }
+
+    fn refusal_timing(&self) -> std::sync::MutexGuard<'_, RefusalTiming> {
+        // A poisoned lock only means a test thread panicked mid-update; the times stay valid.
+        self.refusal_timing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes a connect attempt (and whether it is refused) for `shortest_wait_after_refusal`.
+    fn note_attempt(&self, refused: bool) {
+        let now = std::time::Instant::now();
+        let mut timing = self.refusal_timing();
+        if let Some(refused_at) = timing.refused_at.take() {
+            let wait = now.duration_since(refused_at);
+            timing.shortest_wait = Some(
+                timing
+                    .shortest_wait
+                    .map_or(wait, |shortest| shortest.min(wait)),
+            );
+        }
+        if refused {
+            timing.refused_at = Some(now);
+        }
+    }
+
+    /// Drops every live connection of this venue at once (no close frame: a network cut).
+    pub fn disconnect_all(&self) {
+        self.disconnect_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Each live session sends one malformed frame.
+    pub fn send_malformed(&self) {
+        self.malformed_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Each live session sends one frame larger than `bytes`.
+    pub fn send_oversized(&self) {
+        self.oversized_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// Each live session sends the venue's shutdown notice and closes `notice_close_after_ms` later.
+    pub fn send_shutdown_notice(&self) {
+        self.notice_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    /// While stalled, sessions send no data and answer no pings.
+    pub fn set_stalled(&self, stalled: bool) {
+        self.stalled.store(stalled, Ordering::SeqCst);
+    }
+    /// While paused, sessions send no data but still answer and send pings.
+    pub fn set_data_paused(&self, paused: bool) {
+        self.data_paused.store(paused, Ordering::SeqCst);
+    }
+    /// Sessions opened from now on send no data (they still answer and send pings) until
+    /// `release_held_sessions`; sessions already open are not affected.
+    pub fn hold_new_sessions(&self) {
+        self.hold_new_sessions.store(true, Ordering::SeqCst);
+    }
+    /// While on, accepted TCP connections wait (no TLS, no HTTP answer) until it is turned off:
+    /// a client's connect hangs in the middle.
+    pub fn hold_new_connections(&self, hold: bool) {
+        self.hold_connections.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.connections_released.notify_waiters();
+        }
+    }
+    /// Waits while connections are held; false when the simulator stops meanwhile.
+    async fn wait_while_connections_held(&self, cancel: &CancellationToken) -> bool {
+        let mut counted = false;
+        loop {
+            let released = self.connections_released.notified();
+            if !self.hold_connections.load(Ordering::SeqCst) {
+                return true;
+            }
+            if !counted {
+                counted = true;
+                self.connections_held.fetch_add(1, Ordering::SeqCst);
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = released => {}
+            }
+        }
+    }
+    /// Held sessions start sending data; new sessions are no longer held.
+    pub fn release_held_sessions(&self) {
+        self.hold_new_sessions.store(false, Ordering::SeqCst);
+        self.held_release_generation.fetch_add(1, Ordering::SeqCst);
+    }
+    pub(crate) fn held_release_generation(&self) -> Option<u64> {
+        self.hold_new_sessions
+            .load(Ordering::SeqCst)
+            .then(|| self.held_release_generation.load(Ordering::SeqCst))
+    }
+    pub(crate) fn is_held(&self, held_until: Option<u64>) -> bool {
+        held_until.is_some_and(|generation| {
+            self.held_release_generation.load(Ordering::SeqCst) == generation
+        })
+    }
+    /// The next `count` connects are refused with 429 and `Retry-After`.
+    pub fn reject_next_connects(&self, count: u64) {
+        self.reject_connects.store(count, Ordering::SeqCst);
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+/// A TLS client gets this long to finish its handshake before the connection is dropped.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Size of the oversized frames the simulator sends.
+pub const OVERSIZED_FRAME_BYTES: usize = 2 << 20;
+
+/// The symbol table a venue serves: venue spelling → index into `SimConfig::symbols`.
+#[derive(Debug)]
+pub(crate) struct SimSymbols {
+    pub canonical: Vec<String>,
+    pub bases: Vec<f64>,
+    pub by_venue_spelling: [BTreeMap<String, usize>; VENUE_COUNT],
+    pub venue_spelling: [Vec<String>; VENUE_COUNT],
+}
+
+impl SimSymbols {
+    fn new(symbols: &[String]) -> std::io::Result<SimSymbols> {
+        let mut table = SimSymbols {
+            canonical: Vec::new(),
+            bases: Vec::new(),
+            by_venue_spelling: std::array::from_fn(|_| BTreeMap::new()),
+            venue_spelling: std::array::from_fn(|_| Vec::new()),
+        };
+        for (index, symbol) in symbols.iter().enumerate() {
+            let name = parse_symbol(symbol).map_err(|error| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string())
+            })?;
+            table.canonical.push(name.as_str().to_owned());
+            table.bases.push(prices::base_price(index, name.base()));
+            for venue in Venue::ALL {
+                let mut spelling = String::new();
+                tickflow_feed::protocol::write_venue_symbol(
+                    venue,
+                    name.base(),
+                    name.quote(),
+                    &mut spelling,
+                );
+                table.by_venue_spelling[venue.index()].insert(spelling.clone(), index);
+                table.venue_spelling[venue.index()].push(spelling);
+            }
+        }
+        Ok(table)
+    }
+}
+
+pub(crate) struct SimShared {
+    pub config: SimConfig,
+    pub symbols: SimSymbols,
+    pub controls: [VenueControl; VENUE_COUNT],
+    pub addresses: [Option<SocketAddr>; VENUE_COUNT],
+    /// Set by `start_tls`: every accepted stream is a TLS server stream.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub started: std::time::Instant,
+    pub cancel: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+/// Running simulated venues.
+pub struct SimVenues {
+    shared: Arc<SimShared>,
+}
+
+impl std::fmt::Debug for SimVenues {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("SimVenues")
+            .field("addresses", &self.shared.addresses)
+            .finish()
+    }
+}
+
+impl SimVenues {
+    /// Binds one listener per venue on 127.0.0.1 and starts serving plain `ws://` and `http://`.
+    /// Must run inside a tokio runtime.
+    pub async fn start(config: SimConfig) -> std::io::Result<SimVenues> {
+        SimVenues::start_with(config, None).await
+    }
+
+    /// Like `start`, but every venue serves `wss://` (and KuCoin's bullet `https://`, handing out
+    /// a `wss://` endpoint) with `tls`'s certificate, which must be valid for `127.0.0.1`.
+    pub async fn start_tls(
+        config: SimConfig,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<SimVenues> {
+        SimVenues::start_with(config, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        config: SimConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<SimVenues> {
+        let symbols = SimSymbols::new(&config.symbols)?;
+        let mut listeners = Vec::new();
+        let mut addresses = [None; VENUE_COUNT];
+        for venue in config.venues.iter().copied() {
+            let listener = TcpListener::bind(("127.0.0.1", config.ports[venue.index()])).await?;
+            addresses[venue.index()] = Some(listener.local_addr()?);
+            listeners.push((venue, listener));
+        }
+        let shared = Arc::new(SimShared {
+            config,
+            symbols,
+            controls: std::array::from_fn(|_| VenueControl::default()),
+            addresses,
+            tls,
+            started: std::time::Instant::now(),
+            cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        for (venue, listener) in listeners {
+            let accept_shared = Arc::clone(&shared);
+            shared
+                .tracker
+                .spawn(accept_loop(accept_shared, venue, listener));
+        }
+        Ok(SimVenues { shared })
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.shared.config
+    }
+
+    pub fn address(&self, venue: Venue) -> Option<SocketAddr> {
+        self.shared.addresses[venue.index()]
+    }
+
+    /// Whether the venues serve TLS (`start_tls`).
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
+    /// The WebSocket URL of `venue` (KuCoin: its bullet URL is `bullet_url`).
+    pub fn url(&self, venue: Venue) -> Option<String> {
+        let scheme = if self.is_tls() { "wss" } else { "ws" };
+        self.address(venue)
+            .map(|address| format!("{scheme}://{address}/ws/{venue}"))
+    }
+
+    pub fn bullet_url(&self) -> Option<String> {
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        self.address(Venue::Kucoin)
+            .map(|address| format!("{scheme}://{address}/api/v1/bullet-public"))
+    }
+
+    pub fn control(&self, venue: Venue) -> &VenueControl {
+        &self.shared.controls[venue.index()]
+    }
+
+    /// A `[feeds]` section pointing every simulated venue's client at this simulator.
+    pub fn feeds_config(&self) -> FeedsConfig {
+        let mut feeds = FeedsConfig {
+            symbols: self.shared.config.symbols.clone(),
+            ..FeedsConfig::default()
+        };
+        for venue in self.shared.config.venues.iter().copied() {
+            let mut venue_config = VenueFeedConfig::default();
+            if venue == Venue::Kucoin {
+                venue_config.bullet_url = self.bullet_url().unwrap_or_default();
+            } else {
+                venue_config.url = self.url(venue).unwrap_or_default();
+            }
+            feeds.venue.insert(venue.name().to_owned(), venue_config);
+        }
+        feeds
+    }
+
+    /// Stops accepting, closes every session and waits for every task.
+    pub async fn shutdown(self) {
+        self.shared.cancel.cancel();
+        self.shared.tracker.close();
+        self.shared.tracker.wait().await;
+    }
+}
+
+async fn accept_loop(shared: Arc<SimShared>, venue: Venue, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let Ok((stream, _)) = accepted else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let connection_shared = Arc::clone(&shared);
+        shared.tracker.spawn(async move {
+            if !connection_shared.controls[venue.index()]
+                .wait_while_connections_held(&connection_shared.cancel)
+                .await
+            {
+                return;
+            }
+            let Some(acceptor) = connection_shared.tls.clone() else {
+                serve_connection(connection_shared, venue, stream).await;
+                return;
+            };
+            let handshake = tokio::select! {
+                _ = connection_shared.cancel.cancelled() => return,
+                handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)) => handshake,
+            };
+            match handshake {
+                Ok(Ok(tls_stream)) => serve_connection(connection_shared, venue, tls_stream).await,
+                Ok(Err(error)) => {
+                    connection_shared.controls[venue.index()]
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    tracing::debug!(%venue, %error, "sim: tls handshake failed");
+                }
+                Err(_) => {
+                    connection_shared.controls[venue.index()]
+                        .tls_handshake_failures
+                        .fetch_add(1, Ordering::SeqCst);
+                    tracing::debug!(%venue, "sim: tls handshake timed out");
+                }
+            }
+        });
+    }
+}
+
+/// Serves HTTP/1.1 (bullet-public, WebSocket upgrades) on one accepted stream until it ends or the
+/// simulator stops.
+async fn serve_connection<S>(shared: Arc<SimShared>, venue: Venue, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service_shared = Arc::clone(&shared);
+    let service = hyper::service::service_fn(move |request| {
+        let shared = Arc::clone(&service_shared);
+        async move { Ok::<_, std::convert::Infallible>(handle_http(shared, venue, request)) }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::select! {
+        _ = connection => {}
+        _ = shared.cancel.cancelled() => {}
+    }
+}
+
+fn respond(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+}
+
+fn handle_http(
+    shared: Arc<SimShared>,
+    venue: Venue,
+    mut request: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let control = &shared.controls[venue.index()];
+    if request.uri().path().ends_with("/bullet-public") {
+        control.bullets.fetch_add(1, Ordering::SeqCst);
+        control.note_attempt(false);
+        let Some(address) = shared.addresses[venue.index()] else {
+            return respond(StatusCode::NOT_FOUND, String::new());
+        };
+        let body = serde_json::json!({
+            "code": "200000",
+            "data": {
+                "token": "sim-token",
+                "instanceServers": [{
+                    "endpoint": format!(
+                        "{}://{address}/ws/kucoin",
+                        if shared.tls.is_some() { "wss" } else { "ws" }
+                    ),
+                    "encrypt": false,
+                    "protocol": "websocket",
+                    "pingInterval": shared.config.kucoin_ping_interval_ms,
+                    "pingTimeout": 10_000,
+                }]
+            }
+        });
+        return respond(StatusCode::OK, body.to_string());
+    }
+    if !fastwebsockets::upgrade::is_upgrade_request(&request) {
+        return respond(StatusCode::NOT_FOUND, String::new());
+    }
+    let reject = control
+        .reject_connects
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        })
+        .is_ok();
+    control.note_attempt(reject);
+    if reject {
+        control.refused.fetch_add(1, Ordering::SeqCst);
+        let mut response = respond(StatusCode::TOO_MANY_REQUESTS, String::new());
+        response.headers_mut().insert(
+            hyper::header::RETRY_AFTER,
+            hyper::header::HeaderValue::from(shared.config.retry_after_s),
+        );
+        return response;
+    }
+    let connect_id = request
+        .uri()
+        .query()
+        .and_then(|query| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("connectId="))
+        })
+        .unwrap_or("sim")
+        .to_owned();
+    match fastwebsockets::upgrade::upgrade(&mut request) {
+        Ok((response, upgrade)) => {
+            let session_shared = Arc::clone(&shared);
+            shared.tracker.spawn(async move {
+                if let Ok(websocket) = upgrade.await {
+                    session::run(session_shared, venue, websocket, connect_id).await;
+                }
+            });
+            let (parts, _) = response.into_parts();
+            Response::from_parts(parts, Full::new(Bytes::new()))
+        }
+        Err(_) => respond(StatusCode::BAD_REQUEST, String::new()),
+    }
+}

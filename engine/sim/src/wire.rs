@@ -1,0 +1,689 @@
+//! What the simulated venues say on the wire: parsing client requests (subscribe, ping, pong) and
+//! writing acks, pongs, notices, server pings and data frames in each venue's format (JSON text,
+//! HTX gzip JSON, MEXC protobuf). No I/O: bytes in, bytes out.
+
+use std::fmt::Write as _;
+
+use tickflow_core::venue::Venue;
+use tickflow_feed::config::Channel;
+
+/// A frame the server sends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerFrame {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// What a client text frame asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequest {
+    /// Subscribe to these (venue spelling, channel) topics.
+    Subscribe(Vec<(String, Channel)>),
+    /// An in-band ping; the reply is in `reply`.
+    Ping,
+    /// HTX's answer to our in-band ping.
+    Pong,
+    /// Something the simulator does not understand (ignored, as venues mostly do).
+    Unknown,
+}
+
+/// MEXC's protobuf push wrapper (the field numbers the fixtures README documents).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushDataV3ApiWrapper {
+    #[prost(string, tag = "1")]
+    pub channel: String,
+    #[prost(string, tag = "3")]
+    pub symbol: String,
+    #[prost(int64, tag = "6")]
+    pub send_time: i64,
+    #[prost(oneof = "PushBody", tags = "314, 315")]
+    pub body: Option<PushBody>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+pub enum PushBody {
+    #[prost(message, tag = "314")]
+    PublicAggreDeals(PublicAggreDealsV3Api),
+    #[prost(message, tag = "315")]
+    PublicAggreBookTicker(PublicAggreBookTickerV3Api),
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PublicAggreBookTickerV3Api {
+    #[prost(string, tag = "1")]
+    pub bid_price: String,
+    #[prost(string, tag = "2")]
+    pub bid_quantity: String,
+    #[prost(string, tag = "3")]
+    pub ask_price: String,
+    #[prost(string, tag = "4")]
+    pub ask_quantity: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PublicAggreDealsV3Api {
+    #[prost(message, repeated, tag = "1")]
+    pub deals: Vec<PublicAggreDealsV3ApiItem>,
+    #[prost(string, tag = "2")]
+    pub event_type: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PublicAggreDealsV3ApiItem {
+    #[prost(string, tag = "1")]
+    pub price: String,
+    #[prost(string, tag = "2")]
+    pub quantity: String,
+    #[prost(int32, tag = "3")]
+    pub trade_type: i32,
+    #[prost(int64, tag = "4")]
+    pub time: i64,
+}
+
+thread_local! {
+    /// One deflate state per simulator thread, reused for every HTX data frame.
+    static GZIPPER: std::cell::RefCell<Gzipper> = std::cell::RefCell::new(Gzipper::default());
+}
+
+/// Gzips `json` (HTX sends every frame this way).
+pub fn gzip(json: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    Gzipper::default().gzip(json.as_bytes(), &mut out);
+    out
+}
+
+/// A reusable gzip writer: one deflate state per session instead of one per frame.
+pub struct Gzipper {
+    compress: flate2::Compress,
+}
+
+impl Default for Gzipper {
+    fn default() -> Self {
+        Gzipper {
+            compress: flate2::Compress::new(flate2::Compression::fast(), false),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gzipper {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Gzipper")
+    }
+}
+
+impl Gzipper {
+    /// Appends the gzip member of `input` to `out` (header, raw deflate, CRC-32, size).
+    pub fn gzip(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&[0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff]);
+        self.compress.reset();
+        out.reserve(input.len() + 64);
+        loop {
+            let consumed = self.compress.total_in() as usize;
+            let status =
+                self.compress
+                    .compress_vec(&input[consumed..], out, flate2::FlushCompress::Finish);
+            match status {
+                Ok(flate2::Status::StreamEnd) => break,
+                Ok(_) => out.reserve(input.len() + 64),
+                // Deflating into a Vec with room only fails on a bug in the compressor.
+                Err(_) => break,
+            }
+        }
+        let mut crc = flate2::Crc::new();
+        crc.update(input);
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&(input.len() as u32).to_le_bytes());
+    }
+}
+
+fn text_or_gzip(venue: Venue, json: String) -> ServerFrame {
+    if venue == Venue::Htx {
+        ServerFrame::Binary(gzip(&json))
+    } else {
+        ServerFrame::Text(json)
+    }
+}
+
+fn str_field<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a str> {
+    value.get(key).and_then(|field| field.as_str())
+}
+
+/// Parses one client text frame of `venue`, appending the server's replies to `replies`.
+pub fn parse_client_text(
+    venue: Venue,
+    text: &str,
+    now_ms: i64,
+    replies: &mut Vec<ServerFrame>,
+) -> ClientRequest {
+    let trimmed = text.trim();
+    if trimmed == "ping" && matches!(venue, Venue::Okx | Venue::Bitget) {
+        replies.push(ServerFrame::Text("pong".to_owned()));
+        return ClientRequest::Ping;
+    }
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(trimmed) else {
+        return ClientRequest::Unknown;
+    };
+    match venue {
+        Venue::Binance => {
+            if str_field(&message, "method") != Some("SUBSCRIBE") {
+                return ClientRequest::Unknown;
+            }
+            let id = message
+                .get("id")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            let topics = message
+                .get("params")
+                .and_then(|params| params.as_array())
+                .map(|params| {
+                    params
+                        .iter()
+                        .filter_map(|param| param.as_str())
+                        .filter_map(|param| {
+                            let (symbol, stream) = param.split_once('@')?;
+                            let channel = match stream {
+                                "bookTicker" => Channel::Bbo,
+                                "trade" => Channel::Trades,
+                                _ => return None,
+                            };
+                            Some((symbol.to_owned(), channel))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            replies.push(ServerFrame::Text(format!(r#"{{"result":null,"id":{id}}}"#)));
+            ClientRequest::Subscribe(topics)
+        }
+        Venue::Bybit => {
+            match str_field(&message, "op") {
+                Some("ping") => {
+                    replies.push(ServerFrame::Text(
+                    r#"{"success":true,"ret_msg":"pong","conn_id":"sim","req_id":"","op":"ping"}"#.to_owned(),
+                ));
+                    ClientRequest::Ping
+                }
+                Some("subscribe") => {
+                    let topics = message
+                        .get("args")
+                        .and_then(|args| args.as_array())
+                        .map(|args| {
+                            args.iter()
+                                .filter_map(|arg| arg.as_str())
+                                .filter_map(|arg| {
+                                    if let Some(symbol) = arg.strip_prefix("orderbook.1.") {
+                                        Some((symbol.to_owned(), Channel::Bbo))
+                                    } else {
+                                        arg.strip_prefix("publicTrade.")
+                                            .map(|symbol| (symbol.to_owned(), Channel::Trades))
+                                    }
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    replies.push(ServerFrame::Text(
+                    r#"{"success":true,"ret_msg":"","conn_id":"sim","req_id":"","op":"subscribe"}"#.to_owned(),
+                ));
+                    ClientRequest::Subscribe(topics)
+                }
+                _ => ClientRequest::Unknown,
+            }
+        }
+        Venue::Okx | Venue::Bitget => {
+            if str_field(&message, "op") != Some("subscribe") {
+                return ClientRequest::Unknown;
+            }
+            let mut topics = Vec::new();
+            for arg in message
+                .get("args")
+                .and_then(|args| args.as_array())
+                .into_iter()
+                .flatten()
+            {
+                let (Some(channel), Some(symbol)) =
+                    (str_field(arg, "channel"), str_field(arg, "instId"))
+                else {
+                    continue;
+                };
+                let channel = match channel {
+                    "bbo-tbt" | "books1" => Channel::Bbo,
+                    "trades" | "trade" => Channel::Trades,
+                    _ => continue,
+                };
+                topics.push((symbol.to_owned(), channel));
+                replies.push(ServerFrame::Text(format!(
+                    r#"{{"event":"subscribe","arg":{arg}}}"#
+                )));
+            }
+            ClientRequest::Subscribe(topics)
+        }
+        Venue::Mexc => match str_field(&message, "method") {
+            Some("PING") => {
+                replies.push(ServerFrame::Text(
+                    r#"{"id":0,"code":0,"msg":"PONG"}"#.to_owned(),
+                ));
+                ClientRequest::Ping
+            }
+            Some("SUBSCRIPTION") => {
+                let mut topics = Vec::new();
+                for param in message
+                    .get("params")
+                    .and_then(|params| params.as_array())
+                    .into_iter()
+                    .flatten()
+                {
+                    let Some(param) = param.as_str() else {
+                        continue;
+                    };
+                    let channel = if param.starts_with("spot@public.aggre.bookTicker") {
+                        Channel::Bbo
+                    } else if param.starts_with("spot@public.aggre.deals") {
+                        Channel::Trades
+                    } else {
+                        continue;
+                    };
+                    let Some((_, symbol)) = param.rsplit_once('@') else {
+                        continue;
+                    };
+                    topics.push((symbol.to_owned(), channel));
+                    replies.push(ServerFrame::Text(format!(
+                        r#"{{"id":0,"code":0,"msg":"{param}"}}"#
+                    )));
+                }
+                ClientRequest::Subscribe(topics)
+            }
+            _ => ClientRequest::Unknown,
+        },
+        Venue::Gate => {
+            let channel = str_field(&message, "channel").unwrap_or_default();
+            let now_s = now_ms / 1000;
+            if channel == "spot.ping" {
+                replies.push(ServerFrame::Text(format!(
+                    r#"{{"time":{now_s},"channel":"spot.pong","event":"","error":null,"result":null}}"#
+                )));
+                return ClientRequest::Ping;
+            }
+            if str_field(&message, "event") != Some("subscribe") {
+                return ClientRequest::Unknown;
+            }
+            let channel_kind = match channel {
+                "spot.book_ticker" => Channel::Bbo,
+                "spot.trades" => Channel::Trades,
+                _ => return ClientRequest::Unknown,
+            };
+            let topics = message
+                .get("payload")
+                .and_then(|payload| payload.as_array())
+                .map(|payload| {
+                    payload
+                        .iter()
+                        .filter_map(|symbol| symbol.as_str())
+                        .map(|symbol| (symbol.to_owned(), channel_kind))
+                        .collect()
+                })
+                .unwrap_or_default();
+            replies.push(ServerFrame::Text(format!(
+                r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"{channel}","event":"subscribe","error":null,"result":{{"status":"success"}}}}"#
+            )));
+            ClientRequest::Subscribe(topics)
+        }
+        Venue::Kucoin => {
+            let id = str_field(&message, "id")
+                .map(str::to_owned)
+                .unwrap_or_else(|| {
+                    message
+                        .get("id")
+                        .map(|id| id.to_string())
+                        .unwrap_or_default()
+                });
+            match str_field(&message, "type") {
+                Some("ping") => {
+                    replies.push(ServerFrame::Text(format!(
+                        r#"{{"id":"{id}","type":"pong"}}"#
+                    )));
+                    ClientRequest::Ping
+                }
+                Some("subscribe") => {
+                    let topic = str_field(&message, "topic").unwrap_or_default();
+                    let (channel, symbols) =
+                        if let Some(symbols) = topic.strip_prefix("/spotMarket/level1:") {
+                            (Channel::Bbo, symbols)
+                        } else if let Some(symbols) = topic.strip_prefix("/market/match:") {
+                            (Channel::Trades, symbols)
+                        } else {
+                            return ClientRequest::Unknown;
+                        };
+                    replies.push(ServerFrame::Text(format!(
+                        r#"{{"id":"{id}","type":"ack"}}"#
+                    )));
+                    ClientRequest::Subscribe(
+                        symbols
+                            .split(',')
+                            .filter(|symbol| !symbol.is_empty())
+                            .map(|symbol| (symbol.to_owned(), channel))
+                            .collect(),
+                    )
+                }
+                _ => ClientRequest::Unknown,
+            }
+        }
+        Venue::Htx => {
+            if message.get("pong").is_some() {
+                return ClientRequest::Pong;
+            }
+            let Some(topic) = str_field(&message, "sub") else {
+                return ClientRequest::Unknown;
+            };
+            let id = str_field(&message, "id").unwrap_or_default();
+            let parsed = topic.strip_prefix("market.").and_then(|rest| {
+                if let Some(symbol) = rest.strip_suffix(".bbo") {
+                    Some((symbol.to_owned(), Channel::Bbo))
+                } else {
+                    rest.strip_suffix(".trade.detail")
+                        .map(|symbol| (symbol.to_owned(), Channel::Trades))
+                }
+            });
+            replies.push(text_or_gzip(
+                venue,
+                format!(r#"{{"id":"{id}","status":"ok","subbed":"{topic}","ts":{now_ms}}}"#),
+            ));
+            ClientRequest::Subscribe(parsed.into_iter().collect())
+        }
+    }
+}
+
+/// KuCoin's `welcome`, sent as soon as the socket opens.
+pub fn kucoin_welcome(connect_id: &str) -> ServerFrame {
+    ServerFrame::Text(format!(r#"{{"id":"{connect_id}","type":"welcome"}}"#))
+}
+
+/// HTX's in-band heartbeat (gzip).
+pub fn htx_ping(nonce: i64) -> ServerFrame {
+    ServerFrame::Binary(gzip(&format!(r#"{{"ping":{nonce}}}"#)))
+}
+
+/// The venue's "this connection closes soon" notice, where it has one.
+pub fn shutdown_notice(venue: Venue, now_ms: i64) -> Option<ServerFrame> {
+    match venue {
+        Venue::Binance => Some(ServerFrame::Text(format!(r#"{{"e":"serverShutdown","E":{now_ms}}}"#))),
+        Venue::Okx => Some(ServerFrame::Text(
+            r#"{"event":"notice","code":"64008","msg":"The connection will soon be closed for a service upgrade. Please reconnect.","connId":"sim"}"#.to_owned(),
+        )),
+        Venue::Gate => Some(ServerFrame::Text(
+            r#"{"type":"upgrade","msg":"The connection will soon be closed for a service upgrade. Please reconnect."}"#.to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+/// A frame that is not valid for the venue (truncated JSON; for HTX and MEXC a broken binary).
+pub fn malformed(venue: Venue) -> ServerFrame {
+    match venue {
+        Venue::Htx | Venue::Mexc => ServerFrame::Binary(vec![0x1f, 0x8b, 0x08, 0xff, 0x00, 0x13]),
+        _ => ServerFrame::Text(r#"{"topic":"orderbook.1.BTCUSDT","data":{"b":[["1.0","#.to_owned()),
+    }
+}
+
+/// One best bid/ask update.
+#[derive(Clone, Copy, Debug)]
+pub struct BboUpdate<'a> {
+    /// The symbol in the venue's spelling.
+    pub venue_symbol: &'a str,
+    pub bid: f64,
+    pub bid_qty: f64,
+    pub ask: f64,
+    pub ask_qty: f64,
+    pub sequence: u64,
+    pub now_ms: i64,
+}
+
+/// One trade.
+#[derive(Clone, Copy, Debug)]
+pub struct TradeUpdate<'a> {
+    pub venue_symbol: &'a str,
+    pub price: f64,
+    pub quantity: f64,
+    pub buy: bool,
+    pub trade_id: u64,
+    pub now_ms: i64,
+}
+
+/// Writes a bbo frame for `venue` into `text` (JSON venues) or `binary` (HTX, MEXC); returns
+/// whether the frame is binary. Both buffers are cleared first and reused by the caller.
+pub fn write_bbo(
+    venue: Venue,
+    update: &BboUpdate<'_>,
+    text: &mut String,
+    binary: &mut Vec<u8>,
+) -> bool {
+    text.clear();
+    binary.clear();
+    let BboUpdate {
+        venue_symbol: symbol,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+        sequence,
+        now_ms,
+    } = *update;
+    match venue {
+        Venue::Binance => {
+            let _ = write!(
+                text,
+                r#"{{"u":{sequence},"s":"{}","b":"{bid:.8}","B":"{bid_qty:.8}","a":"{ask:.8}","A":"{ask_qty:.8}"}}"#,
+                symbol.to_ascii_uppercase()
+            );
+        }
+        Venue::Bybit => {
+            let _ = write!(
+                text,
+                r#"{{"topic":"orderbook.1.{symbol}","type":"snapshot","ts":{now_ms},"data":{{"s":"{symbol}","b":[["{bid:.8}","{bid_qty:.6}"]],"a":[["{ask:.8}","{ask_qty:.6}"]],"u":{sequence},"seq":{sequence}}},"cts":{now_ms}}}"#
+            );
+        }
+        Venue::Okx => {
+            let _ = write!(
+                text,
+                r#"{{"arg":{{"channel":"bbo-tbt","instId":"{symbol}"}},"data":[{{"asks":[["{ask:.8}","{ask_qty:.6}","0","3"]],"bids":[["{bid:.8}","{bid_qty:.6}","0","2"]],"ts":"{now_ms}","seqId":{sequence}}}]}}"#
+            );
+        }
+        Venue::Gate => {
+            let now_s = now_ms / 1000;
+            let _ = write!(
+                text,
+                r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"spot.book_ticker","event":"update","result":{{"t":{now_ms},"u":{sequence},"s":"{symbol}","b":"{bid:.8}","B":"{bid_qty:.6}","a":"{ask:.8}","A":"{ask_qty:.6}"}}}}"#
+            );
+        }
+        Venue::Kucoin => {
+            let _ = write!(
+                text,
+                r#"{{"topic":"/spotMarket/level1:{symbol}","type":"message","subject":"level1","data":{{"asks":["{ask:.8}","{ask_qty:.6}"],"bids":["{bid:.8}","{bid_qty:.6}"],"timestamp":{now_ms}}}}}"#
+            );
+        }
+        Venue::Bitget => {
+            let _ = write!(
+                text,
+                r#"{{"action":"snapshot","arg":{{"instType":"SPOT","channel":"books1","instId":"{symbol}"}},"data":[{{"asks":[["{ask:.8}","{ask_qty:.6}"]],"bids":[["{bid:.8}","{bid_qty:.6}"]],"checksum":0,"ts":"{now_ms}"}}],"ts":{now_ms}}}"#
+            );
+        }
+        Venue::Htx => {
+            let _ = write!(
+                text,
+                r#"{{"ch":"market.{symbol}.bbo","ts":{now_ms},"tick":{{"seqId":{sequence},"ask":{ask:.8},"askSize":{ask_qty:.6},"bid":{bid:.8},"bidSize":{bid_qty:.6},"quoteTime":{now_ms},"symbol":"{symbol}"}}}}"#
+            );
+            GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
+            return true;
+        }
+        Venue::Mexc => {
+            let message = PushDataV3ApiWrapper {
+                channel: format!("spot@public.aggre.bookTicker.v3.api.pb@10ms@{symbol}"),
+                symbol: symbol.to_owned(),
+                send_time: now_ms,
+                body: Some(PushBody::PublicAggreBookTicker(
+                    PublicAggreBookTickerV3Api {
+                        bid_price: format!("{bid:.8}"),
+                        bid_quantity: format!("{bid_qty:.6}"),
+                        ask_price: format!("{ask:.8}"),
+                        ask_quantity: format!("{ask_qty:.6}"),
+                    },
+                )),
+            };
+            prost::Message::encode(&message, binary).expect("a Vec grows as needed");
+            return true;
+        }
+    }
+    false
+}
+
+/// Writes a trade frame (see `write_bbo`).
+pub fn write_trade(
+    venue: Venue,
+    update: &TradeUpdate<'_>,
+    text: &mut String,
+    binary: &mut Vec<u8>,
+) -> bool {
+    text.clear();
+    binary.clear();
+    let TradeUpdate {
+        venue_symbol: symbol,
+        price,
+        quantity,
+        buy,
+        trade_id,
+        now_ms,
+    } = *update;
+    let side_lower = if buy { "buy" } else { "sell" };
+    match venue {
+        Venue::Binance => {
+            let _ = write!(
+                text,
+                r#"{{"e":"trade","E":{now_ms},"s":"{}","t":{trade_id},"p":"{price:.8}","q":"{quantity:.6}","T":{now_ms},"m":{},"M":true}}"#,
+                symbol.to_ascii_uppercase(),
+                !buy
+            );
+        }
+        Venue::Bybit => {
+            let side = if buy { "Buy" } else { "Sell" };
+            let _ = write!(
+                text,
+                r#"{{"topic":"publicTrade.{symbol}","type":"snapshot","ts":{now_ms},"data":[{{"T":{now_ms},"s":"{symbol}","S":"{side}","v":"{quantity:.6}","p":"{price:.8}","L":"PlusTick","i":"{trade_id}","BT":false}}]}}"#
+            );
+        }
+        Venue::Okx => {
+            let _ = write!(
+                text,
+                r#"{{"arg":{{"channel":"trades","instId":"{symbol}"}},"data":[{{"instId":"{symbol}","tradeId":"{trade_id}","px":"{price:.8}","sz":"{quantity:.6}","side":"{side_lower}","ts":"{now_ms}"}}]}}"#
+            );
+        }
+        Venue::Gate => {
+            let now_s = now_ms / 1000;
+            let _ = write!(
+                text,
+                r#"{{"time":{now_s},"channel":"spot.trades","event":"update","result":{{"id":{trade_id},"create_time":{now_s},"create_time_ms":"{now_ms}.0000","side":"{side_lower}","currency_pair":"{symbol}","amount":"{quantity:.6}","price":"{price:.8}","range":"{trade_id}-{trade_id}"}}}}"#
+            );
+        }
+        Venue::Kucoin => {
+            let now_ns = now_ms * 1_000_000;
+            let _ = write!(
+                text,
+                r#"{{"topic":"/market/match:{symbol}","type":"message","subject":"trade.l3match","data":{{"makerOrderId":"m{trade_id}","price":"{price:.8}","sequence":"{trade_id}","side":"{side_lower}","size":"{quantity:.6}","symbol":"{symbol}","takerOrderId":"t{trade_id}","time":"{now_ns}","tradeId":"{trade_id}","type":"match"}}}}"#
+            );
+        }
+        Venue::Bitget => {
+            let _ = write!(
+                text,
+                r#"{{"action":"update","arg":{{"instType":"SPOT","channel":"trade","instId":"{symbol}"}},"data":[{{"ts":"{now_ms}","price":"{price:.8}","size":"{quantity:.6}","side":"{side_lower}","tradeId":"{trade_id}"}}],"ts":{now_ms}}}"#
+            );
+        }
+        Venue::Htx => {
+            let _ = write!(
+                text,
+                r#"{{"ch":"market.{symbol}.trade.detail","ts":{now_ms},"tick":{{"id":{trade_id},"ts":{now_ms},"data":[{{"id":{trade_id},"ts":{now_ms},"tradeId":{trade_id},"amount":{quantity:.6},"price":{price:.8},"direction":"{side_lower}"}}]}}}}"#
+            );
+            GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
+            return true;
+        }
+        Venue::Mexc => {
+            let message = PushDataV3ApiWrapper {
+                channel: format!("spot@public.aggre.deals.v3.api.pb@10ms@{symbol}"),
+                symbol: symbol.to_owned(),
+                send_time: now_ms,
+                body: Some(PushBody::PublicAggreDeals(PublicAggreDealsV3Api {
+                    deals: vec![PublicAggreDealsV3ApiItem {
+                        price: format!("{price:.8}"),
+                        quantity: format!("{quantity:.6}"),
+                        trade_type: if buy { 1 } else { 2 },
+                        time: now_ms,
+                    }],
+                    event_type: "spot@public.aggre.deals.v3.api.pb@10ms".to_owned(),
+                })),
+            };
+            prost::Message::encode(&message, binary).expect("a Vec grows as needed");
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_frames_inflate_back() {
+        use std::io::Read as _;
+        let mut gzipper = Gzipper::default();
+        for text in ["{\"ping\":1}", &"x".repeat(100_000)] {
+            let mut out = Vec::new();
+            gzipper.gzip(text.as_bytes(), &mut out);
+            let mut inflated = String::new();
+            flate2::read::GzDecoder::new(&out[..])
+                .read_to_string(&mut inflated)
+                .unwrap();
+            assert_eq!(inflated, text);
+        }
+    }
+
+    #[test]
+    fn subscribe_requests_round_trip_through_the_simulator() {
+        let topics = vec![tickflow_feed::protocol::Topic {
+            venue_symbol: String::new(),
+            channel: Channel::Bbo,
+        }];
+        for venue in Venue::ALL {
+            let mut topics = topics.clone();
+            let mut venue_symbol = String::new();
+            tickflow_feed::protocol::write_venue_symbol(venue, "BTC", "USDT", &mut venue_symbol);
+            topics[0].venue_symbol = venue_symbol.clone();
+            topics.push(tickflow_feed::protocol::Topic {
+                venue_symbol: venue_symbol.clone(),
+                channel: Channel::Trades,
+            });
+            let mut requests = Vec::new();
+            let mut request_id = 0;
+            tickflow_feed::protocol::subscribe_requests(
+                venue,
+                &topics,
+                1,
+                &mut request_id,
+                &mut requests,
+            );
+            let mut seen = Vec::new();
+            for request in &requests {
+                let mut replies = Vec::new();
+                match parse_client_text(venue, request, 1_000, &mut replies) {
+                    ClientRequest::Subscribe(parsed) => seen.extend(parsed),
+                    other => panic!("{venue}: {request} parsed as {other:?}"),
+                }
+                assert!(!replies.is_empty(), "{venue} acks");
+            }
+            assert_eq!(
+                seen,
+                vec![
+                    (venue_symbol.clone(), Channel::Bbo),
+                    (venue_symbol, Channel::Trades)
+                ],
+                "{venue}"
+            );
+        }
+    }
+}
