@@ -116,7 +116,7 @@ impl SlotCounters {
     }
 
     /// Adds this slot's resume times into `into`.
-    pub fn merge_resume_ms(&self, into: &mut hdrhistogram::Histogram<u64>) {
+    pub(crate) fn merge_resume_ms(&self, into: &mut hdrhistogram::Histogram<u64>) {
         let histogram = self
             .resume_ms
             .lock()
@@ -125,7 +125,7 @@ impl SlotCounters {
         let _ = into.add(&*histogram);
     }
 
-    pub fn new_resume_histogram() -> hdrhistogram::Histogram<u64> {
+    pub(crate) fn new_resume_histogram() -> hdrhistogram::Histogram<u64> {
         hdrhistogram::Histogram::new_with_bounds(1, RESUME_MS_MAX, 2)
             .expect("constant histogram bounds are valid")
     }

@@ -8,10 +8,10 @@
 
 pub mod config;
 pub mod counters;
-pub mod planner;
+mod planner;
 pub mod protocol;
 mod slot;
-pub mod ws;
+mod ws;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,14 +22,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::FeedsConfig;
 use crate::counters::SlotCounters;
-use crate::planner::SlotPlan;
 use tickflow_core::config::EngineConfig;
 use tickflow_core::record::FeedEvent;
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::VENUE_COUNT;
 use tickflow_decode::{DecodeLimits, decoder_for};
 
-pub use planner::{PlanError, plan};
+pub use planner::{PlanError, SlotEndpoint, SlotPlan, plan};
 pub use slot::{SlotTimings, backoff_delay};
 
 /// Where a slot puts decoded events: the pipeline's `SlotProducer` (or a test's ring).

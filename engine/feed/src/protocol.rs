@@ -38,7 +38,7 @@ pub struct VenueRules {
     pub gzip_frames: bool,
 }
 
-pub const KUCOIN_BULLET_URL: &str = "https://api.kucoin.com/api/v1/bullet-public";
+pub(crate) const KUCOIN_BULLET_URL: &str = "https://api.kucoin.com/api/v1/bullet-public";
 
 pub fn rules(venue: Venue) -> VenueRules {
     match venue {
@@ -129,7 +129,7 @@ pub fn rules(venue: Venue) -> VenueRules {
 
 /// True when `channel` on `venue` re-sends even when nothing changed, so silence means trouble.
 /// Everything else (Binance bookTicker, KuCoin level1, every trade channel) only pushes on change.
-pub fn channel_resends_when_unchanged(venue: Venue, channel: Channel) -> bool {
+pub(crate) fn channel_resends_when_unchanged(venue: Venue, channel: Channel) -> bool {
     matches!(
         (venue, channel),
         (Venue::Bybit, Channel::Bbo) | (Venue::Bitget, Channel::Bbo)
@@ -203,7 +203,7 @@ pub fn subscribe_requests(
 }
 
 /// How many requests `subscribe_requests` sends for `topics` on `venue` under `rules`.
-pub fn subscribe_request_count(venue: Venue, rules: &VenueRules, topics: &[Topic]) -> usize {
+pub(crate) fn subscribe_request_count(venue: Venue, rules: &VenueRules, topics: &[Topic]) -> usize {
     let per_request = rules.max_topics_per_request.max(1);
     match venue {
         Venue::Gate | Venue::Kucoin => [Channel::Bbo, Channel::Trades]
@@ -358,7 +358,7 @@ fn topic_request(venue: Venue, topics: &[Topic], id: u64) -> String {
 }
 
 /// The client keep-alive text message for `venue` (`ClientPing::Text` venues), written into `out`.
-pub fn write_client_ping(venue: Venue, nonce: u64, out: &mut String) {
+pub(crate) fn write_client_ping(venue: Venue, nonce: u64, out: &mut String) {
     out.clear();
     match venue {
         Venue::Okx | Venue::Bitget => out.push_str("ping"),
@@ -375,7 +375,7 @@ pub fn write_client_ping(venue: Venue, nonce: u64, out: &mut String) {
 }
 
 /// The reply to an in-band server ping (HTX `{"ping":n}` → `{"pong":n}`).
-pub fn write_server_pong(nonce: u64, out: &mut String) {
+pub(crate) fn write_server_pong(nonce: u64, out: &mut String) {
     out.clear();
     let _ = write!(out, r#"{{"pong":{nonce}}}"#);
 }

@@ -13,12 +13,12 @@
 //! `SinkHost::shutdown`. Metrics: `render_metrics` (text in `metrics_text`); memory budget:
 //! `sinks_budget_bytes`.
 
-pub mod callbacks;
+mod callbacks;
 pub mod config;
-pub mod lane;
+mod lane;
 pub mod loader;
 mod metrics_text;
-pub mod runner;
+mod runner;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};

@@ -8,9 +8,9 @@
 //! Every task (accept loops, HTTP connections, sessions) is owned by the `SimVenues` tracker and
 //! stopped by `shutdown`.
 
-pub mod prices;
+mod prices;
 mod session;
-pub mod wire;
+mod wire;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -241,7 +241,7 @@ impl VenueControl {
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Size of the oversized frames the simulator sends.
-pub const OVERSIZED_FRAME_BYTES: usize = 2 << 20;
+pub(crate) const OVERSIZED_FRAME_BYTES: usize = 2 << 20;
 
 /// The symbol table a venue serves: venue spelling → index into `SimConfig::symbols`.
 #[derive(Debug)]
@@ -364,7 +364,7 @@ impl SimVenues {
     }
 
     /// Whether the venues serve TLS (`start_tls`).
-    pub fn is_tls(&self) -> bool {
+    pub(crate) fn is_tls(&self) -> bool {
         self.shared.tls.is_some()
     }
 

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use tickflow_core::venue::Venue;
 use tickflow_decode::FrameEncoding;
 
-use super::fixtures::{fixture_dir, gzip, wire_frames};
+use super::fixtures::{gzip, wire_frames};
 
 fn tickflow() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tickflow"))
@@ -85,8 +85,8 @@ fn blank_receive_times(text: &str) -> String {
 }
 
 fn check_golden(venue: Venue, stdout: &str) {
-    let path = fixture_dir()
-        .join("../decode_cli")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/decode_cli")
         .join(format!("{}.ndjson", venue.name()));
     let actual = blank_receive_times(stdout);
     if std::env::var_os("TICKFLOW_UPDATE_GOLDEN").is_some() {

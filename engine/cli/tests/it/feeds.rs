@@ -793,7 +793,7 @@ fn feeds_connect_over_tls_when_the_venue_ca_is_an_extra_root() {
                 .expect("binance is configured")
                 .url = format!("wss://localhost:{binance_port}/ws/binance");
         });
-        use tickflow_feed::planner::SlotEndpoint;
+        use tickflow_feed::SlotEndpoint;
         match &harness.slot(Venue::Kucoin).plan.endpoint {
             SlotEndpoint::KucoinBullet(url) => assert!(
                 url.starts_with("https://127.0.0.1:"),

@@ -5,5 +5,6 @@ mod decode_cli;
 mod feeds;
 #[path = "../../../decode/tests/it/fixtures.rs"]
 mod fixtures;
+mod layering;
 mod plugin_host;
 mod tidy;

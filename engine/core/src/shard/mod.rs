@@ -171,7 +171,7 @@ impl ShardState {
         Arc::clone(&self.counters)
     }
 
-    pub fn snapshot_handle(&self) -> Arc<ArcSwap<ShardSnapshot>> {
+    pub(crate) fn snapshot_handle(&self) -> Arc<ArcSwap<ShardSnapshot>> {
         Arc::clone(&self.snapshot)
     }
 
@@ -388,18 +388,18 @@ impl ShardState {
         &self.windows
     }
 
-    pub fn params_idle_spin_iterations(&self) -> u32 {
+    pub(crate) fn params_idle_spin_iterations(&self) -> u32 {
         self.params.idle_spin_iterations
     }
 
-    pub fn params_idle_park_ms(&self) -> u64 {
+    pub(crate) fn params_idle_park_ms(&self) -> u64 {
         self.params.idle_park_ms
     }
 }
 
 /// Wakes a parked shard when a producer has pushed records.
 #[derive(Debug)]
-pub struct ShardWaker {
+pub(crate) struct ShardWaker {
     parked: AtomicBool,
     thread: std::sync::OnceLock<std::thread::Thread>,
 }
@@ -428,20 +428,20 @@ impl ShardWaker {
     }
 
     /// Unparks the shard whether or not it is parked (shutdown).
-    pub fn wake_unconditionally(&self) {
+    pub(crate) fn wake_unconditionally(&self) {
         self.parked.store(false, Ordering::SeqCst);
         if let Some(thread) = self.thread.get() {
             thread.unpark();
         }
     }
 
-    pub fn register_current_thread(&self) {
+    pub(crate) fn register_current_thread(&self) {
         // Set once by the shard thread itself, before it first parks.
         let _ = self.thread.set(std::thread::current());
     }
 
     /// Marks the shard parked; returns false if `has_work` shows records arrived meanwhile.
-    pub fn park(&self, timeout: std::time::Duration, has_work: impl Fn() -> bool) {
+    pub(crate) fn park(&self, timeout: std::time::Duration, has_work: impl Fn() -> bool) {
         self.parked.store(true, Ordering::SeqCst);
         std::sync::atomic::fence(Ordering::SeqCst);
         if !has_work() {

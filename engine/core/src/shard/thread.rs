@@ -14,7 +14,7 @@ use crate::shard::{
 };
 
 /// Records a shard takes from one ring before looking at the next.
-pub const SHARD_BATCH_MAX_RECORDS: usize = 256;
+pub(crate) const SHARD_BATCH_MAX_RECORDS: usize = 256;
 
 /// The shard parameters `engine` and `windows` imply for shard `shard_index` of `shard_count`.
 pub fn shard_params(
@@ -48,7 +48,7 @@ pub fn shard_params(
 }
 
 /// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.
-pub fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
+pub(crate) fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
     let mut handled = 0;
     for consumer in consumers.iter_mut() {
         handled += ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| {

@@ -36,19 +36,19 @@ pub struct WindowParams {
 }
 
 impl WindowParams {
-    pub fn block_len(&self) -> usize {
+    pub(crate) fn block_len(&self) -> usize {
         block_len_for(self.buckets)
     }
 }
 
 /// √n rounded up: the block length of the min/max decomposition.
-pub fn block_len_for(buckets: usize) -> usize {
+pub(crate) fn block_len_for(buckets: usize) -> usize {
     (buckets as f64).sqrt().ceil().max(1.0) as usize
 }
 
 /// Bytes one window costs at `buckets` (header, buckets, blocks, index entry): the memory budget
 /// uses this, so it must follow the layout below.
-pub fn bytes_per_window(buckets: usize) -> usize {
+pub(crate) fn bytes_per_window(buckets: usize) -> usize {
     let blocks = buckets.div_ceil(block_len_for(buckets));
     size_of::<WindowHeader>()
         + size_of::<LruLink>()
@@ -57,7 +57,7 @@ pub fn bytes_per_window(buckets: usize) -> usize {
 }
 
 /// Bytes of the dense index for `local_symbols` (one u32 per ordered venue pair).
-pub fn index_bytes(local_symbols: usize) -> usize {
+pub(crate) fn index_bytes(local_symbols: usize) -> usize {
     local_symbols * VENUE_COUNT * VENUE_COUNT * size_of::<u32>()
 }
 
@@ -399,7 +399,7 @@ impl WindowStore {
 
     /// Ends every active cycle of the windows of `local_symbol` that involve `venue` (its data went
     /// away: a gap must never hold an opportunity open). `spread_bp` is NaN.
-    pub fn end_cycles_for_venue(
+    pub(crate) fn end_cycles_for_venue(
         &mut self,
         local_symbol: u32,
         venue: VenueId,
@@ -416,7 +416,7 @@ impl WindowStore {
     /// Ends the active cycles of both directions of the pair (`first`, `second`): one side's quote
     /// went stale, so the pair has no spread until it is fresh again. Cheap when none is active.
     #[inline]
-    pub fn end_cycles_for_pair(
+    pub(crate) fn end_cycles_for_pair(
         &mut self,
         local_symbol: u32,
         first: VenueId,
