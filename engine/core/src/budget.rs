@@ -9,14 +9,11 @@ use crate::config::{EngineConfig, WindowsConfig};
 use crate::record::FeedEvent;
 use crate::registry::SymbolRegistry;
 use crate::shard::window::{WindowSummary, bytes_per_window, index_bytes};
-use crate::shard::{local_symbol_capacity, windows_per_shard};
+use crate::shard::{
+    LATEST_QUOTE_BYTES, SNAPSHOT_BUFFERS_PER_SHARD, local_symbol_capacity, windows_per_shard,
+};
 use crate::venue::VENUE_COUNT;
 
-/// Bytes of one latest-quote cell in a shard (bid, ask, receive time, liveness).
-const LATEST_QUOTE_BYTES: usize = 32;
-/// Snapshot buffers alive per shard at worst: the published one, the spare being refilled, and one
-/// a slow reader still holds.
-const SNAPSHOT_BUFFERS_PER_SHARD: usize = 3;
 
 /// One line of the budget.
 #[derive(Clone, Debug, PartialEq, Eq)]

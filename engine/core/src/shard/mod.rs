@@ -77,6 +77,13 @@ struct LatestQuote {
     live: bool,
 }
 
+/// Bytes one latest-quote cell takes (the memory budget multiplies by it).
+pub(crate) const LATEST_QUOTE_BYTES: usize = size_of::<LatestQuote>();
+
+/// Snapshot buffers alive per shard at worst: the published one, the spare being refilled, and one
+/// a slow reader still holds.
+pub(crate) const SNAPSHOT_BUFFERS_PER_SHARD: usize = 3;
+
 /// Everything a shard thread needs, built by the pipeline.
 pub struct ShardParams {
     pub shard_index: usize,
