@@ -69,6 +69,7 @@ fn window_update(criterion: &mut Criterion) {
         local_symbols: 1,
         band_k: 2.0,
         thresholds_bp: vec![40.0],
+        warmup_buckets: 60,
     });
     let mut output = Discard;
     let mut ts = T0;

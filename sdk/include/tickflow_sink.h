@@ -38,7 +38,7 @@ extern "C" {
 
 #define TF_MAGIC 0x4B4E49534C464B54ULL /* "TKFLSINK" as a little-endian u64 */
 #define TF_ABI_MAJOR 1
-#define TF_ABI_MINOR 0
+#define TF_ABI_MINOR 1
 #define TF_ENTRY_SYMBOL "tickflow_sink_entry_v1"
 
 /* ---- status codes (int32_t) ------------------------------------------------------------- */
@@ -145,8 +145,12 @@ typedef struct tf_spread_sample {
     uint32_t symbol_id;
     uint16_t buy_venue_id;
     uint16_t sell_venue_id;
-    uint32_t reserved;
+    uint32_t flags; /* TF_SPREAD_FLAG_* (ABI 1.1; was reserved, zero, before) */
 } tf_spread_sample;
+
+/* The window held fewer than windows.warmup_buckets buckets: its statistics and bands are not yet
+   meaningful, and no opportunity cycle starts from it. ABI 1.1. */
+#define TF_SPREAD_FLAG_WARMING 1u
 
 #define TF_OPPORTUNITY_START 1u
 #define TF_OPPORTUNITY_END 2u
@@ -166,6 +170,9 @@ typedef struct tf_opportunity_event {
 
 #define TF_GAP_DISCONNECT 1u
 #define TF_GAP_RECONNECT 2u
+/* The venue withdrew its quote (an empty book side): no spreads from it until a fresh two-sided
+   quote. ABI 1.1. */
+#define TF_GAP_QUOTE_WITHDRAWN 3u
 
 typedef struct tf_gap_event {
     int64_t ts_ns;

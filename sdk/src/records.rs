@@ -205,8 +205,14 @@ pub struct SpreadSample {
     pub symbol_id: SymbolId,
     pub buy_venue_id: VenueId,
     pub sell_venue_id: VenueId,
-    pub reserved: u32,
+    /// `SPREAD_FLAG_*` bits (ABI 1.1; zero before, when this was `reserved`).
+    pub flags: u32,
 }
+
+/// `SpreadSample::flags`: the window held fewer than `windows.warmup_buckets` buckets at this
+/// close, so its mean, standard deviation and bands are not yet meaningful (and no opportunity
+/// cycle starts from it). ABI 1.1.
+pub const SPREAD_FLAG_WARMING: u32 = 1 << 0;
 
 /// `OpportunityEvent::kind`.
 pub const OPPORTUNITY_START: u8 = 1;
@@ -234,6 +240,10 @@ pub struct OpportunityEvent {
 /// `GapEvent::kind`.
 pub const GAP_DISCONNECT: u8 = 1;
 pub const GAP_RECONNECT: u8 = 2;
+/// The venue withdrew its quote for the symbol (a book side went empty: a halted or illiquid
+/// market). Its quote takes no part in spreads until a fresh two-sided one arrives, and its open
+/// cycles end. `connection_id` is the slot that saw it. ABI 1.1.
+pub const GAP_QUOTE_WITHDRAWN: u8 = 3;
 
 /// A hole in the data: a connection of `venue_id` went away (or came back) and `symbol_id` had no
 /// data from it in between. One event per affected symbol, so charts can break the line.

@@ -11,17 +11,31 @@ use serde::Deserialize;
 pub use tickflow_core::config::{
     AUTO_SHARDS_MAX, CoreConfigError, EngineConfig, MAX_DURATION_MS, MAX_THRESHOLDS, WindowsConfig,
 };
-pub use tickflow_feed::config::{FeedsConfig, FeedsConfigError};
+use tickflow_core::venue::Venue;
+pub use tickflow_feed::config::{Channel, FeedsConfig, FeedsConfigError};
 pub use tickflow_host::config::{SinkConfig, SinkConfigError};
 
 /// The whole configuration file.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub engine: EngineConfig,
     pub windows: WindowsConfig,
     pub feeds: FeedsConfig,
     pub sinks: Vec<SinkConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut config = Config {
+            engine: EngineConfig::default(),
+            windows: WindowsConfig::default(),
+            feeds: FeedsConfig::default(),
+            sinks: Vec::new(),
+        };
+        config.derive_across_sections();
+        config
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +57,10 @@ pub enum ConfigError {
 
 impl Config {
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
-        let config: Config =
+        let mut config: Config =
             toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
         config.validate()?;
+        config.derive_across_sections();
         Ok(config)
     }
 
@@ -60,6 +75,17 @@ impl Config {
     /// Shard threads to run: `engine.shards`, or one per core (at most `AUTO_SHARDS_MAX`) when 0.
     pub fn shard_count(&self) -> usize {
         self.engine.shard_count()
+    }
+
+    /// Settings one section takes from another's rules: a venue's quotes age out after
+    /// `engine.stale_after_ms` only when its best-bid/ask channel re-sends unchanged data (Bybit,
+    /// Bitget level 1); on channels that push only on change, a quote is live until its
+    /// connection drops (a gap) or the venue withdraws it.
+    fn derive_across_sections(&mut self) {
+        for venue in Venue::ALL {
+            self.engine.quote_age_limited[venue as usize] =
+                tickflow_feed::protocol::channel_resends_when_unchanged(venue, Channel::Bbo);
+        }
     }
 
     /// Every section's own checks, in file order.
@@ -90,6 +116,24 @@ mod tests {
         assert_eq!(config.windows.bucket_ms, 1000);
         assert_eq!(config.windows.max_windows, 56_000);
         assert_eq!(config.windows.thresholds_bp, vec![40.0]);
+    }
+
+    #[test]
+    fn only_channels_that_resend_age_their_quotes_out() {
+        for config in [Config::default(), Config::from_toml_str("").unwrap()] {
+            let limited = config.engine.quote_age_limited;
+            assert!(limited[Venue::Bybit as usize] && limited[Venue::Bitget as usize]);
+            for venue in [
+                Venue::Binance,
+                Venue::Okx,
+                Venue::Kucoin,
+                Venue::Gate,
+                Venue::Htx,
+                Venue::Mexc,
+            ] {
+                assert!(!limited[venue as usize], "{venue:?} pushes only on change");
+            }
+        }
     }
 
     #[test]

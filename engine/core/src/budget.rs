@@ -14,7 +14,6 @@ use crate::shard::{
 };
 use crate::venue::VENUE_COUNT;
 
-
 /// One line of the budget.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BudgetLine {

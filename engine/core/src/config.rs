@@ -4,6 +4,8 @@
 
 use serde::Deserialize;
 
+use crate::venue::VENUE_COUNT;
+
 /// `[engine]`: sizes of the data path.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,8 +23,14 @@ pub struct EngineConfig {
     pub max_records_per_frame: usize,
     /// Most connection slots (producers) the engine will run; sizes the ring matrix.
     pub max_connection_slots: usize,
-    /// A quote older than this takes no part in spreads.
+    /// On channels that re-send unchanged data, a quote older than this takes no part in spreads.
+    /// Quotes of channels that push only on change stay live until a gap or a withdrawal.
     pub stale_after_ms: u64,
+    /// Per venue: whether its quotes age out after `stale_after_ms` (its best-bid/ask channel
+    /// re-sends unchanged data). Not read from the file: the binary derives it from the feeds'
+    /// channel rules; all `true` until then (every quote ages out).
+    #[serde(skip)]
+    pub quote_age_limited: [bool; VENUE_COUNT],
     /// Shard iterations spent spinning before parking when idle.
     pub idle_spin_iterations: u32,
     /// Longest a parked idle shard sleeps before running its housekeeping (bucket close, expiry).
@@ -39,6 +47,7 @@ impl Default for EngineConfig {
             max_records_per_frame: 256,
             max_connection_slots: 64,
             stale_after_ms: 5_000,
+            quote_age_limited: [true; VENUE_COUNT],
             idle_spin_iterations: 2_000,
             idle_park_ms: 50,
         }
@@ -63,6 +72,12 @@ pub struct WindowsConfig {
     pub thresholds_bp: Vec<f64>,
     /// How often shards publish window summaries for readers.
     pub snapshot_interval_ms: u64,
+    /// A window with fewer filled buckets than this (after start or creation) is warming: its
+    /// statistics are flagged and no opportunity cycle starts from it. Capped at `buckets`.
+    pub warmup_buckets: usize,
+    /// A spread beyond ± this many basis points (a placeholder price of a new listing, a wrong
+    /// pairing) is kept out of the windows and counted.
+    pub max_abs_spread_bp: f64,
 }
 
 /// Most opportunity thresholds per window (each costs state in every window).
@@ -85,6 +100,8 @@ impl Default for WindowsConfig {
             band_k: 2.0,
             thresholds_bp: vec![40.0],
             snapshot_interval_ms: 1_000,
+            warmup_buckets: 60,
+            max_abs_spread_bp: 10_000.0,
         }
     }
 }
@@ -259,6 +276,13 @@ impl WindowsConfig {
                 "windows.snapshot_interval_ms",
                 windows.snapshot_interval_ms,
                 "must be 1 to 86400000 (a day)",
+            ));
+        }
+        if !windows.max_abs_spread_bp.is_finite() || windows.max_abs_spread_bp <= 0.0 {
+            return Err(invalid(
+                "windows.max_abs_spread_bp",
+                windows.max_abs_spread_bp,
+                "must be a finite number > 0",
             ));
         }
         if windows.idle_expire_ms != 0

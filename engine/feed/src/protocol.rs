@@ -129,7 +129,7 @@ pub fn rules(venue: Venue) -> VenueRules {
 
 /// True when `channel` on `venue` re-sends even when nothing changed, so silence means trouble.
 /// Everything else (Binance bookTicker, KuCoin level1, every trade channel) only pushes on change.
-pub(crate) fn channel_resends_when_unchanged(venue: Venue, channel: Channel) -> bool {
+pub fn channel_resends_when_unchanged(venue: Venue, channel: Channel) -> bool {
     matches!(
         (venue, channel),
         (Venue::Bybit, Channel::Bbo) | (Venue::Bitget, Channel::Bbo)

@@ -70,7 +70,7 @@ fn expected() -> Vec<(String, u64)> {
             symbol_id,
             buy_venue_id,
             sell_venue_id,
-            reserved
+            flags
         ]
     );
     layout!(
@@ -203,6 +203,8 @@ fn expected() -> Vec<(String, u64)> {
         ("TF_OPPORTUNITY_END", OPPORTUNITY_END.into()),
         ("TF_GAP_DISCONNECT", GAP_DISCONNECT.into()),
         ("TF_GAP_RECONNECT", GAP_RECONNECT.into()),
+        ("TF_GAP_QUOTE_WITHDRAWN", GAP_QUOTE_WITHDRAWN.into()),
+        ("TF_SPREAD_FLAG_WARMING", SPREAD_FLAG_WARMING.into()),
         ("TF_LOG_ERROR", LOG_ERROR.into()),
         ("TF_LOG_WARN", LOG_WARN.into()),
         ("TF_LOG_INFO", LOG_INFO.into()),

@@ -211,7 +211,7 @@ fn records(universe: &Universe, count: usize) -> Vec<OutRecord> {
                     symbol_id,
                     buy_venue_id: venue_id,
                     sell_venue_id: other_venue_id,
-                    reserved: 0,
+                    flags: 0,
                 }),
                 6 => OutRecord::Opportunity(OpportunityEvent {
                     ts_ns: 1_700_000_000_000_005_000 + index as i64,

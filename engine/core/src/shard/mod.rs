@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tickflow_sdk::records::{
-    GAP_DISCONNECT, GapEvent, OpportunityEvent, Quote, SpreadSample, SymbolId, TimestampNs, VenueId,
+    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GapEvent, OpportunityEvent, Quote, SpreadSample, SymbolId,
+    TimestampNs, VenueId,
 };
 
 use crate::outbound::{OutRecord, Outbound};
@@ -46,8 +47,15 @@ pub struct ShardCounters {
     pub trades: AtomicU64,
     pub gaps: AtomicU64,
     pub spread_updates: AtomicU64,
-    /// Quotes of another venue skipped because they were older than `stale_after_ms`.
+    /// Quotes of another venue skipped because they were older than their venue's age limit
+    /// (`stale_after_ms`, on channels that re-send unchanged data).
     pub stale_skips: AtomicU64,
+    /// Spreads beyond `windows.max_abs_spread_bp` (a placeholder price), kept out of the windows.
+    pub spreads_out_of_bounds: AtomicU64,
+    /// Cycles ended by housekeeping because a side's quote stopped being live.
+    pub stale_cycle_ends: AtomicU64,
+    /// Exact window recomputes forced by an outlier bucket leaving its window.
+    pub outlier_recomputes: AtomicU64,
     /// Spreads skipped because they were not finite (a price so small the ratio overflows).
     pub non_finite_spreads: AtomicU64,
     pub windows_live: AtomicU64,
@@ -89,7 +97,11 @@ pub struct ShardParams {
     pub shard_index: usize,
     pub shard_count: usize,
     pub max_symbols: usize,
-    pub stale_after_ns: i64,
+    /// Per venue: the age after which its quote takes no part in spreads, or `i64::MAX` for none
+    /// (channels that push only on change: their quote is live until a gap or a withdrawal).
+    pub quote_max_age_ns: [i64; VENUE_COUNT],
+    /// A spread beyond ± this is not fed to a window (counted in `spreads_out_of_bounds`).
+    pub max_abs_spread_bp: f64,
     pub windows: WindowParams,
     pub idle_expire_ns: i64,
     pub snapshot_interval_ns: i64,
@@ -124,6 +136,8 @@ struct LocalCounts {
     spread_updates: u64,
     stale_skips: u64,
     non_finite_spreads: u64,
+    spreads_out_of_bounds: u64,
+    stale_cycle_ends: u64,
 }
 
 /// The state one shard thread owns.
@@ -222,13 +236,14 @@ impl ShardState {
             ts_recv_ns: quote.ts_recv_ns,
             live: true,
         };
-        let oldest_fresh_ns = quote.ts_recv_ns.saturating_sub(self.params.stale_after_ns);
         let mut output = EmitToOutbound {
             outbound: self.outbound.as_mut(),
         };
         let mut updates = 0u64;
         let mut stale = 0u64;
         let mut non_finite = 0u64;
+        let mut out_of_bounds = 0u64;
+        let max_abs_spread_bp = self.params.max_abs_spread_bp;
         for other in 0..VENUE_COUNT {
             if other == venue {
                 continue;
@@ -237,6 +252,9 @@ impl ShardState {
             if !other_quote.live {
                 continue;
             }
+            let oldest_fresh_ns = quote
+                .ts_recv_ns
+                .saturating_sub(self.params.quote_max_age_ns[other]);
             if other_quote.ts_recv_ns < oldest_fresh_ns {
                 // A dead venue's last quote must never make a false opportunity, nor keep one open.
                 stale += 1;
@@ -256,6 +274,12 @@ impl ShardState {
                 // Decoders refuse non-positive and non-finite prices, but a tiny positive one
                 // (1e-320) still makes an infinite spread: it would poison the window sums.
                 non_finite += 1;
+                continue;
+            }
+            if buy_other_bp.abs() > max_abs_spread_bp || buy_here_bp.abs() > max_abs_spread_bp {
+                // A placeholder price (a new listing's 1e9 ask) is not a spread anyone can trade:
+                // it would dominate the window's statistics for its whole length.
+                out_of_bounds += 1;
                 continue;
             }
             self.windows.update(
@@ -281,6 +305,7 @@ impl ShardState {
         self.local_counts.spread_updates += updates;
         self.local_counts.stale_skips += stale;
         self.local_counts.non_finite_spreads += non_finite;
+        self.local_counts.spreads_out_of_bounds += out_of_bounds;
     }
 
     fn handle_gap(&mut self, gap: &GapEvent) {
@@ -293,10 +318,10 @@ impl ShardState {
         if venue >= VENUE_COUNT {
             return;
         }
-        // Disconnect or reconnect: either way the venue's last quote predates the hole, so it
-        // takes no part until a fresh quote arrives.
+        // Disconnect, reconnect or withdrawal: either way the venue's last quote is not a price
+        // now, so it takes no part until a fresh quote arrives.
         self.latest[local as usize * VENUE_COUNT + venue].live = false;
-        if gap.kind == GAP_DISCONNECT {
+        if gap.kind == GAP_DISCONNECT || gap.kind == GAP_QUOTE_WITHDRAWN {
             let mut output = EmitToOutbound {
                 outbound: self.outbound.as_mut(),
             };
@@ -326,6 +351,12 @@ impl ShardState {
         counters
             .non_finite_spreads
             .store(local.non_finite_spreads, Ordering::Relaxed);
+        counters
+            .spreads_out_of_bounds
+            .store(local.spreads_out_of_bounds, Ordering::Relaxed);
+        counters
+            .stale_cycle_ends
+            .store(local.stale_cycle_ends, Ordering::Relaxed);
     }
 
     /// Between batches: closes due buckets, expires idle windows, publishes the snapshot when due.
@@ -339,6 +370,21 @@ impl ShardState {
                 outbound: self.outbound.as_mut(),
             };
             self.windows.close_due_buckets(now_ns, &mut output);
+            // A pair whose venues both went quiet gets no quote to notice it: end its cycles here.
+            let (latest, max_age_ns) = (&self.latest, &self.params.quote_max_age_ns);
+            let ended = self.windows.end_stale_cycles(
+                now_ns,
+                |local, buy, sell| {
+                    let row = local as usize * VENUE_COUNT;
+                    [buy, sell].into_iter().any(|venue| {
+                        let quote = latest[row + venue as usize];
+                        !quote.live
+                            || quote.ts_recv_ns < now_ns.saturating_sub(max_age_ns[venue as usize])
+                    })
+                },
+                &mut output,
+            );
+            self.local_counts.stale_cycle_ends += ended as u64;
             self.windows
                 .expire_idle(now_ns, self.params.idle_expire_ns, &mut output);
             self.publish_counts();
@@ -370,6 +416,21 @@ impl ShardState {
         counters
             .opportunities_emitted
             .store(counts.opportunities, Ordering::Relaxed);
+        counters
+            .outlier_recomputes
+            .store(counts.outlier_recomputes, Ordering::Relaxed);
+    }
+
+    /// Shutdown: emits every open bucket and ends every open cycle (a sink never sees a cycle
+    /// start without its end), then flushes.
+    pub fn finish(&mut self) {
+        let now_ns = self.params.clock.now_ns();
+        let mut output = EmitToOutbound {
+            outbound: self.outbound.as_mut(),
+        };
+        self.windows.finish(now_ns, &mut output);
+        self.publish_counts();
+        self.flush();
     }
 
     /// Publishes window summaries. Reuses the previous snapshot's buffer when no reader holds it.

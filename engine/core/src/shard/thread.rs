@@ -29,7 +29,14 @@ pub fn shard_params(
         shard_index,
         shard_count,
         max_symbols: engine.max_symbols,
-        stale_after_ns: engine.stale_after_ms as i64 * 1_000_000,
+        quote_max_age_ns: std::array::from_fn(|venue| {
+            if engine.quote_age_limited[venue] {
+                engine.stale_after_ms as i64 * 1_000_000
+            } else {
+                i64::MAX
+            }
+        }),
+        max_abs_spread_bp: windows.max_abs_spread_bp,
         windows: WindowParams {
             bucket_ns,
             buckets: windows.buckets,
@@ -37,6 +44,7 @@ pub fn shard_params(
             local_symbols: local_symbol_capacity(engine.max_symbols, shard_count),
             band_k: windows.band_k,
             thresholds_bp: windows.thresholds_bp.clone(),
+            warmup_buckets: windows.warmup_buckets.min(windows.buckets),
         },
         idle_expire_ns: windows.idle_expire_ms_effective() as i64 * 1_000_000,
         snapshot_interval_ns: windows.snapshot_interval_ms as i64 * 1_000_000,
@@ -98,7 +106,7 @@ pub(crate) fn run_shard(
         idle_iterations = spin_limit / 2;
     }
     state.housekeeping();
+    state.finish();
     state.publish_snapshot(crate::record::now_ns());
-    state.flush();
     consumers
 }

@@ -13,16 +13,28 @@
 //! buckets, so a summary reads ~2√n values instead of n. Eviction and expiry follow the
 //! least-recently-updated list at bucket precision (a window moves to the front on its first
 //! update in a bucket).
+//!
+//! Each window's ring is rotated by its own offset (its slab index), so the once-a-lap exact
+//! recompute of different windows falls in different buckets instead of all at once. The running
+//! sums are also recomputed when a bucket leaves whose square dwarfs what remains (an outlier such
+//! as a placeholder ask's 1e9 bp): subtracting it would leave the rounding error of a 1e18 sum in
+//! a window of ordinary spreads.
 
 use tickflow_sdk::records::{
-    OPPORTUNITY_END, OPPORTUNITY_START, OpportunityEvent, SpreadSample, SymbolId, TimestampNs,
-    VenueId,
+    OPPORTUNITY_END, OPPORTUNITY_START, OpportunityEvent, SPREAD_FLAG_WARMING, SpreadSample,
+    SymbolId, TimestampNs, VenueId,
 };
 
 use crate::config::MAX_THRESHOLDS;
 use crate::venue::VENUE_COUNT;
 
 const NONE: u32 = u32::MAX;
+
+/// A bucket leaving the window forces an exact recompute of the running sums when its square is
+/// more than this many times the square sum of the buckets that remain: the subtraction would keep
+/// the leaving value's rounding error (about 2⁻⁵³ of it), which would then be more than ~2⁻³⁷ of
+/// what remains. Rare (a regime change or an outlier leaving), O(buckets) when it happens.
+const RECOMPUTE_WHEN_LEAVING_SQUARE_EXCEEDS_REST: f64 = 65_536.0;
 
 /// Sizes and rules of one shard's windows.
 #[derive(Clone, Debug)]
@@ -33,6 +45,9 @@ pub struct WindowParams {
     pub local_symbols: usize,
     pub band_k: f64,
     pub thresholds_bp: Vec<f64>,
+    /// A window with fewer closed buckets with data than this is warming: its statistics are
+    /// flagged and no opportunity cycle starts from it (running cycles go on).
+    pub warmup_buckets: usize,
 }
 
 impl WindowParams {
@@ -101,6 +116,8 @@ struct WindowHeader {
     sell_venue: u16,
     /// Index in the store's open list while `in_open_list`.
     open_list_position: u32,
+    /// Index in the store's cycle list while `cycles_active_mask != 0`.
+    cycle_list_position: u32,
 }
 
 const _: () = assert!(std::mem::offset_of!(WindowHeader, buy_venue) == 64);
@@ -132,6 +149,7 @@ impl WindowHeader {
         local_symbol: 0,
         sell_venue: 0,
         open_list_position: 0,
+        cycle_list_position: 0,
     };
 }
 
@@ -168,6 +186,8 @@ pub struct WindowSummary {
     pub buckets_filled: u32,
     pub cycles_completed: u32,
     pub cycle_active: bool,
+    /// Fewer than `warmup_buckets` buckets filled: the statistics are not yet meaningful.
+    pub warming: bool,
 }
 
 /// What a window operation produced, for the shard to hand to its outbound.
@@ -185,6 +205,8 @@ pub struct WindowCounts {
     pub expired: u64,
     pub samples: u64,
     pub opportunities: u64,
+    /// Exact recomputes of a window's sums forced by a large bucket leaving it.
+    pub outlier_recomputes: u64,
 }
 
 pub struct WindowStore {
@@ -202,6 +224,8 @@ pub struct WindowStore {
     free: Vec<u32>,
     /// Windows whose open bucket has data and is not yet closed.
     open_list: Vec<u32>,
+    /// Windows with at least one active opportunity cycle (housekeeping checks their quotes).
+    cycle_list: Vec<u32>,
     lru_head: u32,
     lru_tail: u32,
     /// Spreads at or below this cannot start a cycle.
@@ -252,6 +276,7 @@ impl WindowStore {
             index,
             free,
             open_list: Vec::with_capacity(params.max_windows),
+            cycle_list: Vec::with_capacity(params.max_windows),
             lru_head: NONE,
             lru_tail: NONE,
             lowest_threshold_bp: params
@@ -288,6 +313,14 @@ impl WindowStore {
             .cached_bucket_start_ns
             .saturating_add(self.params.bucket_ns);
         bucket
+    }
+
+    /// Where absolute bucket `absolute` of `window` sits in its ring: rotated by the window's slab
+    /// index, so that windows finish their laps (and recompute) in different buckets.
+    #[inline]
+    fn ring_slot(&self, window: u32, absolute: i64) -> usize {
+        let buckets = self.params.buckets as i64;
+        (absolute + i64::from(window) % buckets).rem_euclid(buckets) as usize
     }
 
     #[inline]
@@ -352,6 +385,12 @@ impl WindowStore {
         }
     }
 
+    /// True while `window` has fewer filled buckets than `warmup_buckets`.
+    #[inline]
+    fn is_warming(&self, window: u32) -> bool {
+        (self.headers[window as usize].window_count as usize) < self.params.warmup_buckets
+    }
+
     fn update_cycles(
         &mut self,
         window: u32,
@@ -359,10 +398,12 @@ impl WindowStore {
         ts_ns: TimestampNs,
         output: &mut impl WindowOutput,
     ) {
+        let may_start = !self.is_warming(window);
+        let was_active = self.headers[window as usize].cycles_active_mask != 0;
         let header = &mut self.headers[window as usize];
         for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate() {
             let cycle = &mut header.cycles[threshold_index];
-            let kind = if !cycle.active && spread_bp > threshold_bp {
+            let kind = if !cycle.active && may_start && spread_bp > threshold_bp {
                 cycle.active = true;
                 header.cycles_active_mask |= 1 << threshold_index;
                 cycle.started_ns = ts_ns;
@@ -394,6 +435,62 @@ impl WindowStore {
                 kind,
                 reserved: [0; 7],
             });
+        }
+        self.sync_cycle_list(window, was_active);
+    }
+
+    /// Keeps `window`'s membership of the cycle list in step with its active mask.
+    fn sync_cycle_list(&mut self, window: u32, was_active: bool) {
+        let active = self.headers[window as usize].cycles_active_mask != 0;
+        if active && !was_active {
+            self.headers[window as usize].cycle_list_position = self.cycle_list.len() as u32;
+            self.cycle_list.push(window);
+        } else if !active && was_active {
+            let position = self.headers[window as usize].cycle_list_position as usize;
+            debug_assert_eq!(self.cycle_list[position], window);
+            self.cycle_list.swap_remove(position);
+            if let Some(&moved) = self.cycle_list.get(position) {
+                self.headers[moved as usize].cycle_list_position = position as u32;
+            }
+        }
+    }
+
+    /// Ends the active cycles of every window for which `is_stale(local_symbol, buy, sell)` says
+    /// a side's quote is no longer live (housekeeping: when both venues of a pair go quiet, no
+    /// quote arrives to notice it). Costs one call per window with an active cycle.
+    pub(crate) fn end_stale_cycles(
+        &mut self,
+        ts_ns: TimestampNs,
+        mut is_stale: impl FnMut(u32, u16, u16) -> bool,
+        output: &mut impl WindowOutput,
+    ) -> usize {
+        let mut ended = 0;
+        let mut position = 0;
+        while position < self.cycle_list.len() {
+            let window = self.cycle_list[position];
+            let header = &self.headers[window as usize];
+            if is_stale(header.local_symbol, header.buy_venue, header.sell_venue) {
+                // end_cycles takes the window out of the list (the last entry moves here).
+                self.end_cycles(window, ts_ns, output);
+                ended += 1;
+            } else {
+                position += 1;
+            }
+        }
+        ended
+    }
+
+    /// Shutdown: closes every open bucket and ends every active cycle, so sinks see each bucket
+    /// that had data and never a cycle start without its end.
+    pub fn finish(&mut self, ts_ns: TimestampNs, output: &mut impl WindowOutput) {
+        while let Some(&window) = self.open_list.last() {
+            if self.headers[window as usize].open_count > 0 {
+                self.close_open_bucket(window, output);
+            }
+            self.open_list_remove(window);
+        }
+        while let Some(&window) = self.cycle_list.last() {
+            self.end_cycles(window, ts_ns, output);
         }
     }
 
@@ -434,6 +531,7 @@ impl WindowStore {
 
     /// Ends every active cycle of `window` with a NaN spread (its data went away).
     fn end_cycles(&mut self, window: u32, ts_ns: TimestampNs, output: &mut impl WindowOutput) {
+        let was_active = self.headers[window as usize].cycles_active_mask != 0;
         let header = &mut self.headers[window as usize];
         for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate() {
             let cycle = &mut header.cycles[threshold_index];
@@ -457,6 +555,7 @@ impl WindowStore {
                 reserved: [0; 7],
             });
         }
+        self.sync_cycle_list(window, was_active);
     }
 
     /// Closes every open bucket that ended before `now_ns` (housekeeping between batches), so a
@@ -589,6 +688,7 @@ impl WindowStore {
         let block_len = self.block_len;
         let ring_start = window as usize * buckets;
         let blocks_start = window as usize * self.blocks_per_window * 2;
+        let ring_offset = i64::from(window) % buckets as i64;
         let header = &mut self.headers[window as usize];
         debug_assert!(header.open_count > 0);
         let open_bucket = header.open_bucket;
@@ -596,16 +696,21 @@ impl WindowStore {
         // Buckets from written+1 to open_bucket-1 are empty; at most one lap matters.
         let first = (header.written_bucket + 1).max(open_bucket - buckets as i64 + 1);
         let mut lap_complete = false;
+        let mut outlier_left = false;
         for absolute in first..=open_bucket {
             let value = if absolute == open_bucket {
                 mean_bp as f32
             } else {
                 f32::NAN
             };
-            let ring_slot = absolute.rem_euclid(buckets as i64) as usize;
+            let ring_slot = (absolute + ring_offset).rem_euclid(buckets as i64) as usize;
             let expiring = self.buckets[ring_start + ring_slot];
             if !expiring.is_nan() {
                 let expiring = f64::from(expiring);
+                let expiring_square = expiring * expiring;
+                outlier_left |= expiring_square
+                    > RECOMPUTE_WHEN_LEAVING_SQUARE_EXCEEDS_REST
+                        * (header.window_sum_squares - expiring_square);
                 header.window_sum -= expiring;
                 header.window_sum_squares -= expiring * expiring;
                 header.window_count -= 1;
@@ -629,8 +734,12 @@ impl WindowStore {
             lap_complete |= ring_slot == buckets - 1;
         }
         header.written_bucket = open_bucket;
-        if lap_complete {
-            // Once per lap, recompute the sums exactly so rounding drift cannot accumulate.
+        if outlier_left {
+            self.counts.outlier_recomputes += 1;
+        }
+        if lap_complete || outlier_left {
+            // Once per lap, recompute the sums exactly so rounding drift cannot accumulate; and
+            // when a value that dwarfed the rest left, whose rounding error would remain.
             let (mut sum, mut sum_squares, mut count) = (0f64, 0f64, 0u32);
             for &value in &self.buckets[ring_start..ring_start + buckets] {
                 if !value.is_nan() {
@@ -650,6 +759,7 @@ impl WindowStore {
             header.window_count,
         );
         let band_k = self.params.band_k;
+        let warming = (header.window_count as usize) < self.params.warmup_buckets;
         let sample = SpreadSample {
             bucket_start_ns: open_bucket * self.params.bucket_ns,
             bucket_duration_ns: self.params.bucket_ns,
@@ -665,7 +775,7 @@ impl WindowStore {
             symbol_id: header.symbol_id,
             buy_venue_id: VenueId(header.buy_venue),
             sell_venue_id: VenueId(header.sell_venue),
-            reserved: 0,
+            flags: if warming { SPREAD_FLAG_WARMING } else { 0 },
         };
         header.open_count = 0;
         self.counts.samples += 1;
@@ -706,6 +816,7 @@ impl WindowStore {
             buckets_filled: header.window_count,
             cycles_completed: header.cycles_completed,
             cycle_active,
+            warming: self.is_warming(window),
         }
     }
 
@@ -717,7 +828,7 @@ impl WindowStore {
         let ring_start = window as usize * buckets;
         let blocks_start = window as usize * self.blocks_per_window * 2;
         let (mut min, mut max) = (f32::NAN, f32::NAN);
-        let head_slot = header.written_bucket.rem_euclid(buckets as i64) as usize;
+        let head_slot = self.ring_slot(window, header.written_bucket);
         let head_block = head_slot / self.block_len;
         for block in 0..self.blocks_per_window {
             min = min.min(self.blocks[blocks_start + block * 2]);

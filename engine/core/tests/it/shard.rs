@@ -8,8 +8,8 @@ use tickflow_core::outbound::{OutRecord, Outbound};
 use tickflow_core::pipeline::Pipeline;
 use tickflow_core::record::FeedEvent;
 use tickflow_core::records::{
-    GAP_DISCONNECT, GapEvent, OPPORTUNITY_END, OPPORTUNITY_START, OpportunityEvent, Quote,
-    SpreadSample, SymbolId, Trade, VenueId,
+    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GapEvent, OPPORTUNITY_END, OPPORTUNITY_START,
+    OpportunityEvent, Quote, SPREAD_FLAG_WARMING, SpreadSample, SymbolId, Trade, VenueId,
 };
 use tickflow_core::shard::thread::shard_params;
 use tickflow_core::shard::window::{WindowOutput, WindowParams, WindowStore};
@@ -109,7 +109,8 @@ fn single_shard(config: &Config) -> (ShardState, Captured, Arc<AtomicI64>) {
 fn small_config() -> Config {
     Config::from_toml_str(
         "[engine]\nshards = 1\nmax_symbols = 16\nstale_after_ms = 2000\n\
-         [windows]\nbucket_ms = 1000\nbuckets = 10\nmax_windows = 64\nthresholds_bp = [40.0]\n",
+         [windows]\nbucket_ms = 1000\nbuckets = 10\nmax_windows = 64\nthresholds_bp = [40.0]\n\
+         warmup_buckets = 0\n",
     )
     .unwrap()
 }
@@ -251,6 +252,7 @@ fn store(buckets: usize, max_windows: usize, thresholds_bp: Vec<f64>) -> WindowS
         local_symbols: 4,
         band_k: 2.0,
         thresholds_bp,
+        warmup_buckets: 0,
     })
 }
 
@@ -723,4 +725,264 @@ fn a_frame_of_one_symbol_is_pushed_as_one_batch_and_a_full_ring_drops_the_rest()
         "every record is either delivered or counted"
     );
     assert_eq!(report.counters.quotes, report.counters.pushed);
+}
+
+/// The exact population standard deviation of `values` (what a window's std must equal).
+fn exact_std(values: &[f64]) -> f64 {
+    let count = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / count;
+    (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / count).sqrt()
+}
+
+#[test]
+fn an_outlier_bucket_leaving_the_window_leaves_no_trace_in_its_statistics() {
+    let buckets = 100;
+    let mut windows = store(buckets, 4, vec![40.0]);
+    let mut events = WindowEvents::default();
+    let (a, b) = (VenueId(0), VenueId(1));
+    // Bucket means as the window stores them (f32), newest last.
+    let mut stored: Vec<f64> = Vec::new();
+    let mut worst_relative_error = 0f64;
+    for step in 0..(3 * buckets as i64) {
+        // A placeholder ask's 1e9 bp first, then ordinary spreads around 12 bp.
+        let spread = if step == 0 {
+            1e9
+        } else {
+            12.0 + ((step * 7919) % 23) as f64 * 0.37 - 4.0
+        };
+        let ts = T0 + step * SECOND_NS;
+        windows.update(SymbolId(1), 0, a, b, spread, ts, &mut events);
+        // The next bucket's first update closes this one.
+        windows.close_due_buckets(ts + SECOND_NS, &mut events);
+        stored.push(f64::from(spread as f32));
+        let in_window = &stored[stored.len().saturating_sub(buckets)..];
+        let summary = summary_of(&windows);
+        let exact = exact_std(in_window);
+        // One bucket has a std of exactly 0; from two on, the error is relative to the std.
+        let relative = (summary.std_bp - exact).abs() / exact.max(f64::MIN_POSITIVE);
+        worst_relative_error = worst_relative_error.max(relative);
+        assert!(
+            relative <= 1e-6,
+            "step {step}: window std {} against the exact {exact} (relative error {relative})",
+            summary.std_bp
+        );
+        let sample = events.samples.last().expect("a bucket closed");
+        assert!((sample.window_std_bp - exact).abs() / exact.max(f64::MIN_POSITIVE) <= 1e-6);
+    }
+    assert_eq!(windows.counts().outlier_recomputes, 1);
+    assert!(worst_relative_error < 1e-6);
+}
+
+#[test]
+fn windows_finish_their_laps_in_different_buckets() {
+    // Each window's ring is rotated by its slab index: two windows created together write the
+    // same absolute bucket into different ring slots, so their exact recomputes do not coincide.
+    let buckets = 8;
+    let mut windows = store(buckets, 4, vec![40.0]);
+    let mut events = WindowEvents::default();
+    for step in 0..(3 * buckets as i64) {
+        let ts = T0 + step * SECOND_NS;
+        windows.update(
+            SymbolId(1),
+            0,
+            VenueId(0),
+            VenueId(1),
+            1.0 + step as f64,
+            ts,
+            &mut events,
+        );
+        windows.update(
+            SymbolId(1),
+            0,
+            VenueId(1),
+            VenueId(0),
+            2.0 + step as f64,
+            ts,
+            &mut events,
+        );
+        windows.close_due_buckets(ts + SECOND_NS, &mut events);
+    }
+    // Statistics are the same as without rotation: the last `buckets` values of each series.
+    let mut summaries = Vec::new();
+    windows.summarize_into(&mut summaries);
+    for summary in summaries {
+        let first = if summary.buy_venue_id == VenueId(0) {
+            1.0
+        } else {
+            2.0
+        };
+        let values: Vec<f64> = (16..24).map(|step| first + step as f64).collect();
+        assert!(close(summary.mean_bp, values.iter().sum::<f64>() / 8.0));
+        assert!(close(summary.std_bp, exact_std(&values)));
+        assert_eq!(summary.min_bp, first + 16.0);
+        assert_eq!(summary.max_bp, first + 23.0);
+    }
+}
+
+#[test]
+fn a_warming_window_flags_its_samples_and_starts_no_cycle() {
+    let mut windows = WindowStore::new(WindowParams {
+        bucket_ns: SECOND_NS,
+        buckets: 10,
+        max_windows: 4,
+        local_symbols: 4,
+        band_k: 2.0,
+        thresholds_bp: vec![40.0],
+        warmup_buckets: 3,
+    });
+    let mut events = WindowEvents::default();
+    for step in 0..5i64 {
+        let ts = T0 + step * SECOND_NS;
+        windows.update(
+            SymbolId(1),
+            0,
+            VenueId(0),
+            VenueId(1),
+            50.0 + step as f64,
+            ts,
+            &mut events,
+        );
+        windows.close_due_buckets(ts + SECOND_NS, &mut events);
+    }
+    let flags: Vec<bool> = events
+        .samples
+        .iter()
+        .map(|sample| sample.flags & SPREAD_FLAG_WARMING != 0)
+        .collect();
+    // Closed buckets 1 and 2 are warming; from the third on, the window has its 3 buckets.
+    assert_eq!(flags, vec![true, true, false, false, false]);
+    // Spreads were above 40 bp all along: the cycle starts with the first update after warm-up.
+    let starts: Vec<i64> = events
+        .opportunities
+        .iter()
+        .filter(|o| o.kind == OPPORTUNITY_START)
+        .map(|o| o.ts_ns)
+        .collect();
+    assert_eq!(starts, vec![T0 + 3 * SECOND_NS]);
+    assert!(!summary_of(&windows).warming);
+}
+
+#[test]
+fn housekeeping_ends_a_cycle_whose_venues_both_went_quiet() {
+    let (mut shard, captured, now) = single_shard(&small_config());
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0));
+    shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 1)); // +89.9 bp: a cycle starts
+    assert_eq!(captured.opportunities().len(), 1);
+    // No quote arrives to notice that both went stale (stale_after_ms = 2000).
+    now.store(T0 + SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    assert_eq!(captured.opportunities().len(), 1, "still fresh after 1 s");
+    now.store(T0 + 3 * SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    let events = captured.opportunities();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].kind, OPPORTUNITY_END);
+    assert!(events[1].spread_bp.is_nan());
+    assert_eq!(shard.counters().stale_cycle_ends.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_push_on_change_venue_stays_live_until_a_gap() {
+    let mut config = small_config();
+    // Venue 0 pushes only on change: its unchanged quote is still the price after 10 s.
+    config.engine.quote_age_limited[0] = false;
+    let (mut shard, captured, now) = single_shard(&config);
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0));
+    shard.handle(&quote(2, 1, 100.5, 100.6, T0 + 10 * SECOND_NS));
+    now.store(T0 + 12 * SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    assert_eq!(captured.samples().len(), 2, "the quiet venue still pairs");
+    shard.flush();
+    assert_eq!(shard.counters().stale_skips.load(Ordering::Relaxed), 0);
+    // The age-limited venue 1 ages out as before.
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0 + 13 * SECOND_NS));
+    shard.flush();
+    assert_eq!(shard.counters().stale_skips.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_withdrawn_quote_ends_its_cycles_and_takes_no_part() {
+    let (mut shard, captured, now) = single_shard(&small_config());
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0));
+    shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 1));
+    assert_eq!(captured.opportunities().len(), 1);
+    shard.handle(&FeedEvent::Gap(GapEvent {
+        ts_ns: T0 + 2,
+        connection_id: 3,
+        symbol_id: SymbolId(2),
+        venue_id: VenueId(0),
+        kind: GAP_QUOTE_WITHDRAWN,
+        reserved: [0; 5],
+    }));
+    let events = captured.opportunities();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].kind, OPPORTUNITY_END);
+    // Venue 1 quotes again: venue 0's withdrawn quote makes no spread.
+    shard.flush();
+    let updates = shard.counters().spread_updates.load(Ordering::Relaxed);
+    shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 3));
+    shard.flush();
+    assert_eq!(
+        shard.counters().spread_updates.load(Ordering::Relaxed),
+        updates
+    );
+    now.store(T0 + SECOND_NS, Ordering::Release);
+    assert_eq!(
+        captured.count(|r| matches!(r, OutRecord::Gap(gap) if gap.kind == GAP_QUOTE_WITHDRAWN)),
+        1,
+        "the withdrawal reaches sinks"
+    );
+}
+
+#[test]
+fn a_spread_beyond_the_sanity_bound_is_kept_out_of_the_windows() {
+    let (mut shard, captured, now) = single_shard(&small_config());
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0));
+    // A new listing's placeholder ask: 1e9 bp one way.
+    shard.handle(&quote(2, 1, 1e9, 1e9, T0 + 1));
+    now.store(T0 + SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    assert!(captured.samples().is_empty());
+    assert_eq!(shard.counters().windows_live.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        shard
+            .counters()
+            .spreads_out_of_bounds
+            .load(Ordering::Relaxed),
+        1
+    );
+}
+
+#[test]
+fn shutdown_emits_every_open_bucket_and_ends_every_cycle() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 1\nmax_symbols = 16\n[windows]\nwarmup_buckets = 0\n",
+    )
+    .unwrap();
+    let captured = Captured::default();
+    let mut pipeline = Pipeline::start(
+        &config.engine,
+        &config.windows,
+        vec![Box::new(captured.clone())],
+    )
+    .unwrap();
+    let mut producer = pipeline.take_producer().unwrap();
+    let now = tickflow_core::record::now_ns();
+    assert!(producer.push(quote(4, 0, 100.0, 100.1, now)));
+    assert!(producer.push(quote(4, 1, 101.0, 101.1, now + 1)));
+    producer.flush();
+    drop(producer);
+    pipeline.shutdown();
+    let opportunities = captured.opportunities();
+    let starts = opportunities
+        .iter()
+        .filter(|o| o.kind == OPPORTUNITY_START)
+        .count();
+    let ends = opportunities
+        .iter()
+        .filter(|o| o.kind == OPPORTUNITY_END)
+        .count();
+    assert_eq!((starts, ends), (1, 1), "{opportunities:?}");
+    // Both directed windows had data in their open bucket: both are emitted.
+    assert_eq!(captured.samples().len(), 2);
 }
