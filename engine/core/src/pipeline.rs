@@ -145,6 +145,11 @@ pub struct PipelineCounters {
     pub opportunities_emitted: u64,
     /// Times an idle shard parked (stopped spinning until woken or its housekeeping was due).
     pub shard_parks: u64,
+    pub spreads_out_of_bounds: u64,
+    pub stale_cycle_ends: u64,
+    pub outlier_recomputes: u64,
+    /// Shard threads that ended before `shutdown` (a panic: their symbols get no spreads).
+    pub shards_dead: u64,
 }
 
 /// What `shutdown` observed.
@@ -306,7 +311,23 @@ impl Pipeline {
         for shard in &self.shards {
             add_shard_counters(&mut total, &shard.counters);
         }
+        total.shards_dead = self.dead_shards().len() as u64;
         total
+    }
+
+    /// Shards whose thread has ended although the pipeline was not shut down: a shard only ends on
+    /// its own by panicking (a bug), and its symbols then get no spreads. The binary checks this
+    /// while it runs and stops with an error rather than run on without them.
+    pub fn dead_shards(&self) -> Vec<usize> {
+        if self.stop.load(Ordering::SeqCst) {
+            return Vec::new();
+        }
+        self.shards
+            .iter()
+            .enumerate()
+            .filter(|(_, shard)| shard.handle.is_finished())
+            .map(|(index, _)| index)
+            .collect()
     }
 
     /// Stops the shards after they drained every ring, flushes their outbounds and joins them.
@@ -325,7 +346,10 @@ impl Pipeline {
                 Ok(consumers) => {
                     records_left_in_rings += consumers.iter().map(|c| c.slots() as u64).sum::<u64>()
                 }
-                Err(_) => tracing::error!("a shard thread panicked; its rings are lost"),
+                Err(_) => {
+                    tracing::error!("a shard thread panicked; its rings are lost");
+                    counters.shards_dead += 1;
+                }
             }
             add_shard_counters(&mut counters, &shard.counters);
         }
@@ -352,6 +376,9 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.samples_emitted += load(&shard.samples_emitted);
     total.opportunities_emitted += load(&shard.opportunities_emitted);
     total.shard_parks += load(&shard.parks);
+    total.spreads_out_of_bounds += load(&shard.spreads_out_of_bounds);
+    total.stale_cycle_ends += load(&shard.stale_cycle_ends);
+    total.outlier_recomputes += load(&shard.outlier_recomputes);
 }
 
 /// Writes every slot of a new ring once (and reads it back), so its pages are resident from the

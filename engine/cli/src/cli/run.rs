@@ -63,11 +63,23 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut telemetry_tick = tokio::time::interval(Duration::from_secs(1));
         telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut shard_watch_tick = tokio::time::interval(SHARD_WATCH_INTERVAL);
+        shard_watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut exit_code = 0u8;
         loop {
             tokio::select! {
                 name = signals.next() => {
                     eprintln!("tickflow: {name}: stopping feeds (a second signal exits at once)");
                     break;
+                }
+                _ = shard_watch_tick.tick() => {
+                    let dead = pipeline.dead_shards();
+                    if !dead.is_empty() {
+                        tracing::error!(shards = ?dead, "shard thread ended (a panic): its symbols get no spreads; stopping");
+                        eprintln!("tickflow: shard thread(s) {dead:?} died; stopping with an error");
+                        exit_code = EXIT_SHARD_DIED;
+                        break;
+                    }
                 }
                 _ = telemetry_tick.tick(), if telemetry.is_some() => {
                     if let Some(outbound) = telemetry.as_mut() {
@@ -92,14 +104,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                 std::process::exit(130);
             }
         }
-        anyhow::Ok(())
+        anyhow::Ok(exit_code)
     });
     // Every producer is dropped with its slot task by now (or the runtime shutdown below ends
     // it). A blocking task (a slow DNS lookup of a real venue host) is not waited for past the
     // feeds' deadline.
     runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
     let (report, sink_stats) = shut_down_pipeline_and_sinks(pipeline, telemetry, sink_host)?;
-    result?;
+    let exit_code = result?;
     eprintln!(
         "tickflow-shutdown {}",
         serde_json::json!({
@@ -111,10 +123,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             "gaps": report.counters.gaps,
             "sinks": sink_stats.len(),
             "sink_lost": sink_stats.iter().map(|sink| sink.lost()).sum::<u64>(),
+            "shards_dead": report.counters.shards_dead,
         })
     );
-    Ok(0)
+    Ok(exit_code)
 }
+
+/// How often the run loop checks that every shard thread is alive.
+const SHARD_WATCH_INTERVAL: Duration = Duration::from_millis(250);
+/// `tickflow run`'s exit code when a shard thread died while running.
+const EXIT_SHARD_DIED: u8 = 3;
 
 /// Pipeline, then the sinks (the shards dropped their outbounds; the telemetry lane goes too), on
 /// a blocking thread while a second SIGTERM/SIGINT still exits at once. A sink stuck in a plugin
@@ -247,6 +265,12 @@ pub(crate) fn stats_json(
         object.insert("shard_gaps".into(), counters.gaps.into());
         object.insert("ring_dropped".into(), counters.dropped_ring_full.into());
         object.insert("windows_live".into(), counters.windows_live.into());
+        object.insert("shards_dead".into(), counters.shards_dead.into());
+        object.insert(
+            "spreads_out_of_bounds".into(),
+            counters.spreads_out_of_bounds.into(),
+        );
+        object.insert("stale_cycle_ends".into(), counters.stale_cycle_ends.into());
     }
     value.to_string()
 }

@@ -986,3 +986,34 @@ fn shutdown_emits_every_open_bucket_and_ends_every_cycle() {
     // Both directed windows had data in their open bucket: both are emitted.
     assert_eq!(captured.samples().len(), 2);
 }
+
+/// An outbound that panics on its first record: a bug in the shard's path, as a test can cause one.
+struct PanicsOnEmit;
+
+impl Outbound for PanicsOnEmit {
+    fn emit(&mut self, _record: &OutRecord) {
+        panic!("test: the shard's outbound panics");
+    }
+}
+
+#[test]
+fn a_shard_that_panics_is_noticed_while_running() {
+    let config = Config::from_toml_str("[engine]\nshards = 2\nmax_symbols = 16\n").unwrap();
+    let outbounds: Vec<Box<dyn Outbound>> =
+        vec![Box::new(Captured::default()), Box::new(PanicsOnEmit)];
+    let mut pipeline = Pipeline::start(&config.engine, &config.windows, outbounds).unwrap();
+    assert!(pipeline.dead_shards().is_empty());
+    let mut producer = pipeline.take_producer().unwrap();
+    // Symbol 1 belongs to shard 1 (1 % 2), whose outbound panics on the quote.
+    assert!(producer.push(quote(1, 0, 100.0, 100.1, tickflow_core::record::now_ns())));
+    producer.flush();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while pipeline.dead_shards().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(pipeline.dead_shards(), vec![1]);
+    assert_eq!(pipeline.counters().shards_dead, 1);
+    drop(producer);
+    let report = pipeline.shutdown();
+    assert_eq!(report.counters.shards_dead, 1);
+}
