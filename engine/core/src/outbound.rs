@@ -20,6 +20,12 @@ pub trait Outbound: Send {
     fn emit(&mut self, record: &OutRecord);
     /// Called after each batch the shard processed: make what was emitted visible to consumers.
     fn flush(&mut self) {}
+    /// How many more spread samples the fullest consumer can take right now without losing any:
+    /// a hint the shard paces its bucket closes by (a bucket change closes every window at once).
+    /// Consumers that never lose to a full buffer (overwriting ones) do not limit it.
+    fn free_slots_hint(&self) -> usize {
+        usize::MAX
+    }
 }
 
 /// Discards everything (a shard with no sinks configured).

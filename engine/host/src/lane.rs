@@ -539,6 +539,20 @@ impl LaneProducer {
         }
     }
 
+    /// Room for spread samples before this lane loses one: its free ring slots, or unlimited when
+    /// it overwrites (`drop_oldest`), takes no spread samples, or its sink is disabled.
+    fn free_spread_slots(&self) -> usize {
+        if self.kind_mask & RecordKind::SpreadSample.mask_bit() == 0
+            || self.shared.disabled.load(Ordering::Relaxed)
+        {
+            return usize::MAX;
+        }
+        match &self.queue {
+            LaneQueue::Ring(producer) => producer.slots(),
+            LaneQueue::Overwrite(_) => usize::MAX,
+        }
+    }
+
     /// Makes what was offered visible: wakes the runner if anything was pushed.
     pub fn flush(&mut self) {
         self.drain_conflation();
@@ -618,6 +632,14 @@ impl Outbound for SinkOutbound {
         for lane in &mut self.lanes {
             lane.flush();
         }
+    }
+
+    fn free_slots_hint(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(LaneProducer::free_spread_slots)
+            .min()
+            .unwrap_or(usize::MAX)
     }
 }
 

@@ -85,6 +85,12 @@ struct LatestQuote {
     live: bool,
 }
 
+/// Bucket closes one housekeeping pass makes before it flushes them to the sinks and lets the
+/// shard thread (and the sinks' runners) go on: a quarter of the default sink lane, so a bucket
+/// change of every window (tens of thousands at the full universe) reaches the sinks in slices
+/// they can take instead of one burst that overflows their lanes.
+pub const BUCKET_CLOSES_PER_PASS: usize = 1024;
+
 /// Bytes one latest-quote cell takes (the memory budget multiplies by it).
 pub(crate) const LATEST_QUOTE_BYTES: usize = size_of::<LatestQuote>();
 
@@ -151,6 +157,10 @@ pub struct ShardState {
     snapshot: Arc<ArcSwap<ShardSnapshot>>,
     spare_snapshot: Option<Arc<ShardSnapshot>>,
     last_housekeeping_bucket: i64,
+    /// Buckets of the current bucket change are still being closed (see `housekeeping`).
+    closes_pending: bool,
+    /// From this time on, pending closes no longer wait for the sinks' room.
+    closes_unpaced_after_ns: TimestampNs,
     last_snapshot_ns: TimestampNs,
 }
 
@@ -183,6 +193,8 @@ impl ShardState {
             })),
             spare_snapshot: None,
             last_housekeeping_bucket: i64::MIN,
+            closes_pending: false,
+            closes_unpaced_after_ns: 0,
             last_snapshot_ns: 0,
             params,
         }
@@ -359,41 +371,67 @@ impl ShardState {
             .store(local.stale_cycle_ends, Ordering::Relaxed);
     }
 
-    /// Between batches: closes due buckets, expires idle windows, publishes the snapshot when due.
-    /// Cheap when nothing is due (one clock read and two compares).
-    pub fn housekeeping(&mut self) {
+    /// Between batches: closes due buckets (in slices of `BUCKET_CLOSES_PER_PASS`, each flushed
+    /// to the sinks), ends cycles whose quotes went stale, expires idle windows, publishes the
+    /// snapshot when due. Cheap when nothing is due (one clock read and two compares). Returns
+    /// true while bucket closes are still pending: the caller should come back soon instead of
+    /// parking.
+    pub fn housekeeping(&mut self) -> bool {
         let now_ns = self.params.clock.now_ns();
         let bucket = now_ns.div_euclid(self.params.windows.bucket_ns);
         if bucket != self.last_housekeeping_bucket {
             self.last_housekeeping_bucket = bucket;
+            self.closes_pending = true;
+            // Pace by the sinks' room until half the bucket has passed; then close regardless
+            // (a sink that cannot take a bucket's samples in half a bucket does not keep up).
+            self.closes_unpaced_after_ns = bucket
+                .saturating_mul(self.params.windows.bucket_ns)
+                .saturating_add(self.params.windows.bucket_ns / 2);
+        }
+        if self.closes_pending {
+            let room = self.outbound.free_slots_hint();
+            let slice = if now_ns >= self.closes_unpaced_after_ns {
+                BUCKET_CLOSES_PER_PASS
+            } else {
+                room.min(BUCKET_CLOSES_PER_PASS)
+            };
+            if slice == 0 {
+                return true;
+            }
             let mut output = EmitToOutbound {
                 outbound: self.outbound.as_mut(),
             };
-            self.windows.close_due_buckets(now_ns, &mut output);
-            // A pair whose venues both went quiet gets no quote to notice it: end its cycles here.
-            let (latest, max_age_ns) = (&self.latest, &self.params.quote_max_age_ns);
-            let ended = self.windows.end_stale_cycles(
-                now_ns,
-                |local, buy, sell| {
-                    let row = local as usize * VENUE_COUNT;
-                    [buy, sell].into_iter().any(|venue| {
-                        let quote = latest[row + venue as usize];
-                        !quote.live
-                            || quote.ts_recv_ns < now_ns.saturating_sub(max_age_ns[venue as usize])
-                    })
-                },
-                &mut output,
-            );
-            self.local_counts.stale_cycle_ends += ended as u64;
-            self.windows
-                .expire_idle(now_ns, self.params.idle_expire_ns, &mut output);
-            self.publish_counts();
+            let done = self.windows.close_due_buckets(now_ns, slice, &mut output);
+            if done {
+                self.closes_pending = false;
+                // A pair whose venues both went quiet gets no quote to notice it: end its
+                // cycles here.
+                let (latest, max_age_ns) = (&self.latest, &self.params.quote_max_age_ns);
+                let ended = self.windows.end_stale_cycles(
+                    now_ns,
+                    |local, buy, sell| {
+                        let row = local as usize * VENUE_COUNT;
+                        [buy, sell].into_iter().any(|venue| {
+                            let quote = latest[row + venue as usize];
+                            !quote.live
+                                || quote.ts_recv_ns
+                                    < now_ns.saturating_sub(max_age_ns[venue as usize])
+                        })
+                    },
+                    &mut output,
+                );
+                self.local_counts.stale_cycle_ends += ended as u64;
+                self.windows
+                    .expire_idle(now_ns, self.params.idle_expire_ns, &mut output);
+                self.publish_counts();
+            }
             self.flush();
         }
         if now_ns - self.last_snapshot_ns >= self.params.snapshot_interval_ns {
             self.last_snapshot_ns = now_ns;
             self.publish_snapshot(now_ns);
         }
+        self.closes_pending
     }
 
     fn publish_counts(&self) {

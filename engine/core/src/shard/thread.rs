@@ -93,7 +93,13 @@ pub(crate) fn run_shard(
             }
             continue;
         }
-        state.housekeeping();
+        if state.housekeeping() {
+            // Bucket closes are pending: let the sinks' runners take the slice just flushed,
+            // then come back for the next instead of spinning or parking.
+            std::thread::yield_now();
+            idle_iterations = 0;
+            continue;
+        }
         idle_iterations += 1;
         if idle_iterations < spin_limit {
             std::hint::spin_loop();
@@ -105,6 +111,7 @@ pub(crate) fn run_shard(
         });
         idle_iterations = spin_limit / 2;
     }
+    // finish() closes whatever bucket closes are still pending, without waiting for room.
     state.housekeeping();
     state.finish();
     state.publish_snapshot(crate::record::now_ns());

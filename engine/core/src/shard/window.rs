@@ -226,6 +226,9 @@ pub struct WindowStore {
     open_list: Vec<u32>,
     /// Windows with at least one active opportunity cycle (housekeeping checks their quotes).
     cycle_list: Vec<u32>,
+    /// Where an unfinished `close_due_buckets` resumes in `open_list` (entries before it are not
+    /// due; 0 when the last call finished).
+    close_scan_position: usize,
     lru_head: u32,
     lru_tail: u32,
     /// Spreads at or below this cannot start a cycle.
@@ -277,6 +280,7 @@ impl WindowStore {
             free,
             open_list: Vec::with_capacity(params.max_windows),
             cycle_list: Vec::with_capacity(params.max_windows),
+            close_scan_position: 0,
             lru_head: NONE,
             lru_tail: NONE,
             lowest_threshold_bp: params
@@ -558,16 +562,30 @@ impl WindowStore {
         self.sync_cycle_list(window, was_active);
     }
 
-    /// Closes every open bucket that ended before `now_ns` (housekeeping between batches), so a
-    /// window that stopped receiving quotes still emits its last bucket.
-    pub fn close_due_buckets(&mut self, now_ns: TimestampNs, output: &mut impl WindowOutput) {
+    /// Closes open buckets that ended before `now_ns` (housekeeping between batches), so a
+    /// window that stopped receiving quotes still emits its last bucket: at most `max_closes` in
+    /// one call, resuming where the previous call stopped. Returns true once none is left due.
+    /// Closing a bucket's worth of windows in slices lets the shard hand each slice to the sinks
+    /// (and let their runners drain it) before the next, instead of one burst larger than a lane.
+    pub fn close_due_buckets(
+        &mut self,
+        now_ns: TimestampNs,
+        max_closes: usize,
+        output: &mut impl WindowOutput,
+    ) -> bool {
         let current_bucket = now_ns.div_euclid(self.params.bucket_ns);
-        let mut position = 0;
+        let mut position = self.close_scan_position.min(self.open_list.len());
+        let mut closed = 0;
         while position < self.open_list.len() {
+            if closed == max_closes {
+                self.close_scan_position = position;
+                return false;
+            }
             let window = self.open_list[position];
             let header = &self.headers[window as usize];
             if header.open_count > 0 && header.open_bucket < current_bucket {
                 self.close_open_bucket(window, output);
+                closed += 1;
             }
             if self.headers[window as usize].open_count == 0 {
                 self.open_list_remove(window);
@@ -575,6 +593,8 @@ impl WindowStore {
                 position += 1;
             }
         }
+        self.close_scan_position = 0;
+        true
     }
 
     fn open_list_push(&mut self, window: u32) {

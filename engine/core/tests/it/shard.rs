@@ -307,7 +307,7 @@ fn window_statistics_roll_over_the_configured_buckets() {
         windows.update(SymbolId(1), 0, a, b, k as f64, ts, &mut events);
         windows.update(SymbolId(1), 0, a, b, k as f64 + 2.0, ts + 1, &mut events);
     }
-    windows.close_due_buckets(T0 + 6 * SECOND_NS, &mut events);
+    windows.close_due_buckets(T0 + 6 * SECOND_NS, usize::MAX, &mut events);
     assert_eq!(events.samples.len(), 6);
     let last = *events.samples.last().unwrap();
     assert_eq!(
@@ -344,13 +344,13 @@ fn empty_buckets_leave_the_window_and_min_max_follow() {
             &mut events,
         );
     }
-    windows.close_due_buckets(T0 + 9 * SECOND_NS, &mut events);
+    windows.close_due_buckets(T0 + 9 * SECOND_NS, usize::MAX, &mut events);
     assert_eq!(summary_of(&windows).min_bp, -3.0);
     assert_eq!(summary_of(&windows).max_bp, 8.0);
     // Quote in bucket 12: buckets 9..11 are empty, and the window (9 buckets) is now 4..=12, so
     // buckets 0..=3 (5, -3, 8, 1) leave it.
     windows.update(SymbolId(2), 1, a, b, 3.0, T0 + 12 * SECOND_NS, &mut events);
-    windows.close_due_buckets(T0 + 13 * SECOND_NS, &mut events);
+    windows.close_due_buckets(T0 + 13 * SECOND_NS, usize::MAX, &mut events);
     let summary = summary_of(&windows);
     assert_eq!((summary.min_bp, summary.max_bp), (0.5, 7.0));
     assert_eq!(summary.buckets_filled, 6); // 0.5, 2, 7, 4, 6, 3
@@ -358,7 +358,7 @@ fn empty_buckets_leave_the_window_and_min_max_follow() {
     assert!(close(summary.mean_bp, expected_mean));
     // A quiet hour empties it completely.
     windows.update(SymbolId(2), 1, a, b, 9.0, T0 + 100 * SECOND_NS, &mut events);
-    windows.close_due_buckets(T0 + 101 * SECOND_NS, &mut events);
+    windows.close_due_buckets(T0 + 101 * SECOND_NS, usize::MAX, &mut events);
     let summary = summary_of(&windows);
     assert_eq!(
         (summary.min_bp, summary.max_bp, summary.buckets_filled),
@@ -753,7 +753,7 @@ fn an_outlier_bucket_leaving_the_window_leaves_no_trace_in_its_statistics() {
         let ts = T0 + step * SECOND_NS;
         windows.update(SymbolId(1), 0, a, b, spread, ts, &mut events);
         // The next bucket's first update closes this one.
-        windows.close_due_buckets(ts + SECOND_NS, &mut events);
+        windows.close_due_buckets(ts + SECOND_NS, usize::MAX, &mut events);
         stored.push(f64::from(spread as f32));
         let in_window = &stored[stored.len().saturating_sub(buckets)..];
         let summary = summary_of(&windows);
@@ -800,7 +800,7 @@ fn windows_finish_their_laps_in_different_buckets() {
             ts,
             &mut events,
         );
-        windows.close_due_buckets(ts + SECOND_NS, &mut events);
+        windows.close_due_buckets(ts + SECOND_NS, usize::MAX, &mut events);
     }
     // Statistics are the same as without rotation: the last `buckets` values of each series.
     let mut summaries = Vec::new();
@@ -842,7 +842,7 @@ fn a_warming_window_flags_its_samples_and_starts_no_cycle() {
             ts,
             &mut events,
         );
-        windows.close_due_buckets(ts + SECOND_NS, &mut events);
+        windows.close_due_buckets(ts + SECOND_NS, usize::MAX, &mut events);
     }
     let flags: Vec<bool> = events
         .samples
@@ -1016,4 +1016,73 @@ fn a_shard_that_panics_is_noticed_while_running() {
     drop(producer);
     let report = pipeline.shutdown();
     assert_eq!(report.counters.shards_dead, 1);
+}
+
+#[test]
+fn bucket_closes_go_out_in_slices_that_resume_where_they_stopped() {
+    let mut windows = WindowStore::new(WindowParams {
+        bucket_ns: SECOND_NS,
+        buckets: 10,
+        max_windows: 2560,
+        local_symbols: 40,
+        band_k: 2.0,
+        thresholds_bp: vec![40.0],
+        warmup_buckets: 0,
+    });
+    let mut events = WindowEvents::default();
+    for local in 0..40u32 {
+        for buy in 0..8u16 {
+            for sell in 0..8u16 {
+                windows.update(
+                    SymbolId(local),
+                    local,
+                    VenueId(buy),
+                    VenueId(sell),
+                    1.0,
+                    T0,
+                    &mut events,
+                );
+            }
+        }
+    }
+    // 40 × 64 ordered pairs (a venue with itself included: the store does not care).
+    assert_eq!(windows.counts().live, 2560);
+    let next_bucket = T0 + SECOND_NS;
+    assert!(!windows.close_due_buckets(next_bucket, 1000, &mut events));
+    assert_eq!(events.samples.len(), 1000);
+    // A window updated in the new bucket meanwhile is not due; it stays open.
+    windows.update(
+        SymbolId(0),
+        0,
+        VenueId(7),
+        VenueId(6),
+        2.0,
+        next_bucket,
+        &mut events,
+    );
+    assert!(!windows.close_due_buckets(next_bucket, 1000, &mut events));
+    assert!(windows.close_due_buckets(next_bucket, 1000, &mut events));
+    assert_eq!(
+        events.samples.len(),
+        2560,
+        "every window's bucket exactly once"
+    );
+    let mut keys: Vec<_> = events
+        .samples
+        .iter()
+        .map(|s| {
+            (
+                s.symbol_id,
+                s.buy_venue_id,
+                s.sell_venue_id,
+                s.bucket_start_ns,
+            )
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 2560);
+    // Nothing more is due until the next bucket ends.
+    assert!(windows.close_due_buckets(next_bucket, 1000, &mut events));
+    assert_eq!(events.samples.len(), 2560);
 }
