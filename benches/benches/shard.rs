@@ -1,6 +1,9 @@
 //! Window update cost and one shard's throughput for 1000 symbols × 8 venues (each quote updates
 //! 14 directed pairs), beside a reference in the same run: the same quotes written to a bare
-//! latest-quote table (what any spread engine must do at minimum).
+//! latest-quote table (what any spread engine must do at minimum). And the housekeeping of one
+//! shard owning the whole universe (56 000 windows) at a bucket change, pass by pass, beside the
+//! same work done in one pass (every bucket close and the whole snapshot at once); the worst single
+//! pass of each is printed from an HdrHistogram.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -145,5 +148,118 @@ fn shard_throughput(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, window_update, shard_throughput);
+/// A shard owning the full universe with every window alive, on a manual clock at `T0`.
+fn full_universe_shard() -> (ShardState, Arc<AtomicI64>) {
+    let engine = EngineConfig {
+        shards: 1,
+        ..EngineConfig::default()
+    };
+    let windows = WindowsConfig::default();
+    let clock = Arc::new(AtomicI64::new(T0));
+    let shard = ShardState::new(
+        shard_params(
+            &engine,
+            &windows,
+            0,
+            1,
+            ShardClock::Manual(Arc::clone(&clock)),
+        ),
+        Box::new(DiscardOutbound),
+    );
+    (shard, clock)
+}
+
+/// Gives every window data in the bucket starting at `bucket_start_ns`.
+fn fill_bucket(shard: &mut ShardState, events: &[FeedEvent], bucket_start_ns: i64) {
+    for (index, event) in events.iter().enumerate() {
+        if let FeedEvent::Quote(quote) = event {
+            let mut quote = *quote;
+            quote.ts_recv_ns = bucket_start_ns + index as i64;
+            shard.handle(&FeedEvent::Quote(quote));
+        }
+    }
+    shard.flush();
+}
+
+fn housekeeping(criterion: &mut Criterion) {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    let events = quotes(1);
+    let mut group = criterion.benchmark_group("housekeeping_1000x8");
+    group.sample_size(10);
+    // Sliced: passes of at most 1 024 bucket closes and 2 048 snapshot slots, as the shard runs.
+    let mut sliced_passes = hdrhistogram::Histogram::<u64>::new(3).expect("valid histogram");
+    let mut sliced_passes_per_change = 0u64;
+    {
+        let (mut shard, clock) = full_universe_shard();
+        let mut bucket = 0i64;
+        fill_bucket(&mut shard, &events, T0);
+        group.bench_function("bucket_change_sliced_passes", |bench| {
+            bench.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    bucket += 1;
+                    let start_ns = T0 + bucket * SECOND_NS;
+                    clock.store(start_ns, Ordering::Release);
+                    let mut passes = 0;
+                    loop {
+                        let started = Instant::now();
+                        let pending = shard.housekeeping();
+                        let elapsed = started.elapsed();
+                        total += elapsed;
+                        passes += 1;
+                        let _ = sliced_passes.record(elapsed.as_nanos() as u64);
+                        // Until the snapshot started at this change is published too.
+                        if !pending && shard.published_snapshot().published_ns == start_ns {
+                            break;
+                        }
+                    }
+                    sliced_passes_per_change = passes;
+                    fill_bucket(&mut shard, &events, start_ns);
+                }
+                total
+            })
+        });
+    }
+    // Reference: the same work in one pass (all closes, then the whole snapshot).
+    let mut single_passes = hdrhistogram::Histogram::<u64>::new(3).expect("valid histogram");
+    {
+        let (mut shard, _clock) = full_universe_shard();
+        let mut bucket = 0i64;
+        fill_bucket(&mut shard, &events, T0);
+        let mut output = Discard;
+        group.bench_function("reference_bucket_change_in_one_pass", |bench| {
+            bench.iter_custom(|iterations| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iterations {
+                    bucket += 1;
+                    let start_ns = T0 + bucket * SECOND_NS;
+                    let started = Instant::now();
+                    let windows = shard.windows_mut();
+                    windows.close_due_buckets(start_ns, usize::MAX, &mut output);
+                    shard.publish_snapshot(start_ns);
+                    let elapsed = started.elapsed();
+                    total += elapsed;
+                    let _ = single_passes.record(elapsed.as_nanos() as u64);
+                    fill_bucket(&mut shard, &events, start_ns);
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+    let micros = |nanos: u64| nanos as f64 / 1000.0;
+    eprintln!(
+        "housekeeping_1000x8: sliced: {sliced_passes_per_change} passes per bucket change, pass p50 {:.1} µs, p99 {:.1} µs, worst {:.1} µs; \
+         one pass (reference): p50 {:.1} µs, worst {:.1} µs",
+        micros(sliced_passes.value_at_quantile(0.5)),
+        micros(sliced_passes.value_at_quantile(0.99)),
+        micros(sliced_passes.max()),
+        micros(single_passes.value_at_quantile(0.5)),
+        micros(single_passes.max()),
+    );
+}
+
+criterion_group!(benches, window_update, shard_throughput, housekeeping);
 criterion_main!(benches);

@@ -91,6 +91,10 @@ struct LatestQuote {
 /// they can take instead of one burst that overflows their lanes.
 pub const BUCKET_CLOSES_PER_PASS: usize = 1024;
 
+/// Window slots one housekeeping pass adds to the snapshot being built (each live one costs a
+/// summary: ~2√buckets reads for its min and max).
+pub const SNAPSHOT_SLOTS_PER_PASS: usize = 2048;
+
 /// Bytes one latest-quote cell takes (the memory budget multiplies by it).
 pub(crate) const LATEST_QUOTE_BYTES: usize = size_of::<LatestQuote>();
 
@@ -156,6 +160,8 @@ pub struct ShardState {
     counters: Arc<ShardCounters>,
     snapshot: Arc<ArcSwap<ShardSnapshot>>,
     spare_snapshot: Option<Arc<ShardSnapshot>>,
+    /// A snapshot being built a slice per housekeeping pass, and the slab slot to resume from.
+    snapshot_building: Option<(Arc<ShardSnapshot>, usize)>,
     last_housekeeping_bucket: i64,
     /// Buckets of the current bucket change are still being closed (see `housekeeping`).
     closes_pending: bool,
@@ -192,6 +198,7 @@ impl ShardState {
                 ..ShardSnapshot::default()
             })),
             spare_snapshot: None,
+            snapshot_building: None,
             last_housekeeping_bucket: i64::MIN,
             closes_pending: false,
             closes_unpaced_after_ns: 0,
@@ -206,6 +213,11 @@ impl ShardState {
 
     pub(crate) fn snapshot_handle(&self) -> Arc<ArcSwap<ShardSnapshot>> {
         Arc::clone(&self.snapshot)
+    }
+
+    /// The snapshot readers see now.
+    pub fn published_snapshot(&self) -> Arc<ShardSnapshot> {
+        self.snapshot.load_full()
     }
 
     #[inline]
@@ -427,10 +439,18 @@ impl ShardState {
             }
             self.flush();
         }
-        if now_ns - self.last_snapshot_ns >= self.params.snapshot_interval_ns {
+        if self.snapshot_building.is_none()
+            && now_ns - self.last_snapshot_ns >= self.params.snapshot_interval_ns
+        {
             self.last_snapshot_ns = now_ns;
-            self.publish_snapshot(now_ns);
+            self.publish_counts();
+            let mut next = self.take_spare_snapshot();
+            if let Some(snapshot) = Arc::get_mut(&mut next) {
+                snapshot.windows.clear();
+            }
+            self.snapshot_building = Some((next, 0));
         }
+        self.continue_snapshot(now_ns);
         self.closes_pending
     }
 
@@ -471,16 +491,47 @@ impl ShardState {
         self.flush();
     }
 
-    /// Publishes window summaries. Reuses the previous snapshot's buffer when no reader holds it.
-    pub fn publish_snapshot(&mut self, now_ns: TimestampNs) {
-        self.publish_counts();
-        let mut next = match self.spare_snapshot.take() {
+    /// A snapshot buffer no reader holds: the previous one when it is free, else a new one.
+    fn take_spare_snapshot(&mut self) -> Arc<ShardSnapshot> {
+        match self.spare_snapshot.take() {
             Some(mut spare) => match Arc::get_mut(&mut spare) {
                 Some(_) => spare,
                 None => Arc::new(ShardSnapshot::default()),
             },
             None => Arc::new(ShardSnapshot::default()),
+        }
+    }
+
+    /// Adds the next `SNAPSHOT_SLOTS_PER_PASS` window slots to the snapshot being built and
+    /// publishes it once the slab is done: one housekeeping pass never summarizes the whole
+    /// universe (tens of thousands of windows, milliseconds) at once.
+    fn continue_snapshot(&mut self, now_ns: TimestampNs) {
+        let Some((mut next, from)) = self.snapshot_building.take() else {
+            return;
         };
+        let Some(snapshot) = Arc::get_mut(&mut next) else {
+            unreachable!("the snapshot being built is not shared until it is published")
+        };
+        match self.windows.summarize_slots_into(
+            from,
+            SNAPSHOT_SLOTS_PER_PASS,
+            &mut snapshot.windows,
+        ) {
+            Some(resume) => self.snapshot_building = Some((next, resume)),
+            None => {
+                snapshot.shard_index = self.params.shard_index;
+                snapshot.published_ns = now_ns;
+                self.spare_snapshot = Some(self.snapshot.swap(next));
+            }
+        }
+    }
+
+    /// Publishes every window's summary at once (shutdown, tests). Reuses the previous
+    /// snapshot's buffer when no reader holds it.
+    pub fn publish_snapshot(&mut self, now_ns: TimestampNs) {
+        self.publish_counts();
+        self.snapshot_building = None;
+        let mut next = self.take_spare_snapshot();
         {
             let snapshot = Arc::get_mut(&mut next).expect("a fresh or unshared Arc is unique");
             snapshot.shard_index = self.params.shard_index;
@@ -492,6 +543,11 @@ impl ShardState {
 
     pub fn windows(&self) -> &WindowStore {
         &self.windows
+    }
+
+    /// The window store itself, for benchmarks that drive its parts directly.
+    pub fn windows_mut(&mut self) -> &mut WindowStore {
+        &mut self.windows
     }
 
     pub(crate) fn params_idle_spin_iterations(&self) -> u32 {

@@ -802,6 +802,25 @@ impl WindowStore {
         output.spread_sample(&sample);
     }
 
+    /// Appends the summaries of live windows in slab slots `from..`, looking at no more than
+    /// `max_slots` slots; returns the slot to continue from, or `None` when the slab is done.
+    /// Builds a snapshot a slice at a time between batches (slab order is stable, unlike the
+    /// LRU list, so a window alive throughout appears exactly once).
+    pub fn summarize_slots_into(
+        &self,
+        from: usize,
+        max_slots: usize,
+        summaries: &mut Vec<WindowSummary>,
+    ) -> Option<usize> {
+        let end = from.saturating_add(max_slots).min(self.headers.len());
+        for window in from..end {
+            if self.headers[window].in_use {
+                summaries.push(self.summary(window as u32));
+            }
+        }
+        (end < self.headers.len()).then_some(end)
+    }
+
     /// Fills `summaries` with every live window's summary (cold path: snapshot publishing).
     pub fn summarize_into(&self, summaries: &mut Vec<WindowSummary>) {
         summaries.clear();

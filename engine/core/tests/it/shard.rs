@@ -1086,3 +1086,34 @@ fn bucket_closes_go_out_in_slices_that_resume_where_they_stopped() {
     assert!(windows.close_due_buckets(next_bucket, 1000, &mut events));
     assert_eq!(events.samples.len(), 2560);
 }
+
+#[test]
+fn snapshots_are_built_a_slice_per_housekeeping_pass() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 1\nmax_symbols = 64\n[windows]\nbuckets = 10\nmax_windows = 4000\n",
+    )
+    .unwrap();
+    let (mut shard, _captured, now) = single_shard(&config);
+    for symbol in 0..64u32 {
+        for venue in 0..8u16 {
+            shard.handle(&quote(symbol, venue, 100.0, 100.1, T0 + i64::from(venue)));
+        }
+    }
+    let windows = 64 * 56;
+    assert_eq!(shard.windows().counts().live, windows);
+    // The first pass after the interval starts a snapshot: 2 048 of the 4 000 slots.
+    now.store(T0 + 2 * SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    assert!(shard.published_snapshot().windows.len() < windows as usize);
+    shard.housekeeping();
+    let snapshot = shard.published_snapshot();
+    assert_eq!(snapshot.published_ns, T0 + 2 * SECOND_NS);
+    let mut keys: Vec<_> = snapshot
+        .windows
+        .iter()
+        .map(|w| (w.symbol_id, w.buy_venue_id, w.sell_venue_id))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), windows as usize, "every window exactly once");
+}
