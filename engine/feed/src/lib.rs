@@ -183,7 +183,7 @@ impl Feeds {
             let plan = Arc::new(plan);
             let counters = Arc::new(SlotCounters::default());
             let decoder = decoder_for(plan.venue, Arc::clone(&registry), settings.limits);
-            // KuCoin's opens read its `welcome` with their own decoder (see `slot::Opener`).
+            // KuCoin's opens read its `welcome` with their own decoder (see `slot::opener::Opener`).
             let welcome_decoder = (plan.venue == tickflow_core::venue::Venue::Kucoin)
                 .then(|| decoder_for(plan.venue, Arc::clone(&registry), settings.limits));
             let slot = slot::Slot::new(

@@ -1,0 +1,142 @@
+//! Gap events the ring refused, held per owned symbol and offered again, in order, before any
+//! data record of that symbol. Must not decide when a gap happens, nor drop one before shutdown.
+
+use std::sync::Arc;
+
+use crate::EventSink;
+use crate::counters::{SlotCounters, bump};
+use crate::planner::SlotPlan;
+use tickflow_core::record::{FeedEvent, now_ns};
+use tickflow_core::records::{GAP_DISCONNECT, GapEvent, SymbolId};
+
+/// One symbol's held gaps, delivered in this order (disconnect, then reconnect). At most one of
+/// each kind: a new disconnect while a reconnect is held back nets to "disconnected" (the shard
+/// treats both kinds as "the venue's last quote predates the hole"; only a disconnect also ends
+/// open cycles).
+#[derive(Clone, Copy, Debug, Default)]
+struct SymbolGaps {
+    disconnect: Option<GapEvent>,
+    reconnect: Option<GapEvent>,
+}
+
+impl SymbolGaps {
+    fn is_empty(&self) -> bool {
+        self.disconnect.is_none() && self.reconnect.is_none()
+    }
+
+    fn hold(&mut self, gap: GapEvent) {
+        if gap.kind == GAP_DISCONNECT {
+            self.reconnect = None;
+            // The earliest disconnect stands: the hole began then.
+            if self.disconnect.is_none() {
+                self.disconnect = Some(gap);
+            }
+        } else {
+            self.reconnect = Some(gap);
+        }
+    }
+
+    /// Offers the held gaps in order; true when none is left.
+    fn deliver(&mut self, sink: &mut impl EventSink) -> bool {
+        if let Some(gap) = self.disconnect {
+            if !sink.push(FeedEvent::Gap(gap)) {
+                return false;
+            }
+            self.disconnect = None;
+        }
+        if let Some(gap) = self.reconnect {
+            if !sink.push(FeedEvent::Gap(gap)) {
+                return false;
+            }
+            self.reconnect = None;
+        }
+        true
+    }
+}
+
+/// Every owned symbol's held gaps.
+pub(super) struct HeldGaps {
+    plan: Arc<SlotPlan>,
+    /// Same order as `plan.symbol_ids`; sized once.
+    by_symbol: Vec<SymbolGaps>,
+    /// Symbols with held gaps (0 on the fast path: nothing to look up per record).
+    symbols: usize,
+}
+
+impl HeldGaps {
+    pub(super) fn new(plan: Arc<SlotPlan>) -> HeldGaps {
+        let by_symbol = vec![SymbolGaps::default(); plan.symbol_ids.len()];
+        HeldGaps {
+            plan,
+            by_symbol,
+            symbols: 0,
+        }
+    }
+
+    /// Offers every held gap again; true when none is left.
+    pub(super) fn deliver(&mut self, sink: &mut impl EventSink) -> bool {
+        if self.symbols == 0 {
+            return true;
+        }
+        let mut left = 0usize;
+        for held in &mut self.by_symbol {
+            if !held.is_empty() && !held.deliver(sink) {
+                left += 1;
+            }
+        }
+        self.symbols = left;
+        sink.flush();
+        left == 0
+    }
+
+    /// One gap of `kind` per owned symbol. A gap the ring refuses is held and retried before any
+    /// data record of its symbol, so a full ring delays it but never loses it.
+    pub(super) fn emit(&mut self, kind: u8, counters: &SlotCounters, sink: &mut impl EventSink) {
+        self.deliver(sink);
+        let ts_ns = now_ns();
+        for (symbol_id, held) in self.plan.symbol_ids.iter().zip(&mut self.by_symbol) {
+            let gap = GapEvent {
+                ts_ns,
+                connection_id: self.plan.connection_id,
+                symbol_id: *symbol_id,
+                venue_id: self.plan.venue.id(),
+                kind,
+                reserved: [0; 5],
+            };
+            bump(&counters.gaps);
+            // Behind a held gap of the same symbol: keep the order.
+            if !held.is_empty() || !sink.push(FeedEvent::Gap(gap)) {
+                held.hold(gap);
+            }
+        }
+        self.symbols = self
+            .by_symbol
+            .iter()
+            .filter(|held| !held.is_empty())
+            .count();
+        sink.flush();
+    }
+
+    /// True when a record of `symbol_id` must not be delivered yet: it would overtake its
+    /// symbol's held gap, and the shard would take the venue's quote as live across the hole.
+    pub(super) fn blocks(&self, symbol_id: SymbolId) -> bool {
+        self.symbols > 0
+            && self
+                .plan
+                .symbol_ids
+                .iter()
+                .position(|id| *id == symbol_id)
+                .is_some_and(|index| !self.by_symbol[index].is_empty())
+    }
+
+    /// Gives up on every held gap (shutdown only); returns how many there were.
+    pub(super) fn drop_all(&mut self) -> u64 {
+        let mut dropped = 0u64;
+        for held in &mut self.by_symbol {
+            dropped +=
+                held.disconnect.take().is_some() as u64 + held.reconnect.take().is_some() as u64;
+        }
+        self.symbols = 0;
+        dropped
+    }
+}
