@@ -150,6 +150,11 @@ pub struct PipelineCounters {
     pub outlier_recomputes: u64,
     /// Shard threads that ended before `shutdown` (a panic: their symbols get no spreads).
     pub shards_dead: u64,
+    /// Frame read to spread update over each shard's last interval: the worst shard's figure.
+    pub latency_ns_p50: u64,
+    pub latency_ns_p99: u64,
+    pub latency_ns_p999: u64,
+    pub latency_ns_max: u64,
 }
 
 /// What `shutdown` observed.
@@ -379,6 +384,10 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.spreads_out_of_bounds += load(&shard.spreads_out_of_bounds);
     total.stale_cycle_ends += load(&shard.stale_cycle_ends);
     total.outlier_recomputes += load(&shard.outlier_recomputes);
+    total.latency_ns_p50 = total.latency_ns_p50.max(load(&shard.latency_ns_p50));
+    total.latency_ns_p99 = total.latency_ns_p99.max(load(&shard.latency_ns_p99));
+    total.latency_ns_p999 = total.latency_ns_p999.max(load(&shard.latency_ns_p999));
+    total.latency_ns_max = total.latency_ns_max.max(load(&shard.latency_ns_max));
 }
 
 /// Writes every slot of a new ring once (and reads it back), so its pages are resident from the

@@ -271,6 +271,22 @@ pub(crate) fn stats_json(
             counters.spreads_out_of_bounds.into(),
         );
         object.insert("stale_cycle_ends".into(), counters.stale_cycle_ends.into());
+        object.insert(
+            "shard_latency_ns_p50".into(),
+            counters.latency_ns_p50.into(),
+        );
+        object.insert(
+            "shard_latency_ns_p99".into(),
+            counters.latency_ns_p99.into(),
+        );
+        object.insert(
+            "shard_latency_ns_p999".into(),
+            counters.latency_ns_p999.into(),
+        );
+        object.insert(
+            "shard_latency_ns_max".into(),
+            counters.latency_ns_max.into(),
+        );
     }
     value.to_string()
 }

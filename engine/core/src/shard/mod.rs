@@ -66,6 +66,12 @@ pub struct ShardCounters {
     pub opportunities_emitted: AtomicU64,
     pub batches: AtomicU64,
     pub parks: AtomicU64,
+    /// Latency from a quote's receive time (the frame read) to the end of the batch that updated
+    /// its spreads, over the last housekeeping interval (about a bucket): percentiles in ns.
+    pub latency_ns_p50: AtomicU64,
+    pub latency_ns_p99: AtomicU64,
+    pub latency_ns_p999: AtomicU64,
+    pub latency_ns_max: AtomicU64,
 }
 
 /// What readers see of a shard: window summaries as of `published_ns`.
@@ -90,6 +96,9 @@ struct LatestQuote {
 /// change of every window (tens of thousands at the full universe) reaches the sinks in slices
 /// they can take instead of one burst that overflows their lanes.
 pub const BUCKET_CLOSES_PER_PASS: usize = 1024;
+
+/// Longest latency the shard's histogram holds (a longer one is recorded as this): a minute.
+const LATENCY_NS_MAX: u64 = 60_000_000_000;
 
 /// Window slots one housekeeping pass adds to the snapshot being built (each live one costs a
 /// summary: ~2√buckets reads for its min and max).
@@ -160,6 +169,10 @@ pub struct ShardState {
     counters: Arc<ShardCounters>,
     snapshot: Arc<ArcSwap<ShardSnapshot>>,
     spare_snapshot: Option<Arc<ShardSnapshot>>,
+    /// Receive times of the quotes handled since the last flush (at most a batch's worth).
+    pending_latency_ts: Vec<TimestampNs>,
+    /// Frame-read-to-spread-update latency since the last publish.
+    latency_ns: hdrhistogram::Histogram<u64>,
     /// A snapshot being built a slice per housekeeping pass, and the slab slot to resume from.
     snapshot_building: Option<(Arc<ShardSnapshot>, usize)>,
     last_housekeeping_bucket: i64,
@@ -187,6 +200,9 @@ pub fn windows_per_shard(max_windows: usize, max_symbols: usize, shard_count: us
 impl ShardState {
     pub fn new(params: ShardParams, outbound: Box<dyn Outbound>) -> ShardState {
         let local_symbols = params.windows.local_symbols;
+        // Three significant digits up to a minute: a fixed ~100 KiB, allocated once here.
+        let latency_ns = hdrhistogram::Histogram::new_with_bounds(1, LATENCY_NS_MAX, 3)
+            .expect("constant bounds are valid");
         ShardState {
             local_counts: LocalCounts::default(),
             latest: vec![LatestQuote::default(); local_symbols * VENUE_COUNT],
@@ -198,6 +214,8 @@ impl ShardState {
                 ..ShardSnapshot::default()
             })),
             spare_snapshot: None,
+            pending_latency_ts: Vec::with_capacity(params.batch_max_records),
+            latency_ns,
             snapshot_building: None,
             last_housekeeping_bucket: i64::MIN,
             closes_pending: false,
@@ -245,6 +263,10 @@ impl ShardState {
 
     fn handle_quote(&mut self, quote: &Quote) {
         self.local_counts.quotes += 1;
+        if self.pending_latency_ts.len() == self.pending_latency_ts.capacity() {
+            self.record_latencies();
+        }
+        self.pending_latency_ts.push(quote.ts_recv_ns);
         self.outbound.emit(&OutRecord::Quote(*quote));
         let venue = quote.venue_id.0 as usize;
         let Some(local) = self.local_symbol(quote.symbol_id) else {
@@ -358,7 +380,25 @@ impl ShardState {
     /// counters. Call after each batch.
     pub fn flush(&mut self) {
         self.outbound.flush();
+        self.record_latencies();
         self.publish_local_counts();
+    }
+
+    /// Records how long ago each pending quote was read from its socket: one clock read per
+    /// batch, so the figure includes the whole batch's processing (an upper bound per quote).
+    fn record_latencies(&mut self) {
+        if self.pending_latency_ts.is_empty() {
+            return;
+        }
+        let now_ns = crate::record::now_ns();
+        for &ts_recv_ns in &self.pending_latency_ts {
+            let latency_ns = now_ns
+                .saturating_sub(ts_recv_ns)
+                .clamp(1, LATENCY_NS_MAX as i64);
+            // In bounds by the clamp: recording cannot fail.
+            let _ = self.latency_ns.record(latency_ns as u64);
+        }
+        self.pending_latency_ts.clear();
     }
 
     fn publish_local_counts(&self) {
@@ -454,8 +494,25 @@ impl ShardState {
         self.closes_pending
     }
 
-    fn publish_counts(&self) {
+    fn publish_counts(&mut self) {
         self.publish_local_counts();
+        if !self.latency_ns.is_empty() {
+            let histogram = &self.latency_ns;
+            let counters = &self.counters;
+            counters
+                .latency_ns_p50
+                .store(histogram.value_at_quantile(0.5), Ordering::Relaxed);
+            counters
+                .latency_ns_p99
+                .store(histogram.value_at_quantile(0.99), Ordering::Relaxed);
+            counters
+                .latency_ns_p999
+                .store(histogram.value_at_quantile(0.999), Ordering::Relaxed);
+            counters
+                .latency_ns_max
+                .store(histogram.max(), Ordering::Relaxed);
+            self.latency_ns.reset();
+        }
         let counts = self.windows.counts();
         let counters = &self.counters;
         counters.windows_live.store(counts.live, Ordering::Relaxed);
