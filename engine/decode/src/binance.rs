@@ -5,7 +5,9 @@
 //! A hand-written scanner takes the exact raw bookTicker shape; anything else (or anything odd in
 //! it) falls back to the generic simd-json path.
 
-use super::common::{Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, parse_f64};
+use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields};
+use super::number::parse_f64;
+use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::records::Side;
 use tickflow_core::venue::Venue;

@@ -2,10 +2,9 @@
 //! `pong` are control events. The trade `snapshot` pushed right after subscribing repeats recent
 //! prints, so it is reported as [`ControlEvent::Snapshot`], never as new trades.
 
-use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, TradeFields, book_snapshots, check_record_count,
-    is_plain_word, side_from_word,
-};
+use super::check::{check_record_count, is_plain_word, side_from_word};
+use super::json::{Context, JsonDecoder, JsonVenue, TradeFields, book_snapshots};
+use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
 

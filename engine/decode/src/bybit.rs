@@ -3,10 +3,9 @@
 //!
 //! The quote's sequence is the book's cross sequence `seq`; its timestamp is the message `ts`.
 
-use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, best_level,
-    check_record_count, side_from_word,
-};
+use super::check::{check_record_count, side_from_word};
+use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields, best_level};
+use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
 

@@ -4,9 +4,9 @@
 //! Trade times come from `create_time_ms`, a string with a fractional millisecond part, converted to
 //! nanoseconds exactly.
 
-use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, side_from_word,
-};
+use super::check::side_from_word;
+use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields};
+use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
 

@@ -8,10 +8,9 @@ use std::sync::Arc;
 
 use flate2::{Decompress, FlushDecompress, Status};
 
-use super::common::{
-    Context, Json, JsonCore, JsonVenue, QuoteFields, TradeFields, check_record_count,
-    side_from_word,
-};
+use super::check::{check_record_count, side_from_word};
+use super::json::{Context, JsonCore, JsonVenue, QuoteFields, TradeFields};
+use super::tape::Json;
 use super::{
     ControlEvent, DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome,
     RecordBatch,

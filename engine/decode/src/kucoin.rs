@@ -8,9 +8,9 @@
 //! 23-byte `trade_id` holds; such a frame is refused on its own as `TradeIdTooLong` (counted,
 //! nothing appended) and the next frame decodes as usual.
 
-use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, level, side_from_word,
-};
+use super::check::side_from_word;
+use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields, level};
+use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
 

@@ -5,13 +5,17 @@
 mod binance;
 mod bitget;
 mod bybit;
-mod common;
+mod check;
 mod counters;
 mod gate;
 mod htx;
+mod json;
 mod kucoin;
 mod mexc;
+mod number;
 mod okx;
+mod symbol;
+mod tape;
 
 pub use binance::BinanceDecoder;
 pub use counters::{DecodeCounters, DecodeCountersSnapshot, DecodeWarnLimiter};

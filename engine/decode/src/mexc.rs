@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use prost::encoding::WireType;
 
-use super::common::{
-    Context, Json, JsonCore, JsonVenue, QuoteFields, TradeFields, check_size, ms_to_ns,
-    parse_f64_str, parse_u64, with_rollback,
-};
+use super::check::check_size;
+use super::json::{Context, JsonCore, JsonVenue, QuoteFields, TradeFields, with_rollback};
+use super::number::{ms_to_ns, parse_f64_str, parse_u64};
+use super::tape::Json;
 use super::{
     ControlEvent, DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome,
     RecordBatch,

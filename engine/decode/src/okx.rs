@@ -3,10 +3,9 @@
 //!
 //! Prices, sizes and times are read as strings or JSON numbers alike (live frames send either).
 
-use super::common::{
-    Context, Json, JsonDecoder, JsonVenue, QuoteFields, TradeFields, book_snapshots,
-    check_record_count, is_plain_word, side_from_word,
-};
+use super::check::{check_record_count, is_plain_word, side_from_word};
+use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields, book_snapshots};
+use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
 
