@@ -21,6 +21,10 @@ use crate::shard::{ShardClock, ShardCounters, ShardSnapshot, ShardState, ShardWa
 pub enum PipelineError {
     #[error("pipeline needs one outbound per shard: {shards} shards, {outbounds} outbounds")]
     OutboundCount { shards: usize, outbounds: usize },
+    #[error(
+        "config key `engine.shard_cores` names CPU {core}, which this machine does not have (CPUs: {available:?})"
+    )]
+    NoSuchCore { core: usize, available: Vec<usize> },
     #[error("cannot start shard thread {index}: {source}")]
     Spawn {
         index: usize,
@@ -106,13 +110,19 @@ impl SlotProducer {
         pushed
     }
 
-    /// Wakes the shards that received records since the last flush.
+    /// Wakes the shards that received records since the last flush (a shard waiting for a batch
+    /// is woken only when this producer's ring to it is more than half full).
     #[inline]
     pub fn flush(&mut self) {
         for (shard, pending) in self.pending_wake.iter_mut().enumerate() {
             if *pending {
                 *pending = false;
-                self.wakers[shard].wake();
+                let ring = &self.rings[shard];
+                if ring.slots() < ring.buffer().capacity() / 2 {
+                    self.wakers[shard].wake_urgently();
+                } else {
+                    self.wakers[shard].wake();
+                }
             }
         }
     }
@@ -145,6 +155,8 @@ pub struct PipelineCounters {
     pub opportunities_emitted: u64,
     /// Times an idle shard parked (stopped spinning until woken or its housekeeping was due).
     pub shard_parks: u64,
+    /// Times a shard that ran dry waited `engine.shard_batch_wait_us` for more records.
+    pub shard_batch_waits: u64,
     pub spreads_out_of_bounds: u64,
     pub stale_cycle_ends: u64,
     pub outlier_recomputes: u64,
@@ -212,6 +224,20 @@ impl Pipeline {
                 shards: shard_count,
                 outbounds: outbounds.len(),
             });
+        }
+        if !engine.shard_cores.is_empty() {
+            let available: Vec<usize> = core_affinity::get_core_ids()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|core| core.id)
+                .collect();
+            if let Some(&core) = engine
+                .shard_cores
+                .iter()
+                .find(|core| !available.contains(core))
+            {
+                return Err(PipelineError::NoSuchCore { core, available });
+            }
         }
         let slots = engine.max_connection_slots;
         let capacity = engine.ring_capacity_records;
@@ -381,6 +407,7 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.samples_emitted += load(&shard.samples_emitted);
     total.opportunities_emitted += load(&shard.opportunities_emitted);
     total.shard_parks += load(&shard.parks);
+    total.shard_batch_waits += load(&shard.batch_waits);
     total.spreads_out_of_bounds += load(&shard.spreads_out_of_bounds);
     total.stale_cycle_ends += load(&shard.stale_cycle_ends);
     total.outlier_recomputes += load(&shard.outlier_recomputes);

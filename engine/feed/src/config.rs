@@ -52,6 +52,8 @@ pub struct FeedsConfig {
     pub shutdown_deadline_ms: u64,
     /// Threads of the feeds' tokio runtime (connections, decoding); 0 = 1.
     pub worker_threads: usize,
+    /// CPU ids to pin the feeds' runtime threads to, round robin; empty: no pinning.
+    pub worker_cores: Vec<usize>,
     /// How often the engine prints its `tickflow-stats` line on stderr; 0 = never.
     pub stats_interval_ms: u64,
     /// Per-venue settings, keyed by venue name (`[feeds.venue.binance]`).
@@ -75,6 +77,7 @@ impl Default for FeedsConfig {
             rotation_first_data_timeout_ms: 30_000,
             shutdown_deadline_ms: 5_000,
             worker_threads: 1,
+            worker_cores: Vec::new(),
             stats_interval_ms: 10_000,
             venue: BTreeMap::new(),
         }
@@ -216,6 +219,13 @@ impl FeedsConfig {
                 "feeds.worker_threads",
                 self.worker_threads,
                 "must be 0 to 64",
+            ));
+        }
+        if self.worker_cores.len() > 1024 || self.worker_cores.iter().any(|core| *core >= 4096) {
+            return Err(invalid(
+                "feeds.worker_cores",
+                format!("{:?}", self.worker_cores),
+                "at most 1024 CPU ids, each below 4096",
             ));
         }
         if self.channels.is_empty() {

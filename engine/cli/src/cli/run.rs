@@ -218,9 +218,35 @@ fn resident_bytes() -> u64 {
 }
 
 pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = config.feeds.worker_cores.clone();
+    if !cores.is_empty() {
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|core| core.id)
+            .collect();
+        if let Some(core) = cores.iter().find(|core| !available.contains(core)) {
+            anyhow::bail!(
+                "config key `feeds.worker_cores` names CPU {core}, which this machine does not have (CPUs: {available:?})"
+            );
+        }
+    }
+    let next_core = std::sync::atomic::AtomicUsize::new(0);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.feeds.worker_threads.max(1))
         .thread_name("tickflow-feeds")
+        .on_thread_start(move || {
+            if cores.is_empty() {
+                return;
+            }
+            // Runtime threads (workers, and blocking threads such as DNS lookups) take the
+            // listed CPUs round robin.
+            let index = next_core.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let core = cores[index % cores.len()];
+            if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                tracing::warn!(core, "cannot pin a feeds runtime thread; it runs unpinned");
+            }
+        })
         .enable_all()
         .build()
         .context("cannot start the feeds runtime")

@@ -66,6 +66,8 @@ pub struct ShardCounters {
     pub opportunities_emitted: AtomicU64,
     pub batches: AtomicU64,
     pub parks: AtomicU64,
+    /// Times a shard that ran dry waited `shard_batch_wait_us` for more records.
+    pub batch_waits: AtomicU64,
     /// Latency from a quote's receive time (the frame read) to the end of the batch that updated
     /// its spreads, over the last housekeeping interval (about a bucket): percentiles in ns.
     pub latency_ns_p50: AtomicU64,
@@ -127,6 +129,10 @@ pub struct ShardParams {
     pub batch_max_records: usize,
     pub idle_spin_iterations: u32,
     pub idle_park_ms: u64,
+    /// See `engine.shard_batch_wait_us`.
+    pub batch_wait_us: u64,
+    /// The CPU to pin this shard's thread to, if any.
+    pub pinned_core: Option<usize>,
     pub clock: ShardClock,
 }
 
@@ -614,6 +620,14 @@ impl ShardState {
     pub(crate) fn params_idle_park_ms(&self) -> u64 {
         self.params.idle_park_ms
     }
+
+    pub(crate) fn params_batch_wait_us(&self) -> u64 {
+        self.params.batch_wait_us
+    }
+
+    pub(crate) fn params_pinned_core(&self) -> Option<usize> {
+        self.params.pinned_core
+    }
 }
 
 /// Wakes a parked shard when a producer has pushed records.
@@ -643,6 +657,15 @@ impl ShardWaker {
             if let Some(thread) = self.thread.get() {
                 thread.unpark();
             }
+        }
+    }
+
+    /// Unparks the shard even while it waits for a batch without asking to be woken: a producer
+    /// whose ring is filling up must not wait out the batch wait.
+    #[inline]
+    pub(crate) fn wake_urgently(&self) {
+        if let Some(thread) = self.thread.get() {
+            thread.unpark();
         }
     }
 

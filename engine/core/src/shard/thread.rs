@@ -51,6 +51,9 @@ pub fn shard_params(
         batch_max_records: SHARD_BATCH_MAX_RECORDS,
         idle_spin_iterations: engine.idle_spin_iterations,
         idle_park_ms: engine.idle_park_ms,
+        batch_wait_us: engine.shard_batch_wait_us,
+        pinned_core: (!engine.shard_cores.is_empty())
+            .then(|| engine.shard_cores[shard_index % engine.shard_cores.len()]),
         clock,
     }
 }
@@ -73,10 +76,20 @@ pub(crate) fn run_shard(
     stop: &AtomicBool,
 ) -> Vec<Consumer<FeedEvent>> {
     waker.register_current_thread();
+    if let Some(core) = state.params_pinned_core() {
+        // The core was checked to exist at start; the OS can still refuse (a cpuset).
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+            tracing::warn!(core, "cannot pin the shard thread; it runs unpinned");
+        }
+    }
     let spin_limit = state.params_idle_spin_iterations();
     let park_timeout = Duration::from_millis(state.params_idle_park_ms());
+    let batch_wait = Duration::from_micros(state.params_batch_wait_us());
     let counters = state.counters();
     let mut idle_iterations = 0u32;
+    // Whether the last batch wait found records: if so, wait for the next batch the same way;
+    // if not, the feed went quiet and the shard parks until a producer wakes it.
+    let mut batching = false;
     loop {
         let handled = drain_once(&mut state, &mut consumers);
         if handled > 0 {
@@ -84,6 +97,7 @@ pub(crate) fn run_shard(
             state.flush();
             state.housekeeping();
             idle_iterations = 0;
+            batching = !batch_wait.is_zero();
             continue;
         }
         if stop.load(Ordering::SeqCst) {
@@ -103,6 +117,15 @@ pub(crate) fn run_shard(
         idle_iterations += 1;
         if idle_iterations < spin_limit {
             std::hint::spin_loop();
+            continue;
+        }
+        if batching {
+            // Not marked parked: producers' flushes do not wake us (only a filling ring does),
+            // so what arrives during the wait is taken in one go.
+            batching = false;
+            counters.batch_waits.fetch_add(1, Ordering::Relaxed);
+            std::thread::park_timeout(batch_wait);
+            idle_iterations = spin_limit;
             continue;
         }
         counters.parks.fetch_add(1, Ordering::Relaxed);

@@ -1117,3 +1117,73 @@ fn snapshots_are_built_a_slice_per_housekeeping_pass() {
     keys.dedup();
     assert_eq!(keys.len(), windows as usize, "every window exactly once");
 }
+
+#[test]
+fn a_shard_that_ran_dry_waits_for_a_batch_before_asking_to_be_woken() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 1\nmax_symbols = 16\nidle_spin_iterations = 0\nshard_batch_wait_us = 2000\n",
+    )
+    .unwrap();
+    let captured = Captured::default();
+    let mut pipeline = Pipeline::start(
+        &config.engine,
+        &config.windows,
+        vec![Box::new(captured.clone())],
+    )
+    .unwrap();
+    let mut producer = pipeline.take_producer().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    for round in 0..20u32 {
+        assert!(producer.push(quote(
+            1,
+            (round % 8) as u16,
+            1.0,
+            1.1,
+            tickflow_core::record::now_ns()
+        )));
+        producer.flush();
+        // Every record is taken, whether the shard was parked (woken) or waiting for a batch.
+        while pipeline.counters().quotes < u64::from(round) + 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a record was never taken"
+            );
+            std::thread::yield_now();
+        }
+    }
+    // After taking records, the shard waits for a batch (not marked parked) before it parks.
+    while pipeline.counters().shard_batch_waits == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shard never waited for a batch"
+        );
+        std::thread::yield_now();
+    }
+    drop(producer);
+    let report = pipeline.shutdown();
+    assert_eq!(report.counters.quotes, 20);
+}
+
+#[test]
+fn pinning_a_shard_to_a_cpu_the_machine_lacks_is_refused_naming_the_key() {
+    let config =
+        Config::from_toml_str("[engine]\nshards = 1\nmax_symbols = 16\nshard_cores = [4000]\n")
+            .unwrap();
+    let error = Pipeline::start(
+        &config.engine,
+        &config.windows,
+        vec![Box::new(Captured::default())],
+    )
+    .expect_err("CPU 4000 does not exist here");
+    assert!(error.to_string().contains("engine.shard_cores"), "{error}");
+    let config =
+        Config::from_toml_str("[engine]\nshards = 1\nmax_symbols = 16\nshard_cores = [0]\n")
+            .unwrap();
+    let pipeline = Pipeline::start(
+        &config.engine,
+        &config.windows,
+        vec![Box::new(Captured::default())],
+    )
+    .expect("CPU 0 exists");
+    pipeline.shutdown();
+}
