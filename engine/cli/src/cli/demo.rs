@@ -48,7 +48,8 @@ pub struct DemoArgs {
 fn demo_config(sim: &SimVenues) -> anyhow::Result<Config> {
     let mut config = Config::from_toml_str(
         "[engine]\nmax_symbols = 64\nmax_connection_slots = 16\n\
-         [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = 4096\nthresholds_bp = [20.0]\nsnapshot_interval_ms = 1000\n",
+         [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = 4096\nthresholds_bp = [20.0]\nsnapshot_interval_ms = 1000\n\
+         warmup_buckets = 5\n",
     )?;
     config.feeds = sim.feeds_config();
     config.feeds.channels = vec![Channel::Bbo, Channel::Trades];
