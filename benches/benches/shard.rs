@@ -73,6 +73,8 @@ fn window_update(criterion: &mut Criterion) {
         band_k: 2.0,
         thresholds_bp: vec![40.0],
         warmup_buckets: 60,
+        taker_fees_bp: [0.0; 8],
+        cycles_on_net: false,
     });
     let mut output = Discard;
     let mut ts = T0;

@@ -165,8 +165,13 @@ typedef struct tf_opportunity_event {
     uint16_t buy_venue_id;
     uint16_t sell_venue_id;
     uint8_t kind; /* TF_OPPORTUNITY_* */
-    uint8_t reserved[7];
+    uint8_t flags; /* TF_OPPORTUNITY_FLAG_* (ABI 1.1; was reserved, zero, before) */
+    uint8_t reserved[6];
 } tf_opportunity_event;
+
+/* The cycle runs on the spread net of both venues' taker fees: threshold_bp, spread_bp and
+   peak_bp are net. ABI 1.1. */
+#define TF_OPPORTUNITY_FLAG_NET 1u
 
 #define TF_GAP_DISCONNECT 1u
 #define TF_GAP_RECONNECT 2u

@@ -234,8 +234,14 @@ pub struct OpportunityEvent {
     pub buy_venue_id: VenueId,
     pub sell_venue_id: VenueId,
     pub kind: u8,
-    pub reserved: [u8; 7],
+    /// `OPPORTUNITY_FLAG_*` bits (ABI 1.1; zero before, when this byte was reserved).
+    pub flags: u8,
+    pub reserved: [u8; 6],
 }
+
+/// `OpportunityEvent::flags`: the cycle runs on the spread net of both venues' taker fees
+/// (`windows.cycles_on = "net"`): `threshold_bp`, `spread_bp` and `peak_bp` are net. ABI 1.1.
+pub const OPPORTUNITY_FLAG_NET: u8 = 1 << 0;
 
 /// `GapEvent::kind`.
 pub const GAP_DISCONNECT: u8 = 1;

@@ -2,6 +2,8 @@
 //! rolling spread windows, with their defaults and validation. Parsing the file and composing the
 //! other sections is the binary's job; each section validates itself and names the offending key.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
 
 use crate::venue::VENUE_COUNT;
@@ -87,6 +89,38 @@ pub struct WindowsConfig {
     /// A spread beyond ± this many basis points (a placeholder price of a new listing, a wrong
     /// pairing) is kept out of the windows and counted.
     pub max_abs_spread_bp: f64,
+    /// Taker fee per venue in basis points (`{ binance = 10.0, okx = 8.0 }`; a venue not listed
+    /// pays 0). The net spread of a pair is the gross spread minus both venues' fees.
+    pub taker_fee_bp: BTreeMap<String, f64>,
+    /// Whether opportunity cycles run on the gross or the net spread.
+    pub cycles_on: SpreadBasis,
+    /// A quote whose smaller side's notional (price × quantity at the top of the book) is below
+    /// this takes no part in spreads (a book too thin to trade); 0 = no minimum.
+    pub min_top_notional: f64,
+}
+
+/// Which spread opportunity cycles compare with their thresholds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpreadBasis {
+    /// `(bid_sell − ask_buy) / ask_buy`, as the books show it.
+    #[default]
+    Gross,
+    /// The gross spread minus both venues' taker fees: what a trader crossing both books keeps.
+    Net,
+}
+
+impl WindowsConfig {
+    /// Each venue's taker fee in basis points (0 for venues not listed).
+    pub fn taker_fees_bp(&self) -> [f64; VENUE_COUNT] {
+        let mut fees = [0.0; VENUE_COUNT];
+        for (name, fee_bp) in &self.taker_fee_bp {
+            if let Some(venue) = crate::venue::Venue::from_name(name) {
+                fees[venue as usize] = *fee_bp;
+            }
+        }
+        fees
+    }
 }
 
 /// Most opportunity thresholds per window (each costs state in every window).
@@ -111,6 +145,9 @@ impl Default for WindowsConfig {
             snapshot_interval_ms: 1_000,
             warmup_buckets: 60,
             max_abs_spread_bp: 10_000.0,
+            taker_fee_bp: BTreeMap::new(),
+            cycles_on: SpreadBasis::Gross,
+            min_top_notional: 0.0,
         }
     }
 }
@@ -299,6 +336,29 @@ impl WindowsConfig {
                 "windows.snapshot_interval_ms",
                 windows.snapshot_interval_ms,
                 "must be 1 to 86400000 (a day)",
+            ));
+        }
+        for (name, fee_bp) in &windows.taker_fee_bp {
+            if crate::venue::Venue::from_name(name).is_none() {
+                return Err(invalid(
+                    "windows.taker_fee_bp",
+                    name,
+                    "unknown venue (binance, bybit, okx, mexc, gate, kucoin, bitget, htx)",
+                ));
+            }
+            if !fee_bp.is_finite() || !(0.0..=1_000.0).contains(fee_bp) {
+                return Err(invalid(
+                    "windows.taker_fee_bp",
+                    format!("{name} = {fee_bp}"),
+                    "a fee is 0 to 1000 basis points",
+                ));
+            }
+        }
+        if !windows.min_top_notional.is_finite() || windows.min_top_notional < 0.0 {
+            return Err(invalid(
+                "windows.min_top_notional",
+                windows.min_top_notional,
+                "must be a finite number >= 0",
             ));
         }
         if !windows.max_abs_spread_bp.is_finite() || windows.max_abs_spread_bp <= 0.0 {

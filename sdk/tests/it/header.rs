@@ -86,6 +86,7 @@ fn expected() -> Vec<(String, u64)> {
             buy_venue_id,
             sell_venue_id,
             kind,
+            flags,
             reserved
         ]
     );
@@ -205,6 +206,7 @@ fn expected() -> Vec<(String, u64)> {
         ("TF_GAP_RECONNECT", GAP_RECONNECT.into()),
         ("TF_GAP_QUOTE_WITHDRAWN", GAP_QUOTE_WITHDRAWN.into()),
         ("TF_SPREAD_FLAG_WARMING", SPREAD_FLAG_WARMING.into()),
+        ("TF_OPPORTUNITY_FLAG_NET", OPPORTUNITY_FLAG_NET.into()),
         ("TF_LOG_ERROR", LOG_ERROR.into()),
         ("TF_LOG_WARN", LOG_WARN.into()),
         ("TF_LOG_INFO", LOG_INFO.into()),

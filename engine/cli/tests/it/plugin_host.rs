@@ -227,7 +227,8 @@ fn records(universe: &Universe, count: usize) -> Vec<OutRecord> {
                     } else {
                         OPPORTUNITY_END
                     },
-                    reserved: [0; 7],
+                    flags: 0,
+                    reserved: [0; 6],
                 }),
                 _ => OutRecord::Gap(GapEvent {
                     ts_ns: 1_700_000_000_000_003_000 + index as i64,

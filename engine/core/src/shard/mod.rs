@@ -52,6 +52,8 @@ pub struct ShardCounters {
     pub stale_skips: AtomicU64,
     /// Spreads beyond `windows.max_abs_spread_bp` (a placeholder price), kept out of the windows.
     pub spreads_out_of_bounds: AtomicU64,
+    /// Quotes whose top of book was thinner than `windows.min_top_notional`.
+    pub quotes_below_min_notional: AtomicU64,
     /// Cycles ended by housekeeping because a side's quote stopped being live.
     pub stale_cycle_ends: AtomicU64,
     /// Exact window recomputes forced by an outlier bucket leaving its window.
@@ -123,6 +125,8 @@ pub struct ShardParams {
     pub quote_max_age_ns: [i64; VENUE_COUNT],
     /// A spread beyond ± this is not fed to a window (counted in `spreads_out_of_bounds`).
     pub max_abs_spread_bp: f64,
+    /// A quote whose smaller top-of-book notional is below this takes no part (0: no minimum).
+    pub min_top_notional: f64,
     pub windows: WindowParams,
     pub idle_expire_ns: i64,
     pub snapshot_interval_ns: i64,
@@ -163,6 +167,7 @@ struct LocalCounts {
     non_finite_spreads: u64,
     spreads_out_of_bounds: u64,
     stale_cycle_ends: u64,
+    quotes_below_min_notional: u64,
 }
 
 /// The state one shard thread owns.
@@ -282,6 +287,16 @@ impl ShardState {
             return;
         }
         let row = local as usize * VENUE_COUNT;
+        let min_notional = self.params.min_top_notional;
+        if min_notional > 0.0
+            && (quote.bid * quote.bid_qty).min(quote.ask * quote.ask_qty) < min_notional
+        {
+            // Too thin to trade: the venue takes no part until a deep enough quote arrives (its
+            // open cycles end at the next housekeeping, as for any quote that stops being live).
+            self.latest[row + venue].live = false;
+            self.local_counts.quotes_below_min_notional += 1;
+            return;
+        }
         self.latest[row + venue] = LatestQuote {
             bid: quote.bid,
             ask: quote.ask,
@@ -427,6 +442,9 @@ impl ShardState {
         counters
             .stale_cycle_ends
             .store(local.stale_cycle_ends, Ordering::Relaxed);
+        counters
+            .quotes_below_min_notional
+            .store(local.quotes_below_min_notional, Ordering::Relaxed);
     }
 
     /// Between batches: closes due buckets (in slices of `BUCKET_CLOSES_PER_PASS`, each flushed

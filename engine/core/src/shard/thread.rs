@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::config::{EngineConfig, WindowsConfig};
+use crate::config::{EngineConfig, SpreadBasis, WindowsConfig};
 use crate::record::FeedEvent;
 use crate::ring::{self, Consumer};
 use crate::shard::window::WindowParams;
@@ -37,6 +37,7 @@ pub fn shard_params(
             }
         }),
         max_abs_spread_bp: windows.max_abs_spread_bp,
+        min_top_notional: windows.min_top_notional,
         windows: WindowParams {
             bucket_ns,
             buckets: windows.buckets,
@@ -45,6 +46,8 @@ pub fn shard_params(
             band_k: windows.band_k,
             thresholds_bp: windows.thresholds_bp.clone(),
             warmup_buckets: windows.warmup_buckets.min(windows.buckets),
+            taker_fees_bp: windows.taker_fees_bp(),
+            cycles_on_net: windows.cycles_on == SpreadBasis::Net,
         },
         idle_expire_ns: windows.idle_expire_ms_effective() as i64 * 1_000_000,
         snapshot_interval_ns: windows.snapshot_interval_ms as i64 * 1_000_000,

@@ -21,8 +21,8 @@
 //! a window of ordinary spreads.
 
 use tickflow_sdk::records::{
-    OPPORTUNITY_END, OPPORTUNITY_START, OpportunityEvent, SPREAD_FLAG_WARMING, SpreadSample,
-    SymbolId, TimestampNs, VenueId,
+    OPPORTUNITY_END, OPPORTUNITY_FLAG_NET, OPPORTUNITY_START, OpportunityEvent,
+    SPREAD_FLAG_WARMING, SpreadSample, SymbolId, TimestampNs, VenueId,
 };
 
 use crate::config::MAX_THRESHOLDS;
@@ -48,6 +48,10 @@ pub struct WindowParams {
     /// A window with fewer closed buckets with data than this is warming: its statistics are
     /// flagged and no opportunity cycle starts from it (running cycles go on).
     pub warmup_buckets: usize,
+    /// Per venue taker fee (bp); a pair's net spread is its gross spread minus both fees.
+    pub taker_fees_bp: [f64; VENUE_COUNT],
+    /// Cycles compare the net spread (gross minus fees) with their thresholds.
+    pub cycles_on_net: bool,
 }
 
 impl WindowParams {
@@ -188,6 +192,10 @@ pub struct WindowSummary {
     pub cycle_active: bool,
     /// Fewer than `warmup_buckets` buckets filled: the statistics are not yet meaningful.
     pub warming: bool,
+    /// Both venues' taker fees: the net spread of any figure above is it minus this.
+    pub fees_bp: f64,
+    /// `last_bp − fees_bp`: the latest spread net of taker fees.
+    pub net_last_bp: f64,
 }
 
 /// What a window operation produced, for the shard to hand to its outbound.
@@ -383,9 +391,31 @@ impl WindowStore {
             self.open_list_push(window);
         }
         let header = &self.headers[window as usize];
-        // Most updates are below every threshold with no cycle open: skip the cycle state.
+        // Most updates are below every threshold with no cycle open: skip the cycle state (fees
+        // only lower the net spread, so the gross one is a safe filter for either basis).
         if header.cycles_active_mask != 0 || spread_bp > self.lowest_threshold_bp {
-            self.update_cycles(window, spread_bp, ts_ns, output);
+            let cycle_spread_bp = if self.params.cycles_on_net {
+                spread_bp - self.pair_fees_bp(buy.0, sell.0)
+            } else {
+                spread_bp
+            };
+            self.update_cycles(window, cycle_spread_bp, ts_ns, output);
+        }
+    }
+
+    /// Both venues' taker fees for buying on `buy` and selling on `sell`.
+    #[inline]
+    fn pair_fees_bp(&self, buy: u16, sell: u16) -> f64 {
+        self.params.taker_fees_bp[buy as usize] + self.params.taker_fees_bp[sell as usize]
+    }
+
+    /// The flags every opportunity event of this store carries.
+    #[inline]
+    fn opportunity_flags(&self) -> u8 {
+        if self.params.cycles_on_net {
+            OPPORTUNITY_FLAG_NET
+        } else {
+            0
         }
     }
 
@@ -403,6 +433,7 @@ impl WindowStore {
         output: &mut impl WindowOutput,
     ) {
         let may_start = !self.is_warming(window);
+        let flags = self.opportunity_flags();
         let was_active = self.headers[window as usize].cycles_active_mask != 0;
         let header = &mut self.headers[window as usize];
         for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate() {
@@ -437,7 +468,8 @@ impl WindowStore {
                 buy_venue_id: VenueId(header.buy_venue),
                 sell_venue_id: VenueId(header.sell_venue),
                 kind,
-                reserved: [0; 7],
+                flags,
+                reserved: [0; 6],
             });
         }
         self.sync_cycle_list(window, was_active);
@@ -535,6 +567,7 @@ impl WindowStore {
 
     /// Ends every active cycle of `window` with a NaN spread (its data went away).
     fn end_cycles(&mut self, window: u32, ts_ns: TimestampNs, output: &mut impl WindowOutput) {
+        let flags = self.opportunity_flags();
         let was_active = self.headers[window as usize].cycles_active_mask != 0;
         let header = &mut self.headers[window as usize];
         for (threshold_index, &threshold_bp) in self.params.thresholds_bp.iter().enumerate() {
@@ -556,7 +589,8 @@ impl WindowStore {
                 buy_venue_id: VenueId(header.buy_venue),
                 sell_venue_id: VenueId(header.sell_venue),
                 kind: OPPORTUNITY_END,
-                reserved: [0; 7],
+                flags,
+                reserved: [0; 6],
             });
         }
         self.sync_cycle_list(window, was_active);
@@ -856,6 +890,8 @@ impl WindowStore {
             cycles_completed: header.cycles_completed,
             cycle_active,
             warming: self.is_warming(window),
+            fees_bp: self.pair_fees_bp(header.buy_venue, header.sell_venue),
+            net_last_bp: header.open_last - self.pair_fees_bp(header.buy_venue, header.sell_venue),
         }
     }
 

@@ -8,8 +8,9 @@ use tickflow_core::outbound::{OutRecord, Outbound};
 use tickflow_core::pipeline::Pipeline;
 use tickflow_core::record::FeedEvent;
 use tickflow_core::records::{
-    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GapEvent, OPPORTUNITY_END, OPPORTUNITY_START,
-    OpportunityEvent, Quote, SPREAD_FLAG_WARMING, SpreadSample, SymbolId, Trade, VenueId,
+    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GapEvent, OPPORTUNITY_END, OPPORTUNITY_FLAG_NET,
+    OPPORTUNITY_START, OpportunityEvent, Quote, SPREAD_FLAG_WARMING, SpreadSample, SymbolId, Trade,
+    VenueId,
 };
 use tickflow_core::shard::thread::shard_params;
 use tickflow_core::shard::window::{WindowOutput, WindowParams, WindowStore};
@@ -253,6 +254,8 @@ fn store(buckets: usize, max_windows: usize, thresholds_bp: Vec<f64>) -> WindowS
         band_k: 2.0,
         thresholds_bp,
         warmup_buckets: 0,
+        taker_fees_bp: [0.0; 8],
+        cycles_on_net: false,
     })
 }
 
@@ -829,6 +832,8 @@ fn a_warming_window_flags_its_samples_and_starts_no_cycle() {
         band_k: 2.0,
         thresholds_bp: vec![40.0],
         warmup_buckets: 3,
+        taker_fees_bp: [0.0; 8],
+        cycles_on_net: false,
     });
     let mut events = WindowEvents::default();
     for step in 0..5i64 {
@@ -1028,6 +1033,8 @@ fn bucket_closes_go_out_in_slices_that_resume_where_they_stopped() {
         band_k: 2.0,
         thresholds_bp: vec![40.0],
         warmup_buckets: 0,
+        taker_fees_bp: [0.0; 8],
+        cycles_on_net: false,
     });
     let mut events = WindowEvents::default();
     for local in 0..40u32 {
@@ -1186,4 +1193,94 @@ fn pinning_a_shard_to_a_cpu_the_machine_lacks_is_refused_naming_the_key() {
     )
     .expect("CPU 0 exists");
     pipeline.shutdown();
+}
+
+#[test]
+fn cycles_can_run_on_the_spread_net_of_taker_fees() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 1\nmax_symbols = 16\n\
+         [windows]\nbuckets = 10\nwarmup_buckets = 0\nthresholds_bp = [40.0]\ncycles_on = \"net\"\n\
+         taker_fee_bp = { binance = 10.0, okx = 10.0 }\n",
+    )
+    .unwrap();
+    let (mut shard, captured, _now) = single_shard(&config);
+    // Binance (0) and OKX (2): buying on Binance at 100.10 and selling on OKX at 100.55 is
+    // +45 bp gross, +25 bp net: no cycle on the net basis.
+    shard.handle(&quote(2, 0, 100.0, 100.10, T0));
+    shard.handle(&quote(2, 2, 100.55, 100.65, T0 + 1));
+    assert!(
+        captured.opportunities().is_empty(),
+        "45 bp gross is 25 bp net"
+    );
+    // Selling at 100.76: +65.9 bp gross, +45.9 bp net: a cycle, reported net.
+    shard.handle(&quote(2, 2, 100.76, 100.86, T0 + 2));
+    let events = captured.opportunities();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, OPPORTUNITY_START);
+    assert_eq!(events[0].flags & OPPORTUNITY_FLAG_NET, OPPORTUNITY_FLAG_NET);
+    let gross = (100.76 - 100.10) / 100.10 * 10_000.0;
+    assert!(
+        close(events[0].spread_bp, gross - 20.0),
+        "{}",
+        events[0].spread_bp
+    );
+    // Readers see the fees and the net spread beside the gross one.
+    shard.publish_snapshot(T0 + 3);
+    let snapshot = shard.published_snapshot();
+    let window = snapshot
+        .windows
+        .iter()
+        .find(|w| w.buy_venue_id == VenueId(0) && w.sell_venue_id == VenueId(2))
+        .expect("the pair's window");
+    assert_eq!(window.fees_bp, 20.0);
+    assert!(close(window.net_last_bp, window.last_bp - 20.0));
+}
+
+#[test]
+fn a_quote_too_thin_to_trade_takes_no_part() {
+    let config = Config::from_toml_str(
+        "[engine]\nshards = 1\nmax_symbols = 16\n[windows]\nbuckets = 10\nmin_top_notional = 1000.0\n",
+    )
+    .unwrap();
+    let (mut shard, _captured, _now) = single_shard(&config);
+    let deep = |venue: u16, ts: i64| {
+        FeedEvent::Quote(Quote {
+            bid: 100.0,
+            bid_qty: 50.0,
+            ask: 100.1,
+            ask_qty: 50.0,
+            ts_recv_ns: ts,
+            symbol_id: SymbolId(2),
+            venue_id: VenueId(venue),
+            ..Quote::default()
+        })
+    };
+    shard.handle(&deep(0, T0));
+    // 100 × 1 = 100 of notional on each side: below the 1 000 minimum.
+    shard.handle(&quote(2, 1, 100.5, 100.6, T0 + 1));
+    shard.flush();
+    let counters = shard.counters();
+    assert_eq!(counters.spread_updates.load(Ordering::Relaxed), 0);
+    assert_eq!(
+        counters.quotes_below_min_notional.load(Ordering::Relaxed),
+        1
+    );
+    shard.handle(&deep(1, T0 + 2));
+    shard.flush();
+    assert_eq!(counters.spread_updates.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn taker_fees_name_known_venues() {
+    let error = Config::from_toml_str("[windows]\ntaker_fee_bp = { binanse = 10.0 }\n")
+        .err()
+        .expect("a misspelt venue is refused");
+    assert!(
+        error.contains("windows.taker_fee_bp") && error.contains("binanse"),
+        "{error}"
+    );
+    let error = Config::from_toml_str("[windows]\ntaker_fee_bp = { okx = -1.0 }\n")
+        .err()
+        .expect("a negative fee is refused");
+    assert!(error.contains("windows.taker_fee_bp"), "{error}");
 }
