@@ -9,10 +9,10 @@
 use serde::Deserialize;
 
 pub use tickflow_core::config::{
-    AUTO_SHARDS_MAX, CoreConfigError, EngineConfig, MAX_DURATION_MS, MAX_THRESHOLDS, WindowsConfig,
+    AUTO_SHARDS_MAX, ConfigValueError, EngineConfig, MAX_DURATION_MS, MAX_THRESHOLDS, WindowsConfig,
 };
 use tickflow_core::venue::Venue;
-pub use tickflow_feed::config::{Channel, FeedsConfig, FeedsConfigError};
+pub use tickflow_feed::config::{Channel, FeedsConfig};
 pub use tickflow_host::config::{SinkConfig, SinkConfigError};
 
 /// The whole configuration file.
@@ -47,10 +47,9 @@ pub enum ConfigError {
     },
     #[error("config is not valid TOML or has an unknown key: {0}")]
     Parse(String),
+    /// A value of `[engine]`, `[windows]` or `[feeds]`.
     #[error(transparent)]
-    Core(#[from] CoreConfigError),
-    #[error(transparent)]
-    Feeds(#[from] FeedsConfigError),
+    Value(#[from] ConfigValueError),
     #[error(transparent)]
     Sinks(#[from] SinkConfigError),
 }

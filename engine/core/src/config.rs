@@ -165,25 +165,36 @@ impl WindowsConfig {
     }
 }
 
-/// A value of `[engine]` or `[windows]` outside its range.
+/// A config value outside what it may be, naming its key: the error every section that checks
+/// plain values returns (`[engine]` and `[windows]` here, `[feeds]` in tickflow-feed).
 #[derive(Debug, thiserror::Error)]
 #[error("config key `{key}` = {value}: {reason}")]
-pub struct CoreConfigError {
+pub struct ConfigValueError {
     pub key: &'static str,
     pub value: String,
     pub reason: &'static str,
+}
+
+impl ConfigValueError {
+    pub fn new(
+        key: &'static str,
+        value: impl std::fmt::Display,
+        reason: &'static str,
+    ) -> ConfigValueError {
+        ConfigValueError {
+            key,
+            value: value.to_string(),
+            reason,
+        }
+    }
 }
 
 fn invalid(
     key: &'static str,
     value: impl std::fmt::Display,
     reason: &'static str,
-) -> CoreConfigError {
-    CoreConfigError {
-        key,
-        value: value.to_string(),
-        reason,
-    }
+) -> ConfigValueError {
+    ConfigValueError::new(key, value, reason)
 }
 
 impl EngineConfig {
@@ -199,7 +210,7 @@ impl EngineConfig {
         }
     }
 
-    pub fn validate(&self) -> Result<(), CoreConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
         let engine = self;
         if engine.shards > 256 {
             return Err(invalid(
@@ -276,7 +287,7 @@ impl EngineConfig {
 }
 
 impl WindowsConfig {
-    pub fn validate(&self) -> Result<(), CoreConfigError> {
+    pub fn validate(&self) -> Result<(), ConfigValueError> {
         let windows = self;
         if windows.bucket_ms == 0 || windows.bucket_ms > 3_600_000 {
             return Err(invalid(

@@ -118,25 +118,15 @@ impl Default for VenueFeedConfig {
     }
 }
 
-/// A value of `[feeds]` that cannot work; names the key.
-#[derive(Debug, thiserror::Error)]
-#[error("config key `{key}` = {value}: {reason}")]
-pub struct FeedsConfigError {
-    pub key: &'static str,
-    pub value: String,
-    pub reason: &'static str,
-}
+/// A value of `[feeds]` that cannot work, naming the key (the engine's one value error type).
+pub use tickflow_core::config::ConfigValueError as FeedsConfigError;
 
 fn invalid(
     key: &'static str,
     value: impl std::fmt::Display,
     reason: &'static str,
 ) -> FeedsConfigError {
-    FeedsConfigError {
-        key,
-        value: value.to_string(),
-        reason,
-    }
+    FeedsConfigError::new(key, value, reason)
 }
 
 impl FeedsConfig {
