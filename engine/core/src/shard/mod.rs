@@ -96,17 +96,18 @@ struct LatestQuote {
 }
 
 /// Bucket closes one housekeeping pass makes before it flushes them to the sinks and lets the
-/// shard thread (and the sinks' runners) go on: a quarter of the default sink lane, so a bucket
+/// shard thread (and the sinks' runners) go on: an eighth of the default sink lane, so a bucket
 /// change of every window (tens of thousands at the full universe) reaches the sinks in slices
 /// they can take instead of one burst that overflows their lanes.
-pub const BUCKET_CLOSES_PER_PASS: usize = 1024;
+pub const BUCKET_CLOSES_PER_PASS: usize = 512;
 
 /// Longest latency the shard's histogram holds (a longer one is recorded as this): a minute.
 const LATENCY_NS_MAX: u64 = 60_000_000_000;
 
 /// Window slots one housekeeping pass adds to the snapshot being built (each live one costs a
-/// summary: ~2√buckets reads for its min and max).
-pub const SNAPSHOT_SLOTS_PER_PASS: usize = 2048;
+/// summary: ~2√buckets reads for its min and max, mostly cache misses at the full universe). With
+/// the bucket closes' slice, this keeps a pass well under a millisecond (`housekeeping_1000x8`).
+pub const SNAPSHOT_SLOTS_PER_PASS: usize = 256;
 
 /// Bytes one latest-quote cell takes (the memory budget multiplies by it).
 pub(crate) const LATEST_QUOTE_BYTES: usize = size_of::<LatestQuote>();
