@@ -41,6 +41,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tickflow-host",
         ],
     ),
+    (
+        "tickflow-fuzz",
+        &["tickflow-sdk", "tickflow-core", "tickflow-decode"],
+    ),
     ("tickflow-example-stdout", &["tickflow-sdk"]),
     ("tickflow-test-sink", &["tickflow-sdk"]),
 ];
