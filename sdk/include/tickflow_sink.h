@@ -176,7 +176,8 @@ typedef struct tf_opportunity_event {
 #define TF_GAP_DISCONNECT 1u
 #define TF_GAP_RECONNECT 2u
 /* The venue withdrew its quote (an empty book side): no spreads from it until a fresh two-sided
-   quote. ABI 1.1. */
+   quote. connection_id is 0: the decoder saw it in the venue's data, it is not a connection
+   event. ABI 1.1. */
 #define TF_GAP_QUOTE_WITHDRAWN 3u
 
 typedef struct tf_gap_event {

@@ -248,7 +248,8 @@ pub const GAP_DISCONNECT: u8 = 1;
 pub const GAP_RECONNECT: u8 = 2;
 /// The venue withdrew its quote for the symbol (a book side went empty: a halted or illiquid
 /// market). Its quote takes no part in spreads until a fresh two-sided one arrives, and its open
-/// cycles end. `connection_id` is the slot that saw it. ABI 1.1.
+/// cycles end. `connection_id` is 0: the decoder saw it in the venue's data, it is not a
+/// connection event. ABI 1.1.
 pub const GAP_QUOTE_WITHDRAWN: u8 = 3;
 
 /// A hole in the data: a connection of `venue_id` went away (or came back) and `symbol_id` had no

@@ -2,10 +2,14 @@
 //! acks, error replies and the `serverShutdown` notice are control events.
 //!
 //! Spot bookTicker carries no exchange timestamp: such quotes leave `FLAG_HAS_TS_EXCHANGE` clear.
+//! An empty side comes as a zero price (`"b":"0.00000000","B":"0.00000000"`) and withdraws the
+//! quote (the fast path leaves such frames to the generic path).
 //! A hand-written scanner takes the exact raw bookTicker shape; anything else (or anything odd in
 //! it) falls back to the generic simd-json path.
 
-use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields};
+use super::json::{
+    Context, EmptySide, JsonDecoder, JsonVenue, QuoteFields, TopOfBook, TradeFields, flat_side,
+};
 use super::number::parse_f64;
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
@@ -94,12 +98,25 @@ fn decode_quote(payload: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutc
         .get("T")
         .map(|time| time.ms_as_ns("T"))
         .transpose()?;
-    cx.quote(QuoteFields {
+    // Binance spells an empty side as a zero price (and size): the quote is withdrawn.
+    let bid = flat_side(
+        payload.field("b", "b")?,
+        payload.get("B"),
+        EmptySide::Zero,
+        "b",
+        "B",
+    )?;
+    let ask = flat_side(
+        payload.field("a", "a")?,
+        payload.get("A"),
+        EmptySide::Zero,
+        "a",
+        "A",
+    )?;
+    cx.top_of_book(TopOfBook {
         symbol_id,
-        bid: payload.field("b", "b")?.f64("b")?,
-        bid_qty: payload.field("B", "B")?.f64("B")?,
-        ask: payload.field("a", "a")?.f64("a")?,
-        ask_qty: payload.field("A", "A")?.f64("A")?,
+        bid,
+        ask,
         ts_exchange_ns,
         seq: Some(payload.field("u", "u")?.u64("u")?),
     })?;

@@ -4,7 +4,7 @@
 //! The quote's sequence is the book's cross sequence `seq`; its timestamp is the message `ts`.
 
 use super::check::{check_record_count, side_from_word};
-use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields, best_level};
+use super::json::{Context, JsonDecoder, JsonVenue, TopOfBook, TradeFields, best_level};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -52,23 +52,19 @@ impl JsonVenue for Bybit {
 fn decode_quote(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
     let data = root.field("data", "data")?;
     let symbol_id = cx.resolve(data.field("s", "data.s")?.str("data.s")?)?;
+    // An empty side (`[]`: a halted or illiquid market) withdraws the quote.
     let bid = best_level(data.field("b", "data.b")?, "data.b")?;
     let ask = best_level(data.field("a", "data.a")?, "data.a")?;
-    let (Some((bid, bid_qty)), Some((ask, ask_qty))) = (bid, ask) else {
-        // One side of the book is empty: there is no best bid/ask to report.
-        return cx.records();
-    };
     let seq = match data.get("seq") {
         Some(seq) => Some(seq.u64("data.seq")?),
         None => None,
     };
-    cx.quote(QuoteFields {
+    let ts_exchange_ns = Some(root.field("ts", "ts")?.ms_as_ns("ts")?);
+    cx.top_of_book(TopOfBook {
         symbol_id,
         bid,
-        bid_qty,
         ask,
-        ask_qty,
-        ts_exchange_ns: Some(root.field("ts", "ts")?.ms_as_ns("ts")?),
+        ts_exchange_ns,
         seq,
     })?;
     cx.records()

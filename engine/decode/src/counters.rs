@@ -1,18 +1,23 @@
-//! Per-venue decode counters (frames, records, control frames, errors by kind) shared with the
-//! metrics reader, and a rate-limited warning for refused frames. Counting is a relaxed atomic add;
-//! nothing here allocates or locks.
+//! Per-venue decode counters (frames, records, quote withdrawals, control frames, errors by kind)
+//! shared with the metrics reader, and the rate-limited warning for refused frames that every
+//! decoder from `decoder_for` writes through. Counting is a relaxed atomic add; nothing here
+//! allocates or locks.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use super::{DecodeError, DecodeErrorKind, FrameOutcome};
-use tickflow_core::record::TimestampNs;
-use tickflow_core::venue::Venue;
+use tickflow_core::record::{FeedEvent, TimestampNs};
+use tickflow_core::records::GAP_QUOTE_WITHDRAWN;
+use tickflow_core::venue::{VENUE_COUNT, Venue};
 
 /// Counters of one venue's decoding (all connections of the venue may share one).
 #[derive(Debug, Default)]
 pub struct DecodeCounters {
     pub frames: AtomicU64,
+    /// Records appended, withdrawals included.
     pub records: AtomicU64,
+    /// Of `records`, the `GAP_QUOTE_WITHDRAWN` gaps (a book side went empty). Not errors.
+    pub quotes_withdrawn: AtomicU64,
     pub control: AtomicU64,
     errors: [AtomicU64; DecodeErrorKind::COUNT],
 }
@@ -22,6 +27,7 @@ pub struct DecodeCounters {
 pub struct DecodeCountersSnapshot {
     pub frames: u64,
     pub records: u64,
+    pub quotes_withdrawn: u64,
     pub control: u64,
     pub errors: [u64; DecodeErrorKind::COUNT],
 }
@@ -58,6 +64,27 @@ impl DecodeCounters {
         }
     }
 
+    /// Counts one decoded frame like [`DecodeCounters::count`], and the quote withdrawals among
+    /// its records: `batch` is the output the frame was decoded into, whose last `n` records are
+    /// the frame's for `Records(n)`.
+    #[inline]
+    pub fn count_frame(&self, result: &Result<FrameOutcome, DecodeError>, batch: &[FeedEvent]) {
+        self.count(result);
+        if let Ok(FrameOutcome::Records(records)) = result {
+            let appended = &batch[batch.len().saturating_sub(*records)..];
+            let withdrawn = appended
+                .iter()
+                .filter(
+                    |event| matches!(event, FeedEvent::Gap(gap) if gap.kind == GAP_QUOTE_WITHDRAWN),
+                )
+                .count();
+            if withdrawn > 0 {
+                self.quotes_withdrawn
+                    .fetch_add(withdrawn as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
     pub fn error_count(&self, kind: DecodeErrorKind) -> u64 {
         self.errors[kind.index()].load(Ordering::Relaxed)
     }
@@ -66,6 +93,7 @@ impl DecodeCounters {
         let mut snapshot = DecodeCountersSnapshot {
             frames: self.frames.load(Ordering::Relaxed),
             records: self.records.load(Ordering::Relaxed),
+            quotes_withdrawn: self.quotes_withdrawn.load(Ordering::Relaxed),
             control: self.control.load(Ordering::Relaxed),
             errors: [0; DecodeErrorKind::COUNT],
         };
@@ -79,37 +107,69 @@ impl DecodeCounters {
 /// Shortest time between two warnings of one (venue, kind).
 pub const DECODE_WARN_INTERVAL_NS: TimestampNs = 1_000_000_000;
 
+/// `last_warn_ns` of a kind never warned about.
+const NEVER_NS: TimestampNs = TimestampNs::MIN;
+
 /// Logs refused frames without flooding: the first error of a kind at once, then at most one line
-/// per [`DECODE_WARN_INTERVAL_NS`] per kind, saying how many were suppressed in between. Owned by
-/// one connection task (one venue); the time comes from the caller, so no timer is involved.
+/// per [`DECODE_WARN_INTERVAL_NS`] per kind, saying how many were suppressed in between. Shared
+/// by every decoder of one venue (all its connections, on any thread): the state is atomics, the
+/// time comes from the caller, so no lock and no timer is involved.
 #[derive(Debug)]
 pub struct DecodeWarnLimiter {
     venue: Venue,
-    last_warn_ns: [Option<TimestampNs>; DecodeErrorKind::COUNT],
-    suppressed: [u64; DecodeErrorKind::COUNT],
+    last_warn_ns: [AtomicI64; DecodeErrorKind::COUNT],
+    suppressed: [AtomicU64; DecodeErrorKind::COUNT],
 }
 
+/// The limiters `decoder_for` hands out, one per venue, in `Venue` discriminant order.
+static VENUE_WARNINGS: [DecodeWarnLimiter; VENUE_COUNT] = [
+    DecodeWarnLimiter::new(Venue::Binance),
+    DecodeWarnLimiter::new(Venue::Bybit),
+    DecodeWarnLimiter::new(Venue::Okx),
+    DecodeWarnLimiter::new(Venue::Mexc),
+    DecodeWarnLimiter::new(Venue::Gate),
+    DecodeWarnLimiter::new(Venue::Kucoin),
+    DecodeWarnLimiter::new(Venue::Bitget),
+    DecodeWarnLimiter::new(Venue::Htx),
+];
+
 impl DecodeWarnLimiter {
-    pub fn new(venue: Venue) -> DecodeWarnLimiter {
+    pub const fn new(venue: Venue) -> DecodeWarnLimiter {
         DecodeWarnLimiter {
             venue,
-            last_warn_ns: [None; DecodeErrorKind::COUNT],
-            suppressed: [0; DecodeErrorKind::COUNT],
+            last_warn_ns: [const { AtomicI64::new(NEVER_NS) }; DecodeErrorKind::COUNT],
+            suppressed: [const { AtomicU64::new(0) }; DecodeErrorKind::COUNT],
         }
     }
 
-    /// Warns about `error` unless this kind was warned about less than a second ago. Returns
-    /// whether a line was written.
-    pub fn warn(&mut self, error: &DecodeError, now_ns: TimestampNs) -> bool {
+    /// The process-wide limiter of `venue`, shared by every decoder `decoder_for` builds for it.
+    pub fn for_venue(venue: Venue) -> &'static DecodeWarnLimiter {
+        &VENUE_WARNINGS[venue.index()]
+    }
+
+    pub fn venue(&self) -> Venue {
+        self.venue
+    }
+
+    /// Warns about `error` unless this kind was warned about less than a second before `now_ns`.
+    /// Returns whether a line was written.
+    pub fn warn(&self, error: &DecodeError, now_ns: TimestampNs) -> bool {
         let index = error.kind.index();
-        if let Some(last) = self.last_warn_ns[index] {
-            if now_ns.saturating_sub(last) < DECODE_WARN_INTERVAL_NS {
-                self.suppressed[index] += 1;
-                return false;
-            }
+        let last_ns = self.last_warn_ns[index].load(Ordering::Relaxed);
+        // A clock that stepped back starts a new burst rather than muting the kind until the
+        // clock catches up.
+        let in_burst =
+            last_ns != NEVER_NS && now_ns >= last_ns && now_ns - last_ns < DECODE_WARN_INTERVAL_NS;
+        // Of the threads that see the burst over at once, the one that moves the time warns.
+        if in_burst
+            || self.last_warn_ns[index]
+                .compare_exchange(last_ns, now_ns, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.suppressed[index].fetch_add(1, Ordering::Relaxed);
+            return false;
         }
-        let suppressed = std::mem::take(&mut self.suppressed[index]);
-        self.last_warn_ns[index] = Some(now_ns);
+        let suppressed = self.suppressed[index].swap(0, Ordering::Relaxed);
         tracing::warn!(
             venue = self.venue.name(),
             kind = error.kind.name(),
@@ -141,8 +201,54 @@ mod tests {
     }
 
     #[test]
+    fn withdrawals_are_counted_apart_from_errors() {
+        use tickflow_core::record::GapEvent;
+        use tickflow_core::records::GAP_DISCONNECT;
+        let counters = DecodeCounters::new();
+        let withdrawn = FeedEvent::Gap(GapEvent {
+            kind: GAP_QUOTE_WITHDRAWN,
+            ..GapEvent::default()
+        });
+        let disconnect = FeedEvent::Gap(GapEvent {
+            kind: GAP_DISCONNECT,
+            ..GapEvent::default()
+        });
+        let earlier = FeedEvent::Gap(GapEvent {
+            kind: GAP_QUOTE_WITHDRAWN,
+            ..GapEvent::default()
+        });
+        // The batch holds a record of an earlier frame, then this frame's two.
+        let batch = [earlier, withdrawn, disconnect];
+        counters.count_frame(&Ok(FrameOutcome::Records(2)), &batch);
+        counters.count_frame(
+            &Err(DecodeError::new(DecodeErrorKind::MissingField, "x")),
+            &batch,
+        );
+        let snapshot = counters.snapshot();
+        assert_eq!(snapshot.records, 2);
+        assert_eq!(snapshot.quotes_withdrawn, 1);
+        assert_eq!(snapshot.errors_total(), 1);
+    }
+
+    #[test]
+    fn every_venue_has_its_own_shared_limiter() {
+        for venue in Venue::ALL {
+            assert_eq!(DecodeWarnLimiter::for_venue(venue).venue(), venue);
+        }
+    }
+
+    #[test]
+    fn warnings_after_a_clock_step_back_are_not_muted() {
+        let limiter = DecodeWarnLimiter::new(Venue::Gate);
+        let error = DecodeError::new(DecodeErrorKind::MissingField, "x");
+        assert!(limiter.warn(&error, 10 * DECODE_WARN_INTERVAL_NS));
+        assert!(limiter.warn(&error, 5 * DECODE_WARN_INTERVAL_NS));
+        assert!(!limiter.warn(&error, 5 * DECODE_WARN_INTERVAL_NS + 1));
+    }
+
+    #[test]
     fn warnings_are_rate_limited_per_kind() {
-        let mut limiter = DecodeWarnLimiter::new(Venue::Okx);
+        let limiter = DecodeWarnLimiter::new(Venue::Okx);
         let crossed = DecodeError::new(DecodeErrorKind::CrossedBook, "x");
         let oversized = DecodeError::new(DecodeErrorKind::Oversized, "x");
         assert!(limiter.warn(&crossed, 0));

@@ -5,7 +5,7 @@
 //! nanoseconds exactly.
 
 use super::check::side_from_word;
-use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields};
+use super::json::{Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, flat_side};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -49,23 +49,31 @@ impl JsonVenue for Gate {
         match channel {
             "spot.book_ticker" => {
                 let symbol_id = cx.resolve(result.field("s", "result.s")?.str("result.s")?)?;
-                let bid = result.field("b", "result.b")?;
-                let ask = result.field("a", "result.a")?;
-                if bid.as_str() == Some("") || ask.as_str() == Some("") {
-                    // One side of the book is empty: no best bid/ask to report.
-                    return cx.records();
-                }
+                // "" is an empty side: the quote is withdrawn.
+                let bid = flat_side(
+                    result.field("b", "result.b")?,
+                    result.get("B"),
+                    EmptySide::Blank,
+                    "result.b",
+                    "result.B",
+                )?;
+                let ask = flat_side(
+                    result.field("a", "result.a")?,
+                    result.get("A"),
+                    EmptySide::Blank,
+                    "result.a",
+                    "result.A",
+                )?;
                 let seq = match result.get("u") {
                     Some(seq) => Some(seq.u64("result.u")?),
                     None => None,
                 };
-                cx.quote(QuoteFields {
+                let ts_exchange_ns = Some(result.field("t", "result.t")?.ms_as_ns("result.t")?);
+                cx.top_of_book(TopOfBook {
                     symbol_id,
-                    bid: bid.f64("result.b")?,
-                    bid_qty: result.field("B", "result.B")?.f64("result.B")?,
-                    ask: ask.f64("result.a")?,
-                    ask_qty: result.field("A", "result.A")?.f64("result.A")?,
-                    ts_exchange_ns: Some(result.field("t", "result.t")?.ms_as_ns("result.t")?),
+                    bid,
+                    ask,
+                    ts_exchange_ns,
                     seq,
                 })?;
                 cx.records()

@@ -1,15 +1,22 @@
 //! HTX (Huobi) spot: `market.<sym>.bbo` and `market.<sym>.trade.detail`. Every server frame is
-//! gzip: it is inflated (flate2, zlib-rs backend) into a reused buffer, bounded by `max_frame_bytes` (a gzip bomb is
-//! `Oversized`), then parsed in place. `{"ping":n}` is a server ping to answer with `{"pong":n}`.
+//! gzip: flate2's gzip reader (header, deflate on the zlib-rs backend, CRC-32 and length trailer),
+//! reset for every frame, inflates it into a reused buffer, bounded by `max_frame_bytes` (a gzip
+//! bomb is `Oversized`); the JSON is then parsed in place. `{"ping":n}` is a server ping to answer
+//! with `{"pong":n}`.
+//!
+//! HTX documents no spelling for an empty book side; a zero `bid` or `ask` (the numeric "no
+//! price") withdraws the quote. A zero `quoteTime` is no exchange time (`FLAG_HAS_TS_EXCHANGE`
+//! clear), never the epoch.
 //!
 //! Trade ids come from `tradeId`: `data[].id` is wider than 64 bits and is never read.
 
+use std::io::{Cursor, Read};
 use std::sync::Arc;
 
-use flate2::{Decompress, FlushDecompress, Status};
+use flate2::bufread::GzDecoder;
 
-use super::check::{check_record_count, side_from_word};
-use super::json::{Context, JsonCore, JsonVenue, QuoteFields, TradeFields};
+use super::check::{check_record_count, check_size, side_from_word};
+use super::json::{Context, EmptySide, JsonCore, JsonVenue, TopOfBook, TradeFields, flat_side};
 use super::tape::Json;
 use super::{
     ControlEvent, DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome,
@@ -19,8 +26,10 @@ use tickflow_core::record::TimestampNs;
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 
-/// First capacity of the inflate buffer; it grows (up to `max_frame_bytes`) only for larger frames.
+/// First size of the inflate buffer; it grows (up to `max_frame_bytes`) only for larger frames.
 const INFLATE_INITIAL_CAPACITY_BYTES: usize = 4096;
+/// First capacity of the copy of the compressed frame the gzip reader reads from.
+const COMPRESSED_INITIAL_CAPACITY_BYTES: usize = 1024;
 
 /// The HTX protocol after inflating (see [`JsonVenue`]).
 pub struct Htx;
@@ -57,6 +66,7 @@ impl Decoder for HtxDecoder {
             // Not what HTX sends, but a capture may hold the inflated JSON.
             FrameEncoding::Text => self.core.decode::<Htx>(frame, ts_recv_ns, out),
             FrameEncoding::Binary => {
+                check_size(frame, &self.core.limits)?;
                 let max_bytes = self.core.limits.max_frame_bytes;
                 let json = self.inflater.inflate(frame, max_bytes)?;
                 self.core.decode::<Htx>(json, ts_recv_ns, out)
@@ -120,17 +130,34 @@ impl JsonVenue for Htx {
                             DecodeErrorKind::MissingField,
                             "tick.quoteTime",
                         ))?;
+                // A zero quote time says there is none: no exchange time, never the epoch.
+                let ts_exchange_ns = match time.ms_as_ns("tick.quoteTime")? {
+                    0 => None,
+                    ns => Some(ns),
+                };
                 let seq = match tick.get("seqId") {
                     Some(seq) => Some(seq.u64("tick.seqId")?),
                     None => None,
                 };
-                cx.quote(QuoteFields {
+                let bid = flat_side(
+                    tick.field("bid", "tick.bid")?,
+                    tick.get("bidSize"),
+                    EmptySide::Zero,
+                    "tick.bid",
+                    "tick.bidSize",
+                )?;
+                let ask = flat_side(
+                    tick.field("ask", "tick.ask")?,
+                    tick.get("askSize"),
+                    EmptySide::Zero,
+                    "tick.ask",
+                    "tick.askSize",
+                )?;
+                cx.top_of_book(TopOfBook {
                     symbol_id,
-                    bid: tick.field("bid", "tick.bid")?.f64("tick.bid")?,
-                    bid_qty: tick.field("bidSize", "tick.bidSize")?.f64("tick.bidSize")?,
-                    ask: tick.field("ask", "tick.ask")?.f64("tick.ask")?,
-                    ask_qty: tick.field("askSize", "tick.askSize")?.f64("tick.askSize")?,
-                    ts_exchange_ns: Some(time.ms_as_ns("tick.quoteTime")?),
+                    bid,
+                    ask,
+                    ts_exchange_ns,
                     seq,
                 })?;
                 cx.records()
@@ -173,9 +200,14 @@ impl JsonVenue for Htx {
     }
 }
 
-/// A reusable gzip inflater: the deflate state and the output buffer live across frames.
+/// A reusable gzip inflater: flate2's gzip reader and the output buffer live across frames, so
+/// a frame allocates nothing once the buffers reached their working size.
 pub(crate) struct GzipInflater {
-    decompress: Decompress,
+    /// Reads one gzip member from a copy of the frame (flate2's reader owns its input; the copy of
+    /// a compressed frame is small next to inflating it). Reset for every frame.
+    reader: GzDecoder<Cursor<Vec<u8>>>,
+    /// The inflated bytes of the current frame are its first `filled` bytes (see `inflate`). It
+    /// stays initialized to its full length, so a frame never zero-fills it again.
     inflated: Vec<u8>,
 }
 
@@ -183,119 +215,59 @@ fn inflate_error(detail: &'static str) -> DecodeError {
     DecodeError::new(DecodeErrorKind::Inflate, detail)
 }
 
+fn oversized() -> DecodeError {
+    DecodeError::new(
+        DecodeErrorKind::Oversized,
+        "inflated frame larger than max_frame_bytes",
+    )
+}
+
 impl GzipInflater {
     pub(crate) fn new() -> GzipInflater {
         GzipInflater {
-            decompress: Decompress::new(false),
-            inflated: Vec::with_capacity(INFLATE_INITIAL_CAPACITY_BYTES),
+            reader: GzDecoder::new(Cursor::new(Vec::with_capacity(
+                COMPRESSED_INITIAL_CAPACITY_BYTES,
+            ))),
+            inflated: vec![0; INFLATE_INITIAL_CAPACITY_BYTES],
         }
     }
 
-    /// Inflates one gzip member; more than `max_bytes` of output is `Oversized`.
+    /// Inflates one gzip member (bytes after it are ignored); more than `max_bytes` of output is
+    /// `Oversized`, a bad header, deflate stream or trailer (CRC-32, length) is `Inflate`.
     pub(crate) fn inflate(
         &mut self,
         frame: &[u8],
         max_bytes: usize,
     ) -> Result<&mut [u8], DecodeError> {
-        let body_start = gzip_header_len(frame)?;
-        let body = &frame[body_start..];
-        self.decompress.reset(false);
-        self.inflated.clear();
+        let mut compressed = std::mem::take(self.reader.get_mut().get_mut());
+        compressed.clear();
+        compressed.extend_from_slice(frame);
+        // The previous frame's reader comes back holding the empty vector left by `take`.
+        self.reader.reset(Cursor::new(compressed));
+        // One byte past the limit is enough to tell an oversized frame.
+        let cap_bytes = max_bytes.saturating_add(1);
+        let mut filled = 0usize;
         loop {
-            let consumed = self.decompress.total_in() as usize;
-            let produced = self.inflated.len();
-            let input = body
-                .get(consumed..)
-                .ok_or(inflate_error("deflate overran input"))?;
-            let status = self
-                .decompress
-                .decompress_vec(input, &mut self.inflated, FlushDecompress::None)
-                .map_err(|_| inflate_error("corrupt deflate stream"))?;
-            if self.inflated.len() > max_bytes {
-                return Err(DecodeError::new(
-                    DecodeErrorKind::Oversized,
-                    "inflated frame larger than max_frame_bytes",
-                ));
-            }
-            match status {
-                Status::StreamEnd => break,
-                Status::Ok | Status::BufError => {
-                    if self.inflated.len() == self.inflated.capacity() {
-                        if self.inflated.len() >= max_bytes {
-                            return Err(DecodeError::new(
-                                DecodeErrorKind::Oversized,
-                                "inflated frame larger than max_frame_bytes",
-                            ));
-                        }
-                        // Grow geometrically, never past one byte over the limit.
-                        let target = (self.inflated.capacity() * 2).clamp(64, max_bytes + 1);
-                        self.inflated.reserve_exact(target - self.inflated.len());
-                    } else if self.decompress.total_in() as usize == consumed
-                        && self.inflated.len() == produced
-                    {
-                        return Err(inflate_error("truncated gzip frame"));
-                    }
+            if filled == self.inflated.len() {
+                if filled >= cap_bytes {
+                    return Err(oversized());
                 }
+                // Grow geometrically, never past one byte over the limit.
+                let target = (filled * 2).max(64).min(cap_bytes);
+                self.inflated.resize(target, 0);
+            }
+            let room = (self.inflated.len()).min(cap_bytes);
+            match self.reader.read(&mut self.inflated[filled..room]) {
+                Ok(0) => break,
+                Ok(read) => filled += read,
+                Err(_) => return Err(inflate_error("corrupt or truncated gzip frame")),
+            }
+            if filled > max_bytes {
+                return Err(oversized());
             }
         }
-        let consumed = self.decompress.total_in() as usize;
-        let trailer = body
-            .get(consumed..consumed + 8)
-            .ok_or(inflate_error("gzip trailer missing"))?;
-        let expected_crc = u32::from_le_bytes([trailer[0], trailer[1], trailer[2], trailer[3]]);
-        let expected_len = u32::from_le_bytes([trailer[4], trailer[5], trailer[6], trailer[7]]);
-        let mut crc = flate2::Crc::new();
-        crc.update(&self.inflated);
-        if crc.sum() != expected_crc || expected_len != self.inflated.len() as u32 {
-            return Err(inflate_error("gzip checksum mismatch"));
-        }
-        Ok(&mut self.inflated)
+        Ok(&mut self.inflated[..filled])
     }
-}
-
-/// Length of the gzip member header (RFC 1952), optional fields included.
-fn gzip_header_len(frame: &[u8]) -> Result<usize, DecodeError> {
-    const FLAG_HCRC: u8 = 0x02;
-    const FLAG_EXTRA: u8 = 0x04;
-    const FLAG_NAME: u8 = 0x08;
-    const FLAG_COMMENT: u8 = 0x10;
-    const FLAG_RESERVED: u8 = 0xe0;
-    let header = frame
-        .get(..10)
-        .ok_or(inflate_error("gzip header truncated"))?;
-    if header[0] != 0x1f || header[1] != 0x8b || header[2] != 8 {
-        return Err(inflate_error("not a gzip frame"));
-    }
-    let flags = header[3];
-    if flags & FLAG_RESERVED != 0 {
-        return Err(inflate_error("reserved gzip flags set"));
-    }
-    let mut at = 10usize;
-    if flags & FLAG_EXTRA != 0 {
-        let len = frame
-            .get(at..at + 2)
-            .ok_or(inflate_error("gzip header truncated"))?;
-        at += 2 + usize::from(u16::from_le_bytes([len[0], len[1]]));
-    }
-    for flag in [FLAG_NAME, FLAG_COMMENT] {
-        if flags & flag != 0 {
-            let rest = frame
-                .get(at..)
-                .ok_or(inflate_error("gzip header truncated"))?;
-            let end = rest
-                .iter()
-                .position(|&byte| byte == 0)
-                .ok_or(inflate_error("gzip header truncated"))?;
-            at += end + 1;
-        }
-    }
-    if flags & FLAG_HCRC != 0 {
-        at += 2;
-    }
-    if at > frame.len() {
-        return Err(inflate_error("gzip header truncated"));
-    }
-    Ok(at)
 }
 
 #[cfg(test)]
@@ -333,6 +305,56 @@ mod tests {
         assert_eq!(
             inflater.inflate(text, 1024).unwrap_err().kind,
             DecodeErrorKind::Inflate
+        );
+    }
+
+    #[test]
+    fn checks_header_and_trailer_and_recovers_after_errors() {
+        let mut inflater = GzipInflater::new();
+        let text = br#"{"ping":1}"#;
+        let frame = gzip(text);
+        // The trailer: CRC-32, then the length mod 2^32.
+        let crc_at = frame.len() - 8;
+        for at in [crc_at, frame.len() - 4] {
+            let mut bad = frame.clone();
+            bad[at] ^= 1;
+            assert_eq!(
+                inflater.inflate(&bad, 1024).unwrap_err().kind,
+                DecodeErrorKind::Inflate,
+                "trailer byte {at}"
+            );
+            // The same inflater takes the next good frame.
+            assert_eq!(inflater.inflate(&frame, 1024).unwrap(), text);
+        }
+        // Reserved flags and a wrong method are refused.
+        for (at, value) in [(3, 0x20u8), (2, 7)] {
+            let mut bad = frame.clone();
+            bad[at] = value;
+            assert_eq!(
+                inflater.inflate(&bad, 1024).unwrap_err().kind,
+                DecodeErrorKind::Inflate
+            );
+        }
+        // Optional header fields (extra, name, comment) are skipped.
+        let named = flate2::GzBuilder::new()
+            .filename("frame.json")
+            .comment("c")
+            .extra(vec![1, 2, 3])
+            .write(Vec::new(), flate2::Compression::default());
+        let mut named = named;
+        named.write_all(text).unwrap();
+        let named = named.finish().unwrap();
+        assert_eq!(inflater.inflate(&named, 1024).unwrap(), text);
+        // Bytes after the member are ignored; an empty member is an empty frame.
+        let mut trailing = frame.clone();
+        trailing.extend_from_slice(b"junk");
+        assert_eq!(inflater.inflate(&trailing, 1024).unwrap(), text);
+        assert_eq!(inflater.inflate(&gzip(b""), 1024).unwrap(), b"");
+        // A limit below the first buffer size still bounds the output exactly.
+        assert_eq!(inflater.inflate(&frame, text.len()).unwrap(), text);
+        assert_eq!(
+            inflater.inflate(&frame, text.len() - 1).unwrap_err().kind,
+            DecodeErrorKind::Oversized
         );
     }
 }

@@ -1,12 +1,13 @@
 //! The decoder framework: the `JsonVenue` protocol trait, `JsonDecoder` and its `Decoder` impl,
-//! the per-frame `Context`, and appending checked quotes and trades with rollback. No I/O.
+//! the per-frame `Context`, and appending checked quotes, quote withdrawals and trades with
+//! rollback. No I/O.
 
 use super::check::{check_price, check_qty, check_size};
 use super::symbol::SymbolResolver;
 use super::tape::{Json, JsonArray, JsonParser};
 use super::{ControlEvent, DecodeError, DecodeErrorKind, DecodeLimits, FrameOutcome, RecordBatch};
-use tickflow_core::record::{FeedEvent, Quote, SymbolId, TimestampNs, Trade};
-use tickflow_core::records::{FLAG_HAS_SEQ, FLAG_HAS_TS_EXCHANGE, Side};
+use tickflow_core::record::{FeedEvent, GapEvent, Quote, SymbolId, TimestampNs, Trade};
+use tickflow_core::records::{FLAG_HAS_SEQ, FLAG_HAS_TS_EXCHANGE, GAP_QUOTE_WITHDRAWN, Side};
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 
@@ -59,6 +60,53 @@ pub(crate) fn push_quote(
         flags,
         reserved: 0,
     }))
+}
+
+/// One side of a top of book: its best `(price, size)`, or `None` when the side is empty.
+pub(crate) type BookSide = Option<(f64, f64)>;
+
+/// A venue's top of book as read from a frame, before the checks: both sides present make a
+/// quote, an empty side withdraws the venue's quote.
+pub(crate) struct TopOfBook {
+    pub(crate) symbol_id: SymbolId,
+    pub(crate) bid: BookSide,
+    pub(crate) ask: BookSide,
+    pub(crate) ts_exchange_ns: Option<TimestampNs>,
+    pub(crate) seq: Option<u64>,
+}
+
+/// Appends a `GAP_QUOTE_WITHDRAWN` gap for `symbol_id`: the venue has no two-sided book, so its
+/// last quote must stop making spreads. `connection_id` is 0: the decoder saw it in the data, it
+/// is not a connection event.
+#[inline]
+pub(crate) fn push_withdrawal(
+    out: &mut RecordBatch,
+    venue: Venue,
+    ts_recv_ns: TimestampNs,
+    symbol_id: SymbolId,
+) -> Result<(), DecodeError> {
+    out.push(FeedEvent::Gap(GapEvent {
+        ts_ns: ts_recv_ns,
+        connection_id: 0,
+        symbol_id,
+        venue_id: venue.id(),
+        kind: GAP_QUOTE_WITHDRAWN,
+        reserved: [0; 5],
+    }))
+}
+
+/// Checks the side that is present (a one-sided book still must not carry garbage).
+#[inline]
+fn check_side(
+    side: BookSide,
+    price_detail: &'static str,
+    qty_detail: &'static str,
+) -> Result<(), DecodeError> {
+    if let Some((price, qty)) = side {
+        check_price(price, price_detail)?;
+        check_qty(qty, qty_detail)?;
+    }
+    Ok(())
 }
 
 /// Everything a trade needs, before the checks.
@@ -169,6 +217,30 @@ impl<'a> Context<'a> {
         Ok(())
     }
 
+    /// A quote when both sides of `book` hold a level, else a withdrawal of the venue's quote for
+    /// the symbol (the side that is present is still checked).
+    #[inline]
+    pub(crate) fn top_of_book(&mut self, book: TopOfBook) -> Result<(), DecodeError> {
+        match (book.bid, book.ask) {
+            (Some((bid, bid_qty)), Some((ask, ask_qty))) => self.quote(QuoteFields {
+                symbol_id: book.symbol_id,
+                bid,
+                bid_qty,
+                ask,
+                ask_qty,
+                ts_exchange_ns: book.ts_exchange_ns,
+                seq: book.seq,
+            }),
+            (bid, ask) => {
+                check_side(bid, "bid", "bid quantity")?;
+                check_side(ask, "ask", "ask quantity")?;
+                push_withdrawal(self.out, self.venue, self.ts_recv_ns, book.symbol_id)?;
+                self.pushed += 1;
+                Ok(())
+            }
+        }
+    }
+
     #[inline]
     pub(crate) fn trade(&mut self, fields: TradeFields<'_>) -> Result<(), DecodeError> {
         if self.pushed >= self.limits.max_records_per_frame {
@@ -236,8 +308,9 @@ impl JsonCore {
         ts_recv_ns: TimestampNs,
         out: &mut RecordBatch,
     ) -> Result<FrameOutcome, DecodeError> {
-        check_size(frame, &self.limits)?;
+        // First: `unknown_symbol` speaks of this frame, whatever refuses it.
         self.symbols.clear_unknown();
+        check_size(frame, &self.limits)?;
         if let Some(control) = V::plain_control(frame) {
             return Ok(FrameOutcome::Control(control));
         }
@@ -305,23 +378,68 @@ impl<V: JsonVenue> super::Decoder for JsonDecoder<V> {
     }
 }
 
-/// The first element of a `[price, size, ...]` level array and its size.
+/// A `[price, size, ...]` level: `None` for `[]` (KuCoin's level1 spells an empty side so), a
+/// `MissingField` error for a price without a size.
 #[inline]
-pub(crate) fn level(
-    value: Json<'_, '_>,
-    detail: &'static str,
-) -> Result<Option<(f64, f64)>, DecodeError> {
+pub(crate) fn level(value: Json<'_, '_>, detail: &'static str) -> Result<BookSide, DecodeError> {
     let mut items = value.array(detail)?;
-    let (Some(price), Some(size)) = (items.next(), items.next()) else {
+    let Some(price) = items.next() else {
         return Ok(None);
     };
+    let size = items
+        .next()
+        .ok_or(DecodeError::new(DecodeErrorKind::MissingField, detail))?;
     Ok(Some((price.f64(detail)?, size.f64(detail)?)))
+}
+
+/// The best level of a `[[price, size, ...], ...]` book side; `None` when the side is `[]`.
+#[inline]
+pub(crate) fn best_level(
+    side: Json<'_, '_>,
+    detail: &'static str,
+) -> Result<BookSide, DecodeError> {
+    match side.array(detail)?.next() {
+        Some(first) => level(first, detail)?
+            .map(Some)
+            .ok_or(DecodeError::new(DecodeErrorKind::MissingField, detail)),
+        None => Ok(None),
+    }
+}
+
+/// How a venue spells an empty side in a flat best-price field.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmptySide {
+    /// An empty string (`""`): OKX tickers, Gate, KuCoin's ticker.
+    Blank,
+    /// A zero price (`"0.00000000"`, `0`): Binance, HTX.
+    Zero,
+}
+
+/// One side given as a flat best price and its size: `None` when `price` says the side is
+/// empty (then the size, often blank too, is not read), else the level with the size required.
+#[inline]
+pub(crate) fn flat_side(
+    price: Json<'_, '_>,
+    size: Option<Json<'_, '_>>,
+    empty: EmptySide,
+    price_detail: &'static str,
+    size_detail: &'static str,
+) -> Result<BookSide, DecodeError> {
+    if empty == EmptySide::Blank && price.as_str() == Some("") {
+        return Ok(None);
+    }
+    let value = price.f64(price_detail)?;
+    if empty == EmptySide::Zero && value == 0.0 {
+        return Ok(None);
+    }
+    let size = size.ok_or(DecodeError::new(DecodeErrorKind::MissingField, size_detail))?;
+    Ok(Some((value, size.f64(size_detail)?)))
 }
 
 /// Top-of-book snapshots in the shape OKX and Bitget share (OKX `bbo-tbt`/`books5`, Bitget
 /// `books1`/`books5`): each element of `data` holds `bids` and `asks` level arrays (best first), a
-/// millisecond `ts`, and optionally a sequence under `seq_field`. A side with no level makes no
-/// quote (not an error).
+/// millisecond `ts`, and optionally a sequence under `seq_field`. A side with no level (`[]`)
+/// withdraws the quote; the rest of the element is read and checked either way.
 pub(crate) fn book_snapshots(
     data: JsonArray<'_, '_>,
     symbol_id: SymbolId,
@@ -332,34 +450,18 @@ pub(crate) fn book_snapshots(
     for book in data {
         let bid = best_level(book.field("bids", "data[].bids")?, "data[].bids")?;
         let ask = best_level(book.field("asks", "data[].asks")?, "data[].asks")?;
-        let (Some((bid, bid_qty)), Some((ask, ask_qty))) = (bid, ask) else {
-            continue;
-        };
         let seq = match book.get(seq_field) {
             Some(seq) => Some(seq.u64(seq_detail)?),
             None => None,
         };
-        cx.quote(QuoteFields {
+        let ts_exchange_ns = Some(book.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?);
+        cx.top_of_book(TopOfBook {
             symbol_id,
             bid,
-            bid_qty,
             ask,
-            ask_qty,
-            ts_exchange_ns: Some(book.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?),
+            ts_exchange_ns,
             seq,
         })?;
     }
     cx.records()
-}
-
-/// The best level of a `[[price, size, ...], ...]` book side; `None` when the side is empty.
-#[inline]
-pub(crate) fn best_level(
-    side: Json<'_, '_>,
-    detail: &'static str,
-) -> Result<Option<(f64, f64)>, DecodeError> {
-    match side.array(detail)?.next() {
-        Some(first) => level(first, detail),
-        None => Ok(None),
-    }
 }

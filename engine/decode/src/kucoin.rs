@@ -2,6 +2,7 @@
 //! (trades); `welcome`, `ack`, `pong` and `error` messages are control events.
 //!
 //! Match times are nanoseconds already (a string); level1 and ticker times are milliseconds.
+//! An empty book side (`[]` in level1, `""` in the ticker) withdraws the quote.
 //!
 //! Trade ids: current frames carry decimal ids, which fit the record. KuCoin's older documents
 //! show 24-hex-character ids (e.g. "5c24c5da03aa673885cd67aa"), one byte more than the record's
@@ -9,7 +10,9 @@
 //! nothing appended) and the next frame decodes as usual.
 
 use super::check::side_from_word;
-use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields, level};
+use super::json::{
+    Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, flat_side, level,
+};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -49,21 +52,18 @@ impl JsonVenue for Kucoin {
         match channel {
             "/spotMarket/level1" => {
                 let symbol_id = cx.resolve(symbol)?;
+                // `[price, size]` per side; `[]` is an empty side and withdraws the quote.
                 let bid = level(data.field("bids", "data.bids")?, "data.bids")?;
                 let ask = level(data.field("asks", "data.asks")?, "data.asks")?;
-                let (Some((bid, bid_qty)), Some((ask, ask_qty))) = (bid, ask) else {
-                    return cx.records();
-                };
-                cx.quote(QuoteFields {
+                let ts_exchange_ns = Some(
+                    data.field("timestamp", "data.timestamp")?
+                        .ms_as_ns("data.timestamp")?,
+                );
+                cx.top_of_book(TopOfBook {
                     symbol_id,
                     bid,
-                    bid_qty,
                     ask,
-                    ask_qty,
-                    ts_exchange_ns: Some(
-                        data.field("timestamp", "data.timestamp")?
-                            .ms_as_ns("data.timestamp")?,
-                    ),
+                    ts_exchange_ns,
                     seq: None,
                 })?;
                 cx.records()
@@ -79,16 +79,25 @@ impl JsonVenue for Kucoin {
                     Some(seq) => Some(seq.u64("data.sequence")?),
                     None => None,
                 };
-                cx.quote(QuoteFields {
+                // "" is an empty side, as in KuCoin's other best-price fields.
+                let bid = flat_side(
+                    data.field("bestBid", "data.bestBid")?,
+                    data.get("bestBidSize"),
+                    EmptySide::Blank,
+                    "data.bestBid",
+                    "data.bestBidSize",
+                )?;
+                let ask = flat_side(
+                    data.field("bestAsk", "data.bestAsk")?,
+                    data.get("bestAskSize"),
+                    EmptySide::Blank,
+                    "data.bestAsk",
+                    "data.bestAskSize",
+                )?;
+                cx.top_of_book(TopOfBook {
                     symbol_id,
-                    bid: data.field("bestBid", "data.bestBid")?.f64("data.bestBid")?,
-                    bid_qty: data
-                        .field("bestBidSize", "data.bestBidSize")?
-                        .f64("data.bestBidSize")?,
-                    ask: data.field("bestAsk", "data.bestAsk")?.f64("data.bestAsk")?,
-                    ask_qty: data
-                        .field("bestAskSize", "data.bestAskSize")?
-                        .f64("data.bestAskSize")?,
+                    bid,
+                    ask,
                     ts_exchange_ns: Some(time.ms_as_ns("data.time")?),
                     seq,
                 })?;

@@ -1,6 +1,8 @@
-//! Venue decoders: one raw WebSocket frame in, normalized `Quote` / `Trade` records or a control
-//! event out. Decoders parse in place on the frame buffer and reuse their scratch buffers; they do
-//! no I/O, and no input can make them panic.
+//! Venue decoders: one raw WebSocket frame in, normalized `Quote` / `Trade` records (or a
+//! `GAP_QUOTE_WITHDRAWN` gap for a book with an empty side) or a control event out. Decoders parse
+//! in place on the frame buffer and reuse their scratch buffers; they do no I/O, and no input can
+//! make them panic. A decoder from [`decoder_for`] warns about the frames it refuses, at most once
+//! per second per venue and error kind.
 
 mod binance;
 mod bitget;
@@ -57,7 +59,8 @@ pub enum ControlEvent {
 /// What one frame turned into.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameOutcome {
-    /// This many records were appended to the output batch.
+    /// This many records were appended to the output batch: quotes, trades, and
+    /// `GAP_QUOTE_WITHDRAWN` gaps (a best bid/ask frame whose book has an empty side).
     Records(usize),
     Control(ControlEvent),
 }
@@ -243,20 +246,71 @@ pub trait Decoder: Send {
     }
 }
 
-/// Builds the decoder for `venue`.
+/// Builds the decoder for `venue`. It warns about refused frames through the limiter all
+/// decoders of `venue` share ([`DecodeWarnLimiter::for_venue`]): one line per second per kind.
 pub fn decoder_for(
     venue: Venue,
     registry: Arc<SymbolRegistry>,
     limits: DecodeLimits,
 ) -> Box<dyn Decoder> {
+    decoder_with_warnings(venue, registry, limits, DecodeWarnLimiter::for_venue(venue))
+}
+
+/// Like [`decoder_for`], warning through `warnings` (tests give each decoder its own limiter).
+pub fn decoder_with_warnings(
+    venue: Venue,
+    registry: Arc<SymbolRegistry>,
+    limits: DecodeLimits,
+    warnings: &'static DecodeWarnLimiter,
+) -> Box<dyn Decoder> {
+    fn warned<D: Decoder + 'static>(
+        inner: D,
+        warnings: &'static DecodeWarnLimiter,
+    ) -> Box<dyn Decoder> {
+        Box::new(Warned { inner, warnings })
+    }
     match venue {
-        Venue::Binance => Box::new(binance::BinanceDecoder::new(registry, limits)),
-        Venue::Bybit => Box::new(bybit::BybitDecoder::new(registry, limits)),
-        Venue::Okx => Box::new(okx::OkxDecoder::new(registry, limits)),
-        Venue::Mexc => Box::new(mexc::MexcDecoder::new(registry, limits)),
-        Venue::Gate => Box::new(gate::GateDecoder::new(registry, limits)),
-        Venue::Kucoin => Box::new(kucoin::KucoinDecoder::new(registry, limits)),
-        Venue::Bitget => Box::new(bitget::BitgetDecoder::new(registry, limits)),
-        Venue::Htx => Box::new(htx::HtxDecoder::new(registry, limits)),
+        Venue::Binance => warned(binance::BinanceDecoder::new(registry, limits), warnings),
+        Venue::Bybit => warned(bybit::BybitDecoder::new(registry, limits), warnings),
+        Venue::Okx => warned(okx::OkxDecoder::new(registry, limits), warnings),
+        Venue::Mexc => warned(mexc::MexcDecoder::new(registry, limits), warnings),
+        Venue::Gate => warned(gate::GateDecoder::new(registry, limits), warnings),
+        Venue::Kucoin => warned(kucoin::KucoinDecoder::new(registry, limits), warnings),
+        Venue::Bitget => warned(bitget::BitgetDecoder::new(registry, limits), warnings),
+        Venue::Htx => warned(htx::HtxDecoder::new(registry, limits), warnings),
+    }
+}
+
+/// A venue decoder that warns about every frame it refuses, rate-limited: every caller of a
+/// decoder (the feed's connection slots, `tickflow decode`) gets the warning without wiring it,
+/// so a venue that changes its schema is loud at the default log level.
+struct Warned<D> {
+    inner: D,
+    warnings: &'static DecodeWarnLimiter,
+}
+
+impl<D: Decoder> Decoder for Warned<D> {
+    fn venue(&self) -> Venue {
+        self.inner.venue()
+    }
+
+    #[inline]
+    fn decode(
+        &mut self,
+        frame: &mut [u8],
+        encoding: FrameEncoding,
+        ts_recv_ns: TimestampNs,
+        out: &mut RecordBatch,
+    ) -> Result<FrameOutcome, DecodeError> {
+        let result = self.inner.decode(frame, encoding, ts_recv_ns, out);
+        if let Err(error) = &result {
+            // The receive time is the wall clock the burst is measured on.
+            self.warnings.warn(error, ts_recv_ns);
+        }
+        result
+    }
+
+    fn unknown_symbol(&self) -> Option<&[u8]> {
+        self.inner.unknown_symbol()
     }
 }

@@ -7,7 +7,8 @@
 //! string of every push.
 //!
 //! The quote's exchange time is the wrapper's `createTime`, else its `sendTime`; its sequence is the
-//! ticker's `version` when present. An empty price string means that side of the book is empty.
+//! ticker's `version` when present. An empty price string means that side of the book is empty: the
+//! quote is withdrawn.
 //!
 //! A JSON reply with `code` 0 is an ack, unless its message says "Not Subscribed" or "Blocked":
 //! MEXC refuses subscriptions that way, and those are error replies.
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use prost::encoding::WireType;
 
 use super::check::check_size;
-use super::json::{Context, JsonCore, JsonVenue, QuoteFields, TradeFields, with_rollback};
+use super::json::{BookSide, Context, JsonCore, JsonVenue, TopOfBook, TradeFields, with_rollback};
 use super::number::{ms_to_ns, parse_f64_str, parse_u64};
 use super::tape::Json;
 use super::{
@@ -134,8 +135,9 @@ impl Decoder for MexcDecoder {
         match is_json {
             true => self.core.decode::<MexcText>(frame, ts_recv_ns, out),
             false => {
-                check_size(frame, &self.core.limits)?;
+                // First: `unknown_symbol` speaks of this frame, whatever refuses it.
                 self.core.symbols.clear_unknown();
+                check_size(frame, &self.core.limits)?;
                 let push = PushView::parse(frame)?;
                 let limits = self.core.limits;
                 let symbols = &mut self.core.symbols;
@@ -370,10 +372,6 @@ fn decode_push(push: &PushView<'_>, cx: &mut Context<'_>) -> Result<FrameOutcome
     match &push.body {
         Some(BodyView::BookTicker(ticker)) => {
             let symbol_id = cx.resolve(symbol)?;
-            if ticker.bid_price.is_empty() || ticker.ask_price.is_empty() {
-                // One side of the book is empty: no best bid/ask to report.
-                return cx.records();
-            }
             let ts_exchange_ns = match (push.create_time, push.send_time) {
                 (0, 0) => None,
                 (0, sent) => Some(millis(sent, "sendTime")?),
@@ -383,12 +381,20 @@ fn decode_push(push: &PushView<'_>, cx: &mut Context<'_>) -> Result<FrameOutcome
                 "" => None,
                 version => Some(parse_u64(version.as_bytes(), "version")?),
             };
-            cx.quote(QuoteFields {
+            cx.top_of_book(TopOfBook {
                 symbol_id,
-                bid: parse_f64_str(ticker.bid_price, "bidPrice")?,
-                bid_qty: parse_f64_str(ticker.bid_quantity, "bidQuantity")?,
-                ask: parse_f64_str(ticker.ask_price, "askPrice")?,
-                ask_qty: parse_f64_str(ticker.ask_quantity, "askQuantity")?,
+                bid: ticker_side(
+                    ticker.bid_price,
+                    ticker.bid_quantity,
+                    "bidPrice",
+                    "bidQuantity",
+                )?,
+                ask: ticker_side(
+                    ticker.ask_price,
+                    ticker.ask_quantity,
+                    "askPrice",
+                    "askQuantity",
+                )?,
                 ts_exchange_ns,
                 seq,
             })?;
@@ -422,6 +428,23 @@ fn decode_push(push: &PushView<'_>, cx: &mut Context<'_>) -> Result<FrameOutcome
             "push carries no book ticker or deals",
         )),
     }
+}
+
+/// One side of the book ticker: an empty price string is an empty side (the quote is withdrawn),
+/// and its quantity, blank too, is not read.
+fn ticker_side(
+    price: &str,
+    quantity: &str,
+    price_detail: &'static str,
+    quantity_detail: &'static str,
+) -> Result<BookSide, DecodeError> {
+    if price.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((
+        parse_f64_str(price, price_detail)?,
+        parse_f64_str(quantity, quantity_detail)?,
+    )))
 }
 
 impl JsonVenue for MexcText {

@@ -2,9 +2,13 @@
 //! error, the 64008 notice before a forced close) and the plain-text `pong` are control events.
 //!
 //! Prices, sizes and times are read as strings or JSON numbers alike (live frames send either).
+//! An empty book side (`[]` in `bbo-tbt`/`books5`, `""` in `tickers`) withdraws the quote; the
+//! rest of the frame, `ts` included, must still be well-formed.
 
 use super::check::{check_record_count, is_plain_word, side_from_word};
-use super::json::{Context, JsonDecoder, JsonVenue, QuoteFields, TradeFields, book_snapshots};
+use super::json::{
+    Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, book_snapshots, flat_side,
+};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -57,21 +61,27 @@ impl JsonVenue for Okx {
                 let symbol_id = cx.resolve(symbol)?;
                 for ticker in data {
                     // Prices come as strings or as JSON numbers; "" is an empty side.
-                    let bid = ticker.field("bidPx", "data[].bidPx")?;
-                    let ask = ticker.field("askPx", "data[].askPx")?;
-                    if bid.as_str() == Some("") || ask.as_str() == Some("") {
-                        // One side of the book is empty: no best bid/ask to report.
-                        continue;
-                    }
-                    cx.quote(QuoteFields {
+                    let bid = flat_side(
+                        ticker.field("bidPx", "data[].bidPx")?,
+                        ticker.get("bidSz"),
+                        EmptySide::Blank,
+                        "data[].bidPx",
+                        "data[].bidSz",
+                    )?;
+                    let ask = flat_side(
+                        ticker.field("askPx", "data[].askPx")?,
+                        ticker.get("askSz"),
+                        EmptySide::Blank,
+                        "data[].askPx",
+                        "data[].askSz",
+                    )?;
+                    let ts_exchange_ns =
+                        Some(ticker.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?);
+                    cx.top_of_book(TopOfBook {
                         symbol_id,
-                        bid: bid.f64("data[].bidPx")?,
-                        bid_qty: ticker.field("bidSz", "data[].bidSz")?.f64("data[].bidSz")?,
-                        ask: ask.f64("data[].askPx")?,
-                        ask_qty: ticker.field("askSz", "data[].askSz")?.f64("data[].askSz")?,
-                        ts_exchange_ns: Some(
-                            ticker.field("ts", "data[].ts")?.ms_as_ns("data[].ts")?,
-                        ),
+                        bid,
+                        ask,
+                        ts_exchange_ns,
                         seq: None,
                     })?;
                 }

@@ -1,4 +1,5 @@
-//! `tickflow decode`: frames in (one per line), normalized NDJSON records out.
+//! `tickflow decode`: frames in (one per line), normalized NDJSON records out: quotes, trades, and
+//! `{"type":"quote_withdrawn",...}` for a best bid/ask frame whose book has an empty side.
 //!
 //! Symbols are registered on first sight (a tool checks any capture); errors go to stderr with
 //! their line number. Exit 0 when every line decoded, 1 when any line failed, 2 on a usage error.
@@ -12,6 +13,7 @@ use base64::Engine as _;
 
 use tickflow::config::Config;
 use tickflow_core::record::{FeedEvent, now_ns};
+use tickflow_core::records::GAP_QUOTE_WITHDRAWN;
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
@@ -148,7 +150,10 @@ pub fn run(args: DecodeArgs) -> anyhow::Result<u8> {
                     session.write_records(&mut writer)?;
                 }
             }
-            Err(LineError::Decode(error)) if is_first_frame && looks_like_base64(text, &error) => {
+            // With `--base64` the line was base64 already: a bad frame inside is a frame error.
+            Err(LineError::Decode(error))
+                if !args.base64 && is_first_frame && looks_like_base64(text, &error) =>
+            {
                 writeln!(
                     stderr,
                     "tickflow decode: line {line_number} looks like base64 (binary frames): pass --base64"
@@ -269,7 +274,7 @@ impl Session {
                     }
                 }
                 (result, _) => {
-                    self.counters.count(&result);
+                    self.counters.count_frame(&result, self.out.as_slice());
                     return result.map(|_| ()).map_err(LineError::Decode);
                 }
             }
@@ -321,6 +326,14 @@ impl Session {
                     write_optional(writer, trade.ts_exchange())?;
                     writeln!(writer, r#","ts_recv_ns":{}}}"#, trade.ts_recv_ns)?;
                 }
+                FeedEvent::Gap(gap) if gap.kind == GAP_QUOTE_WITHDRAWN => {
+                    writeln!(
+                        writer,
+                        r#"{{"type":"quote_withdrawn","venue":"{venue}","symbol":"{symbol}","ts_recv_ns":{}}}"#,
+                        gap.ts_ns
+                    )?;
+                }
+                // Decoders emit no other gap (connection gaps come from the feed).
                 FeedEvent::Gap(_) => {}
             }
         }
@@ -336,10 +349,11 @@ impl Session {
         };
         write!(
             writer,
-            r#"{{"venue":"{}","frames":{},"records":{},"control":{},"errors":{},"errors_by_kind":{{"#,
+            r#"{{"venue":"{}","frames":{},"records":{},"quotes_withdrawn":{},"control":{},"errors":{},"errors_by_kind":{{"#,
             self.venue.name(),
             snapshot.frames + self.invalid_base64_lines,
             snapshot.records,
+            snapshot.quotes_withdrawn,
             snapshot.control,
             snapshot.errors_total() + self.invalid_base64_lines
         )?;

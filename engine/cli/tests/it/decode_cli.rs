@@ -288,3 +288,71 @@ fn decode_cli_refuses_a_line_longer_than_max_frame_bytes() {
     assert_eq!(summary["records"], 3);
     assert_eq!(summary["errors_by_kind"]["oversized"], 1);
 }
+
+/// With `--base64`, a first line that is base64 but whose frame is bad (truncated JSON, not JSON,
+/// not UTF-8) is a frame error (exit 1, the error on stderr), never "pass --base64".
+#[test]
+fn decode_cli_base64_bad_first_frame_is_a_frame_error() {
+    let engine = &base64::engine::general_purpose::STANDARD;
+    let cases: &[(&str, Vec<u8>, &str)] = &[
+        (
+            "okx",
+            br#"{"arg":{"channel":"bbo-tbt","instId":"BTC-"#.to_vec(),
+            "line 1: frame is not well-formed JSON",
+        ),
+        (
+            "okx",
+            b"definitely not json".to_vec(),
+            "line 1: frame is not well-formed JSON",
+        ),
+        (
+            "okx",
+            b"{\"a\":\"\xff\xfe\"}".to_vec(),
+            "line 1: frame is not valid UTF-8",
+        ),
+        (
+            "htx",
+            gzip(br#"{"ch":"market.btcusdt.bbo","tick":"#),
+            "line 1: frame is not well-formed JSON",
+        ),
+        (
+            "mexc",
+            br#"{"id":0,"code":"#.to_vec(),
+            "line 1: frame is not well-formed JSON",
+        ),
+    ];
+    for (venue, frame, expected) in cases {
+        let input = format!("{}\n", engine.encode(frame));
+        let output = run_decode(&["--venue", venue, "--base64"], Some(input.as_bytes()));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{venue}: {stderr}");
+        assert!(stderr.contains(expected), "{venue}: {stderr}");
+        assert!(!stderr.contains("--base64"), "{venue}: {stderr}");
+    }
+}
+
+/// A book with an empty side comes out as a `quote_withdrawn` line, counted apart from errors.
+#[test]
+fn decode_cli_prints_and_counts_quote_withdrawals() {
+    let frame = r#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[],"bids":[["8476.97","256","0","12"]],"ts":"1597026383085","seqId":123457}]}"#;
+    let input = format!("{frame}\n");
+    let output = run_decode(&["--venue", "okx"], Some(input.as_bytes()));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
+    assert_eq!(
+        blank_receive_times(&stdout),
+        "{\"type\":\"quote_withdrawn\",\"venue\":\"okx\",\"symbol\":\"BTC-USDT\",\"ts_recv_ns\":0}\n"
+    );
+    let output = run_decode(&["--venue", "okx", "--stats"], Some(input.as_bytes()));
+    assert_eq!(output.status.code(), Some(0));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("summary is JSON");
+    assert_eq!(summary["records"], 1, "{summary}");
+    assert_eq!(summary["quotes_withdrawn"], 1, "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+}

@@ -3,7 +3,9 @@
 //! truncations and byte flips of every fixture through every decoder (no panic, ever).
 
 use tickflow_core::record::FeedEvent;
-use tickflow_core::records::{FLAG_HAS_SEQ, FLAG_HAS_TS_EXCHANGE, Side, TimestampNs};
+use tickflow_core::records::{
+    FLAG_HAS_SEQ, FLAG_HAS_TS_EXCHANGE, GAP_QUOTE_WITHDRAWN, GapEvent, Side, TimestampNs,
+};
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
     BinanceDecoder, ControlEvent, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding,
@@ -35,9 +37,13 @@ enum Expected {
         ts_exchange_ns: Option<i64>,
     },
     Control(ControlEvent),
+    /// A `GAP_QUOTE_WITHDRAWN` gap: the frame's book has an empty side.
+    Withdrawn {
+        symbol: &'static str,
+    },
 }
 
-use Expected::{Control, Quote, Trade};
+use Expected::{Control, Quote, Trade, Withdrawn};
 
 const MS: i64 = 1_000_000;
 
@@ -60,6 +66,28 @@ fn check(venue: Venue, frame: &WireFrame, expected: &Expected) {
         Control(event) => {
             assert_eq!(outcome, FrameOutcome::Control(*event), "{venue} {frame:?}");
             assert!(out.is_empty());
+        }
+        Withdrawn { symbol } => {
+            assert_eq!(outcome, FrameOutcome::Records(1), "{venue} {frame:?}");
+            let FeedEvent::Gap(gap) = out.as_slice()[0] else {
+                panic!(
+                    "{venue}: expected a withdrawal, got {:?}",
+                    out.as_slice()[0]
+                );
+            };
+            assert_eq!(name(gap.symbol_id), *symbol);
+            assert_eq!(
+                gap,
+                GapEvent {
+                    ts_ns: TS_RECV_NS,
+                    connection_id: 0,
+                    symbol_id: gap.symbol_id,
+                    venue_id: venue.id(),
+                    kind: GAP_QUOTE_WITHDRAWN,
+                    reserved: [0; 5],
+                },
+                "{venue} {frame:?}"
+            );
         }
         Quote {
             symbol,
@@ -576,7 +604,7 @@ const MUTATIONS: &[Mutation] = {
             Binance,
             0,
             r#""b":"25.35190000""#,
-            r#""b":"0""#,
+            r#""b":"-0.5""#,
             NonPositivePrice,
         ),
         (
@@ -797,7 +825,7 @@ const MUTATIONS: &[Mutation] = {
             r#""bid":52665.03"#,
             CrossedBook,
         ),
-        (Htx, 0, r#""bid":52665.01"#, r#""bid":0"#, NonPositivePrice),
+        (Htx, 0, r#""bid":52665.01"#, r#""bid":-1"#, NonPositivePrice),
         (
             Htx,
             0,
@@ -1248,29 +1276,7 @@ fn decode_golden_live_variants() {
             seq: None,
         },
     );
-    // One-sided books: nothing to report, and nothing wrong.
-    let one_sided: &[(Venue, &str)] = &[
-        (
-            Venue::Okx,
-            r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","askPx":"30228.7","askSz":"1","bidPx":"","bidSz":"","ts":"1652459224956"}]}"#,
-        ),
-        (
-            Venue::Bybit,
-            r#"{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[["27451.00","0.750"]],"u":1,"seq":2}}"#,
-        ),
-    ];
-    for (venue, frame) in one_sided {
-        let mut decoder = decoder_for(*venue, fixture_registry(), DecodeLimits::default());
-        let mut out = RecordBatch::with_capacity(4);
-        let outcome = decoder.decode(
-            &mut frame.as_bytes().to_vec(),
-            FrameEncoding::Text,
-            1,
-            &mut out,
-        );
-        assert_eq!(outcome, Ok(FrameOutcome::Records(0)), "{venue}");
-        assert!(out.is_empty());
-    }
+    // One-sided books withdraw the quote: see `decode_golden_empty_side_withdraws_the_quote`.
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1746,4 +1752,525 @@ fn decode_mexc_varint_times_at_the_edges() {
         ),
         Some(DecodeErrorKind::MalformedProtobuf)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Empty book sides: a halted or illiquid market withdraws the venue's quote.
+
+/// A text frame as a venue sends it.
+fn text_frame(frame: &str) -> WireFrame {
+    WireFrame {
+        kind: "bbo".to_string(),
+        encoding: FrameEncoding::Text,
+        bytes: frame.as_bytes().to_vec(),
+    }
+}
+
+/// An HTX frame: gzip, as HTX sends every frame.
+fn gzip_frame(frame: &str) -> WireFrame {
+    WireFrame {
+        kind: "bbo".to_string(),
+        encoding: FrameEncoding::Binary,
+        bytes: gzip(frame.as_bytes()),
+    }
+}
+
+/// A MEXC push, from the decoded-JSON form the fixtures show.
+fn protobuf_frame(frame: &str) -> WireFrame {
+    WireFrame {
+        kind: "bbo".to_string(),
+        encoding: FrameEncoding::Binary,
+        bytes: mexc_protobuf(frame),
+    }
+}
+
+/// Every venue's best bid/ask frame with its bid side empty, its ask side empty and both empty,
+/// in each venue's own spelling of "no level" (fixture shapes, prices kept).
+fn empty_side_frames() -> Vec<(Venue, WireFrame, &'static str)> {
+    let mut frames = Vec::new();
+    let mut both = |venue: Venue,
+                    symbol: &'static str,
+                    make: &dyn Fn(&str, &str) -> WireFrame,
+                    bid: &str,
+                    ask: &str,
+                    empty_bid: &str,
+                    empty_ask: &str| {
+        frames.push((venue, make(empty_bid, ask), symbol));
+        frames.push((venue, make(bid, empty_ask), symbol));
+        frames.push((venue, make(empty_bid, empty_ask), symbol));
+    };
+    // Binance: a zero price and size (raw stream and combined-stream form).
+    both(
+        Venue::Binance,
+        "BNB-USDT",
+        &|bid, ask| text_frame(&format!(r#"{{"u":400900218,"s":"BNBUSDT",{bid},{ask}}}"#)),
+        r#""b":"25.35190000","B":"31.21000000""#,
+        r#""a":"25.36520000","A":"40.66000000""#,
+        r#""b":"0.00000000","B":"0.00000000""#,
+        r#""a":"0.00000000","A":"0.00000000""#,
+    );
+    both(
+        Venue::Binance,
+        "NKN-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"stream":"nknusdt@bookTicker","data":{{"u":499869769,"s":"NKNUSDT",{bid},{ask}}}}}"#
+            ))
+        },
+        r#""b":"0.35210000","B":"672.00000000""#,
+        r#""a":"0.35260000","A":"3199.00000000""#,
+        r#""b":"0.00000000","B":"0.00000000""#,
+        r#""a":"0.00000000","A":"0.00000000""#,
+    );
+    // Bybit orderbook.1: an empty level array.
+    both(
+        Venue::Bybit,
+        "BTC-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1709891679000,"data":{{"s":"BTCUSDT","b":{bid},"a":{ask},"u":123456790,"seq":987654322}},"cts":1709891678998}}"#
+            ))
+        },
+        r#"[["27450.00","0.500"]]"#,
+        r#"[["27451.00","0.750"]]"#,
+        "[]",
+        "[]",
+    );
+    // OKX bbo-tbt: an empty level array; tickers: an empty price string.
+    both(
+        Venue::Okx,
+        "BTC-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"arg":{{"channel":"bbo-tbt","instId":"BTC-USDT"}},"data":[{{"asks":{ask},"bids":{bid},"ts":"1597026383085","seqId":123457}}]}}"#
+            ))
+        },
+        r#"[["8476.97","256","0","12"]]"#,
+        r#"[["8476.98","415","0","13"]]"#,
+        "[]",
+        "[]",
+    );
+    both(
+        Venue::Okx,
+        "BTC-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"arg":{{"channel":"tickers","instId":"BTC-USDT"}},"data":[{{"instType":"SPOT","instId":"BTC-USDT","last":"30236",{ask},{bid},"ts":"1652459224956"}}]}}"#
+            ))
+        },
+        r#""bidPx":"30228.6","bidSz":"0.23393""#,
+        r#""askPx":"30228.7","askSz":"1.55896972""#,
+        r#""bidPx":"","bidSz":"""#,
+        r#""askPx":"","askSz":"""#,
+    );
+    // Bitget books1: an empty level array.
+    both(
+        Venue::Bitget,
+        "METIS-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"action":"snapshot","arg":{{"instType":"SPOT","channel":"books1","instId":"METISUSDT"}},"data":[{{"asks":{ask},"bids":{bid},"checksum":0,"ts":"1730332859988"}}],"ts":1730332859989}}"#
+            ))
+        },
+        r#"[["44.82","3.5344"]]"#,
+        r#"[["44.90","0.6927"]]"#,
+        "[]",
+        "[]",
+    );
+    // Gate book_ticker: an empty price string.
+    both(
+        Venue::Gate,
+        "BTC-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"time":1606293275,"time_ms":1606293275123,"channel":"spot.book_ticker","event":"update","result":{{"t":1606293275123,"u":48733183,"s":"BTC_USDT",{bid},{ask}}}}}"#
+            ))
+        },
+        r#""b":"19177.79","B":"0.0003341504""#,
+        r#""a":"19179.38","A":"0.09""#,
+        r#""b":"","B":"""#,
+        r#""a":"","A":"""#,
+    );
+    // KuCoin level1: `[]` for a side; ticker: an empty price string.
+    both(
+        Venue::Kucoin,
+        "BTC-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"topic":"/spotMarket/level1:BTC-USDT","type":"message","subject":"level1","data":{{"asks":{ask},"bids":{bid},"timestamp":1729816058766}}}}"#
+            ))
+        },
+        r#"["68145.7","1.29267802"]"#,
+        r#"["68145.8","0.51987471"]"#,
+        "[]",
+        "[]",
+    );
+    both(
+        Venue::Kucoin,
+        "BTC-USDT",
+        &|bid, ask| {
+            text_frame(&format!(
+                r#"{{"type":"message","topic":"/market/ticker:BTC-USDT","subject":"trade.ticker","data":{{"sequence":"1545896668987","price":"0.08","size":"0.011",{ask},{bid},"time":1704873323416}}}}"#
+            ))
+        },
+        r#""bestBid":"0.049","bestBidSize":"0.036""#,
+        r#""bestAsk":"0.08","bestAskSize":"0.18""#,
+        r#""bestBid":"","bestBidSize":"""#,
+        r#""bestAsk":"","bestAskSize":"""#,
+    );
+    // HTX bbo (gzip): a zero price, as a JSON number or as a string.
+    both(
+        Venue::Htx,
+        "BTC-USDT",
+        &|bid, ask| {
+            gzip_frame(&format!(
+                r#"{{"ch":"market.btcusdt.bbo","ts":1630994555540,"tick":{{"seqId":137005210234,{ask},{bid},"quoteTime":1630994555539,"symbol":"btcusdt"}}}}"#
+            ))
+        },
+        r#""bid":52665.01,"bidSize":0.178567"#,
+        r#""ask":52665.02,"askSize":1.502181"#,
+        r#""bid":0,"bidSize":0"#,
+        r#""ask":"0","askSize":"0""#,
+    );
+    // MEXC (protobuf): an empty price string.
+    both(
+        Venue::Mexc,
+        "BTC-USDT",
+        &|bid, ask| {
+            protobuf_frame(&format!(
+                r#"{{"channel":"spot@public.aggre.bookTicker.v3.api.pb@100ms@BTCUSDT","publicAggreBookTicker":{{{bid},{ask}}},"symbol":"BTCUSDT","sendTime":1736412092433}}"#
+            ))
+        },
+        r#""bidPrice":"93387.28","bidQuantity":"3.73485""#,
+        r#""askPrice":"93387.29","askQuantity":"7.669875""#,
+        r#""bidPrice":"","bidQuantity":"""#,
+        r#""askPrice":"","askQuantity":"""#,
+    );
+    frames
+}
+
+#[test]
+fn decode_golden_empty_side_withdraws_the_quote() {
+    let frames = empty_side_frames();
+    for venue in Venue::ALL {
+        assert!(
+            frames.iter().filter(|(of, _, _)| *of == venue).count() >= 3,
+            "{venue}: bid, ask and both sides empty"
+        );
+    }
+    for (venue, frame, symbol) in &frames {
+        check(*venue, frame, &Withdrawn { symbol });
+    }
+}
+
+/// Withdrawals are records like quotes: counted in `records` and `quotes_withdrawn`, not as
+/// errors; a frame of two books makes a quote and a withdrawal.
+#[test]
+fn decode_withdrawals_are_counted_and_mix_with_quotes() {
+    let counters = tickflow_decode::DecodeCounters::new();
+    // One batch for every frame: each frame's records are the last ones in it.
+    let mut out = RecordBatch::with_capacity(64);
+    for (venue, frame, _) in empty_side_frames() {
+        let mut decoder = decoder_for(venue, fixture_registry(), DecodeLimits::default());
+        let mut bytes = frame.bytes.clone();
+        let result = decoder.decode(&mut bytes, frame.encoding, TS_RECV_NS, &mut out);
+        counters.count_frame(&result, out.as_slice());
+    }
+    let snapshot = counters.snapshot();
+    assert_eq!(snapshot.errors_total(), 0);
+    assert_eq!(snapshot.quotes_withdrawn, snapshot.records);
+    assert_eq!(snapshot.records, empty_side_frames().len() as u64);
+
+    let frame = r#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["2","1"]],"bids":[["1","1"]],"ts":"1","seqId":1},{"asks":[],"bids":[["1","1"]],"ts":"2","seqId":2}]}"#;
+    let mut decoder = decoder_for(Venue::Okx, fixture_registry(), DecodeLimits::default());
+    let mut out = RecordBatch::with_capacity(4);
+    let outcome = decoder.decode(
+        &mut frame.as_bytes().to_vec(),
+        FrameEncoding::Text,
+        TS_RECV_NS,
+        &mut out,
+    );
+    assert_eq!(outcome, Ok(FrameOutcome::Records(2)));
+    assert!(matches!(out.as_slice()[0], FeedEvent::Quote(_)));
+    assert!(matches!(out.as_slice()[1], FeedEvent::Gap(gap) if gap.kind == GAP_QUOTE_WITHDRAWN));
+}
+
+/// A frame with an empty side is still read whole: a bad or missing time, sequence or symbol, or
+/// a bad price on the side that is there, refuses it (counted) instead of withdrawing.
+#[test]
+fn decode_empty_side_frames_are_still_checked() {
+    use DecodeErrorKind::*;
+    let cases: &[(Venue, &str, DecodeErrorKind)] = &[
+        // OKX: `ts` missing or not a number (it used to pass unread with an empty side).
+        (
+            Venue::Okx,
+            r#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[],"bids":[["1","1"]],"seqId":1}]}"#,
+            MissingField,
+        ),
+        (
+            Venue::Okx,
+            r#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[],"bids":[],"ts":"soon","seqId":1}]}"#,
+            BadNumber,
+        ),
+        (
+            Venue::Okx,
+            r#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["1","1"]],"bids":[],"ts":{},"seqId":1}]}"#,
+            WrongType,
+        ),
+        (
+            Venue::Okx,
+            r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","askPx":"30228.7","askSz":"1","bidPx":"","bidSz":""}]}"#,
+            MissingField,
+        ),
+        (
+            Venue::Okx,
+            r#"{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","askPx":"30228.7","askSz":"1","bidPx":"","bidSz":"","ts":"x"}]}"#,
+            BadNumber,
+        ),
+        // The side that is there must still be a price.
+        (
+            Venue::Bybit,
+            r#"{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[],"a":[["-1","0.750"]],"u":1,"seq":2}}"#,
+            NonPositivePrice,
+        ),
+        (
+            Venue::Bybit,
+            r#"{"topic":"orderbook.1.BTCUSDT","type":"snapshot","data":{"s":"BTCUSDT","b":[],"a":[],"u":1,"seq":2}}"#,
+            MissingField,
+        ),
+        // A level with a price and no size is malformed, not an empty side.
+        (
+            Venue::Bitget,
+            r#"{"action":"snapshot","arg":{"instType":"SPOT","channel":"books1","instId":"METISUSDT"},"data":[{"asks":[["44.90"]],"bids":[],"ts":"1"}]}"#,
+            MissingField,
+        ),
+        (
+            Venue::Kucoin,
+            r#"{"topic":"/spotMarket/level1:BTC-USDT","type":"message","subject":"level1","data":{"asks":["68145.8"],"bids":[],"timestamp":1}}"#,
+            MissingField,
+        ),
+        (
+            Venue::Kucoin,
+            r#"{"topic":"/spotMarket/level1:NOPE-USDT","type":"message","subject":"level1","data":{"asks":[],"bids":[],"timestamp":1}}"#,
+            UnknownSymbol,
+        ),
+        (
+            Venue::Gate,
+            r#"{"channel":"spot.book_ticker","event":"update","result":{"t":1,"u":"-1","s":"BTC_USDT","b":"","B":"","a":"","A":""}}"#,
+            BadNumber,
+        ),
+        (
+            Venue::Gate,
+            r#"{"channel":"spot.book_ticker","event":"update","result":{"t":1,"s":"BTC_USDT","b":"","B":"","a":"19179.38"}}"#,
+            MissingField,
+        ),
+        (
+            Venue::Binance,
+            r#"{"u":1,"s":"BNBUSDT","b":"0.00000000","B":"0.00000000","a":"NaN","A":"1"}"#,
+            NonFinite,
+        ),
+        (
+            Venue::Binance,
+            r#"{"u":-1,"s":"BNBUSDT","b":"0.00000000","B":"0.00000000","a":"0.00000000","A":"0.00000000"}"#,
+            BadNumber,
+        ),
+    ];
+    for &(venue, frame, kind) in cases {
+        assert_eq!(
+            decode_error(
+                venue,
+                frame.as_bytes(),
+                FrameEncoding::Text,
+                DecodeLimits::default()
+            ),
+            Some(kind),
+            "{venue}: {frame}"
+        );
+    }
+    // HTX (gzip): a zero bid with a bad sequence.
+    let frame = r#"{"ch":"market.btcusdt.bbo","ts":1,"tick":{"seqId":-4,"ask":2,"askSize":1,"bid":0,"bidSize":0,"quoteTime":1}}"#;
+    assert_eq!(
+        decode_error(
+            Venue::Htx,
+            &gzip(frame.as_bytes()),
+            FrameEncoding::Binary,
+            DecodeLimits::default()
+        ),
+        Some(BadNumber)
+    );
+    // MEXC (protobuf): an empty bid with a bad version.
+    let frame = r#"{"channel":"spot@public.aggre.bookTicker.v3.api.pb@100ms@BTCUSDT","publicAggreBookTicker":{"bidPrice":"","bidQuantity":"","askPrice":"1","askQuantity":"1","version":"v9"},"symbol":"BTCUSDT","sendTime":1}"#;
+    assert_eq!(
+        decode_error(
+            Venue::Mexc,
+            &mexc_protobuf(frame),
+            FrameEncoding::Binary,
+            DecodeLimits::default()
+        ),
+        Some(BadNumber)
+    );
+}
+
+/// HTX's `quoteTime` 0 (number or string) is no exchange time, never the epoch.
+#[test]
+fn decode_htx_zero_quote_time_is_absent() {
+    for quote_time in ["0", r#""0""#] {
+        let frame = format!(
+            r#"{{"ch":"market.btcusdt.bbo","ts":1630994555540,"tick":{{"seqId":7,"ask":2.5,"askSize":1,"bid":2.25,"bidSize":3,"quoteTime":{quote_time},"symbol":"btcusdt"}}}}"#
+        );
+        check(
+            Venue::Htx,
+            &gzip_frame(&frame),
+            &Quote {
+                symbol: "BTC-USDT",
+                bid: 2.25,
+                bid_qty: 3.0,
+                ask: 2.5,
+                ask_qty: 1.0,
+                ts_exchange_ns: None,
+                seq: Some(7),
+            },
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refused frames are logged: at most one warning per second per venue and kind.
+
+/// Captures what a thread's `tracing` events print while `with` runs.
+fn captured_log(with: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let shared = Shared::default();
+    let writer = shared.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    tracing::subscriber::with_default(subscriber, with);
+    let bytes = shared
+        .0
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone();
+    String::from_utf8(bytes).expect("log lines are UTF-8")
+}
+
+#[test]
+fn decode_refused_frames_warn_once_per_burst_per_kind() {
+    static WARNINGS: tickflow_decode::DecodeWarnLimiter =
+        tickflow_decode::DecodeWarnLimiter::new(Venue::Gate);
+    let log = captured_log(|| {
+        let mut decoder = tickflow_decode::decoder_with_warnings(
+            Venue::Gate,
+            fixture_registry(),
+            DecodeLimits::default(),
+            &WARNINGS,
+        );
+        let mut out = RecordBatch::with_capacity(4);
+        let second_ns = 1_000_000_000;
+        // A burst of one kind, another kind inside it, then the first kind a second later.
+        for (frame, ts_recv_ns) in [
+            ("not json", 0),
+            ("not json either", 1),
+            ("{}", 2),
+            ("still not json", second_ns - 1),
+            ("not json a second later", second_ns),
+        ] {
+            let _ = decoder.decode(
+                &mut frame.as_bytes().to_vec(),
+                FrameEncoding::Text,
+                ts_recv_ns,
+                &mut out,
+            );
+        }
+    });
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.contains("WARN") && line.contains("venue=\"gate\"")),
+        "{log}"
+    );
+    assert!(
+        lines[0].contains("kind=\"malformed_json\"")
+            && lines[0].contains("suppressed_since_last_warning=0"),
+        "{log}"
+    );
+    assert!(lines[1].contains("kind=\"missing_field\""), "{log}");
+    assert!(
+        lines[2].contains("kind=\"malformed_json\"")
+            && lines[2].contains("suppressed_since_last_warning=2"),
+        "{log}"
+    );
+}
+
+/// `unknown_symbol` names the spelling of the last frame only: a frame refused for another reason
+/// (here, before any parsing: too large) forgets the spelling of the frame before it. Found by
+/// tickflow-fuzz (`fuzz/corpus/*/invariant-*`).
+#[test]
+fn decode_unknown_symbol_is_forgotten_by_the_next_refused_frame() {
+    let limits = DecodeLimits {
+        max_frame_bytes: 512,
+        ..DecodeLimits::default()
+    };
+    for venue in Venue::ALL {
+        let frames = wire_frames(venue);
+        let bbo = frames
+            .iter()
+            .find(|frame| frame.kind == "bbo")
+            .expect("every venue has a bbo");
+        let mut decoder = decoder_for(venue, fixture_registry(), limits);
+        let mut out = RecordBatch::with_capacity(4);
+        // The bbo with its symbol spelled so no registry knows it.
+        let unknown = match venue {
+            Venue::Htx => gzip(
+                br#"{"ch":"market.zzzusdt.bbo","tick":{"bid":1,"bidSize":1,"ask":2,"askSize":1,"quoteTime":1}}"#,
+            ),
+            Venue::Mexc => mexc_protobuf(
+                r#"{"channel":"spot@public.aggre.bookTicker.v3.api.pb@100ms@ZZZUSDT","publicAggreBookTicker":{"bidPrice":"1","bidQuantity":"1","askPrice":"2","askQuantity":"1"},"symbol":"ZZZUSDT","sendTime":1}"#,
+            ),
+            _ => String::from_utf8(bbo.bytes.clone())
+                .expect("text fixtures are UTF-8")
+                .replace("BNBUSDT", "ZZZUSDT")
+                .replace("BTCUSDT", "ZZZUSDT")
+                .replace("BTC-USDT", "ZZZ-USDT")
+                .replace("BTC_USDT", "ZZZ_USDT")
+                .replace("METISUSDT", "ZZZUSDT")
+                .into_bytes(),
+        };
+        let refused = decoder.decode(&mut unknown.clone(), bbo.encoding, TS_RECV_NS, &mut out);
+        assert_eq!(
+            refused.map_err(|error| error.kind),
+            Err(DecodeErrorKind::UnknownSymbol),
+            "{venue}"
+        );
+        assert!(decoder.unknown_symbol().is_some(), "{venue}");
+        let mut oversized = vec![b' '; 600];
+        let encoding = match venue {
+            Venue::Mexc => FrameEncoding::Binary,
+            _ => FrameEncoding::Text,
+        };
+        let refused = decoder.decode(&mut oversized, encoding, TS_RECV_NS, &mut out);
+        assert_eq!(
+            refused.map_err(|error| error.kind),
+            Err(DecodeErrorKind::Oversized),
+            "{venue}"
+        );
+        assert_eq!(decoder.unknown_symbol(), None, "{venue}");
+    }
 }
