@@ -1,7 +1,7 @@
 //! The engine's worst-case memory budget composed from every part's own lines: the core data
-//! path (tickflow-core), the connection slots' frame buffers (tickflow-feed) and the sinks' lanes
-//! (tickflow-host). Printed at start, shown by `tickflow check-config`, and checked against
-//! measured RSS by a test.
+//! path (tickflow-core), the connections' buffers and the decoding scratch (tickflow-feed) and
+//! the sinks' lanes (tickflow-host). Printed at start, shown by `tickflow check-config`, and
+//! checked against measured RSS by a test.
 
 pub use tickflow_core::budget::{BudgetLine, MemoryBudget};
 
@@ -13,10 +13,8 @@ pub fn memory_budget(config: &Config) -> MemoryBudget {
     let shards = config.shard_count();
     let mut lines = tickflow_core::budget::core_lines(engine, &config.windows);
     // After the feed rings, as the data flows: what the slots hold before the rings.
-    lines.insert(
-        1.min(lines.len()),
-        tickflow_feed::frame_buffers_budget_line(engine),
-    );
+    let at = 1.min(lines.len());
+    lines.splice(at..at, tickflow_feed::budget_lines(engine, &config.feeds));
     lines.push(BudgetLine {
         name: "sink rings",
         bytes: tickflow_host::sinks_budget_bytes(&config.sinks, shards),

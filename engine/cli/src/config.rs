@@ -52,6 +52,9 @@ pub enum ConfigError {
     Value(#[from] ConfigValueError),
     #[error(transparent)]
     Sinks(#[from] SinkConfigError),
+    /// The feeds cannot be planned within `[engine]` (too many slots or symbols).
+    #[error(transparent)]
+    Plan(#[from] tickflow_feed::PlanError),
 }
 
 impl Config {
@@ -93,6 +96,10 @@ impl Config {
         self.feeds.validate()?;
         self.windows.validate()?;
         tickflow_host::config::validate_sinks(&self.sinks)?;
+        // The connection plan the feeds will start with (on a throwaway registry), so a config
+        // that needs more slots or symbols than `[engine]` allows is refused here, not at start.
+        let registry = tickflow_core::registry::SymbolRegistry::new(self.engine.max_symbols);
+        tickflow_feed::plan(&self.feeds, &registry, self.engine.max_connection_slots)?;
         Ok(())
     }
 }

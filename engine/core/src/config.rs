@@ -52,9 +52,22 @@ impl Default for EngineConfig {
             shards: 0,
             max_symbols: 1000,
             ring_capacity_records: 1024,
-            max_frame_bytes: 64 << 10,
-            max_records_per_frame: 256,
-            max_connection_slots: 64,
+            // Sized from the venues' largest documented messages, with room. Bytes per trade in
+            // the fixtures (engine/decode/tests/fixtures/exchanges): Bybit 139, HTX 128 (after
+            // inflating), OKX 104, Bitget 98, MEXC 79 as JSON (its protobuf is smaller);
+            // Binance, Gate and KuCoin send one trade per message (under 400 B). Bybit documents
+            // up to 1 024 trades in one publicTrade message: 1 024 × 139 B ≈ 139 KiB, and
+            // 1 024 × 200 B = 200 KiB with longer symbols, prices and ids; 256 KiB holds that
+            // with room, and ~2 000 HTX, ~2 500 OKX, ~2 600 Bitget or 3 300+ MEXC trades.
+            max_frame_bytes: 256 << 10,
+            // 4 × Bybit's documented 1 024, and as many as a 256 KiB frame holds at 64 B each
+            // (every venue's trade takes more). A frame over it loses all its records.
+            max_records_per_frame: 4_096,
+            // The default universe (1 000 symbols × 8 venues, best bid/ask) plans 85 slots:
+            // Binance 1 (1 024 streams per connection), Bybit 5 (200), OKX 5 (240), MEXC 34
+            // (30), Gate 5 (200), KuCoin 5 (200), Bitget 20 (50), HTX 10 (100). 128 leaves room
+            // for lower per-venue stream limits; trades too need 168 (set it, and see the budget).
+            max_connection_slots: 128,
             stale_after_ms: 5_000,
             quote_age_limited: [true; VENUE_COUNT],
             idle_spin_iterations: 100,

@@ -39,6 +39,9 @@ pub struct FeedsConfig {
     pub healthy_after_ms: u64,
     /// A client ping not answered within this marks the connection dead.
     pub pong_timeout_ms: u64,
+    /// Every socket write (pings, pongs, subscribe requests, close) must be taken by the peer
+    /// within this; a venue that stops reading is replaced like one that misses a pong.
+    pub write_timeout_ms: u64,
     /// No frame at all (data, control or ws ping) for this long marks the connection dead.
     pub max_silence_ms: u64,
     /// On channels that re-send even when nothing changed (Bybit level 1), no data for this long
@@ -54,6 +57,12 @@ pub struct FeedsConfig {
     pub worker_threads: usize,
     /// CPU ids to pin the feeds' runtime threads to, round robin; empty: no pinning.
     pub worker_cores: Vec<usize>,
+    /// While frames arrive at two or more per this wait, a feeds thread that ran out of
+    /// frames sleeps this long before waiting for the sockets again, so the frames of the window
+    /// are read in one wake-up (CPU per frame falls; each frame waits at most this much more);
+    /// 0 = one wake-up per frame. The default matches `engine.shard_batch_wait_us`, which holds
+    /// records for as long already.
+    pub batch_wait_us: u64,
     /// How often the engine prints its `tickflow-stats` line on stderr; 0 = never.
     pub stats_interval_ms: u64,
     /// Per-venue settings, keyed by venue name (`[feeds.venue.binance]`).
@@ -71,6 +80,7 @@ impl Default for FeedsConfig {
             backoff_cap_ms: 30_000,
             healthy_after_ms: 60_000,
             pong_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
             max_silence_ms: 60_000,
             stale_data_ms: 30_000,
             rotate_after_ms: 23 * 3_600_000,
@@ -78,6 +88,7 @@ impl Default for FeedsConfig {
             shutdown_deadline_ms: 5_000,
             worker_threads: 1,
             worker_cores: Vec::new(),
+            batch_wait_us: 500,
             stats_interval_ms: 10_000,
             venue: BTreeMap::new(),
         }
@@ -174,12 +185,13 @@ impl FeedsConfig {
                 ));
             }
         }
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 10] = [
             ("feeds.connect_timeout_ms", self.connect_timeout_ms),
             ("feeds.backoff_base_ms", self.backoff_base_ms),
             ("feeds.backoff_cap_ms", self.backoff_cap_ms),
             ("feeds.healthy_after_ms", self.healthy_after_ms),
             ("feeds.pong_timeout_ms", self.pong_timeout_ms),
+            ("feeds.write_timeout_ms", self.write_timeout_ms),
             ("feeds.max_silence_ms", self.max_silence_ms),
             ("feeds.stale_data_ms", self.stale_data_ms),
             ("feeds.rotate_after_ms", self.rotate_after_ms),
@@ -209,6 +221,13 @@ impl FeedsConfig {
                 "feeds.worker_threads",
                 self.worker_threads,
                 "must be 0 to 64",
+            ));
+        }
+        if self.batch_wait_us > 10_000 {
+            return Err(invalid(
+                "feeds.batch_wait_us",
+                self.batch_wait_us,
+                "must be 0 to 10000",
             ));
         }
         if self.worker_cores.len() > 1024 || self.worker_cores.iter().any(|core| *core >= 4096) {
@@ -279,5 +298,31 @@ mod tests {
         );
         config(0).expect("0 = the venue's limit");
         config(2).expect("two streams hold one symbol's two channels");
+    }
+
+    #[test]
+    fn a_zero_write_timeout_is_refused_naming_the_key() {
+        let feeds: FeedsConfig = toml::from_str("write_timeout_ms = 0\n").expect("parses");
+        let error = feeds.validate().expect_err("writes need a deadline");
+        assert!(
+            error.to_string().contains("feeds.write_timeout_ms"),
+            "{error}"
+        );
+        let feeds: FeedsConfig = toml::from_str("").expect("parses");
+        assert_eq!(feeds.write_timeout_ms, 10_000);
+        feeds.validate().expect("the default is valid");
+    }
+
+    #[test]
+    fn batch_wait_is_bounded_and_zero_turns_it_off() {
+        let feeds: FeedsConfig = toml::from_str("batch_wait_us = 10001\n").expect("parses");
+        let error = feeds
+            .validate()
+            .expect_err("a batch wait over 10 ms is refused");
+        assert!(error.to_string().contains("feeds.batch_wait_us"), "{error}");
+        let feeds: FeedsConfig = toml::from_str("batch_wait_us = 0\n").expect("parses");
+        feeds.validate().expect("0 = one wake-up per frame");
+        let feeds: FeedsConfig = toml::from_str("").expect("parses");
+        assert_eq!(feeds.batch_wait_us, 500);
     }
 }

@@ -29,15 +29,19 @@ pub struct SlotCounters {
     pub rate_limited: AtomicU64,
     /// Client pings not answered in time.
     pub pongs_missed: AtomicU64,
+    /// Connections replaced because the venue stopped reading: queued writes (pongs, pings,
+    /// subscribe requests) not taken within `feeds.write_timeout_ms`, or a full write queue.
+    pub write_timeouts: AtomicU64,
     /// Connections declared dead after `max_silence_ms` without any frame.
     pub silences: AtomicU64,
     /// Connections replaced because a re-sending channel went quiet.
     pub stale_data: AtomicU64,
     /// Connections the server closed (close frame or EOF).
     pub server_closes: AtomicU64,
-    /// Frames larger than `max_frame_bytes` (the connection is dropped: the stream can't resync).
+    /// Messages larger than `engine.max_frame_bytes` (skipped; the connection goes on).
     pub oversized_frames: AtomicU64,
-    /// Frames that break the WebSocket protocol (fragmented data, bad opcodes, bad close).
+    /// Frames that break the WebSocket protocol (bad opcodes, reserved bits, masked server
+    /// frames, continuations out of place).
     pub protocol_errors: AtomicU64,
     /// Completed rotations (replacement delivered data, old connection closed without a gap).
     pub rotations: AtomicU64,
@@ -71,6 +75,7 @@ impl Default for SlotCounters {
             connect_failures: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
             pongs_missed: AtomicU64::new(0),
+            write_timeouts: AtomicU64::new(0),
             silences: AtomicU64::new(0),
             stale_data: AtomicU64::new(0),
             server_closes: AtomicU64::new(0),

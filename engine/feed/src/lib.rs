@@ -3,11 +3,13 @@
 //! demo, the tests and `tickflow-load`.
 //!
 //! Architecture invariant: every task is owned by the `Feeds` tracker and joined at shutdown; a
-//! slot's producer, decoder, buffers, subscription set and counters live as long as the slot, so
-//! reconnects create nothing.
+//! slot's producer, subscription set and counters live as long as the slot, so reconnects create
+//! nothing but the connection's own buffers; decoders are shared per worker thread
+//! (`slot::decode_pool`).
 
 pub mod config;
 pub mod counters;
+mod framing;
 mod planner;
 pub mod protocol;
 mod slot;
@@ -26,7 +28,7 @@ use tickflow_core::config::EngineConfig;
 use tickflow_core::record::FeedEvent;
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::VENUE_COUNT;
-use tickflow_decode::{DecodeLimits, decoder_for};
+use tickflow_decode::DecodeLimits;
 
 pub use planner::{PlanError, SlotEndpoint, SlotPlan, plan};
 pub use slot::{SlotTimings, backoff_delay};
@@ -92,6 +94,7 @@ pub struct FeedTotals {
     pub connect_failures: u64,
     pub rate_limited: u64,
     pub pongs_missed: u64,
+    pub write_timeouts: u64,
     pub silences: u64,
     pub stale_data: u64,
     pub server_closes: u64,
@@ -127,6 +130,7 @@ impl FeedTotals {
             "connect_failures": self.connect_failures,
             "rate_limited": self.rate_limited,
             "pongs_missed": self.pongs_missed,
+            "write_timeouts": self.write_timeouts,
             "silences": self.silences,
             "stale_data": self.stale_data,
             "server_closes": self.server_closes,
@@ -167,12 +171,18 @@ impl Feeds {
                 }
             }
         }
+        let limits = DecodeLimits {
+            max_frame_bytes: engine.max_frame_bytes,
+            max_records_per_frame: engine.max_records_per_frame,
+        };
         let settings = slot::SlotSettings {
             timings: SlotTimings::from_config(feeds),
-            limits: DecodeLimits {
-                max_frame_bytes: engine.max_frame_bytes,
-                max_records_per_frame: engine.max_records_per_frame,
-            },
+            max_frame_bytes: engine.max_frame_bytes,
+            decode_pool: Arc::new(slot::decode_pool::DecodePool::new(
+                decode_threads(feeds),
+                &registry,
+                limits,
+            )),
             // One TLS client config for every slot and every reconnect.
             tls: ws::tls_connector(feeds.tls_extra_roots_pem())?,
         };
@@ -182,16 +192,10 @@ impl Feeds {
         for (plan, sink) in plans.into_iter().zip(sinks) {
             let plan = Arc::new(plan);
             let counters = Arc::new(SlotCounters::default());
-            let decoder = decoder_for(plan.venue, Arc::clone(&registry), settings.limits);
-            // KuCoin's opens read its `welcome` with their own decoder (see `slot::opener::Opener`).
-            let welcome_decoder = (plan.venue == tickflow_core::venue::Venue::Kucoin)
-                .then(|| decoder_for(plan.venue, Arc::clone(&registry), settings.limits));
             let slot = slot::Slot::new(
                 Arc::clone(&plan),
                 Arc::clone(&counters),
                 &settings,
-                decoder,
-                welcome_decoder,
                 sink,
                 cancel.child_token(),
             );
@@ -237,6 +241,7 @@ impl Feeds {
             totals.connect_failures += load(&counters.connect_failures);
             totals.rate_limited += load(&counters.rate_limited);
             totals.pongs_missed += load(&counters.pongs_missed);
+            totals.write_timeouts += load(&counters.write_timeouts);
             totals.silences += load(&counters.silences);
             totals.stale_data += load(&counters.stale_data);
             totals.server_closes += load(&counters.server_closes);
@@ -278,22 +283,65 @@ impl Feeds {
     }
 }
 
-/// Bytes per slot, in multiples of `max_frame_bytes`, that a frame can make a connection hold at
-/// worst: the socket's read buffer (1), the HTX inflate buffer (1), and simd-json's scratch for a
-/// frame of only structural characters (input copy 1, string buffer 1, u32 structural indexes 4,
-/// 24-byte tape nodes for 2-byte values 12): 20 in all.
-const FRAME_BUFFER_MULTIPLE: usize = 20;
+/// Threads that decode at once: the feeds runtime's workers (`feeds.worker_threads`, 0 = 1).
+fn decode_threads(feeds: &FeedsConfig) -> usize {
+    feeds.worker_threads.max(1)
+}
 
-/// The memory budget's line for every connection slot's frame buffers and record batch.
-pub fn frame_buffers_budget_line(engine: &EngineConfig) -> tickflow_core::budget::BudgetLine {
-    tickflow_core::budget::BudgetLine {
-        name: "frame buffers",
-        bytes: engine.max_connection_slots
-            * (FRAME_BUFFER_MULTIPLE * engine.max_frame_bytes
-                + engine.max_records_per_frame * size_of::<FeedEvent>()),
-        detail: format!(
-            "{} slots × ({FRAME_BUFFER_MULTIPLE} × {} B: socket read, inflate, JSON parser scratch; + {} records)",
-            engine.max_connection_slots, engine.max_frame_bytes, engine.max_records_per_frame
-        ),
-    }
+/// Bytes of JSON parser scratch a decoder may keep per byte of the largest frame it parsed:
+/// simd-json's padded input copy (1), string buffer (1), u32 structural indexes (4) and tape
+/// (24-byte nodes; 12 per byte for a frame of 2-byte values such as `1,1,1,…`): 18. Every venue's
+/// decoder has one (MEXC's for its JSON control frames; its protobuf is read in place).
+const JSON_SCRATCH_MULTIPLE: usize = 18;
+/// HTX's inflate buffer: one frame (no other venue inflates).
+const INFLATE_SCRATCH_MULTIPLE: usize = 1;
+
+/// Connections a slot holds at once: its primary and, while rotating, a replacement.
+const CONNECTIONS_PER_SLOT: usize = 2;
+
+/// The memory budget's lines for the feeds, as worst cases:
+///
+/// * receive buffers — per slot, the primary's read buffer, which grows for a large message up
+///   to `max_frame_bytes` + a frame header and keeps that size for the connection's life (every
+///   slot may be receiving a largest message at once); a replacement's, which stays at its first
+///   size (it skips larger messages until it takes over: the primary reads them); and both
+///   connections' write queues.
+/// * decode scratch — per feed worker thread (decoding is synchronous in a slot task, see
+///   `slot::decode_pool`): one decoder per venue, each holding the scratch of a largest frame,
+///   and one record batch.
+pub fn budget_lines(
+    engine: &EngineConfig,
+    feeds: &FeedsConfig,
+) -> Vec<tickflow_core::budget::BudgetLine> {
+    use tickflow_core::budget::BudgetLine;
+    let max_frame_bytes = engine.max_frame_bytes;
+    // Its first size is at most this too (`FrameReader::new`).
+    let primary_bytes = max_frame_bytes + framing::MAX_HEADER_BYTES;
+    let replacement_bytes =
+        slot::replacement_message_bytes(max_frame_bytes) + framing::MAX_HEADER_BYTES;
+    let queues_bytes = CONNECTIONS_PER_SLOT * slot::MAX_QUEUED_WRITE_BYTES;
+    let per_slot_bytes = primary_bytes + replacement_bytes + queues_bytes;
+    let threads = decode_threads(feeds);
+    let decoders_bytes = VENUE_COUNT * JSON_SCRATCH_MULTIPLE * max_frame_bytes
+        + INFLATE_SCRATCH_MULTIPLE * max_frame_bytes;
+    let batch_bytes = engine.max_records_per_frame * size_of::<FeedEvent>();
+    vec![
+        BudgetLine {
+            name: "receive buffers",
+            bytes: engine.max_connection_slots * per_slot_bytes,
+            detail: format!(
+                "{} slots × ({primary_bytes} B primary read + {replacement_bytes} B replacement read + {CONNECTIONS_PER_SLOT} × {} B write queues)",
+                engine.max_connection_slots,
+                slot::MAX_QUEUED_WRITE_BYTES
+            ),
+        },
+        BudgetLine {
+            name: "decode scratch",
+            bytes: threads * (decoders_bytes + batch_bytes),
+            detail: format!(
+                "{threads} feed threads × ({VENUE_COUNT} venues × {JSON_SCRATCH_MULTIPLE} × {max_frame_bytes} B JSON scratch + {max_frame_bytes} B inflate + {} records)",
+                engine.max_records_per_frame
+            ),
+        },
+    ]
 }

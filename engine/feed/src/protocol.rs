@@ -111,7 +111,10 @@ pub fn rules(venue: Venue) -> VenueRules {
             min_request_interval_ms: 100,
             max_subscribe_requests_per_hour: 0,
             client_ping: ClientPing::Text,
-            ping_interval_ms: 30_000,
+            // Bitget cuts a connection that sends no ping for 30 s; a ping goes out up to one
+            // housekeeping tick (≤ 1 s) after it is due, so 20 s leaves a third of the window
+            // for a slow tick or a lost ping.
+            ping_interval_ms: 20_000,
             gzip_frames: false,
         },
         Venue::Htx => VenueRules {
@@ -409,6 +412,18 @@ mod tests {
             );
         }
         assert_eq!(rules(Venue::Okx).max_subscribe_requests_per_hour, 480);
+    }
+
+    #[test]
+    fn client_pings_leave_room_before_the_venues_cut() {
+        // (venue, seconds without a client ping after which the venue cuts the connection)
+        for (venue, cut_s) in [(Venue::Bitget, 30), (Venue::Okx, 30), (Venue::Bybit, 30)] {
+            let interval_ms = rules(venue).ping_interval_ms;
+            assert!(
+                (20_000..=25_000).contains(&interval_ms) && interval_ms + 1_000 < cut_s * 1_000,
+                "{venue}: a ping every {interval_ms} ms (+ a tick) is too close to the {cut_s} s cut"
+            );
+        }
     }
 
     fn topics(venue: Venue, channel: Channel, symbols: &[(&str, &str)]) -> Vec<Topic> {

@@ -1,6 +1,6 @@
 //! The WebSocket client transport: TCP or TLS (rustls, webpki roots plus any extra roots from
 //! `feeds.tls_extra_roots_pem`), the HTTP/1.1 upgrade with the status and `Retry-After` kept for
-//! the caller, and KuCoin's bullet-public HTTP call.
+//! the caller, and KuCoin's bullet-public HTTP call. Frames are read and written by `framing`.
 //! No venue logic, no task spawning: the handshake's connection future is driven inline.
 
 use std::path::Path;
@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fastwebsockets::{Role, WebSocketRead, WebSocketWrite};
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::header::{CONNECTION, HOST, RETRY_AFTER, UPGRADE};
 use hyper::upgrade::Upgraded;
@@ -17,53 +16,11 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 
+use crate::framing::{FrameReader, ReadError, WriteError};
+
 pub type WsStream = TokioIo<Upgraded>;
-pub type WsReader = WebSocketRead<CappedRead<ReadHalf<WsStream>>>;
-pub type WsWriter = WebSocketWrite<WriteHalf<WsStream>>;
-
-/// Most bytes one socket read may bring into a connection's frame buffer. The buffer only grows
-/// when a read leaves more unparsed bytes behind than it consumed; capping reads keeps that
-/// remainder small, so a client that falls behind a fast server keeps a bounded buffer instead of
-/// doubling it on every read.
-pub const READ_CHUNK_BYTES: usize = 64 * 1024;
-
-/// An `AsyncRead` that reads at most `max_read_bytes` per call.
-#[derive(Debug)]
-pub struct CappedRead<R> {
-    inner: R,
-    max_read_bytes: usize,
-}
-
-impl<R> CappedRead<R> {
-    pub fn new(inner: R, max_read_bytes: usize) -> CappedRead<R> {
-        CappedRead {
-            inner,
-            max_read_bytes: max_read_bytes.max(1),
-        }
-    }
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for CappedRead<R> {
-    fn poll_read(
-        self: std::pin::Pin<&mut Self>,
-        context: &mut std::task::Context<'_>,
-        buffer: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        if buffer.remaining() <= this.max_read_bytes {
-            return std::pin::Pin::new(&mut this.inner).poll_read(context, buffer);
-        }
-        // Initialized (zeroed once) so the bytes read can be marked filled without unsafe.
-        let window = buffer.initialize_unfilled_to(this.max_read_bytes);
-        let mut limited = tokio::io::ReadBuf::new(window);
-        let polled = std::pin::Pin::new(&mut this.inner).poll_read(context, &mut limited);
-        let read_bytes = limited.filled().len();
-        if let std::task::Poll::Ready(Ok(())) = &polled {
-            buffer.advance(read_bytes);
-        }
-        polled
-    }
-}
+pub type WsReader = FrameReader<ReadHalf<WsStream>>;
+pub type WsWriter = WriteHalf<WsStream>;
 
 /// Largest HTTP body read from a bullet call.
 const BULLET_BODY_CAPACITY_BYTES: usize = 64 * 1024;
@@ -88,8 +45,10 @@ pub enum ConnectError {
         /// `Retry-After` seconds, when the server sent it (429, 418, 503).
         retry_after_s: Option<u64>,
     },
-    #[error("websocket: {0}")]
-    WebSocket(#[from] fastwebsockets::WebSocketError),
+    #[error("websocket read: {0}")]
+    Read(ReadError),
+    #[error("websocket write: {0}")]
+    Write(WriteError),
     #[error("bullet-public reply is not what KuCoin documents: {0}")]
     Bullet(&'static str),
 }
@@ -98,57 +57,68 @@ pub enum ConnectError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
     pub tls: bool,
+    /// What to connect to and the TLS server name: a DNS name or an IP address (an IPv6
+    /// literal without its brackets).
     pub host: String,
     pub port: u16,
+    /// The `Host` header: the URL's authority as written (`[::1]:9000`, `api.kucoin.com`).
+    pub host_header: String,
     /// Path and query, starting with `/`.
     pub path_and_query: String,
 }
 
 impl Endpoint {
+    /// Parses `url` with `http::Uri` (RFC 3986: IPv6 literals, ports, queries).
     pub fn parse(url: &str) -> Result<Endpoint, ConnectError> {
         let bad = |reason| ConnectError::BadUrl {
             url: url.to_owned(),
             reason,
         };
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("wss://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("https://") {
-            (true, rest)
-        } else if let Some(rest) = url.strip_prefix("ws://") {
-            (false, rest)
-        } else if let Some(rest) = url.strip_prefix("http://") {
-            (false, rest)
-        } else {
-            return Err(bad("scheme must be ws, wss, http or https"));
+        let uri: http::Uri = url.parse().map_err(|_| bad("not a valid URL"))?;
+        let tls = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("wss" | "https") => true,
+            Some("ws" | "http") => false,
+            _ => return Err(bad("scheme must be ws, wss, http or https")),
         };
-        let (authority, path_and_query) = match rest.find(['/', '?']) {
-            Some(index) if rest.as_bytes()[index] == b'/' => {
-                (&rest[..index], rest[index..].to_owned())
-            }
-            Some(index) => (&rest[..index], format!("/{}", &rest[index..])),
-            None => (rest, "/".to_owned()),
-        };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse::<u16>()
-                    .map_err(|_| bad("port is not a number"))?,
-            ),
-            None => (authority, if tls { 443 } else { 80 }),
+        let authority = uri.authority().ok_or(bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user info is not supported"));
+        }
+        let host = authority.host();
+        let host = match host.strip_prefix('[') {
+            Some(literal) => literal
+                .strip_suffix(']')
+                .ok_or(bad("unclosed IPv6 literal"))?,
+            None => host,
         };
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        // `Authority::port_u16` is `None` for a missing port and a malformed one alike.
+        let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+            None | Some("") => {
+                if tls {
+                    443
+                } else {
+                    80
+                }
+            }
+            Some(port) => port
+                .parse::<u16>()
+                .map_err(|_| bad("port is not a number"))?,
+        };
+        let path_and_query = match uri.path_and_query().map(|value| value.as_str()) {
+            None | Some("") => "/".to_owned(),
+            Some(value) if value.starts_with('/') => value.to_owned(),
+            Some(value) => format!("/{value}"),
+        };
         Ok(Endpoint {
             tls,
             host: host.to_owned(),
             port,
+            host_header: authority.as_str().to_owned(),
             path_and_query,
         })
-    }
-
-    fn host_header(&self) -> String {
-        format!("{}:{}", self.host, self.port)
     }
 }
 
@@ -286,6 +256,7 @@ async fn open_transport(
     if !endpoint.tls {
         return Ok(Transport::Plain(tcp));
     }
+    // A DNS name, or an IP address (checked against the certificate's IP SANs; no SNI is sent).
     let server_name =
         rustls::pki_types::ServerName::try_from(endpoint.host.clone()).map_err(|_| {
             ConnectError::BadUrl {
@@ -308,29 +279,21 @@ fn retry_after_s(response: &hyper::Response<hyper::body::Incoming>) -> Option<u6
         .and_then(|value| value.trim().parse::<u64>().ok())
 }
 
-/// Opens a WebSocket to `url` within `timeout`, split into its read and write halves.
-/// `max_frame_bytes` bounds every frame read; larger ones fail the read (`FrameTooLarge`).
-/// `tls` is used for `wss://` URLs.
+/// Opens a WebSocket to `url` within `timeout`, split into its read and write halves. Messages
+/// over `max_message_bytes` are skipped by the reader (see `framing`). `tls` is used for
+/// `wss://` URLs.
 pub async fn connect(
     url: &str,
     timeout: Duration,
-    max_frame_bytes: usize,
+    max_message_bytes: usize,
     tls: &tokio_rustls::TlsConnector,
 ) -> Result<(WsReader, WsWriter), ConnectError> {
     let endpoint = Endpoint::parse(url)?;
     let upgraded = tokio::time::timeout(timeout, upgrade(&endpoint, tls))
         .await
         .map_err(|_| ConnectError::Timeout)??;
-    let (mut reader, writer) = fastwebsockets::WebSocket::after_handshake(upgraded, Role::Client)
-        .split(|stream| {
-            let (read, write) = tokio::io::split(stream);
-            (CappedRead::new(read, READ_CHUNK_BYTES), write)
-        });
-    reader.set_max_message_size(max_frame_bytes);
-    // The slot answers pings and close frames itself: it owns the write half.
-    reader.set_auto_pong(false);
-    reader.set_auto_close(false);
-    Ok((reader, writer))
+    let (read, write) = tokio::io::split(upgraded);
+    Ok((FrameReader::new(read, max_message_bytes), write))
 }
 
 async fn upgrade(
@@ -343,7 +306,7 @@ async fn upgrade(
     let request = Request::builder()
         .method("GET")
         .uri(endpoint.path_and_query.as_str())
-        .header(HOST, endpoint.host_header())
+        .header(HOST, endpoint.host_header.as_str())
         .header(UPGRADE, "websocket")
         .header(CONNECTION, "upgrade")
         .header(
@@ -417,7 +380,7 @@ pub async fn kucoin_bullet(
         let request = Request::builder()
             .method("POST")
             .uri(endpoint.path_and_query.as_str())
-            .header(HOST, endpoint.host_header())
+            .header(HOST, endpoint.host_header.as_str())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::new()))
             .map_err(|_| ConnectError::Bullet("request target"))?;
@@ -476,34 +439,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capped_reads_never_bring_more_than_the_cap() {
-        use tokio::io::AsyncReadExt;
-        let source = vec![7u8; 10_000];
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let mut reader = CappedRead::new(&source[..], 1_000);
-            let mut buffer = bytes::BytesMut::with_capacity(8_192);
-            let mut reads = Vec::new();
-            loop {
-                let read_bytes = reader.read_buf(&mut buffer).await.unwrap();
-                if read_bytes == 0 {
-                    break;
-                }
-                reads.push(read_bytes);
-                buffer.reserve(8_192);
-            }
-            assert!(
-                reads.iter().all(|read_bytes| *read_bytes <= 1_000),
-                "{reads:?}"
-            );
-            assert_eq!(buffer.len(), 10_000);
-            assert!(buffer.iter().all(|byte| *byte == 7));
-        });
-    }
-
-    #[test]
     fn endpoints_parse() {
         let endpoint = Endpoint::parse("wss://stream.binance.com:9443/ws").unwrap();
         assert_eq!(
@@ -512,19 +447,101 @@ mod tests {
                 tls: true,
                 host: "stream.binance.com".into(),
                 port: 9443,
+                host_header: "stream.binance.com:9443".into(),
                 path_and_query: "/ws".into()
             }
         );
         let endpoint = Endpoint::parse("ws://127.0.0.1:4000?token=x").unwrap();
         assert_eq!(endpoint.path_and_query, "/?token=x");
+        let endpoint = Endpoint::parse("https://api.kucoin.com/api/v1/bullet-public").unwrap();
         assert_eq!(
-            Endpoint::parse("https://api.kucoin.com/api/v1/bullet-public")
-                .unwrap()
-                .port,
-            443
+            (endpoint.port, endpoint.host_header.as_str()),
+            (443, "api.kucoin.com")
         );
+        let endpoint = Endpoint::parse("WSS://Ws.Okx.com:8443/ws/v5/public?a=1&b=2").unwrap();
+        assert!(endpoint.tls);
+        assert_eq!(endpoint.path_and_query, "/ws/v5/public?a=1&b=2");
         assert!(Endpoint::parse("ftp://x").is_err());
         assert!(Endpoint::parse("ws://:80/").is_err());
         assert!(Endpoint::parse("ws://host:port/").is_err());
+        assert!(Endpoint::parse("ws://user:secret@host/").is_err());
+        assert!(Endpoint::parse("/just/a/path").is_err());
+    }
+
+    #[test]
+    fn ipv6_literals_connect_without_brackets_and_keep_them_in_the_host_header() {
+        let endpoint = Endpoint::parse("ws://[::1]:9000/path").unwrap();
+        assert_eq!(
+            endpoint,
+            Endpoint {
+                tls: false,
+                host: "::1".into(),
+                port: 9000,
+                host_header: "[::1]:9000".into(),
+                path_and_query: "/path".into()
+            }
+        );
+        let endpoint = Endpoint::parse("wss://[2001:db8::7]/ws").unwrap();
+        assert_eq!(
+            (endpoint.host.as_str(), endpoint.port),
+            ("2001:db8::7", 443)
+        );
+        assert_eq!(endpoint.host_header, "[2001:db8::7]");
+        // The TLS server name of an IPv6 literal is an IP address, of a hostname a DNS name.
+        assert!(matches!(
+            rustls::pki_types::ServerName::try_from(endpoint.host.clone()),
+            Ok(rustls::pki_types::ServerName::IpAddress(_))
+        ));
+        let hostname = Endpoint::parse("wss://ws.bitget.com/v2/ws/public").unwrap();
+        assert!(matches!(
+            rustls::pki_types::ServerName::try_from(hostname.host.clone()),
+            Ok(rustls::pki_types::ServerName::DnsName(_))
+        ));
+        assert!(Endpoint::parse("ws://[::1/").is_err());
+    }
+
+    #[test]
+    fn an_ipv6_literal_is_connected_to_with_its_host_header() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+                // No IPv6 loopback on this machine: parsing is covered above.
+                return;
+            };
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = vec![0u8; 4096];
+                let read = stream.read(&mut request).await.unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n")
+                    .await
+                    .unwrap();
+                String::from_utf8_lossy(&request[..read]).into_owned()
+            });
+            let tls = tls_connector(None).unwrap();
+            let url = format!("ws://[::1]:{port}/path?x=1");
+            let result = connect(&url, Duration::from_secs(5), 1024, &tls).await;
+            assert!(
+                matches!(result, Err(ConnectError::Refused { status: 404, .. })),
+                "{:?}",
+                result.err()
+            );
+            let request = server.await.unwrap();
+            assert!(
+                request.starts_with("GET /path?x=1 HTTP/1.1\r\n"),
+                "{request}"
+            );
+            assert!(
+                request
+                    .to_ascii_lowercase()
+                    .contains(&format!("host: [::1]:{port}\r\n")),
+                "{request}"
+            );
+        });
     }
 }

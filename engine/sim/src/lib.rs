@@ -5,9 +5,15 @@
 //! `ws://`/`http://` by `start`, or over `wss://`/`https://` by `start_tls` with the caller's
 //! certificate (accepted TCP streams go through the TLS handshake before HTTP).
 //!
+//! Data comes either per symbol (`bbo_per_s_per_symbol`, written in one batch per tick) or, with
+//! `SimConfig::paced`, at one aggregate rate with every frame written and flushed on its own
+//! (`pacer.rs`).
+//!
 //! Every task (accept loops, HTTP connections, sessions) is owned by the `SimVenues` tracker and
-//! stopped by `shutdown`.
+//! stopped by `shutdown`, as is the pacer thread of paced mode.
 
+mod fault_frames;
+mod pacer;
 mod prices;
 mod session;
 mod wire;
@@ -52,6 +58,11 @@ pub struct SimConfig {
     pub notice_close_after_ms: u64,
     /// Fixed ports per venue (by venue index); 0 = chosen by the OS.
     pub ports: [u16; VENUE_COUNT],
+    /// Paced mode: best bid/ask frames at one aggregate rate over every session
+    /// (`SimVenues::set_paced_frames_per_s`, 0 until set), round robin over each session's
+    /// symbols, each frame written and flushed on its own (one WebSocket frame per TLS record and
+    /// per socket write); `bbo_per_s_per_symbol` and `trades_per_s_per_symbol` are then unused.
+    pub paced: bool,
 }
 
 impl Default for SimConfig {
@@ -70,6 +81,7 @@ impl Default for SimConfig {
             retry_after_s: 1,
             notice_close_after_ms: 2_000,
             ports: [0; VENUE_COUNT],
+            paced: false,
         }
     }
 }
@@ -81,6 +93,8 @@ pub struct VenueControl {
     disconnect_generation: AtomicU64,
     malformed_generation: AtomicU64,
     oversized_generation: AtomicU64,
+    /// Fragmented, many-trade and unread faults (`fault_frames`).
+    frame_faults: fault_frames::FrameFaults,
     notice_generation: AtomicU64,
     stalled: AtomicBool,
     data_paused: AtomicBool,
@@ -292,11 +306,14 @@ pub(crate) struct SimShared {
     pub started: std::time::Instant,
     pub cancel: CancellationToken,
     pub tracker: TaskTracker,
+    /// Paced mode's tickets (`SimConfig::paced`).
+    pub pacer: Option<Arc<pacer::Pacer>>,
 }
 
 /// Running simulated venues.
 pub struct SimVenues {
     shared: Arc<SimShared>,
+    pacer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for SimVenues {
@@ -329,6 +346,7 @@ impl SimVenues {
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<SimVenues> {
         let symbols = SimSymbols::new(&config.symbols)?;
+        let pacer = config.paced.then(|| Arc::new(pacer::Pacer::default()));
         let mut listeners = Vec::new();
         let mut addresses = [None; VENUE_COUNT];
         for venue in config.venues.iter().copied() {
@@ -345,14 +363,22 @@ impl SimVenues {
             started: std::time::Instant::now(),
             cancel: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            pacer,
         });
+        let pacer_thread = match &shared.pacer {
+            Some(pacer) => Some(pacer::start(pacer, shared.cancel.clone())?),
+            None => None,
+        };
         for (venue, listener) in listeners {
             let accept_shared = Arc::clone(&shared);
             shared
                 .tracker
                 .spawn(accept_loop(accept_shared, venue, listener));
         }
-        Ok(SimVenues { shared })
+        Ok(SimVenues {
+            shared,
+            pacer_thread,
+        })
     }
 
     pub fn config(&self) -> &SimConfig {
@@ -385,6 +411,34 @@ impl SimVenues {
         &self.shared.controls[venue.index()]
     }
 
+    /// Paced mode: sets the aggregate data rate over every session of every venue (frames per
+    /// second, 0 = keep-alive only). Without `SimConfig::paced` this does nothing.
+    pub fn set_paced_frames_per_s(&self, frames_per_s: f64) {
+        match &self.shared.pacer {
+            Some(pacer) => pacer.set_frames_per_s(frames_per_s),
+            None => tracing::warn!("sim: set_paced_frames_per_s without SimConfig::paced"),
+        }
+    }
+
+    /// Paced mode: frames the schedule owed that no session took in time, because the sessions
+    /// (or the client reading them) fell behind the rate.
+    pub fn paced_frames_skipped(&self) -> u64 {
+        self.shared
+            .pacer
+            .as_ref()
+            .map_or(0, |pacer| pacer.skipped())
+    }
+
+    /// Data frames sent by every venue so far.
+    pub fn data_frames_sent(&self) -> u64 {
+        self.shared
+            .config
+            .venues
+            .iter()
+            .map(|venue| VenueControl::get(&self.control(*venue).data_frames))
+            .sum()
+    }
+
     /// A `[feeds]` section pointing every simulated venue's client at this simulator.
     pub fn feeds_config(&self) -> FeedsConfig {
         let mut feeds = FeedsConfig {
@@ -404,10 +458,14 @@ impl SimVenues {
     }
 
     /// Stops accepting, closes every session and waits for every task.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shared.cancel.cancel();
         self.shared.tracker.close();
         self.shared.tracker.wait().await;
+        if let Some(thread) = self.pacer_thread.take() {
+            // The thread sees the cancellation within a few milliseconds (it never blocks longer).
+            let _ = thread.join();
+        }
     }
 }
 

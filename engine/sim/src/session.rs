@@ -1,5 +1,6 @@
 //! One simulated venue connection: answers subscribes and keep-alive, pings the client the way the
-//! venue does, writes data for what was subscribed at the configured rate, and acts on injected
+//! venue does, writes data for what was subscribed at the configured rate (per symbol, batched per
+//! tick; or in paced mode one frame per ticket, each flushed on its own), and acts on injected
 //! faults (cut, stall, malformed, oversized, shutdown notice).
 
 use std::sync::Arc;
@@ -116,6 +117,7 @@ pub(super) async fn run(
     let mut seen_malformed = generation(&control.malformed_generation);
     let mut seen_oversized = generation(&control.oversized_generation);
     let mut seen_notice = generation(&control.notice_generation);
+    let mut seen_frame_faults = super::fault_frames::Seen::new(control);
     let held_until = control.held_release_generation();
 
     if venue == Venue::Kucoin && !send(&mut writer, &wire::kucoin_welcome(&connect_id)).await {
@@ -137,6 +139,10 @@ pub(super) async fn run(
     let mut sequence: u64 = 1;
     let mut noise_bp: f64 = 0.0;
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng());
+    let pacer = shared.pacer.as_deref();
+    let mut bbo_subscriptions = 0usize;
+    // Paced mode serves this session's best bid/ask symbols round robin from here.
+    let mut paced_next = 0usize;
 
     loop {
         tokio::select! {
@@ -146,7 +152,7 @@ pub(super) async fn run(
                 let _ = writer.flush().await;
                 return;
             }
-            (reader, result) = &mut read => {
+            (reader, result) = &mut read, if !control.is_unread() => {
                 let Ok((opcode, payload)) = result else {
                     return;
                 };
@@ -176,6 +182,9 @@ pub(super) async fn run(
                                         Channel::Bbo => std::mem::replace(&mut subscriptions[position].bbo, true),
                                         Channel::Trades => std::mem::replace(&mut subscriptions[position].trades, true),
                                     };
+                                    if channel == Channel::Bbo && !already {
+                                        bbo_subscriptions += 1;
+                                    }
                                     if already {
                                         control.duplicate_topics.fetch_add(1, Ordering::SeqCst);
                                     } else {
@@ -243,6 +252,10 @@ pub(super) async fn run(
                         return;
                     }
                 }
+                let first_symbol = subscriptions.first().map(|subscription| subscription.symbol_index);
+                if !super::fault_frames::on_tick(&shared, venue, &mut seen_frame_faults, first_symbol, &mut writer).await {
+                    return;
+                }
                 if generation(&control.notice_generation) != seen_notice {
                     seen_notice = generation(&control.notice_generation);
                     let now_ms = tickflow_core::record::now_ns() / 1_000_000;
@@ -283,6 +296,11 @@ pub(super) async fn run(
                     continue;
                 }
                 noise_bp = (noise_bp + rng.random_range(-0.3..0.3)).clamp(-2.0, 2.0);
+                if pacer.is_some() {
+                    // Paced mode writes data per ticket (the branch below), never per tick.
+                    let _ = writer.flush().await;
+                    continue;
+                }
                 let t_s = shared.started.elapsed().as_secs_f64();
                 let now_ms = tickflow_core::record::now_ns() / 1_000_000;
                 for subscription in subscriptions.iter_mut() {
@@ -297,9 +315,7 @@ pub(super) async fn run(
                     if subscription.bbo_credit < 1.0 && subscription.trade_credit < 1.0 {
                         continue;
                     }
-                    let shared_mid = prices::shared_mid(shared.symbols.bases[index], index, t_s);
-                    let offset_bp = prices::venue_offset_bp(venue) + prices::dislocation_bp(venue, index, t_s) + noise_bp;
-                    let mid = shared_mid * (1.0 + offset_bp / 10_000.0);
+                    let mid = venue_mid(&shared, venue, index, t_s, noise_bp);
                     while subscription.bbo_credit >= 1.0 {
                         subscription.bbo_credit -= 1.0;
                         sequence += 1;
@@ -341,8 +357,53 @@ pub(super) async fn run(
                     return;
                 }
             }
+            _ = async {
+                match pacer {
+                    Some(pacer) => pacer.take().await,
+                    None => std::future::pending().await,
+                }
+            }, if pacer.is_some() && bbo_subscriptions > 0 => {
+                if control.stalled.load(Ordering::SeqCst) || control.data_paused.load(Ordering::SeqCst) || control.is_held(held_until) {
+                    continue;
+                }
+                let count = subscriptions.len();
+                let Some(position) = (0..count).map(|step| (paced_next + step) % count).find(|&position| subscriptions[position].bbo) else {
+                    continue;
+                };
+                paced_next = position + 1;
+                let index = subscriptions[position].symbol_index;
+                let t_s = shared.started.elapsed().as_secs_f64();
+                let mid = venue_mid(&shared, venue, index, t_s, noise_bp);
+                let (bid, ask) = prices::bid_ask(mid, 0.5);
+                sequence += 1;
+                let update = BboUpdate {
+                    venue_symbol: &shared.symbols.venue_spelling[venue.index()][index],
+                    bid,
+                    bid_qty: rng.random_range(0.1..5.0),
+                    ask,
+                    ask_qty: rng.random_range(0.1..5.0),
+                    sequence,
+                    now_ms: tickflow_core::record::now_ns() / 1_000_000,
+                };
+                let is_binary = wire::write_bbo(venue, &update, &mut text, &mut binary);
+                // The flush is the point of paced mode: this frame alone goes out in one write
+                // (one TLS record, one socket write: the socket has TCP_NODELAY).
+                if !write_data(&mut writer, is_binary, &text, &binary).await || writer.flush().await.is_err() {
+                    return;
+                }
+                control.data_frames.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
+}
+
+/// The mid price `venue` quotes for symbol `index` at `t_s`: the shared path, the venue's offset,
+/// any dislocation, and this connection's noise.
+fn venue_mid(shared: &SimShared, venue: Venue, index: usize, t_s: f64, noise_bp: f64) -> f64 {
+    let shared_mid = prices::shared_mid(shared.symbols.bases[index], index, t_s);
+    let offset_bp =
+        prices::venue_offset_bp(venue) + prices::dislocation_bp(venue, index, t_s) + noise_bp;
+    shared_mid * (1.0 + offset_bp / 10_000.0)
 }
 
 async fn write_data(writer: &mut Writer, is_binary: bool, text: &str, binary: &[u8]) -> bool {

@@ -113,3 +113,70 @@ fn default_universe_fits_one_gib_at_every_automatic_shard_count() {
         assert!(tickflow_core::shard::windows_per_shard(56_000, 1000, shards) >= local * 56);
     }
 }
+
+/// A config of the full universe: 1 000 symbols on all eight venues, the default channels.
+fn universe_config(shards: usize) -> Config {
+    let symbols: Vec<String> = (0..1000)
+        .map(|index| format!("\"C{index}-USDT\""))
+        .collect();
+    let mut text = format!(
+        "[engine]\nshards = {shards}\n[feeds]\nsymbols = [{}]\n",
+        symbols.join(", ")
+    );
+    for venue in tickflow_core::venue::Venue::ALL {
+        text.push_str(&format!("[feeds.venue.{}]\n", venue.name()));
+    }
+    Config::from_toml_str(&text).expect("the universe config is valid")
+}
+
+#[test]
+fn the_default_universe_plans_within_the_default_slots_and_fits_one_gib() {
+    for shards in [2, tickflow::config::AUTO_SHARDS_MAX] {
+        let config = universe_config(shards);
+        let registry = tickflow_core::registry::SymbolRegistry::new(config.engine.max_symbols);
+        let plans =
+            tickflow_feed::plan(&config.feeds, &registry, config.engine.max_connection_slots)
+                .expect("the default universe plans within engine.max_connection_slots");
+        assert_eq!(plans.len(), 85, "best bid/ask of 1000 symbols on 8 venues");
+        assert_eq!(registry.len(), 1000);
+        let budget = memory_budget(&config);
+        assert!(
+            budget.total_bytes <= 1 << 30,
+            "{shards} shards: {} B over 1 GiB\n{budget}",
+            budget.total_bytes
+        );
+        // The feeds' lines count every slot the engine can run and every decoding thread.
+        for name in ["receive buffers", "decode scratch", "feed rings"] {
+            assert!(
+                budget.lines.iter().any(|line| line.name == name),
+                "{name}: {budget}"
+            );
+        }
+    }
+}
+
+#[test]
+fn check_config_refuses_a_universe_that_needs_more_slots_than_it_allows() {
+    let symbols: Vec<String> = (0..1000)
+        .map(|index| format!("\"C{index}-USDT\""))
+        .collect();
+    let mut text = format!(
+        "[engine]\nmax_connection_slots = 64\n[feeds]\nsymbols = [{}]\n",
+        symbols.join(", ")
+    );
+    for venue in tickflow_core::venue::Venue::ALL {
+        text.push_str(&format!("[feeds.venue.{}]\n", venue.name()));
+    }
+    let too_few = write_config(&text);
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["check-config"])
+        .arg(&too_few.0)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("85 connection slots") && stderr.contains("engine.max_connection_slots"),
+        "{stderr}"
+    );
+}

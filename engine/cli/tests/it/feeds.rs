@@ -457,14 +457,8 @@ fn a_429_on_connect_is_honoured_then_the_slot_connects() {
 #[test]
 fn malformed_and_oversized_frames_are_counted_and_survived() {
     runtime().block_on(async {
-        let harness = Harness::start(
-            &Venue::ALL,
-            |_| {},
-            |config| {
-                config.engine.max_frame_bytes = 64 * 1024;
-            },
-        )
-        .await;
+        // The default `engine.max_frame_bytes`: the simulator's 2 MiB messages are over it.
+        let harness = Harness::start(&Venue::ALL, |_| {}, |_| {}).await;
         for venue in Venue::ALL {
             let slot = harness.slot(venue);
             assert!(records_grow(slot).await, "{venue}: first data");
@@ -474,17 +468,142 @@ fn malformed_and_oversized_frames_are_counted_and_survived() {
                 "{venue}: malformed counted"
             );
             assert!(records_grow(slot).await, "{venue}: data continues");
+            // Over the limit in one frame, then in 64 KiB fragments: each is skipped and
+            // counted, and the connection goes on (no gap, no reconnect).
             harness.control(venue).send_oversized();
             assert!(
                 eventually(|| get(&slot.counters.oversized_frames) >= 1).await,
                 "{venue}: oversized counted"
             );
+            assert!(records_grow(slot).await, "{venue}: data continues after it");
+            harness.control(venue).send_fragmented_oversized();
             assert!(
-                eventually(|| get(&slot.counters.reconnects) >= 1).await,
-                "{venue}: reconnects"
+                eventually(|| get(&slot.counters.oversized_frames) >= 2).await,
+                "{venue}: oversized fragmented message counted"
             );
-            assert!(records_grow(slot).await, "{venue}: data resumes");
+            assert!(records_grow(slot).await, "{venue}: data continues after it");
+            assert_eq!(
+                get(&slot.counters.reconnects),
+                0,
+                "{venue}: never reconnects"
+            );
+            assert_eq!(get(&slot.counters.gaps), 0, "{venue}: no gap");
+            assert_eq!(get(&slot.counters.protocol_errors), 0, "{venue}");
         }
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn fragmented_messages_are_reassembled_and_decoded() {
+    runtime().block_on(async {
+        let harness = Harness::start(&Venue::ALL, |_| {}, |_| {}).await;
+        for venue in Venue::ALL {
+            let slot = harness.slot(venue);
+            let control = harness.control(venue);
+            assert!(records_grow(slot).await, "{venue}: first data");
+            control.set_data_paused(true);
+            let records_before = get(&slot.counters.records);
+            // One best bid/ask message in three fragments, a ws ping between the first two.
+            control.send_fragmented();
+            assert!(
+                eventually(|| control.fragmented_sent() >= 1).await,
+                "{venue}: sent"
+            );
+            assert!(
+                eventually(|| get(&slot.counters.records) > records_before).await,
+                "{venue}: the reassembled message decodes to its quote"
+            );
+            control.set_data_paused(false);
+            assert!(records_grow(slot).await, "{venue}: data continues");
+            assert_eq!(slot.counters.decode_errors_total(), 0, "{venue}");
+            assert_eq!(get(&slot.counters.protocol_errors), 0, "{venue}");
+            assert_eq!(get(&slot.counters.reconnects), 0, "{venue}: no reconnect");
+        }
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn a_thousand_trades_in_one_message_arrive_whole_with_the_default_limits() {
+    // Bybit documents up to 1 024 trades in one message; the other venues that batch trades get
+    // the same. The simulator writes its longest fields (UUID ids, 8-decimal numbers): Bybit's
+    // message is about 190 KiB, far over the old 64 KiB limit and its 256 records.
+    const TRADES: u64 = 1_024;
+    let venues = [
+        Venue::Bybit,
+        Venue::Okx,
+        Venue::Bitget,
+        Venue::Htx,
+        Venue::Mexc,
+    ];
+    runtime().block_on(async {
+        let harness = Harness::start(&venues, |_| {}, |_| {}).await;
+        for venue in venues {
+            let slot = harness.slot(venue);
+            let control = harness.control(venue);
+            assert!(records_grow(slot).await, "{venue}: first data");
+            control.set_data_paused(true);
+            let records_before = get(&slot.counters.records);
+            control.send_trade_burst(TRADES);
+            assert!(
+                eventually(|| get(&slot.counters.records) >= records_before + TRADES).await,
+                "{venue}: every trade of the message decoded: {:?}",
+                slot.counters
+            );
+            control.set_data_paused(false);
+            assert!(records_grow(slot).await, "{venue}: data continues");
+            assert_eq!(get(&slot.counters.oversized_frames), 0, "{venue}");
+            assert_eq!(slot.counters.decode_errors_total(), 0, "{venue}");
+            assert_eq!(get(&slot.counters.ring_drops), 0, "{venue}");
+            assert_eq!(get(&slot.counters.reconnects), 0, "{venue}: no reconnect");
+        }
+        assert!(
+            eventually(|| harness.pipeline.counters().trades >= 5 * TRADES).await,
+            "the trades reach the shards"
+        );
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
+#[test]
+fn a_venue_that_stops_reading_is_replaced_and_never_stalls_the_reads() {
+    runtime().block_on(async {
+        let harness = Harness::start(
+            &[Venue::Binance, Venue::Okx],
+            |_| {},
+            |config| {
+                config.feeds.write_timeout_ms = 1_000;
+            },
+        )
+        .await;
+        let binance = harness.slot(Venue::Binance);
+        let okx = harness.slot(Venue::Okx);
+        assert!(records_grow(binance).await && records_grow(okx).await);
+        // The venue stops reading and floods ws pings: our pongs pile up in the socket buffers.
+        harness.control(Venue::Binance).set_unread(true);
+        assert!(
+            eventually(|| get(&binance.counters.write_timeouts) >= 1).await,
+            "binance: the stalled writes are detected: {:?}",
+            binance.counters
+        );
+        // Detected by the watchdog, which a write waiting on the stuck socket would have held up
+        // (the writes are polled beside the reads, never awaited); the other venue is unaffected.
+        assert!(records_grow(okx).await, "okx: data flows");
+        harness.control(Venue::Binance).set_unread(false);
+        assert!(
+            eventually(|| get(&binance.counters.reconnects) >= 1).await,
+            "binance: replaced"
+        );
+        assert!(records_grow(binance).await, "binance: data resumes");
+        // Replaced like a missing pong: a marked gap around the reconnect.
+        assert_eq!(
+            get(&binance.counters.gaps),
+            2 * 3 * get(&binance.counters.reconnects),
+            "binance: gaps"
+        );
+        assert_eq!(get(&okx.counters.write_timeouts), 0);
+        assert_eq!(get(&okx.counters.reconnects), 0);
         assert_eq!(harness.stop().await, 0);
     });
 }

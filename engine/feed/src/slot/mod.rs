@@ -1,51 +1,56 @@
 //! One connection slot's task: connect, subscribe, read and decode frames into the pipeline,
 //! keep-alive both ways, watchdogs, rotation without a gap, reconnect with backoff.
 //!
-//! The slot owns everything it uses for its whole life (decoder, record batch, scratch strings,
-//! producer, counters, the opener's scratch); a reconnect reuses all of it, so nothing
-//! accumulates. Reads go through a pinned future that owns the read half, which keeps them
-//! cancel-safe inside `select!`; a rotation's open is another pinned future in the same
-//! `select!`, so the primary keeps being read while its replacement connects.
+//! The slot owns everything it uses for its whole life (scratch strings, producer, counters, the
+//! opener's scratch); a reconnect reuses all of it, so nothing accumulates. Decoders and the
+//! record batch are shared per worker thread (`decode_pool`). Reads and queued writes are polled
+//! side by side (both keep their state in their seat, so they are cancel-safe inside `select!`)
+//! and nothing in the session loop waits for a socket: a peer that stops reading cannot stop the
+//! reads or the watchdogs. A rotation's open is a pinned future in the same `select!`, so the
+//! primary keeps being read while its replacement connects.
 //!
 //! This module is the task and its session loop; what the loop drives lives beside it: `opener`
 //! (connect, welcome, subscribe), `link` (one connection's writes and keep-alive), `rotation`
-//! (the primary and its replacement), `held_gaps` (gap events the ring refused).
+//! (the primary and its replacement), `held_gaps` (gap events the ring refused), `decode_pool`
+//! (the decoders and record batches the slots share), `coalesce` (batched wake-ups of the
+//! thread while frames come fast).
 
+mod coalesce;
+pub(crate) mod decode_pool;
 mod held_gaps;
 mod link;
 mod opener;
 mod rotation;
+
+pub(crate) use link::MAX_QUEUED_WRITE_BYTES;
+pub(crate) use opener::replacement_message_bytes;
 
 use std::ops::ControlFlow;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use fastwebsockets::{OpCode, WebSocketError};
 use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::coalesce::Coalescer;
+use self::decode_pool::DecodePool;
 use self::held_gaps::HeldGaps;
 use self::link::{Link, LinkFault, LinkWriter, Ping, Watchdogs};
-use self::opener::{Opened, Opener};
-use self::rotation::{
-    Dropped, Event, ReadResult, ReplacementOpen, Rotation, SeatFutures, SeatRead, open_replacement,
-    read_next,
-};
+use self::opener::{Opened, Opener, SeatRole};
+use self::rotation::{Dropped, Event, ReplacementOpen, Rotation, Seat, open_replacement};
 use crate::EventSink;
 use crate::config::FeedsConfig;
 use crate::counters::{SlotCounters, bump};
+use crate::framing::{ControlPayload, Incoming, ReadError, WriteError};
 use crate::planner::SlotPlan;
 use crate::protocol::{self, ClientPing};
 use crate::ws::{ConnectError, WsReader};
 use tickflow_core::record::{FeedEvent, now_ns};
 use tickflow_core::records::{GAP_DISCONNECT, GAP_RECONNECT};
 use tickflow_core::venue::Venue;
-use tickflow_decode::{
-    ControlEvent, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome, RecordBatch,
-};
+use tickflow_decode::{ControlEvent, DecodeErrorKind, FrameEncoding, FrameOutcome};
 
 /// Timings every slot shares, from `[feeds]`.
 #[derive(Clone, Copy, Debug)]
@@ -55,11 +60,14 @@ pub struct SlotTimings {
     pub backoff_cap: Duration,
     pub healthy_after: Duration,
     pub pong_timeout: Duration,
+    pub write_timeout: Duration,
     pub max_silence: Duration,
     pub stale_data: Duration,
     pub rotate_after: Duration,
     pub rotation_first_data_timeout: Duration,
     pub shutdown_deadline: Duration,
+    /// `feeds.batch_wait_us`; zero = one wake-up per frame.
+    pub batch_wait: Duration,
 }
 
 impl SlotTimings {
@@ -71,11 +79,13 @@ impl SlotTimings {
             backoff_cap: ms(feeds.backoff_cap_ms),
             healthy_after: ms(feeds.healthy_after_ms),
             pong_timeout: ms(feeds.pong_timeout_ms),
+            write_timeout: ms(feeds.write_timeout_ms),
             max_silence: ms(feeds.max_silence_ms),
             stale_data: ms(feeds.stale_data_ms),
             rotate_after: ms(feeds.rotate_after_ms),
             rotation_first_data_timeout: ms(feeds.rotation_first_data_timeout_ms),
             shutdown_deadline: ms(feeds.shutdown_deadline_ms),
+            batch_wait: Duration::from_micros(feeds.batch_wait_us),
         }
     }
 }
@@ -84,6 +94,19 @@ impl SlotTimings {
 pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, random_unit: f64) -> Duration {
     let bound = base.saturating_mul(1u32 << attempt.min(20)).min(cap);
     bound.mul_f64(random_unit.clamp(0.0, 1.0))
+}
+
+/// Most events handled in a row between two looks at cancellation and the housekeeping tick.
+const DRAIN_EVENTS: usize = 64;
+
+/// `future`'s output if it is ready at its first poll, else `None` (its wakers stay registered).
+async fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = pin!(future);
+    std::future::poll_fn(|cx| match future.as_mut().poll(cx) {
+        std::task::Poll::Ready(output) => std::task::Poll::Ready(Some(output)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
 }
 
 /// Why a connection ended.
@@ -100,7 +123,7 @@ enum FrameAction {
     /// Send the text in `Slot::reply` on the link the frame came from.
     ReplyText,
     /// Answer a ws ping with this payload.
-    ReplyPong(BytesMut),
+    ReplyPong(ControlPayload),
     /// The link got data (rotation waits for this on the replacement).
     Data,
     /// A shutdown notice: rotate.
@@ -114,9 +137,9 @@ pub(crate) struct Slot<S: EventSink> {
     plan: Arc<SlotPlan>,
     counters: Arc<SlotCounters>,
     timings: SlotTimings,
-    decoder: Box<dyn Decoder>,
+    decode_pool: Arc<DecodePool>,
+    max_frame_bytes: usize,
     sink: S,
-    batch: RecordBatch,
     /// Scratch for replies and pings (reused).
     reply: String,
     opener: Opener,
@@ -128,13 +151,17 @@ pub(crate) struct Slot<S: EventSink> {
     /// unproven replacement was open, which was promoted and owes the reconnect at its first data.
     hole_open: bool,
     held_gaps: HeldGaps,
+    /// When an oversized message was last logged (at most one line per second).
+    oversized_logged_at: Option<Instant>,
     cancel: CancellationToken,
 }
 
-/// What every slot of one `Feeds` shares: timings, decode limits and the TLS client settings.
+/// What every slot of one `Feeds` shares: timings, the frame limit, the decoding scratch and the
+/// TLS client settings.
 pub(crate) struct SlotSettings {
     pub timings: SlotTimings,
-    pub limits: DecodeLimits,
+    pub max_frame_bytes: usize,
+    pub decode_pool: Arc<DecodePool>,
     pub tls: tokio_rustls::TlsConnector,
 }
 
@@ -143,21 +170,19 @@ impl<S: EventSink> Slot<S> {
         plan: Arc<SlotPlan>,
         counters: Arc<SlotCounters>,
         settings: &SlotSettings,
-        decoder: Box<dyn Decoder>,
-        welcome_decoder: Option<Box<dyn Decoder>>,
         sink: S,
         cancel: CancellationToken,
     ) -> Slot<S> {
         let ping_interval = plan.ping_interval;
         let held_gaps = HeldGaps::new(Arc::clone(&plan));
-        let opener = Opener::new(&plan, &counters, settings, welcome_decoder, &cancel);
+        let opener = Opener::new(&plan, &counters, settings, &cancel);
         Slot {
             plan,
             counters,
             timings: settings.timings,
-            decoder,
+            decode_pool: Arc::clone(&settings.decode_pool),
+            max_frame_bytes: settings.max_frame_bytes,
             sink,
-            batch: RecordBatch::with_capacity(settings.limits.max_records_per_frame),
             reply: String::with_capacity(128),
             opener,
             ping_nonce: 0,
@@ -165,6 +190,7 @@ impl<S: EventSink> Slot<S> {
             resume_started: None,
             hole_open: false,
             held_gaps,
+            oversized_logged_at: None,
             cancel,
         }
     }
@@ -178,7 +204,7 @@ impl<S: EventSink> Slot<S> {
         let mut attempt: u32 = 0;
         let mut first_connection = true;
         while !self.cancel.is_cancelled() {
-            let (reader, writer) = match self.opener.clone().open().await {
+            let (reader, writer) = match self.opener.clone().open(SeatRole::Primary).await {
                 Ok(opened) => {
                     if let Some(ping_interval) = opened.ping_interval {
                         self.ping_interval = ping_interval;
@@ -194,6 +220,10 @@ impl<S: EventSink> Slot<S> {
                         } => {
                             bump(&self.counters.rate_limited);
                             Some(Duration::from_secs(retry_after_s.unwrap_or(1)))
+                        }
+                        ConnectError::Write(write_error) if write_error.is_stall() => {
+                            bump(&self.counters.write_timeouts);
+                            None
                         }
                         _ => None,
                     };
@@ -298,6 +328,7 @@ impl<S: EventSink> Slot<S> {
         let mut shortest = self
             .ping_interval
             .min(self.timings.pong_timeout)
+            .min(self.timings.write_timeout)
             .min(self.timings.max_silence)
             .min(self.timings.rotation_first_data_timeout);
         if self.plan.stale_watchdog {
@@ -309,18 +340,27 @@ impl<S: EventSink> Slot<S> {
     /// Runs one connection (and, while rotating, its replacement) until it is lost or shutdown.
     async fn session(&mut self, reader: WsReader, writer: LinkWriter) -> SessionEnd {
         let now = Instant::now();
-        let primary = Link::new(writer, now, self.ping_interval);
-        // The replacement's open runs here, beside the reads, so the primary is never left unread.
-        let futures = SeatFutures {
-            reads: [pin!(read_next(None)), pin!(read_next(None))],
-            read_next,
-            open: pin!(open_replacement(None)),
-            open_replacement,
+        let primary = Seat {
+            link: Link::new(writer, now, self.ping_interval),
+            reader,
         };
-        let mut rotation = Rotation::new(futures, reader, primary, now, &self.timings);
+        // The replacement's open runs here, beside the reads, so the primary is never left unread.
+        let open = pin!(open_replacement(None));
+        let mut rotation = Rotation::new(
+            open,
+            open_replacement,
+            primary,
+            now,
+            &self.timings,
+            self.max_frame_bytes,
+        );
+        // One reference for the session, so a frame's decode can hold its scratch while the
+        // slot's own methods run (the pool is shared, never the slot's to lend).
+        let decode_pool = Arc::clone(&self.decode_pool);
         let mut tick = tokio::time::interval(self.housekeeping_period());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let cancel = self.cancel.clone();
+        let mut coalescer = Coalescer::new(self.timings.batch_wait);
         loop {
             let flow = tokio::select! {
                 biased;
@@ -328,32 +368,58 @@ impl<S: EventSink> Slot<S> {
                     rotation.close_all(self.timings.shutdown_deadline).await;
                     return SessionEnd::Shutdown;
                 }
-                event = rotation.next_event() => match event {
-                    Event::Frame { seat, frame } => self.on_frame(&mut rotation, seat, frame).await,
-                    Event::Opened(result) => {
-                        self.on_replacement_opened(&mut rotation, result);
-                        ControlFlow::Continue(())
-                    }
-                },
-                _ = tick.tick() => self.housekeeping(&mut rotation).await,
+                event = rotation.next_event(&mut coalescer) => self.on_event(&decode_pool, &mut rotation, event),
+                _ = tick.tick() => self.housekeeping(&mut rotation),
             };
             if let ControlFlow::Break(end) = flow {
                 return end;
+            }
+            // The frames one wake-up read (a batch, see `coalesce`) are handled here rather than
+            // through the select! one by one, which would set up and tear down the cancellation
+            // waiter and poll the tick per frame. Bounded, so cancellation and the tick are
+            // still looked at every `DRAIN_EVENTS` events.
+            for _ in 0..DRAIN_EVENTS {
+                let Some(event) = ready_now(rotation.next_event(&mut coalescer)).await else {
+                    break;
+                };
+                if let ControlFlow::Break(end) = self.on_event(&decode_pool, &mut rotation, event) {
+                    return end;
+                }
+            }
+        }
+    }
+
+    /// One event of the seats or of the replacement's open.
+    fn on_event(
+        &mut self,
+        decode_pool: &DecodePool,
+        rotation: &mut Rotation<'_, impl ReplacementOpen>,
+        event: Event,
+    ) -> ControlFlow<SessionEnd> {
+        match event {
+            Event::Read { seat, read } => self.on_read(decode_pool, rotation, seat, read),
+            Event::WriteFailed { seat, error } => {
+                self.write_failed(&error);
+                self.drop_seat(rotation, seat)
+            }
+            Event::Opened(result) => {
+                self.on_replacement_opened(rotation, result);
+                ControlFlow::Continue(())
             }
         }
     }
 
     /// The periodic tick: held gaps, both links' keep-alive and watchdogs, a due rotation.
-    async fn housekeeping(
+    fn housekeeping(
         &mut self,
-        rotation: &mut Rotation<'_, impl SeatRead, impl ReplacementOpen>,
+        rotation: &mut Rotation<'_, impl ReplacementOpen>,
     ) -> ControlFlow<SessionEnd> {
         self.deliver_held_gaps();
         let now = Instant::now();
         for seat in [0usize, 1] {
             let is_primary = seat == rotation.primary();
-            let alive = match rotation.link_mut(seat) {
-                Some(link) => self.check_link(link, is_primary, now).await,
+            let alive = match rotation.seat_mut(seat) {
+                Some(occupied) => self.check_link(&mut occupied.link, is_primary, now),
                 None => true,
             };
             if !alive {
@@ -366,7 +432,7 @@ impl<S: EventSink> Slot<S> {
 
     fn on_replacement_opened(
         &mut self,
-        rotation: &mut Rotation<'_, impl SeatRead, impl ReplacementOpen>,
+        rotation: &mut Rotation<'_, impl ReplacementOpen>,
         result: Result<Opened, ConnectError>,
     ) {
         match result {
@@ -375,51 +441,77 @@ impl<S: EventSink> Slot<S> {
                     self.ping_interval = ping_interval;
                 }
                 let link = Link::new(opened.writer, Instant::now(), self.ping_interval);
-                rotation.seat_replacement(opened.reader, link);
+                rotation.seat_replacement(Seat {
+                    link,
+                    reader: opened.reader,
+                });
             }
             // Shutdown: the cancel branch ends the session next.
             Err(ConnectError::Cancelled) => {}
             Err(error) => {
+                if let ConnectError::Write(write_error) = &error
+                    && write_error.is_stall()
+                {
+                    bump(&self.counters.write_timeouts);
+                }
                 tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "rotation connect failed");
                 rotation.open_failed();
             }
         }
     }
 
+    /// A queued write could not be done: counted (a peer that stops reading like a missing pong)
+    /// and logged; the caller drops the link.
+    fn write_failed(&self, error: &WriteError) {
+        if error.is_stall() {
+            bump(&self.counters.write_timeouts);
+        }
+        tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, %error, "write failed");
+    }
+
+    /// True when `written` queued; otherwise counts and logs why not (the link is then dead).
+    fn queued(&self, written: Result<(), WriteError>) -> bool {
+        match written {
+            Ok(()) => true,
+            Err(error) => {
+                self.write_failed(&error);
+                false
+            }
+        }
+    }
+
     /// One frame, or a failed read, from `seat`.
-    async fn on_frame(
+    fn on_read(
         &mut self,
-        rotation: &mut Rotation<'_, impl SeatRead, impl ReplacementOpen>,
+        decode_pool: &DecodePool,
+        rotation: &mut Rotation<'_, impl ReplacementOpen>,
         seat: usize,
-        frame: ReadResult,
+        read: Result<Incoming, ReadError>,
     ) -> ControlFlow<SessionEnd> {
-        let (opcode, fin, payload) = match frame {
-            Ok(frame) => frame,
+        let incoming = match read {
+            Ok(incoming) => incoming,
             Err(error) => {
                 match error {
-                    WebSocketError::FrameTooLarge => bump(&self.counters.oversized_frames),
-                    WebSocketError::UnexpectedEOF | WebSocketError::IoError(_) => {
-                        bump(&self.counters.server_closes)
-                    }
-                    _ => bump(&self.counters.protocol_errors),
+                    ReadError::Closed | ReadError::Io(_) => bump(&self.counters.server_closes),
+                    ReadError::Protocol(_) => bump(&self.counters.protocol_errors),
                 }
                 tracing::debug!(venue = %self.venue(), slot = self.plan.connection_id, %error, "read failed");
                 return self.drop_seat(rotation, seat);
             }
         };
         let is_primary = seat == rotation.primary();
-        let Some(link) = rotation.link_mut(seat) else {
+        let Some(occupied) = rotation.seat_mut(seat) else {
             return ControlFlow::Continue(());
         };
-        let action = self.handle_frame(link, is_primary, opcode, fin, payload);
+        let action = self.handle_incoming(decode_pool, occupied, is_primary, incoming);
         let alive = match action {
             FrameAction::Continue => true,
-            FrameAction::ReplyText => link.write_text(&self.reply).await.is_ok(),
-            FrameAction::ReplyPong(payload) => link.pong(payload).await.is_ok(),
+            FrameAction::ReplyText => self.queued(occupied.link.write_text(&self.reply)),
+            FrameAction::ReplyPong(payload) => self.queued(occupied.link.pong(payload.as_slice())),
             FrameAction::Data => {
                 if !is_primary {
                     // The replacement delivers: retire the old connection, no gap.
-                    rotation.promote(seat, self.timings.shutdown_deadline).await;
+                    rotation.promote(seat);
                     bump(&self.counters.rotations);
                 }
                 true
@@ -440,7 +532,7 @@ impl<S: EventSink> Slot<S> {
     /// Drops a dead seat and records what that meant; breaks when the session is over.
     fn drop_seat(
         &mut self,
-        rotation: &mut Rotation<'_, impl SeatRead, impl ReplacementOpen>,
+        rotation: &mut Rotation<'_, impl ReplacementOpen>,
         seat: usize,
     ) -> ControlFlow<SessionEnd> {
         match rotation.drop_seat(seat) {
@@ -457,16 +549,21 @@ impl<S: EventSink> Slot<S> {
         ControlFlow::Continue(())
     }
 
-    /// Keep-alive and watchdogs for one link; sends its ping when due. False = dead.
-    async fn check_link(&mut self, link: &mut Link, is_primary: bool, now: Instant) -> bool {
+    /// Keep-alive and watchdogs for one link; queues its ping when due. False = dead.
+    fn check_link(&mut self, link: &mut Link, is_primary: bool, now: Instant) -> bool {
         let watchdogs = Watchdogs {
             max_silence: self.timings.max_silence,
+            write_timeout: self.timings.write_timeout,
             stale_data: (is_primary && self.plan.stale_watchdog).then_some(self.timings.stale_data),
             first_data: (!is_primary || self.hole_open)
                 .then_some(self.timings.rotation_first_data_timeout),
         };
         if let Some(fault) = link.fault(now, &watchdogs) {
             match fault {
+                LinkFault::WriteStalled => {
+                    bump(&self.counters.write_timeouts);
+                    tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "write stalled: the venue stopped reading");
+                }
                 LinkFault::PongMissed => {
                     bump(&self.counters.pongs_missed);
                     tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, "pong missed");
@@ -497,50 +594,55 @@ impl<S: EventSink> Slot<S> {
                 Ping::Text(&self.reply)
             }
         };
-        link.ping(ping, now, self.timings.pong_timeout, self.ping_interval)
-            .await
-            .is_ok()
+        let queued = link.ping(ping, now, self.timings.pong_timeout, self.ping_interval);
+        self.queued(queued)
     }
 
     /// Decodes one frame into the pipeline and says what the connection must do next.
-    fn handle_frame(
+    fn handle_incoming(
         &mut self,
-        link: &mut Link,
+        decode_pool: &DecodePool,
+        seat: &mut Seat,
         is_primary: bool,
-        opcode: OpCode,
-        fin: bool,
-        mut payload: BytesMut,
+        incoming: Incoming,
     ) -> FrameAction {
+        let Seat { link, reader } = seat;
         bump(&self.counters.frames);
         let now = Instant::now();
         link.frame_arrived(now);
-        let encoding = match opcode {
-            OpCode::Ping => return FrameAction::ReplyPong(payload),
-            OpCode::Pong => {
+        let encoding = match incoming {
+            Incoming::Ping(payload) => return FrameAction::ReplyPong(payload),
+            Incoming::Pong => {
                 link.pong_arrived();
                 return FrameAction::Continue;
             }
-            OpCode::Close => {
+            Incoming::Close => {
                 bump(&self.counters.server_closes);
                 return FrameAction::Dead;
             }
-            OpCode::Continuation => {
-                bump(&self.counters.protocol_errors);
-                return FrameAction::Dead;
+            Incoming::Oversized { announced_bytes } => {
+                // Skipped by the reader, which goes on with the next message. Only the primary
+                // counts: a replacement also skips what its smaller limit refuses, and whatever
+                // it skips the primary reads.
+                if is_primary {
+                    bump(&self.counters.oversized_frames);
+                    let quiet = self
+                        .oversized_logged_at
+                        .is_some_and(|at| now.duration_since(at) < Duration::from_secs(1));
+                    if !quiet {
+                        self.oversized_logged_at = Some(now);
+                        let skipped = SlotCounters::get(&self.counters.oversized_frames);
+                        tracing::warn!(venue = %self.venue(), slot = self.plan.connection_id, announced_bytes, skipped, "message over engine.max_frame_bytes skipped (at most one line per second)");
+                    }
+                }
+                return FrameAction::Continue;
             }
-            OpCode::Text => FrameEncoding::Text,
-            OpCode::Binary => FrameEncoding::Binary,
+            Incoming::Message { binary: false } => FrameEncoding::Text,
+            Incoming::Message { binary: true } => FrameEncoding::Binary,
         };
-        if !fin {
-            // Venues never fragment market data; a fragment can't be decoded alone.
-            bump(&self.counters.protocol_errors);
-            return FrameAction::Dead;
-        }
-        self.batch.clear();
-        match self
-            .decoder
-            .decode(&mut payload, encoding, now_ns(), &mut self.batch)
-        {
+        // Held for the decode and the hand-off to the ring: no await until it is released.
+        let mut scratch = decode_pool.lock(self.plan.connection_id as usize);
+        match scratch.decode(self.plan.venue, reader.message_mut(), encoding, now_ns()) {
             Ok(FrameOutcome::Records(count)) => {
                 let mut quotes = 0u64;
                 // A replacement that delivers during a hole is promoted right after this frame.
@@ -548,7 +650,7 @@ impl<S: EventSink> Slot<S> {
                     self.close_hole();
                 }
                 self.deliver_held_gaps();
-                for event in self.batch.drain() {
+                for event in scratch.batch_mut().drain() {
                     quotes += matches!(event, FeedEvent::Quote(_)) as u64;
                     // Held back by its symbol's gap, a record is dropped like a full ring's.
                     if self.held_gaps.blocks(event.symbol_id()) || !self.sink.push(event) {
@@ -601,7 +703,6 @@ impl<S: EventSink> Slot<S> {
                 }
             },
             Err(error) => {
-                self.batch.clear();
                 bump(&self.counters.decode_errors[error.kind.index()]);
                 if error.kind == DecodeErrorKind::Oversized {
                     bump(&self.counters.oversized_frames);

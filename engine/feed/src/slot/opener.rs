@@ -4,19 +4,34 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use fastwebsockets::{Frame, OpCode, WebSocketError};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
 use super::SlotSettings;
+use super::decode_pool::DecodePool;
 use super::link::LinkWriter;
 use crate::counters::{SlotCounters, bump};
+use crate::framing::{self, Incoming};
 use crate::planner::{SlotEndpoint, SlotPlan};
 use crate::protocol;
 use crate::ws::{self, ConnectError, WsReader};
 use tickflow_core::record::now_ns;
 use tickflow_core::venue::Venue;
-use tickflow_decode::{ControlEvent, Decoder, FrameEncoding, FrameOutcome, RecordBatch};
+use tickflow_decode::{ControlEvent, FrameEncoding, FrameOutcome};
+
+/// Which seat an open is for. A replacement reads only messages that fit its first buffer
+/// until it takes over: its primary, still open and read, delivers everything meanwhile, so a
+/// slot needs one large message buffer at a time, not two (see the frame buffers budget line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SeatRole {
+    Primary,
+    Replacement,
+}
+
+/// The message limit of a replacement's reader: what its first buffer holds.
+pub(crate) fn replacement_message_bytes(max_frame_bytes: usize) -> usize {
+    (framing::RECEIVE_BUFFER_BYTES - framing::MAX_HEADER_BYTES).min(max_frame_bytes)
+}
 
 /// What opening a connection needs, all shared or cloned, so a rotation's open runs as its own
 /// future in the session's `select!` while the slot keeps reading the primary.
@@ -26,7 +41,10 @@ pub(super) struct Opener {
     counters: Arc<SlotCounters>,
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
+    write_timeout: Duration,
     max_frame_bytes: usize,
+    /// Decodes KuCoin's `welcome` (a slot's decoding scratch is shared, see `DecodePool`).
+    decode_pool: Arc<DecodePool>,
     cancel: CancellationToken,
     /// Reused between opens; locked only between awaits (one open runs at a time).
     scratch: Arc<std::sync::Mutex<OpenScratch>>,
@@ -34,8 +52,6 @@ pub(super) struct Opener {
 
 /// An opener's reusable state.
 struct OpenScratch {
-    /// KuCoin only: decodes the `welcome` (the slot's own decoder serves the primary meanwhile).
-    welcome: Option<(Box<dyn Decoder>, RecordBatch)>,
     requests: Vec<String>,
     request_id: u64,
 }
@@ -53,24 +69,18 @@ impl Opener {
         plan: &Arc<SlotPlan>,
         counters: &Arc<SlotCounters>,
         settings: &SlotSettings,
-        welcome_decoder: Option<Box<dyn Decoder>>,
         cancel: &CancellationToken,
     ) -> Opener {
-        let limits = settings.limits;
         Opener {
             plan: Arc::clone(plan),
             counters: Arc::clone(counters),
             tls: settings.tls.clone(),
             connect_timeout: settings.timings.connect_timeout,
-            max_frame_bytes: limits.max_frame_bytes,
+            write_timeout: settings.timings.write_timeout,
+            max_frame_bytes: settings.max_frame_bytes,
+            decode_pool: Arc::clone(&settings.decode_pool),
             cancel: cancel.clone(),
             scratch: Arc::new(std::sync::Mutex::new(OpenScratch {
-                welcome: welcome_decoder.map(|decoder| {
-                    (
-                        decoder,
-                        RecordBatch::with_capacity(limits.max_records_per_frame),
-                    )
-                }),
                 requests: Vec::new(),
                 request_id: 0,
             })),
@@ -84,8 +94,8 @@ impl Opener {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Opens a connection: (KuCoin bullet), upgrade, (KuCoin welcome), subscribe.
-    pub(super) async fn open(self) -> Result<Opened, ConnectError> {
+    /// Opens a connection for `role`: (KuCoin bullet), upgrade, (KuCoin welcome), subscribe.
+    pub(super) async fn open(self, role: SeatRole) -> Result<Opened, ConnectError> {
         let timeout = self.connect_timeout;
         let connect = async {
             let mut ping_interval = None;
@@ -101,9 +111,13 @@ impl Opener {
                     bullet.url
                 }
             };
+            let max_message_bytes = match role {
+                SeatRole::Primary => self.max_frame_bytes,
+                SeatRole::Replacement => replacement_message_bytes(self.max_frame_bytes),
+            };
             let (mut reader, writer) =
-                ws::connect(&url, timeout, self.max_frame_bytes, &self.tls).await?;
-            let mut writer = LinkWriter::new(writer);
+                ws::connect(&url, timeout, max_message_bytes, &self.tls).await?;
+            let mut writer = LinkWriter::new(writer, self.write_timeout);
             if self.plan.venue == Venue::Kucoin {
                 tokio::time::timeout(timeout, self.wait_welcome(&mut reader))
                     .await
@@ -124,28 +138,24 @@ impl Opener {
 
     /// Reads frames until KuCoin's `welcome`; the connection is unusable before it.
     async fn wait_welcome(&self, reader: &mut WsReader) -> Result<(), ConnectError> {
-        let mut no_obligated_send =
-            |_frame: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
         loop {
-            let frame = reader.read_frame(&mut no_obligated_send).await?;
+            let incoming = reader.next().await.map_err(ConnectError::Read)?;
             bump(&self.counters.frames);
-            let encoding = match frame.opcode {
-                OpCode::Text => FrameEncoding::Text,
-                OpCode::Binary => FrameEncoding::Binary,
-                OpCode::Close => {
-                    return Err(ConnectError::WebSocket(WebSocketError::ConnectionClosed));
+            let encoding = match incoming {
+                Incoming::Message { binary: false } => FrameEncoding::Text,
+                Incoming::Message { binary: true } => FrameEncoding::Binary,
+                Incoming::Close => return Err(ConnectError::Read(framing::ReadError::Closed)),
+                Incoming::Oversized { .. } => {
+                    bump(&self.counters.oversized_frames);
+                    continue;
                 }
-                _ => continue,
+                Incoming::Ping(_) | Incoming::Pong => continue,
             };
-            let mut payload = frame.payload;
-            let mut scratch = self.scratch();
-            let Some((decoder, batch)) = scratch.welcome.as_mut() else {
-                // Only a KuCoin slot waits for a welcome, and it has the decoder for it.
-                return Ok(());
-            };
-            batch.clear();
-            let outcome = decoder.decode(payload.to_mut(), encoding, now_ns(), batch);
-            batch.clear();
+            // Decoded in one go: the scratch is never held across an await.
+            let outcome = self
+                .decode_pool
+                .lock(self.plan.connection_id as usize)
+                .decode(self.plan.venue, reader.message_mut(), encoding, now_ns());
             match outcome {
                 Ok(FrameOutcome::Control(ControlEvent::Welcome)) => return Ok(()),
                 Ok(_) => {}
@@ -177,7 +187,10 @@ impl Opener {
                 // Rate limiting, not synchronization: venues cut clients that send too fast.
                 tokio::time::sleep(interval).await;
             }
-            writer.write_text(request).await?;
+            writer
+                .send_text(request)
+                .await
+                .map_err(ConnectError::Write)?;
         }
         requests.clear();
         self.scratch().requests = requests;
