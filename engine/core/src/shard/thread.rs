@@ -90,9 +90,12 @@ pub(crate) fn run_shard(
     let batch_wait = Duration::from_micros(state.params_batch_wait_us());
     let counters = state.counters();
     let mut idle_iterations = 0u32;
-    // Whether the last batch wait found records: if so, wait for the next batch the same way;
-    // if not, the feed went quiet and the shard parks until a producer wakes it.
+    // Whether to wait for a batch when the rings run dry: only while records come faster than
+    // one per batch wait (a batch arrived within one wait of the previous one). Slower than
+    // that, a wait would mostly find nothing and cost a timed sleep per record on top of the
+    // wake-up, so the shard parks until a producer wakes it.
     let mut batching = false;
+    let mut last_batch_at = std::time::Instant::now();
     loop {
         let handled = drain_once(&mut state, &mut consumers);
         if handled > 0 {
@@ -100,7 +103,9 @@ pub(crate) fn run_shard(
             state.flush();
             state.housekeeping();
             idle_iterations = 0;
-            batching = !batch_wait.is_zero();
+            let now = std::time::Instant::now();
+            batching = !batch_wait.is_zero() && now.duration_since(last_batch_at) < batch_wait;
+            last_batch_at = now;
             continue;
         }
         if stop.load(Ordering::SeqCst) {
