@@ -1,14 +1,17 @@
-//! Runs the real `tickflow` binary against the simulated venues: writes its config, starts it,
-//! follows its `tickflow-stats` lines on stderr (one owned reader thread), samples it from /proc,
-//! and stops it with SIGTERM.
+//! Runs the real `tickflow` binary against the simulated venues: writes its config (with as many
+//! connection slots as its feeds plan, and optionally a sink plugin), starts it, follows its
+//! `tickflow-stats` and `tickflow-shutdown` lines on stderr (one owned reader thread), samples it
+//! from /proc, and stops it with SIGTERM.
 
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use tickflow_core::config::EngineConfig;
 use tickflow_core::venue::Venue;
 use tickflow_sim::SimVenues;
 
@@ -30,6 +33,8 @@ pub enum EngineError {
     Signal(std::io::Error),
     #[error("engine did not reach {what} within {timeout_s} s")]
     Timeout { what: &'static str, timeout_s: u64 },
+    #[error("engine exited before {what} (its log lines are above when echoed)")]
+    Exited { what: &'static str },
     #[error(transparent)]
     Proc(#[from] ProcError),
 }
@@ -43,9 +48,18 @@ pub struct EngineOptions {
     pub stats_interval_ms: u64,
     pub backoff_base_ms: u64,
     pub backoff_cap_ms: u64,
-    pub max_connection_slots: usize,
+    /// `engine.max_connection_slots`. `None`: the key is left to the engine's default when that
+    /// holds the slots the feeds plan, else it is the slots they plan. `Some(n)`: n, raised to the
+    /// slots the feeds plan (a written config never asks for fewer slots than its feeds need).
+    pub max_connection_slots: Option<usize>,
+    /// `windows.buckets` (of 1 s each): 3 600 is the engine's default (one-hour windows).
+    pub buckets: usize,
     /// Subscribe to trades too (else best bid/ask only).
     pub trades: bool,
+    /// `feeds.tls_extra_roots_pem`: the CA of simulators started with `SimVenues::start_tls`.
+    pub tls_extra_roots_pem: Option<PathBuf>,
+    /// One `[[sinks]]` plugin, when set.
+    pub sink: Option<SinkOptions>,
 }
 
 impl Default for EngineOptions {
@@ -57,42 +71,121 @@ impl Default for EngineOptions {
             stats_interval_ms: 1_000,
             backoff_base_ms: 50,
             backoff_cap_ms: 1_000,
-            max_connection_slots: 64,
+            max_connection_slots: None,
+            buckets: 60,
             trades: false,
+            tls_extra_roots_pem: None,
+            sink: None,
         }
     }
+}
+
+/// A sink plugin for the engine's `[[sinks]]` (policy `drop_newest`: a sink that does not keep
+/// up loses records, counted by the engine as `sink_lost`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// The plugin's shared library (absolute, or relative to the engine's working directory).
+    pub path: PathBuf,
+    /// TOML lines for `[sinks.config]` (the test sink's no-op: `mode = "noop"`).
+    pub config_toml: String,
+    /// `ring_capacity_records` of each shard → sink ring; `None`: the engine's default.
+    pub ring_capacity_records: Option<usize>,
+}
+
+/// Subscriptions (symbol × channel) one connection may carry on `venue`: the engine planner's
+/// `VenueRules::max_streams_per_connection` (engine/feed/src/protocol.rs), repeated here because
+/// this crate may not depend on the feed crate (the layer table in
+/// engine/cli/tests/it/layering.rs). The ignored test `written_configs_pass_check_config` checks
+/// the configs written from it with the engine's own `tickflow check-config`.
+pub fn max_streams_per_connection(venue: Venue) -> usize {
+    match venue {
+        Venue::Binance => 1024,
+        Venue::Bybit => 200,
+        Venue::Okx => 240,
+        Venue::Mexc => 30,
+        Venue::Gate => 200,
+        Venue::Kucoin => 200,
+        Venue::Bitget => 50,
+        Venue::Htx => 100,
+    }
+}
+
+/// Connection slots the engine plans for `symbols` distinct symbols, each on `channels` channels,
+/// on every venue of `venues`: a symbol's channels share one slot, so a slot holds
+/// `max_streams_per_connection / channels` symbols (the planner in engine/feed/src/planner.rs).
+pub fn connection_slots_needed(venues: &[Venue], symbols: usize, channels: usize) -> usize {
+    if symbols == 0 || channels == 0 {
+        return 0;
+    }
+    venues
+        .iter()
+        .map(|venue| {
+            let symbols_per_slot = (max_streams_per_connection(*venue) / channels).max(1);
+            symbols.div_ceil(symbols_per_slot)
+        })
+        .sum()
+}
+
+/// The `engine.max_connection_slots` a config for these feeds writes (`None`: leave the key to
+/// the engine's default, which holds them).
+pub fn max_connection_slots_to_write(requested: Option<usize>, needed: usize) -> Option<usize> {
+    match requested {
+        Some(slots) => Some(slots.max(needed)),
+        None if needed <= EngineConfig::default().max_connection_slots => None,
+        None => Some(needed),
+    }
+}
+
+/// Spread windows per symbol with `venues` venues: one per ordered (buy venue, sell venue) pair.
+pub fn windows_per_symbol(venues: usize) -> usize {
+    venues * venues.saturating_sub(1)
 }
 
 /// An engine config (TOML) whose feeds point at `sim`.
 pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
     let symbols = &sim.config().symbols;
+    let venues = &sim.config().venues;
     let quoted: Vec<String> = symbols
         .iter()
         .map(|symbol| format!("\"{symbol}\""))
         .collect();
-    let channels = if options.trades {
-        r#"["bbo", "trades"]"#
+    let (channels, channel_count) = if options.trades {
+        (r#"["bbo", "trades"]"#, 2)
     } else {
-        r#"["bbo"]"#
+        (r#"["bbo"]"#, 1)
     };
+    let slots_needed = connection_slots_needed(venues, symbols.len(), channel_count);
     let mut text = format!(
         "# written by tickflow-load\n\
-         [engine]\nshards = {}\nmax_symbols = {}\nring_capacity_records = {}\nmax_connection_slots = {}\n\
-         [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = {}\nsnapshot_interval_ms = 1000\n\
-         [feeds]\nsymbols = [{}]\nchannels = {channels}\nworker_threads = {}\nstats_interval_ms = {}\n\
-         backoff_base_ms = {}\nbackoff_cap_ms = {}\nconnect_timeout_ms = 5000\nshutdown_deadline_ms = 2000\n",
+         [engine]\nshards = {}\nmax_symbols = {}\nring_capacity_records = {}\n",
         options.shards,
         symbols.len().max(1),
         options.ring_capacity_records,
-        options.max_connection_slots,
-        (symbols.len() * 56).max(64),
+    );
+    match max_connection_slots_to_write(options.max_connection_slots, slots_needed) {
+        Some(slots) => text.push_str(&format!(
+            "# the feeds plan {slots_needed} connection slots\nmax_connection_slots = {slots}\n"
+        )),
+        None => text.push_str(&format!(
+            "# the feeds plan {slots_needed} connection slots: the default max_connection_slots holds them\n"
+        )),
+    }
+    text.push_str(&format!(
+        "[windows]\nbucket_ms = 1000\nbuckets = {}\nmax_windows = {}\nsnapshot_interval_ms = 1000\n\
+         [feeds]\nsymbols = [{}]\nchannels = {channels}\nworker_threads = {}\nstats_interval_ms = {}\n\
+         backoff_base_ms = {}\nbackoff_cap_ms = {}\nconnect_timeout_ms = 5000\nshutdown_deadline_ms = 2000\n",
+        options.buckets,
+        (symbols.len() * windows_per_symbol(venues.len())).max(64),
         quoted.join(", "),
         options.worker_threads,
         options.stats_interval_ms,
         options.backoff_base_ms,
         options.backoff_cap_ms,
-    );
-    for venue in sim.config().venues.iter().copied() {
+    ));
+    if let Some(path) = &options.tls_extra_roots_pem {
+        text.push_str(&format!("tls_extra_roots_pem = {}\n", toml_string(path)));
+    }
+    for venue in venues.iter().copied() {
         text.push_str(&format!("[feeds.venue.{}]\n", venue.name()));
         if venue == Venue::Kucoin {
             text.push_str(&format!(
@@ -106,7 +199,25 @@ pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
             ));
         }
     }
+    if let Some(sink) = &options.sink {
+        text.push_str(&format!(
+            "[[sinks]]\nname = \"load\"\npath = {}\npolicy = \"drop_newest\"\n",
+            toml_string(&sink.path)
+        ));
+        if let Some(capacity) = sink.ring_capacity_records {
+            text.push_str(&format!("ring_capacity_records = {capacity}\n"));
+        }
+        text.push_str("[sinks.config]\n");
+        text.push_str(sink.config_toml.trim_end());
+        text.push('\n');
+    }
     text
+}
+
+/// A path as a TOML basic string (TOML takes the same escapes as Rust's Debug for a path's
+/// characters).
+fn toml_string(path: &Path) -> String {
+    format!("{:?}", path.display().to_string())
 }
 
 /// The `tickflow` binary next to this one (both are built into the same target directory).
@@ -121,8 +232,28 @@ pub fn default_engine_path() -> PathBuf {
 pub struct EngineProcess {
     child: Child,
     latest_stats: Arc<Mutex<Option<serde_json::Value>>>,
+    /// The `tickflow-shutdown` object, once the engine printed it.
+    shutdown_line: Arc<Mutex<Option<serde_json::Value>>>,
+    /// Set by the reader when the engine's stderr closed (it exited).
+    stderr_closed: Arc<AtomicBool>,
     stderr_reader: Option<JoinHandle<()>>,
     config_path: PathBuf,
+}
+
+/// How a terminated engine ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EngineExit {
+    /// Exit code (None = killed by a signal).
+    pub code: Option<i32>,
+    /// Its `tickflow-shutdown` object (`ring_dropped`, `sinks`, `sink_lost`, ... over the whole
+    /// run), when it printed one.
+    pub shutdown: Option<serde_json::Value>,
+}
+
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for EngineProcess {
@@ -162,25 +293,38 @@ impl EngineProcess {
                 source,
             })?;
         let latest_stats = Arc::new(Mutex::new(None));
+        let shutdown_line = Arc::new(Mutex::new(None));
+        let stderr_closed = Arc::new(AtomicBool::new(false));
         let stderr = child.stderr.take().expect("stderr was piped");
         let reader_stats = Arc::clone(&latest_stats);
+        let reader_shutdown = Arc::clone(&shutdown_line);
+        let reader_closed = Arc::clone(&stderr_closed);
         let stderr_reader = std::thread::spawn(move || {
+            // Ends when the engine closes its stderr (it exited).
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(json) = line.strip_prefix("tickflow-stats ") {
                     if let Ok(value) = serde_json::from_str(json) {
-                        *reader_stats
-                            .lock()
-                            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(value);
+                        *lock(&reader_stats) = Some(value);
                     }
-                } else if echo_logs {
+                    continue;
+                }
+                if let Some(json) = line.strip_prefix("tickflow-shutdown ")
+                    && let Ok(value) = serde_json::from_str(json)
+                {
+                    *lock(&reader_shutdown) = Some(value);
+                }
+                if echo_logs {
                     eprintln!("engine: {line}");
                 }
             }
+            reader_closed.store(true, Ordering::Release);
         });
         Ok(EngineProcess {
             child,
             latest_stats,
+            shutdown_line,
+            stderr_closed,
             stderr_reader: Some(stderr_reader),
             config_path,
         })
@@ -196,10 +340,7 @@ impl EngineProcess {
 
     /// The latest `tickflow-stats` object, if one arrived.
     pub fn stats(&self) -> Option<serde_json::Value> {
-        self.latest_stats
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+        lock(&self.latest_stats).clone()
     }
 
     /// A numeric field of the latest stats (0 when absent).
@@ -209,7 +350,8 @@ impl EngineProcess {
             .unwrap_or(0)
     }
 
-    /// Waits until `condition` holds on a stats line newer than now (bounded by `timeout`).
+    /// Waits until `condition` holds on a stats line newer than now (bounded by `timeout`; an
+    /// engine that exits meanwhile ends the wait with `EngineError::Exited`).
     pub fn wait_stats(
         &self,
         what: &'static str,
@@ -229,6 +371,9 @@ impl EngineProcess {
                     return Ok(stats);
                 }
             }
+            if self.stderr_closed.load(Ordering::Acquire) {
+                return Err(EngineError::Exited { what });
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
         Err(EngineError::Timeout {
@@ -238,7 +383,12 @@ impl EngineProcess {
     }
 
     /// Sends SIGTERM and waits for the exit code (None = killed by a signal).
-    pub fn terminate(mut self) -> Result<Option<i32>, EngineError> {
+    pub fn terminate(self) -> Result<Option<i32>, EngineError> {
+        Ok(self.terminate_with_report()?.code)
+    }
+
+    /// Sends SIGTERM and waits for the exit code and the `tickflow-shutdown` line.
+    pub fn terminate_with_report(mut self) -> Result<EngineExit, EngineError> {
         let status = Command::new("kill")
             .arg("-TERM")
             .arg(self.pid().to_string())
@@ -254,7 +404,10 @@ impl EngineProcess {
             let _ = reader.join();
         }
         let _ = std::fs::remove_file(&self.config_path);
-        Ok(exit.code())
+        Ok(EngineExit {
+            code: exit.code(),
+            shutdown: lock(&self.shutdown_line).take(),
+        })
     }
 }
 
@@ -269,5 +422,43 @@ impl Drop for EngineProcess {
             }
             let _ = std::fs::remove_file(&self.config_path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_needed_follow_the_engines_plan_of_the_default_universe() {
+        // The engine's own figures (engine/core/src/config.rs, `max_connection_slots`): 1 000
+        // symbols on eight venues plan 85 slots for best bid/ask, 168 with trades too.
+        assert_eq!(connection_slots_needed(&Venue::ALL, 1000, 1), 85);
+        assert_eq!(connection_slots_needed(&Venue::ALL, 1000, 2), 168);
+        assert_eq!(connection_slots_needed(&Venue::ALL, 20, 1), 8);
+        assert_eq!(connection_slots_needed(&[Venue::Mexc], 31, 1), 2);
+        assert_eq!(connection_slots_needed(&Venue::ALL, 0, 1), 0);
+        assert_eq!(connection_slots_needed(&Venue::ALL, 10, 0), 0);
+    }
+
+    #[test]
+    fn written_slots_are_never_fewer_than_the_plan_needs() {
+        let default_slots = EngineConfig::default().max_connection_slots;
+        assert_eq!(max_connection_slots_to_write(None, 85), None);
+        assert_eq!(max_connection_slots_to_write(None, default_slots), None);
+        assert_eq!(
+            max_connection_slots_to_write(None, default_slots + 1),
+            Some(default_slots + 1)
+        );
+        assert_eq!(max_connection_slots_to_write(Some(16), 8), Some(16));
+        assert_eq!(max_connection_slots_to_write(Some(16), 85), Some(85));
+    }
+
+    #[test]
+    fn every_ordered_venue_pair_is_a_window() {
+        assert_eq!(windows_per_symbol(Venue::ALL.len()), 56);
+        assert_eq!(windows_per_symbol(2), 2);
+        assert_eq!(windows_per_symbol(1), 0);
+        assert_eq!(windows_per_symbol(0), 0);
     }
 }

@@ -7,8 +7,23 @@
 
 pub mod engine;
 pub mod faults;
+pub mod load;
+pub mod pki;
 pub mod proc_stat;
+pub mod real_rates;
 
-pub use engine::{EngineOptions, EngineProcess, engine_config_toml};
+pub use engine::{EngineOptions, EngineProcess, SinkOptions, engine_config_toml};
 pub use faults::FaultRates;
 pub use proc_stat::ProcSample;
+
+const NAMED_BASES: [&str; 8] = ["BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "LTC"];
+
+/// `count` canonical symbols: BTC-USDT, ETH-USDT, ... for the first eight, then T<n>-USDT.
+pub fn symbol_names(count: usize) -> Vec<String> {
+    (0..count)
+        .map(|index| match NAMED_BASES.get(index) {
+            Some(base) => format!("{base}-USDT"),
+            None => format!("T{index}-USDT"),
+        })
+        .collect()
+}

@@ -1,15 +1,20 @@
 //! The `tickflow-load` binary: `venues` (serve the simulated venues), `storm` (reconnect storm
-//! against a real engine process) and `load` (CPU per quote and the highest zero-drop rate).
+//! against a real engine process), `load` (CPU per quote and the highest rate without ring drops or
+//! sink losses) and `real-rates` (CPU per message with every frame on its own over TLS, idle and at
+//! set rates).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tickflow_core::config::WindowsConfig;
 use tickflow_core::venue::Venue;
-use tickflow_load::engine::default_engine_path;
+use tickflow_load::engine::{SinkOptions, default_engine_path};
+use tickflow_load::load::{self, LoadSettings};
+use tickflow_load::real_rates::{self, RealRatesSettings};
 use tickflow_load::{EngineOptions, EngineProcess, FaultRates, engine_config_toml, faults};
 use tickflow_sim::{SimConfig, SimVenues};
 use tokio_util::sync::CancellationToken;
@@ -83,12 +88,26 @@ enum Command {
         engine: Option<PathBuf>,
     },
     /// Offered load: engine CPU per quote at `--rate` quotes/s, or with `--find-max` the highest
-    /// offered rate with zero ring drops.
+    /// offered rate with zero ring drops and zero sink losses.
     Load {
         #[arg(long, default_value_t = 200_000)]
         rate: u64,
+        /// Symbols every venue lists (all eight venues are simulated).
         #[arg(long, default_value_t = 200)]
         symbols: usize,
+        /// Spread window length in 1-s buckets (`windows.buckets`; the engine's default, one hour).
+        #[arg(long, default_value_t = WindowsConfig::default().buckets)]
+        buckets: usize,
+        /// A sink plugin's shared library, attached with policy drop_newest (the no-op:
+        /// libtickflow_test_sink.so from `cargo build --release -p tickflow-test-sink`).
+        #[arg(long)]
+        sink: Option<PathBuf>,
+        /// TOML lines for the sink's `[sinks.config]`.
+        #[arg(long, default_value = "mode = \"noop\"")]
+        sink_config: String,
+        /// The sink's `ring_capacity_records` per shard (default: the engine's).
+        #[arg(long)]
+        sink_ring_capacity_records: Option<usize>,
         #[arg(long, default_value_t = 10)]
         duration_s: u64,
         #[arg(long, default_value_t = 3)]
@@ -106,22 +125,41 @@ enum Command {
         #[arg(long)]
         engine: Option<PathBuf>,
     },
-}
-
-const NAMED_BASES: [&str; 8] = ["BTC", "ETH", "SOL", "XRP", "DOGE", "BNB", "ADA", "LTC"];
-
-fn symbols(count: usize) -> Vec<String> {
-    (0..count)
-        .map(|index| match NAMED_BASES.get(index) {
-            Some(base) => format!("{base}-USDT"),
-            None => format!("T{index}-USDT"),
-        })
-        .collect()
+    /// Engine CPU per message at real venues' rates: wss, every frame in its own TLS record and
+    /// socket write; an idle phase, then one phase per aggregate rate.
+    RealRates {
+        /// Simulated venues (at least two, so spreads are computed).
+        #[arg(long, value_delimiter = ',', default_value = "binance,okx")]
+        venues: Vec<String>,
+        #[arg(long, default_value_t = 100)]
+        symbols: usize,
+        /// Idle phase: every connection up and subscribed, keep-alive only.
+        #[arg(long, default_value_t = 10)]
+        idle_s: u64,
+        /// Aggregate best bid/ask frames per second over every venue, one phase each.
+        #[arg(long, value_delimiter = ',', default_value = "1000,5000,20000,50000")]
+        rates: Vec<u64>,
+        #[arg(long, default_value_t = 10)]
+        phase_s: u64,
+        /// Wait before measuring each phase.
+        #[arg(long, default_value_t = 2)]
+        settle_s: u64,
+        #[arg(long, default_value_t = 1)]
+        shards: usize,
+        /// Threads of the engine's feeds runtime.
+        #[arg(long, default_value_t = 1)]
+        engine_threads: usize,
+        #[arg(long, default_value_t = 1)]
+        sim_threads: usize,
+        /// The tickflow binary (default: next to this one).
+        #[arg(long)]
+        engine: Option<PathBuf>,
+    },
 }
 
 fn sim_config(venue: &VenueArgs) -> SimConfig {
     SimConfig {
-        symbols: symbols(venue.symbols),
+        symbols: tickflow_load::symbol_names(venue.symbols),
         bbo_per_s_per_symbol: venue.updates_per_s,
         trades_per_s_per_symbol: venue.trades_per_s,
         tick_ms: 2,
@@ -142,7 +180,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,tickflow_load=info")),
         )
         .init();
     match Cli::parse().command {
@@ -185,6 +223,10 @@ fn main() -> anyhow::Result<()> {
         Command::Load {
             rate,
             symbols,
+            buckets,
+            sink,
+            sink_config,
+            sink_ring_capacity_records,
             duration_s,
             warmup_s,
             find_max,
@@ -194,6 +236,18 @@ fn main() -> anyhow::Result<()> {
             engine_threads,
             engine,
         } => {
+            let sink = sink
+                .map(|path| {
+                    // Absolute, so the engine finds it whatever its working directory.
+                    std::fs::canonicalize(&path)
+                        .with_context(|| format!("--sink {}", path.display()))
+                        .map(|path| SinkOptions {
+                            path,
+                            config_toml: sink_config,
+                            ring_capacity_records: sink_ring_capacity_records,
+                        })
+                })
+                .transpose()?;
             let settings = LoadSettings {
                 symbols,
                 duration_s,
@@ -201,17 +255,68 @@ fn main() -> anyhow::Result<()> {
                 sim_threads,
                 shards,
                 engine_threads,
+                buckets,
+                sink,
                 engine: engine.unwrap_or_else(default_engine_path),
+                ..LoadSettings::default()
             };
-            if find_max {
-                find_max_rate(&settings, max_rate)
-            } else {
-                let result = load_step(&settings, rate)?;
-                println!("{result}");
-                Ok(())
-            }
+            load_command(&settings, find_max.then_some(max_rate), rate)
+        }
+        Command::RealRates {
+            venues,
+            symbols,
+            idle_s,
+            rates,
+            phase_s,
+            settle_s,
+            shards,
+            engine_threads,
+            sim_threads,
+            engine,
+        } => {
+            let venues = venues
+                .iter()
+                .map(|name| {
+                    Venue::from_name(name.trim()).with_context(|| {
+                        format!("--venues: unknown venue {name:?} (binance, okx, bybit, ...)")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<Venue>>>()?;
+            let settings = RealRatesSettings {
+                venues,
+                symbols,
+                idle_s,
+                rates_frames_per_s: rates,
+                phase_s,
+                settle_s,
+                shards,
+                engine_threads,
+                sim_threads,
+                engine: engine.unwrap_or_else(default_engine_path),
+                ..RealRatesSettings::default()
+            };
+            real_rates_command(&settings)
         }
     }
+}
+
+fn real_rates_command(settings: &RealRatesSettings) -> anyhow::Result<()> {
+    let runtime = runtime(settings.sim_threads)?;
+    let cancel = CancellationToken::new();
+    let on_interrupt = cancel.clone();
+    // Ctrl-C: the run stops at its next check, stops the engine and reports what it measured.
+    let watcher = runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("real-rates: interrupted; stopping");
+            on_interrupt.cancel();
+        }
+    });
+    let report = real_rates::run(settings, &runtime, &cancel);
+    watcher.abort();
+    let report = report.context("real-rates failed")?;
+    print!("{}", report.table());
+    println!("{}", report.to_json());
+    Ok(())
 }
 
 fn venues(
@@ -289,7 +394,7 @@ fn storm(
     let sim = runtime.block_on(SimVenues::start(sim_config(&venue)))?;
     let options = EngineOptions {
         ring_capacity_records: 4_096,
-        max_connection_slots: 16,
+        max_connection_slots: Some(16),
         ..EngineOptions::default()
     };
     let engine_path = engine.unwrap_or_else(default_engine_path);
@@ -391,117 +496,34 @@ fn storm(
     Ok(())
 }
 
-struct LoadSettings {
-    symbols: usize,
-    duration_s: u64,
-    warmup_s: u64,
-    sim_threads: usize,
-    shards: usize,
-    engine_threads: usize,
-    engine: PathBuf,
-}
-
-/// One offered rate: returns the step's JSON result.
-fn load_step(settings: &LoadSettings, rate: u64) -> anyhow::Result<serde_json::Value> {
-    let per_symbol = rate as f64 / Venue::ALL.len() as f64 / settings.symbols.max(1) as f64;
-    let venue = VenueArgs {
-        symbols: settings.symbols,
-        updates_per_s: per_symbol,
-        trades_per_s: 0.0,
-        sim_threads: settings.sim_threads,
-    };
+fn load_command(
+    settings: &LoadSettings,
+    find_max_up_to: Option<u64>,
+    rate: u64,
+) -> anyhow::Result<()> {
     let runtime = runtime(settings.sim_threads)?;
-    let sim = runtime.block_on(SimVenues::start(sim_config(&venue)))?;
-    let options = EngineOptions {
-        shards: settings.shards,
-        worker_threads: settings.engine_threads,
-        ..EngineOptions::default()
-    };
-    let process =
-        EngineProcess::start(&settings.engine, &engine_config_toml(&sim, &options), true)?;
-    process.wait_stats(
-        "all slots connected with data",
-        Duration::from_secs(30),
-        |stats| stats["connected"] == stats["slots"] && stats["quotes"].as_u64().unwrap_or(0) > 0,
-    )?;
-    std::thread::sleep(Duration::from_secs(settings.warmup_s));
-    let start_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
-    let start_sample = process.sample()?;
-    let threads_start = tickflow_load::proc_stat::cpu_ns_by_thread_name(process.pid());
-    let generator_start = tickflow_load::ProcSample::read(std::process::id())?;
-    let started = Instant::now();
-    std::thread::sleep(Duration::from_secs(settings.duration_s));
-    let end_stats = process.wait_stats("a stats line", Duration::from_secs(10), |_| true)?;
-    let elapsed_s = started.elapsed().as_secs_f64();
-    let end_sample = process.sample()?;
-    let threads_end = tickflow_load::proc_stat::cpu_ns_by_thread_name(process.pid());
-    let generator_end = tickflow_load::ProcSample::read(std::process::id())?;
-    let exit_code = process.terminate()?;
-    runtime.block_on(sim.shutdown());
-    let field = |stats: &serde_json::Value, name: &str| stats[name].as_u64().unwrap_or(0);
-    let quotes = field(&end_stats, "quotes").saturating_sub(field(&start_stats, "quotes"));
-    let stats_span_s = (field(&end_stats, "uptime_ms")
-        .saturating_sub(field(&start_stats, "uptime_ms"))) as f64
-        / 1000.0;
-    let drops =
-        field(&end_stats, "ring_dropped").saturating_sub(field(&start_stats, "ring_dropped"));
-    let cpu_ns = end_sample.cpu_ns.saturating_sub(start_sample.cpu_ns);
-    // CPU per quote by engine thread kind (feeds runtime, shards, the rest).
-    let mut cpu_ns_per_quote_by_thread = serde_json::Map::new();
-    for (name, end_ns) in &threads_end {
-        let spent_ns = end_ns.saturating_sub(threads_start.get(name).copied().unwrap_or(0));
-        if quotes > 0 {
-            let per_quote =
-                (spent_ns as f64 / quotes as f64 * stats_span_s.max(0.001) / elapsed_s).round();
-            cpu_ns_per_quote_by_thread.insert(name.clone(), per_quote.into());
-        }
-    }
-    Ok(serde_json::json!({
-        "offered_quotes_per_s": rate,
-        "symbols": settings.symbols,
-        "venues": Venue::ALL.len(),
-        "achieved_quotes_per_s": (quotes as f64 / stats_span_s.max(0.001)).round(),
-        "ring_drops": drops,
-        "engine_cpu_ns_per_quote": if quotes > 0 { (cpu_ns as f64 / quotes as f64 * stats_span_s.max(0.001) / elapsed_s).round() } else { 0.0 },
-        "engine_cpu_ns_per_quote_by_thread": cpu_ns_per_quote_by_thread,
-        "engine_cpu_cores": (cpu_ns as f64 / 1e9 / elapsed_s * 100.0).round() / 100.0,
-        "generator_cpu_cores": (generator_end.cpu_ns.saturating_sub(generator_start.cpu_ns) as f64 / 1e9 / elapsed_s * 100.0).round() / 100.0,
-        "engine_rss_kb": end_sample.rss_kb,
-        "decode_errors": field(&end_stats, "decode_errors"),
-        "engine_exit_code": exit_code,
-    }))
-}
-
-fn find_max_rate(settings: &LoadSettings, max_rate: u64) -> anyhow::Result<()> {
-    let mut rate = 25_000u64;
-    let mut best_zero_drop = 0u64;
-    let mut steps = Vec::new();
-    while rate <= max_rate {
-        let result = load_step(settings, rate)?;
-        eprintln!("load: {result}");
-        let drops = result["ring_drops"].as_u64().unwrap_or(0);
-        let achieved = result["achieved_quotes_per_s"].as_f64().unwrap_or(0.0);
-        steps.push(result);
-        if drops > 0 {
-            break;
-        }
-        if achieved < rate as f64 * 0.9 {
-            eprintln!(
-                "load: the generator or the engine cannot keep up with {rate}/s (achieved {achieved:.0}/s): stopping"
-            );
-            break;
-        }
-        best_zero_drop = rate;
-        // Doubling up to 200 000/s, then steps of 100 000/s.
-        rate = if rate < 200_000 {
-            rate * 2
-        } else {
-            rate + 100_000
-        };
-    }
-    println!(
-        "{}",
-        serde_json::json!({ "highest_zero_drop_offered_quotes_per_s": best_zero_drop, "steps": steps })
+    eprintln!(
+        "load: {} symbols × {} venues, {} buckets, sink {}; load average (1 min) {:?}",
+        settings.symbols,
+        Venue::ALL.len(),
+        settings.buckets,
+        settings
+            .sink
+            .as_ref()
+            .map_or_else(|| "none".to_owned(), |sink| sink.path.display().to_string()),
+        tickflow_load::proc_stat::load_average_1m()
     );
+    match find_max_up_to {
+        Some(max_rate) => {
+            let report = load::find_max(settings, &runtime, max_rate).context("load failed")?;
+            print!("{}", load::steps_table(&report.steps));
+            println!("{}", report.to_json());
+        }
+        None => {
+            let step = load::run_step(settings, &runtime, rate).context("load failed")?;
+            print!("{}", load::steps_table(std::slice::from_ref(&step)));
+            println!("{}", step.to_json());
+        }
+    }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! Samples a process from /proc: resident memory, threads, CPU time.
+//! Samples a process from /proc: resident memory, threads, CPU time; and the machine's load.
 
 /// One reading of a process.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,6 +118,16 @@ pub fn cpu_ns_by_thread_name(pid: u32) -> std::collections::BTreeMap<String, u64
     by_name
 }
 
+/// The 1-minute load average (/proc/loadavg), to tell a busy machine in a report.
+pub fn load_average_1m() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +137,29 @@ mod tests {
         let sample = ProcSample::read(std::process::id()).unwrap();
         assert!(sample.rss_kb > 0);
         assert!(sample.threads >= 1);
+    }
+
+    #[test]
+    fn groups_this_process_threads_by_name_without_their_index() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("rr-sampled-7".to_owned())
+            // The new thread names itself before it runs this closure: once it has said so, /proc
+            // shows the name. Alive until the sender is dropped, after the sample (bounded in
+            // case of a bug).
+            .spawn(move || {
+                let _ = started.send(());
+                stopped.recv_timeout(std::time::Duration::from_secs(30))
+            })
+            .unwrap();
+        running
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap();
+        let by_name = cpu_ns_by_thread_name(std::process::id());
+        drop(stop);
+        let _ = thread.join();
+        assert!(by_name.contains_key("rr-sampled"), "{by_name:?}");
+        assert!(load_average_1m().is_some_and(f64::is_finite));
     }
 }

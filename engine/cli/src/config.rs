@@ -15,6 +15,11 @@ use tickflow_core::venue::Venue;
 pub use tickflow_feed::config::{Channel, FeedsConfig};
 pub use tickflow_host::config::{SinkConfig, SinkConfigError};
 
+/// Records a sink lane holds beyond one sample per window of its shard (quotes, trades, events).
+const SINK_LANE_HEADROOM_RECORDS: usize = 4_096;
+/// The largest lane `[[sinks]] ring_capacity_records` allows.
+const SINK_LANE_MAX_RECORDS: usize = 1 << 20;
+
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -61,8 +66,10 @@ impl Config {
     pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
         let mut config: Config =
             toml::from_str(text).map_err(|error| ConfigError::Parse(error.to_string()))?;
-        config.validate()?;
+        // Derived first, so the derived lane sizes are validated like configured ones (the
+        // derivation only reads sizes, and saturates, so unvalidated values cannot hurt it).
         config.derive_across_sections();
+        config.validate()?;
         Ok(config)
     }
 
@@ -83,10 +90,26 @@ impl Config {
     /// `engine.stale_after_ms` only when its best-bid/ask channel re-sends unchanged data (Bybit,
     /// Bitget level 1); on channels that push only on change, a quote is live until its
     /// connection drops (a gap) or the venue withdraws it.
+    ///
+    /// A sink's lanes hold at least one spread sample per window of their shard plus
+    /// `SINK_LANE_HEADROOM_RECORDS`: a bucket change, or shutdown, emits one sample per window
+    /// at once, and a sink that keeps up must lose none of them even when its runner is not
+    /// scheduled for a while (the shard also paces those bursts by the lanes' room).
     fn derive_across_sections(&mut self) {
         for venue in Venue::ALL {
             self.engine.quote_age_limited[venue as usize] =
                 tickflow_feed::protocol::channel_resends_when_unchanged(venue, Channel::Bbo);
+        }
+        let windows_per_shard = tickflow_core::shard::windows_per_shard(
+            self.windows.max_windows,
+            self.engine.max_symbols,
+            self.engine.shard_count(),
+        );
+        let lane_records = windows_per_shard
+            .saturating_add(SINK_LANE_HEADROOM_RECORDS)
+            .min(SINK_LANE_MAX_RECORDS);
+        for sink in &mut self.sinks {
+            sink.ring_capacity_records = sink.ring_capacity_records.max(lane_records);
         }
     }
 
@@ -140,6 +163,19 @@ mod tests {
                 assert!(!limited[venue as usize], "{venue:?} pushes only on change");
             }
         }
+    }
+
+    #[test]
+    fn sink_lanes_hold_a_sample_per_window_of_their_shard() {
+        let config = Config::from_toml_str(
+            "[engine]\nshards = 2\n[[sinks]]\nname = \"a\"\npath = \"x\"\noptional = true\n\
+             [[sinks]]\nname = \"b\"\npath = \"y\"\noptional = true\nring_capacity_records = 100000\n",
+        )
+        .unwrap();
+        // 1 000 symbols and 56 000 windows over 2 shards: 28 000 windows each, plus headroom.
+        assert_eq!(config.sinks[0].ring_capacity_records, 28_000 + 4_096);
+        // A larger configured lane stays as configured.
+        assert_eq!(config.sinks[1].ring_capacity_records, 100_000);
     }
 
     #[test]

@@ -73,7 +73,7 @@ const BANNED_BELOW_THE_LINE: &[&str] = &[
 ];
 
 /// Besides a crate's own layer, what its tests (dev-dependencies) may use.
-const TEST_ONLY_ALLOWED: &[&str] = &["tickflow-sim"];
+const TEST_ONLY_ALLOWED: &[&str] = &["tickflow-sim", "tickflow-load"];
 
 /// What may depend on the simulated venues at all (the demo, the harness, benches).
 const SIM_USERS: &[&str] = &["tickflow", "tickflow-load", "tickflow-benches"];

@@ -7,4 +7,5 @@ mod feeds;
 mod fixtures;
 mod layering;
 mod plugin_host;
+mod real_rates_smoke;
 mod tidy;

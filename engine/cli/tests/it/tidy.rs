@@ -31,7 +31,9 @@ fn rust_sources(directory: &Path, found: &mut Vec<PathBuf>) {
 fn all_sources() -> Vec<(PathBuf, String)> {
     let root = workspace_root();
     let mut paths = Vec::new();
-    for member in ["engine", "sdk", "plugins", "benches", "loadtest", "fuzz", "xtask"] {
+    for member in [
+        "engine", "sdk", "plugins", "benches", "loadtest", "fuzz", "xtask",
+    ] {
         rust_sources(&root.join(member), &mut paths);
     }
     assert!(paths.len() > 20, "tidy found too few sources: {paths:?}");

@@ -16,6 +16,7 @@ use tickflow_sdk::records::{
     TimestampNs, VenueId,
 };
 
+use crate::config::MAX_THRESHOLDS;
 use crate::outbound::{OutRecord, Outbound};
 use crate::record::FeedEvent;
 use crate::venue::VENUE_COUNT;
@@ -100,6 +101,9 @@ struct LatestQuote {
 /// change of every window (tens of thousands at the full universe) reaches the sinks in slices
 /// they can take instead of one burst that overflows their lanes.
 pub const BUCKET_CLOSES_PER_PASS: usize = 512;
+
+/// Longest shutdown waits for the sinks' room while it emits the last buckets and cycle ends.
+const FINISH_PACING_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Longest latency the shard's histogram holds (a longer one is recorded as this): a minute.
 const LATENCY_NS_MAX: u64 = 60_000_000_000;
@@ -563,12 +567,34 @@ impl ShardState {
 
     /// Shutdown: emits every open bucket and ends every open cycle (a sink never sees a cycle
     /// start without its end), then flushes.
+    ///
+    /// Paced like a bucket change (slices the sinks have room for, each flushed, the sinks'
+    /// runners still draining) for up to `FINISH_PACING_MAX`, then the rest at once: at the full
+    /// universe this is tens of thousands of samples, more than a sink lane holds.
     pub fn finish(&mut self) {
         let now_ns = self.params.clock.now_ns();
-        let mut output = EmitToOutbound {
-            outbound: self.outbound.as_mut(),
-        };
-        self.windows.finish(now_ns, &mut output);
+        let pacing_ends = std::time::Instant::now() + FINISH_PACING_MAX;
+        loop {
+            let room = self.outbound.free_slots_hint();
+            let slice = if std::time::Instant::now() >= pacing_ends {
+                usize::MAX
+            } else {
+                // Ending a window's cycles emits up to one event per threshold.
+                (room / MAX_THRESHOLDS).min(BUCKET_CLOSES_PER_PASS)
+            };
+            if slice == 0 {
+                std::thread::yield_now();
+                continue;
+            }
+            let mut output = EmitToOutbound {
+                outbound: self.outbound.as_mut(),
+            };
+            let done = self.windows.finish_slice(now_ns, slice, &mut output);
+            self.flush();
+            if done {
+                break;
+            }
+        }
         self.publish_counts();
         self.flush();
     }

@@ -519,15 +519,36 @@ impl WindowStore {
     /// Shutdown: closes every open bucket and ends every active cycle, so sinks see each bucket
     /// that had data and never a cycle start without its end.
     pub fn finish(&mut self, ts_ns: TimestampNs, output: &mut impl WindowOutput) {
-        while let Some(&window) = self.open_list.last() {
+        while !self.finish_slice(ts_ns, usize::MAX, output) {}
+    }
+
+    /// `finish` a slice at a time: closes up to `max_windows` open buckets, then ends the cycles
+    /// of up to `max_windows` windows; returns true once nothing is left open.
+    pub fn finish_slice(
+        &mut self,
+        ts_ns: TimestampNs,
+        max_windows: usize,
+        output: &mut impl WindowOutput,
+    ) -> bool {
+        let mut done = 0;
+        while done < max_windows {
+            let Some(&window) = self.open_list.last() else {
+                break;
+            };
             if self.headers[window as usize].open_count > 0 {
                 self.close_open_bucket(window, output);
             }
             self.open_list_remove(window);
+            done += 1;
         }
-        while let Some(&window) = self.cycle_list.last() {
+        while done < max_windows {
+            let Some(&window) = self.cycle_list.last() else {
+                break;
+            };
             self.end_cycles(window, ts_ns, output);
+            done += 1;
         }
+        self.open_list.is_empty() && self.cycle_list.is_empty()
     }
 
     /// Ends every active cycle of the windows of `local_symbol` that involve `venue` (its data went
