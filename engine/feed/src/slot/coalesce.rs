@@ -34,6 +34,8 @@ struct ThreadState {
     parks_at_sleep: u64,
     /// When a slot of this thread last ran out of frames after reading some.
     idle_at: Option<Instant>,
+    /// Batch waits this thread has slept (what the tests observe, instead of timing).
+    sleeps: u64,
 }
 
 thread_local! {
@@ -41,6 +43,7 @@ thread_local! {
         Cell::new(ThreadState {
             parks_at_sleep: u64::MAX,
             idle_at: None,
+            sleeps: 0,
         })
     };
 }
@@ -98,6 +101,7 @@ impl Coalescer {
             if parks != state.parks_at_sleep {
                 state.parks_at_sleep = parks;
                 std::thread::sleep(self.batch_wait);
+                state.sleeps += 1;
                 now = Instant::now();
             }
         }
@@ -110,44 +114,49 @@ impl Coalescer {
 mod tests {
     use super::*;
 
+    /// Batch waits this thread has slept so far.
+    fn sleeps() -> u64 {
+        THREAD.get().sleeps
+    }
+
     #[test]
     fn sleeps_once_per_park_and_only_while_frames_come_fast() {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a runtime starts");
-        let wait = Duration::from_millis(20);
+        // Long enough that "busy" (two idle moments within half a wait, 250 ms) holds between
+        // consecutive statements even on a loaded machine; sleeps are counted, not timed.
+        let wait = Duration::from_millis(500);
         runtime.block_on(async {
             let mut first = Coalescer::new(wait);
             let mut second = Coalescer::new(wait);
             // No read, or the first idle moment: no evidence of a rate, no sleep.
-            let started = Instant::now();
+            let before = sleeps();
             first.before_idle();
             first.read();
             first.before_idle();
-            assert!(started.elapsed() < wait);
+            assert_eq!(sleeps(), before);
             // Right after the last idle moment: busy, so one sleep...
             first.read();
             first.before_idle();
-            assert!(started.elapsed() >= wait);
+            assert_eq!(sleeps(), before + 1);
             // ...and only one until the runtime parks again.
-            let after_sleep = Instant::now();
             second.read();
             second.before_idle();
-            assert!(after_sleep.elapsed() < wait);
+            assert_eq!(sleeps(), before + 1);
             // A park (the timer below), then frames: a new wake-up may sleep again.
             tokio::time::sleep(Duration::from_millis(1)).await;
-            let after_park = Instant::now();
             second.read();
             second.before_idle();
-            assert!(after_park.elapsed() >= wait);
-            // Frames further apart than half a wait: no sleep.
-            std::thread::sleep(wait / 2);
+            assert_eq!(sleeps(), before + 2);
+            // Frames further apart than half a wait (the gap is the input, not a wait for
+            // something): no sleep.
+            std::thread::sleep(wait / 2 + Duration::from_millis(50));
             tokio::time::sleep(Duration::from_millis(1)).await;
-            let slow = Instant::now();
             first.read();
             first.before_idle();
-            assert!(slow.elapsed() < wait);
+            assert_eq!(sleeps(), before + 2);
         });
         let off = Coalescer::new(Duration::ZERO);
         assert!(off.metrics.is_none());
