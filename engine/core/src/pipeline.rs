@@ -160,6 +160,8 @@ pub struct PipelineCounters {
     pub spreads_out_of_bounds: u64,
     pub stale_cycle_ends: u64,
     pub outlier_recomputes: u64,
+    /// Windows ended because a venue stopped listing their symbol.
+    pub windows_retired: u64,
     /// Shard threads that ended before `shutdown` (a panic: their symbols get no spreads).
     pub shards_dead: u64,
     /// Frame read to spread update over each shard's last interval: the worst shard's figure.
@@ -411,6 +413,7 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.spreads_out_of_bounds += load(&shard.spreads_out_of_bounds);
     total.stale_cycle_ends += load(&shard.stale_cycle_ends);
     total.outlier_recomputes += load(&shard.outlier_recomputes);
+    total.windows_retired += load(&shard.windows_retired);
     total.latency_ns_p50 = total.latency_ns_p50.max(load(&shard.latency_ns_p50));
     total.latency_ns_p99 = total.latency_ns_p99.max(load(&shard.latency_ns_p99));
     total.latency_ns_p999 = total.latency_ns_p999.max(load(&shard.latency_ns_p999));

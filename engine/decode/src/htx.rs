@@ -43,7 +43,7 @@ pub struct HtxDecoder {
 impl HtxDecoder {
     pub fn new(registry: Arc<SymbolRegistry>, limits: DecodeLimits) -> HtxDecoder {
         HtxDecoder {
-            core: JsonCore::new(registry, limits),
+            core: JsonCore::new(Venue::Htx, registry, limits),
             inflater: GzipInflater::new(),
         }
     }

@@ -292,10 +292,14 @@ pub(crate) struct JsonCore {
 }
 
 impl JsonCore {
-    pub(crate) fn new(registry: std::sync::Arc<SymbolRegistry>, limits: DecodeLimits) -> JsonCore {
+    pub(crate) fn new(
+        venue: Venue,
+        registry: std::sync::Arc<SymbolRegistry>,
+        limits: DecodeLimits,
+    ) -> JsonCore {
         JsonCore {
             parser: JsonParser::new(4096),
-            symbols: SymbolResolver::new(registry),
+            symbols: SymbolResolver::new(venue, registry),
             limits,
             fast_path_enabled: true,
         }
@@ -347,7 +351,7 @@ pub struct JsonDecoder<V> {
 impl<V: JsonVenue> JsonDecoder<V> {
     pub fn new(registry: std::sync::Arc<SymbolRegistry>, limits: DecodeLimits) -> JsonDecoder<V> {
         JsonDecoder {
-            core: JsonCore::new(registry, limits),
+            core: JsonCore::new(V::VENUE, registry, limits),
             venue: std::marker::PhantomData,
         }
     }

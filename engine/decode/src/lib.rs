@@ -219,6 +219,9 @@ impl RecordBatch {
     pub fn as_slice(&self) -> &[FeedEvent] {
         &self.records
     }
+    pub fn as_mut_slice(&mut self) -> &mut [FeedEvent] {
+        &mut self.records
+    }
     pub fn drain(&mut self) -> std::vec::Drain<'_, FeedEvent> {
         self.records.drain(..)
     }

@@ -112,7 +112,7 @@ pub struct MexcDecoder {
 impl MexcDecoder {
     pub fn new(registry: Arc<SymbolRegistry>, limits: DecodeLimits) -> MexcDecoder {
         MexcDecoder {
-            core: JsonCore::new(registry, limits),
+            core: JsonCore::new(Venue::Mexc, registry, limits),
         }
     }
 }

@@ -151,6 +151,15 @@ impl FeedsConfig {
         })
     }
 
+    /// True when symbols are listed by hand (`feeds.symbols` or a venue's `symbols`): they replace
+    /// discovery.
+    pub fn has_symbol_list(&self) -> bool {
+        !self.symbols.is_empty()
+            || self
+                .enabled_venues()
+                .any(|(_, venue_config)| !venue_config.symbols.is_empty())
+    }
+
     /// Symbols `venue_config` subscribes to.
     pub fn symbols_for<'a>(&'a self, venue_config: &'a VenueFeedConfig) -> &'a [String] {
         if venue_config.symbols.is_empty() {
@@ -248,6 +257,27 @@ impl FeedsConfig {
                     value: format!("{:?} ({error})", self.tls_extra_roots_pem),
                     reason: "must be a readable PEM file of CA certificates",
                 });
+            }
+        }
+        // A hand-written list names symbols canonically; nothing is split by guessing.
+        for name in &self.symbols {
+            if tickflow_core::registry::parse_canonical(name).is_err() {
+                return Err(FeedsConfigError {
+                    key: "feeds.symbols",
+                    value: format!("{name:?}"),
+                    reason: "must be canonical BASE-QUOTE, e.g. BTC-USDT (one '-', letters and digits)",
+                });
+            }
+        }
+        for (venue, venue_config) in self.enabled_venues() {
+            for name in &venue_config.symbols {
+                if tickflow_core::registry::parse_canonical(name).is_err() {
+                    return Err(FeedsConfigError {
+                        key: "feeds.venue.*.symbols",
+                        value: format!("{name:?} in feeds.venue.{venue}.symbols"),
+                        reason: "must be canonical BASE-QUOTE, e.g. BTC-USDT (one '-', letters and digits)",
+                    });
+                }
             }
         }
         for (venue, venue_config) in self.enabled_venues() {

@@ -40,6 +40,8 @@ pub struct SlotCounters {
     pub server_closes: AtomicU64,
     /// Messages larger than `engine.max_frame_bytes` (skipped; the connection goes on).
     pub oversized_frames: AtomicU64,
+    /// Symbols a plan change took off this slot (each got a `GAP_SYMBOL_RETIRED`).
+    pub symbols_retired: AtomicU64,
     /// Frames that break the WebSocket protocol (bad opcodes, reserved bits, masked server
     /// frames, continuations out of place).
     pub protocol_errors: AtomicU64,
@@ -80,6 +82,7 @@ impl Default for SlotCounters {
             stale_data: AtomicU64::new(0),
             server_closes: AtomicU64::new(0),
             oversized_frames: AtomicU64::new(0),
+            symbols_retired: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             rotations: AtomicU64::new(0),
             shutdown_notices: AtomicU64::new(0),

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod counters;
 mod framing;
+mod pacer;
 mod planner;
 pub mod protocol;
 mod slot;
@@ -27,10 +28,10 @@ use crate::counters::SlotCounters;
 use tickflow_core::config::EngineConfig;
 use tickflow_core::record::FeedEvent;
 use tickflow_core::registry::SymbolRegistry;
-use tickflow_core::venue::VENUE_COUNT;
+use tickflow_core::venue::{VENUE_COUNT, Venue};
 use tickflow_decode::DecodeLimits;
 
-pub use planner::{PlanError, SlotEndpoint, SlotPlan, plan};
+pub use planner::{PlanError, Replan, SlotEndpoint, SlotPlan, plan, register_configured, replan};
 pub use slot::{SlotTimings, backoff_delay};
 
 /// Where a slot puts decoded events: the pipeline's `SlotProducer` (or a test's ring).
@@ -62,20 +63,50 @@ pub enum FeedError {
     NotEnoughProducers { slots: usize, sinks: usize },
 }
 
-/// A running slot as seen from outside: its plan and counters.
+/// A running slot as seen from outside: its plan (the latest sent to it) and counters.
 #[derive(Clone, Debug)]
 pub struct SlotHandle {
     pub plan: Arc<SlotPlan>,
     pub counters: Arc<SlotCounters>,
+    updates: Arc<tokio::sync::watch::Sender<Arc<SlotPlan>>>,
 }
 
+/// Starts slot tasks: the spare producers (one per connection slot the pipeline has) and what
+/// every slot shares. Boxed so `Feeds` need not name the producer type.
+type SlotSpawner = Box<dyn FnMut(Arc<SlotPlan>) -> Option<SlotHandle> + Send>;
+
 /// The running feeds: every slot task, owned.
-#[derive(Debug)]
 pub struct Feeds {
     slots: Vec<SlotHandle>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     shutdown_deadline: Duration,
+    feeds: FeedsConfig,
+    registry: Arc<SymbolRegistry>,
+    max_slots: usize,
+    spawn_slot: SlotSpawner,
+    unplaced_listings: u64,
+}
+
+impl std::fmt::Debug for Feeds {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Feeds")
+            .field("slots", &self.slots.len())
+            .field("max_slots", &self.max_slots)
+            .finish()
+    }
+}
+
+/// What a refresh changed in the running feeds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RefreshReport {
+    /// Slots given a new subscription set (each rotates to it without a gap).
+    pub slots_changed: usize,
+    /// Slots started for new listings.
+    pub slots_added: usize,
+    /// Listings that fit no slot (`engine.max_connection_slots` reached): not subscribed, counted.
+    pub listings_unplaced: usize,
 }
 
 /// Totals over every slot at one instant.
@@ -159,18 +190,22 @@ impl Feeds {
         mut take_sink: impl FnMut() -> Option<S>,
     ) -> Result<Feeds, FeedError> {
         let plans = planner::plan(feeds, &registry, engine.max_connection_slots)?;
-        let mut sinks = Vec::with_capacity(plans.len());
-        for _ in 0..plans.len() {
+        // Every producer the pipeline has: the ones not used now start slots a refresh adds.
+        let mut sinks = Vec::with_capacity(engine.max_connection_slots);
+        while sinks.len() < engine.max_connection_slots {
             match take_sink() {
                 Some(sink) => sinks.push(sink),
-                None => {
-                    return Err(FeedError::NotEnoughProducers {
-                        slots: plans.len(),
-                        sinks: sinks.len(),
-                    });
-                }
+                None => break,
             }
         }
+        if sinks.len() < plans.len() {
+            return Err(FeedError::NotEnoughProducers {
+                slots: plans.len(),
+                sinks: sinks.len(),
+            });
+        }
+        // Handed out from the front, in slot order.
+        sinks.reverse();
         let limits = DecodeLimits {
             max_frame_bytes: engine.max_frame_bytes,
             max_records_per_frame: engine.max_records_per_frame,
@@ -185,30 +220,104 @@ impl Feeds {
             )),
             // One TLS client config for every slot and every reconnect.
             tls: ws::tls_connector(feeds.tls_extra_roots_pem())?,
+            pacers: std::array::from_fn(|index| {
+                Arc::new(pacer::ConnectPacer::new(
+                    protocol::rules(Venue::ALL[index]).connect_rate,
+                ))
+            }),
         };
         let tracker = TaskTracker::new();
         let cancel = CancellationToken::new();
+        let shutdown_deadline = settings.timings.shutdown_deadline;
+        let mut spawn_slot: SlotSpawner = {
+            let (tracker, cancel) = (tracker.clone(), cancel.clone());
+            Box::new(move |plan: Arc<SlotPlan>| {
+                let sink = sinks.pop()?;
+                let counters = Arc::new(SlotCounters::default());
+                let (updates, receiver) = tokio::sync::watch::channel(Arc::clone(&plan));
+                let slot = slot::Slot::new(
+                    receiver,
+                    Arc::clone(&counters),
+                    &settings,
+                    sink,
+                    cancel.child_token(),
+                );
+                tracker.spawn(slot.run());
+                Some(SlotHandle {
+                    plan,
+                    counters,
+                    updates: Arc::new(updates),
+                })
+            })
+        };
         let mut slots = Vec::with_capacity(plans.len());
-        for (plan, sink) in plans.into_iter().zip(sinks) {
-            let plan = Arc::new(plan);
-            let counters = Arc::new(SlotCounters::default());
-            let slot = slot::Slot::new(
-                Arc::clone(&plan),
-                Arc::clone(&counters),
-                &settings,
-                sink,
-                cancel.child_token(),
-            );
-            tracker.spawn(slot.run());
-            slots.push(SlotHandle { plan, counters });
+        for plan in plans {
+            // Checked above: there is a producer for every planned slot.
+            if let Some(handle) = spawn_slot(Arc::new(plan)) {
+                slots.push(handle);
+            }
         }
         tracker.close();
         Ok(Feeds {
             slots,
             tracker,
             cancel,
-            shutdown_deadline: settings.timings.shutdown_deadline,
+            shutdown_deadline,
+            feeds: feeds.clone(),
+            registry,
+            max_slots: engine.max_connection_slots,
+            spawn_slot,
+            unplaced_listings: 0,
         })
+    }
+
+    /// Brings the slots in line with the registry's listings now (after a universe refresh):
+    /// slots whose symbols changed get their new plan (they rotate to it: no gap for what they
+    /// keep; what they drop gets `GAP_SYMBOL_RETIRED`), new listings fill slots with room, then
+    /// new slots. Must run inside the feeds' runtime.
+    pub fn refresh(&mut self) -> Result<RefreshReport, FeedError> {
+        let current: Vec<Arc<SlotPlan>> = self
+            .slots
+            .iter()
+            .map(|slot| Arc::clone(&slot.plan))
+            .collect();
+        let replan = planner::replan(&self.feeds, &self.registry, &current, self.max_slots)?;
+        let mut report = RefreshReport {
+            slots_changed: replan.changed.len(),
+            listings_unplaced: replan.unplaced.len(),
+            ..RefreshReport::default()
+        };
+        for (index, plan) in replan.changed {
+            let plan = Arc::new(plan);
+            let slot = &mut self.slots[index];
+            slot.plan = Arc::clone(&plan);
+            // The slot task outlives the handle unless the feeds stopped: then nobody listens.
+            let _ = slot.updates.send(plan);
+        }
+        for plan in replan.added {
+            let count = plan.symbol_ids.len();
+            match (self.spawn_slot)(Arc::new(plan)) {
+                Some(handle) => {
+                    self.slots.push(handle);
+                    report.slots_added += 1;
+                }
+                None => report.listings_unplaced += count,
+            }
+        }
+        self.unplaced_listings += report.listings_unplaced as u64;
+        if report.listings_unplaced > 0 {
+            tracing::warn!(
+                unplaced = report.listings_unplaced,
+                max_connection_slots = self.max_slots,
+                "listings fit no connection slot: not subscribed (raise engine.max_connection_slots)"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Listings not subscribed since start because no slot had room.
+    pub fn unplaced_listings(&self) -> u64 {
+        self.unplaced_listings
     }
 
     pub fn slots(&self) -> &[SlotHandle] {

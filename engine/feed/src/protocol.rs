@@ -36,6 +36,16 @@ pub struct VenueRules {
     pub ping_interval_ms: u64,
     /// Every frame the server sends is a gzip binary frame (HTX).
     pub gzip_frames: bool,
+    /// New connections the venue accepts per IP in a window (its documented connection-rate
+    /// limit); every slot of the venue draws from one bucket of this size (`ConnectPacer`).
+    pub connect_rate: ConnectRate,
+}
+
+/// At most `max` new connections per `window_ms`, as a token bucket of `max` refilled evenly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectRate {
+    pub max: u32,
+    pub window_ms: u64,
 }
 
 pub(crate) const KUCOIN_BULLET_URL: &str = "https://api.kucoin.com/api/v1/bullet-public";
@@ -51,6 +61,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::WsFrame,
             ping_interval_ms: 20_000,
             gzip_frames: false,
+            // 300 connections per 5 minutes per IP.
+            connect_rate: ConnectRate {
+                max: 300,
+                window_ms: 300_000,
+            },
         },
         Venue::Bybit => VenueRules {
             default_url: "wss://stream.bybit.com/v5/public/spot",
@@ -61,6 +76,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::Text,
             ping_interval_ms: 20_000,
             gzip_frames: false,
+            // 500 connections per 5 minutes.
+            connect_rate: ConnectRate {
+                max: 500,
+                window_ms: 300_000,
+            },
         },
         Venue::Okx => VenueRules {
             default_url: "wss://ws.okx.com:8443/ws/v5/public",
@@ -73,6 +93,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::Text,
             ping_interval_ms: 25_000,
             gzip_frames: false,
+            // 3 connection requests per second per IP.
+            connect_rate: ConnectRate {
+                max: 3,
+                window_ms: 1_000,
+            },
         },
         Venue::Mexc => VenueRules {
             default_url: "wss://wbs-api.mexc.com/ws",
@@ -83,6 +108,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::Text,
             ping_interval_ms: 20_000,
             gzip_frames: false,
+            // no documented figure: a conservative 5 per second.
+            connect_rate: ConnectRate {
+                max: 5,
+                window_ms: 1_000,
+            },
         },
         Venue::Gate => VenueRules {
             default_url: "wss://api.gateio.ws/ws/v4/",
@@ -93,6 +123,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::WsFrame,
             ping_interval_ms: 20_000,
             gzip_frames: false,
+            // no documented figure: a conservative 5 per second.
+            connect_rate: ConnectRate {
+                max: 5,
+                window_ms: 1_000,
+            },
         },
         Venue::Kucoin => VenueRules {
             default_url: "",
@@ -103,6 +138,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::Text,
             ping_interval_ms: 18_000,
             gzip_frames: false,
+            // 30 connections per minute.
+            connect_rate: ConnectRate {
+                max: 30,
+                window_ms: 60_000,
+            },
         },
         Venue::Bitget => VenueRules {
             default_url: "wss://ws.bitget.com/v2/ws/public",
@@ -116,6 +156,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             // for a slow tick or a lost ping.
             ping_interval_ms: 20_000,
             gzip_frames: false,
+            // 300 connection requests per 5 minutes per IP.
+            connect_rate: ConnectRate {
+                max: 300,
+                window_ms: 300_000,
+            },
         },
         Venue::Htx => VenueRules {
             default_url: "wss://api.huobi.pro/ws",
@@ -126,6 +171,11 @@ pub fn rules(venue: Venue) -> VenueRules {
             client_ping: ClientPing::None,
             ping_interval_ms: 5_000,
             gzip_frames: true,
+            // no documented figure: a conservative 5 per second.
+            connect_rate: ConnectRate {
+                max: 5,
+                window_ms: 1_000,
+            },
         },
     }
 }

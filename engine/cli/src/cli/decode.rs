@@ -265,7 +265,11 @@ impl Session {
             };
             match (result, unknown) {
                 (Err(_), Some(spelling)) => {
-                    if let Err(error) = self.registry.register(&spelling) {
+                    // A tool showing frames: the symbol's split is guessed from its spelling
+                    // (the engine itself takes names from the venues' metadata).
+                    let registered = tickflow_core::registry::guess_symbol(&spelling)
+                        .and_then(|name| self.registry.edit(|edit| edit.symbol(name)));
+                    if let Err(error) = registered {
                         self.counters.count(&Err(DecodeError::new(
                             DecodeErrorKind::UnknownSymbol,
                             "registration refused",

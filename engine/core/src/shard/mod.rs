@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tickflow_sdk::records::{
-    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GapEvent, OpportunityEvent, Quote, SpreadSample, SymbolId,
-    TimestampNs, VenueId,
+    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GAP_SYMBOL_RETIRED, GapEvent, OpportunityEvent, Quote,
+    SpreadSample, SymbolId, TimestampNs, VenueId,
 };
 
 use crate::config::MAX_THRESHOLDS;
@@ -59,6 +59,8 @@ pub struct ShardCounters {
     pub stale_cycle_ends: AtomicU64,
     /// Exact window recomputes forced by an outlier bucket leaving its window.
     pub outlier_recomputes: AtomicU64,
+    /// Windows ended because a venue stopped listing their symbol.
+    pub windows_retired: AtomicU64,
     /// Spreads skipped because they were not finite (a price so small the ratio overflows).
     pub non_finite_spreads: AtomicU64,
     pub windows_live: AtomicU64,
@@ -399,6 +401,14 @@ impl ShardState {
             };
             self.windows
                 .end_cycles_for_venue(local, gap.venue_id, gap.ts_ns, &mut output);
+        } else if gap.kind == GAP_SYMBOL_RETIRED {
+            // The venue no longer lists it: its windows with every other venue end and free
+            // their room (a relisting starts them afresh).
+            let mut output = EmitToOutbound {
+                outbound: self.outbound.as_mut(),
+            };
+            self.windows
+                .retire_venue(local, gap.venue_id, gap.ts_ns, &mut output);
         }
     }
 
@@ -563,6 +573,9 @@ impl ShardState {
         counters
             .outlier_recomputes
             .store(counts.outlier_recomputes, Ordering::Relaxed);
+        counters
+            .windows_retired
+            .store(counts.retired, Ordering::Relaxed);
     }
 
     /// Shutdown: emits every open bucket and ends every open cycle (a sink never sees a cycle

@@ -215,6 +215,8 @@ pub struct WindowCounts {
     pub opportunities: u64,
     /// Exact recomputes of a window's sums forced by a large bucket leaving it.
     pub outlier_recomputes: u64,
+    /// Windows ended because a venue no longer lists their symbol (`GAP_SYMBOL_RETIRED`).
+    pub retired: u64,
 }
 
 pub struct WindowStore {
@@ -565,6 +567,33 @@ impl WindowStore {
                 self.end_cycles_for_pair(local_symbol, venue, VenueId(other), ts_ns, output);
             }
         }
+    }
+
+    /// Ends and frees every window of `local_symbol` that involves `venue` (the venue no longer
+    /// lists the symbol): their open buckets are emitted and their cycles end first, as at an
+    /// eviction. Returns how many were removed.
+    pub(crate) fn retire_venue(
+        &mut self,
+        local_symbol: u32,
+        venue: VenueId,
+        ts_ns: TimestampNs,
+        output: &mut impl WindowOutput,
+    ) -> usize {
+        let mut removed = 0;
+        for other in 0..VENUE_COUNT as u16 {
+            if other == venue.0 {
+                continue;
+            }
+            for (buy, sell) in [(venue.0, other), (other, venue.0)] {
+                let window = self.index[Self::index_slot(local_symbol, buy, sell)];
+                if window != NONE {
+                    self.remove(window, ts_ns, output);
+                    removed += 1;
+                }
+            }
+        }
+        self.counts.retired += removed as u64;
+        removed
     }
 
     /// Ends the active cycles of both directions of the pair (`first`, `second`): one side's quote

@@ -8,9 +8,9 @@ use tickflow_core::outbound::{OutRecord, Outbound};
 use tickflow_core::pipeline::Pipeline;
 use tickflow_core::record::FeedEvent;
 use tickflow_core::records::{
-    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GapEvent, OPPORTUNITY_END, OPPORTUNITY_FLAG_NET,
-    OPPORTUNITY_START, OpportunityEvent, Quote, SPREAD_FLAG_WARMING, SpreadSample, SymbolId, Trade,
-    VenueId,
+    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GAP_SYMBOL_RETIRED, GapEvent, OPPORTUNITY_END,
+    OPPORTUNITY_FLAG_NET, OPPORTUNITY_START, OpportunityEvent, Quote, SPREAD_FLAG_WARMING,
+    SpreadSample, SymbolId, Trade, VenueId,
 };
 use tickflow_core::shard::thread::shard_params;
 use tickflow_core::shard::window::{WindowOutput, WindowParams, WindowStore};
@@ -937,6 +937,53 @@ fn a_withdrawn_quote_ends_its_cycles_and_takes_no_part() {
         1,
         "the withdrawal reaches sinks"
     );
+}
+
+#[test]
+fn a_retired_listing_ends_and_frees_the_windows_with_its_venue_only() {
+    let (mut shard, captured, now) = single_shard(&small_config());
+    // Three venues: pairs (0,1), (0,2), (1,2), both directions: six windows.
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0));
+    shard.handle(&quote(2, 1, 101.0, 101.1, T0 + 1));
+    shard.handle(&quote(2, 2, 100.5, 100.6, T0 + 2));
+    shard.flush();
+    now.store(T0 + 3, Ordering::Release);
+    shard.housekeeping();
+    assert_eq!(shard.counters().windows_live.load(Ordering::Relaxed), 6);
+    let opened = captured.opportunities().len();
+    assert!(opened >= 1, "venue 0 against venue 1 crosses the threshold");
+    shard.handle(&FeedEvent::Gap(GapEvent {
+        ts_ns: T0 + 4,
+        connection_id: 5,
+        symbol_id: SymbolId(2),
+        venue_id: VenueId(0),
+        kind: GAP_SYMBOL_RETIRED,
+        reserved: [0; 5],
+    }));
+    shard.flush();
+    now.store(T0 + SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    // Venue 0's four windows are gone; (1,2) and (2,1) stay.
+    assert_eq!(shard.counters().windows_live.load(Ordering::Relaxed), 2);
+    assert_eq!(shard.counters().windows_retired.load(Ordering::Relaxed), 4);
+    let events = captured.opportunities();
+    assert!(
+        events[opened..]
+            .iter()
+            .all(|event| event.kind == OPPORTUNITY_END),
+        "every cycle of venue 0 ended"
+    );
+    assert_eq!(
+        captured.count(|r| matches!(r, OutRecord::Gap(gap) if gap.kind == GAP_SYMBOL_RETIRED)),
+        1,
+        "the retirement reaches sinks"
+    );
+    // Listed again and quoting: its windows start anew.
+    shard.handle(&quote(2, 0, 100.0, 100.1, T0 + SECOND_NS + 1));
+    shard.flush();
+    now.store(T0 + 2 * SECOND_NS, Ordering::Release);
+    shard.housekeeping();
+    assert_eq!(shard.counters().windows_live.load(Ordering::Relaxed), 6);
 }
 
 #[test]

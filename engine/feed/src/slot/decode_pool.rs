@@ -9,7 +9,8 @@
 //! task (no await between reading a frame's bytes and handing its records to the ring), so at
 //! most one decode runs per worker thread at any instant, and one scratch per thread is enough.
 //! Decoders keep nothing from one frame to the next but their scratch (symbols are looked up in
-//! the registry every time), which is what lets any slot use any scratch.
+//! the registry every time), which is what lets any slot use any scratch. A decoded batch is
+//! brought to the canonical price unit here (the registry's per-listing multipliers).
 //!
 //! Entries are as many as `feeds.worker_threads`. A slot tries its own entry first, then the
 //! others, and waits for its own only when every entry is busy (a runtime with more threads than
@@ -89,8 +90,10 @@ impl DecodeScratch {
         let decoder = self.decoders[venue.index()]
             .get_or_insert_with(|| decoder_for(venue, Arc::clone(registry), limits));
         let outcome = decoder.decode(frame, encoding, ts_recv_ns, &mut self.batch);
-        if outcome.is_err() {
-            self.batch.clear();
+        match outcome {
+            // Listings quoted in a multiple of the asset (`1000PEPE`) to the canonical unit.
+            Ok(_) => registry.apply_price_multipliers(venue, self.batch.as_mut_slice()),
+            Err(_) => self.batch.clear(),
         }
         outcome
     }

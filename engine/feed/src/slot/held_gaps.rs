@@ -1,5 +1,6 @@
 //! Gap events the ring refused, held per owned symbol and offered again, in order, before any
-//! data record of that symbol. Must not decide when a gap happens, nor drop one before shutdown.
+//! data record of that symbol; and the retirement gaps of symbols a new plan no longer carries.
+//! Must not decide when a gap happens, nor drop one before shutdown.
 
 use std::sync::Arc;
 
@@ -7,7 +8,7 @@ use crate::EventSink;
 use crate::counters::{SlotCounters, bump};
 use crate::planner::SlotPlan;
 use tickflow_core::record::{FeedEvent, now_ns};
-use tickflow_core::records::{GAP_DISCONNECT, GapEvent, SymbolId};
+use tickflow_core::records::{GAP_DISCONNECT, GAP_SYMBOL_RETIRED, GapEvent, SymbolId};
 
 /// One symbol's held gaps, delivered in this order (disconnect, then reconnect). At most one of
 /// each kind: a new disconnect while a reconnect is held back nets to "disconnected" (the shard
@@ -61,6 +62,9 @@ pub(super) struct HeldGaps {
     by_symbol: Vec<SymbolGaps>,
     /// Symbols with held gaps (0 on the fast path: nothing to look up per record).
     symbols: usize,
+    /// Retirement gaps of symbols the slot no longer owns, waiting for room (at most one per
+    /// symbol a plan change removed: bounded by the slot's symbols).
+    retired: Vec<GapEvent>,
 }
 
 impl HeldGaps {
@@ -70,11 +74,71 @@ impl HeldGaps {
             plan,
             by_symbol,
             symbols: 0,
+            retired: Vec::new(),
         }
+    }
+
+    /// Takes `plan` as the slot's symbols: a symbol it keeps keeps its held gaps; each symbol it
+    /// drops gets a `GAP_SYMBOL_RETIRED` after whatever it still held (held until the ring takes
+    /// it, like any gap). Returns how many symbols were retired.
+    pub(super) fn replan(
+        &mut self,
+        plan: Arc<SlotPlan>,
+        counters: &SlotCounters,
+        sink: &mut impl EventSink,
+    ) -> usize {
+        let ts_ns = now_ns();
+        let mut by_symbol = vec![SymbolGaps::default(); plan.symbol_ids.len()];
+        let mut retired = 0;
+        for (symbol_id, held) in self.plan.symbol_ids.iter().zip(&self.by_symbol) {
+            match plan.symbol_ids.iter().position(|id| id == symbol_id) {
+                Some(index) => by_symbol[index] = *held,
+                None => {
+                    retired += 1;
+                    // What it held goes first, in order, then the retirement.
+                    for gap in [held.disconnect, held.reconnect].into_iter().flatten() {
+                        self.retired.push(gap);
+                    }
+                    bump(&counters.gaps);
+                    self.retired.push(GapEvent {
+                        ts_ns,
+                        connection_id: self.plan.connection_id,
+                        symbol_id: *symbol_id,
+                        venue_id: self.plan.venue.id(),
+                        kind: GAP_SYMBOL_RETIRED,
+                        reserved: [0; 5],
+                    });
+                }
+            }
+        }
+        self.plan = plan;
+        self.by_symbol = by_symbol;
+        self.symbols = self
+            .by_symbol
+            .iter()
+            .filter(|held| !held.is_empty())
+            .count();
+        self.deliver(sink);
+        retired
     }
 
     /// Offers every held gap again; true when none is left.
     pub(super) fn deliver(&mut self, sink: &mut impl EventSink) -> bool {
+        if !self.retired.is_empty() {
+            let offered = self.retired.len();
+            let taken = self
+                .retired
+                .iter()
+                .take_while(|gap| sink.push(FeedEvent::Gap(**gap)))
+                .count();
+            self.retired.drain(..taken);
+            if taken > 0 {
+                sink.flush();
+            }
+            if taken < offered {
+                return false;
+            }
+        }
         if self.symbols == 0 {
             return true;
         }
@@ -131,7 +195,8 @@ impl HeldGaps {
 
     /// Gives up on every held gap (shutdown only); returns how many there were.
     pub(super) fn drop_all(&mut self) -> u64 {
-        let mut dropped = 0u64;
+        let mut dropped = self.retired.len() as u64;
+        self.retired.clear();
         for held in &mut self.by_symbol {
             dropped +=
                 held.disconnect.take().is_some() as u64 + held.reconnect.take().is_some() as u64;

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -96,6 +97,17 @@ pub fn backoff_delay(attempt: u32, base: Duration, cap: Duration, random_unit: f
     bound.mul_f64(random_unit.clamp(0.0, 1.0))
 }
 
+/// The next plan sent to the slot; never completes without a sender (or after it is dropped).
+async fn next_plan(updates: Option<&mut watch::Receiver<Arc<SlotPlan>>>) -> Arc<SlotPlan> {
+    match updates {
+        Some(updates) => match updates.changed().await {
+            Ok(()) => Arc::clone(&updates.borrow_and_update()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
 /// Most events handled in a row between two looks at cancellation and the housekeeping tick.
 const DRAIN_EVENTS: usize = 64;
 
@@ -115,6 +127,8 @@ enum SessionEnd {
     Shutdown,
     /// The connection is gone or declared dead; reconnect.
     Lost,
+    /// The slot's new plan carries no symbol: the connection was closed on purpose.
+    Emptied,
 }
 
 /// What the read loop must do after a frame.
@@ -151,6 +165,8 @@ pub(crate) struct Slot<S: EventSink> {
     /// unproven replacement was open, which was promoted and owes the reconnect at its first data.
     hole_open: bool,
     held_gaps: HeldGaps,
+    /// New plans for this slot (a universe refresh); taken by `run`.
+    plan_updates: Option<watch::Receiver<Arc<SlotPlan>>>,
     /// When an oversized message was last logged (at most one line per second).
     oversized_logged_at: Option<Instant>,
     cancel: CancellationToken,
@@ -163,16 +179,19 @@ pub(crate) struct SlotSettings {
     pub max_frame_bytes: usize,
     pub decode_pool: Arc<DecodePool>,
     pub tls: tokio_rustls::TlsConnector,
+    /// One connection-rate bucket per venue, shared by its slots.
+    pub pacers: [Arc<crate::pacer::ConnectPacer>; tickflow_core::venue::VENUE_COUNT],
 }
 
 impl<S: EventSink> Slot<S> {
     pub(crate) fn new(
-        plan: Arc<SlotPlan>,
+        plan_updates: watch::Receiver<Arc<SlotPlan>>,
         counters: Arc<SlotCounters>,
         settings: &SlotSettings,
         sink: S,
         cancel: CancellationToken,
     ) -> Slot<S> {
+        let plan = Arc::clone(&plan_updates.borrow());
         let ping_interval = plan.ping_interval;
         let held_gaps = HeldGaps::new(Arc::clone(&plan));
         let opener = Opener::new(&plan, &counters, settings, &cancel);
@@ -190,6 +209,7 @@ impl<S: EventSink> Slot<S> {
             resume_started: None,
             hole_open: false,
             held_gaps,
+            plan_updates: Some(plan_updates),
             oversized_logged_at: None,
             cancel,
         }
@@ -203,13 +223,25 @@ impl<S: EventSink> Slot<S> {
     pub(crate) async fn run(mut self) {
         let mut attempt: u32 = 0;
         let mut first_connection = true;
+        let mut plan_updates = self.plan_updates.take();
         while !self.cancel.is_cancelled() {
-            let (reader, writer) = match self.opener.clone().open(SeatRole::Primary).await {
+            if self.opener.plan().symbol_ids.is_empty() {
+                // Nothing to carry: no connection until a plan brings symbols.
+                let empty = Arc::clone(self.opener.plan());
+                self.adopt(empty);
+                let cancel = self.cancel.clone();
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    next = next_plan(plan_updates.as_mut()) => self.opener = self.opener.with_plan(&next),
+                }
+                continue;
+            }
+            let (reader, writer, plan) = match self.opener.clone().open(SeatRole::Primary).await {
                 Ok(opened) => {
                     if let Some(ping_interval) = opened.ping_interval {
                         self.ping_interval = ping_interval;
                     }
-                    (opened.reader, opened.writer)
+                    (opened.reader, opened.writer, opened.plan)
                 }
                 Err(ConnectError::Cancelled) => break,
                 Err(error) => {
@@ -237,6 +269,7 @@ impl<S: EventSink> Slot<S> {
             };
             let connected_at = Instant::now();
             bump(&self.counters.connects);
+            self.adopt(Arc::clone(&plan));
             if first_connection {
                 first_connection = false;
             } else {
@@ -252,7 +285,7 @@ impl<S: EventSink> Slot<S> {
                 self.plan.topics.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
-            let end = self.session(reader, writer).await;
+            let end = self.session(reader, writer, plan, &mut plan_updates).await;
             self.counters
                 .connected
                 .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -266,6 +299,10 @@ impl<S: EventSink> Slot<S> {
             }
             if end == SessionEnd::Shutdown {
                 break;
+            }
+            if end == SessionEnd::Emptied {
+                first_connection = true;
+                continue;
             }
             if connected_at.elapsed() >= self.timings.healthy_after {
                 attempt = 0;
@@ -338,11 +375,18 @@ impl<S: EventSink> Slot<S> {
     }
 
     /// Runs one connection (and, while rotating, its replacement) until it is lost or shutdown.
-    async fn session(&mut self, reader: WsReader, writer: LinkWriter) -> SessionEnd {
+    async fn session(
+        &mut self,
+        reader: WsReader,
+        writer: LinkWriter,
+        plan: Arc<SlotPlan>,
+        plan_updates: &mut Option<watch::Receiver<Arc<SlotPlan>>>,
+    ) -> SessionEnd {
         let now = Instant::now();
         let primary = Seat {
             link: Link::new(writer, now, self.ping_interval),
             reader,
+            plan,
         };
         // The replacement's open runs here, beside the reads, so the primary is never left unread.
         let open = pin!(open_replacement(None));
@@ -370,6 +414,17 @@ impl<S: EventSink> Slot<S> {
                 }
                 event = rotation.next_event(&mut coalescer) => self.on_event(&decode_pool, &mut rotation, event),
                 _ = tick.tick() => self.housekeeping(&mut rotation),
+                next = next_plan(plan_updates.as_mut()) => {
+                    self.opener = self.opener.with_plan(&next);
+                    if next.symbol_ids.is_empty() {
+                        rotation.close_all(self.timings.shutdown_deadline).await;
+                        return SessionEnd::Emptied;
+                    }
+                    // The replacement subscribes to the new plan and takes over when it
+                    // delivers, as in any rotation: no gap for the symbols both plans carry.
+                    rotation.rotate_now();
+                    ControlFlow::Continue(())
+                }
             };
             if let ControlFlow::Break(end) = flow {
                 return end;
@@ -396,7 +451,7 @@ impl<S: EventSink> Slot<S> {
         rotation: &mut Rotation<'_, impl ReplacementOpen>,
         event: Event,
     ) -> ControlFlow<SessionEnd> {
-        match event {
+        let flow = match event {
             Event::Read { seat, read } => self.on_read(decode_pool, rotation, seat, read),
             Event::WriteFailed { seat, error } => {
                 self.write_failed(&error);
@@ -406,7 +461,58 @@ impl<S: EventSink> Slot<S> {
                 self.on_replacement_opened(rotation, result);
                 ControlFlow::Continue(())
             }
+        };
+        self.adopt_primary_plan(rotation);
+        flow
+    }
+
+    /// After a promotion: the new primary's plan is the slot's. A replacement that was opened
+    /// before the latest plan change is promoted with an older plan: rotate again at once.
+    fn adopt_primary_plan(&mut self, rotation: &mut Rotation<'_, impl ReplacementOpen>) {
+        let Some(primary_plan) = rotation.primary_plan() else {
+            return;
+        };
+        if Arc::ptr_eq(primary_plan, &self.plan) {
+            return;
         }
+        let primary_plan = Arc::clone(primary_plan);
+        self.adopt(primary_plan);
+        if !Arc::ptr_eq(self.opener.plan(), &self.plan) {
+            rotation.rotate_now();
+        }
+    }
+
+    /// Makes `plan` the slot's: symbols it no longer carries get their retirement gap.
+    fn adopt(&mut self, plan: Arc<SlotPlan>) {
+        if Arc::ptr_eq(&plan, &self.plan) {
+            return;
+        }
+        let retired = self
+            .held_gaps
+            .replan(Arc::clone(&plan), &self.counters, &mut self.sink);
+        if retired > 0 {
+            self.counters
+                .symbols_retired
+                .fetch_add(retired as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        tracing::info!(
+            venue = %self.venue(),
+            slot = self.plan.connection_id,
+            symbols = plan.symbol_ids.len(),
+            retired,
+            "slot plan changed"
+        );
+        if self
+            .counters
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.counters.subscriptions.store(
+                plan.topics.len() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        self.plan = plan;
     }
 
     /// The periodic tick: held gaps, both links' keep-alive and watchdogs, a due rotation.
@@ -444,6 +550,7 @@ impl<S: EventSink> Slot<S> {
                 rotation.seat_replacement(Seat {
                     link,
                     reader: opened.reader,
+                    plan: opened.plan,
                 });
             }
             // Shutdown: the cancel branch ends the session next.
@@ -606,7 +713,7 @@ impl<S: EventSink> Slot<S> {
         is_primary: bool,
         incoming: Incoming,
     ) -> FrameAction {
-        let Seat { link, reader } = seat;
+        let Seat { link, reader, .. } = seat;
         bump(&self.counters.frames);
         let now = Instant::now();
         link.frame_arrived(now);

@@ -12,6 +12,7 @@ use super::decode_pool::DecodePool;
 use super::link::LinkWriter;
 use crate::counters::{SlotCounters, bump};
 use crate::framing::{self, Incoming};
+use crate::pacer::ConnectPacer;
 use crate::planner::{SlotEndpoint, SlotPlan};
 use crate::protocol;
 use crate::ws::{self, ConnectError, WsReader};
@@ -38,6 +39,8 @@ pub(crate) fn replacement_message_bytes(max_frame_bytes: usize) -> usize {
 #[derive(Clone)]
 pub(super) struct Opener {
     plan: Arc<SlotPlan>,
+    /// The venue's connection-rate bucket (shared by its slots).
+    pacer: Arc<ConnectPacer>,
     counters: Arc<SlotCounters>,
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Duration,
@@ -62,6 +65,8 @@ pub(super) struct Opened {
     pub(super) writer: LinkWriter,
     /// KuCoin's ping interval from its bullet, unless one is configured.
     pub(super) ping_interval: Option<Duration>,
+    /// The plan whose topics it subscribed: the slot's plan once it is the primary.
+    pub(super) plan: Arc<SlotPlan>,
 }
 
 impl Opener {
@@ -73,6 +78,7 @@ impl Opener {
     ) -> Opener {
         Opener {
             plan: Arc::clone(plan),
+            pacer: Arc::clone(&settings.pacers[plan.venue.index()]),
             counters: Arc::clone(counters),
             tls: settings.tls.clone(),
             connect_timeout: settings.timings.connect_timeout,
@@ -87,6 +93,19 @@ impl Opener {
         }
     }
 
+    /// The same opener for `plan` (a plan change: the next connection subscribes to its topics).
+    pub(super) fn with_plan(&self, plan: &Arc<SlotPlan>) -> Opener {
+        Opener {
+            plan: Arc::clone(plan),
+            ..self.clone()
+        }
+    }
+
+    /// The plan the next open subscribes to.
+    pub(super) fn plan(&self) -> &Arc<SlotPlan> {
+        &self.plan
+    }
+
     fn scratch(&self) -> std::sync::MutexGuard<'_, OpenScratch> {
         // Poisoned only if a decoder panicked mid-welcome; the scratch is still usable.
         self.scratch
@@ -98,6 +117,9 @@ impl Opener {
     pub(super) async fn open(self, role: SeatRole) -> Result<Opened, ConnectError> {
         let timeout = self.connect_timeout;
         let connect = async {
+            // The venue's connection-rate limit, before anything is dialled (not part of the
+            // connect timeout: waiting for a token is not a slow venue).
+            self.pacer.take().await;
             let mut ping_interval = None;
             let url = match &self.plan.endpoint {
                 SlotEndpoint::Url(url) => url.clone(),
@@ -128,6 +150,7 @@ impl Opener {
                 reader,
                 writer,
                 ping_interval,
+                plan: Arc::clone(&self.plan),
             })
         };
         tokio::select! {

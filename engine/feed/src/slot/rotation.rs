@@ -31,6 +31,8 @@ impl<F: Future<Output = Result<Opened, ConnectError>>> ReplacementOpen for F {}
 pub(super) struct Seat {
     pub(super) link: Link,
     pub(super) reader: WsReader,
+    /// The plan it subscribed to.
+    pub(super) plan: std::sync::Arc<crate::planner::SlotPlan>,
 }
 
 /// What the seats and the replacement's open produced.
@@ -103,6 +105,11 @@ impl<'a, O: ReplacementOpen> Rotation<'a, O> {
 
     pub(super) fn primary(&self) -> usize {
         self.primary
+    }
+
+    /// The plan the primary subscribed to.
+    pub(super) fn primary_plan(&self) -> Option<&std::sync::Arc<crate::planner::SlotPlan>> {
+        self.seats[self.primary].as_ref().map(|seat| &seat.plan)
     }
 
     pub(super) fn seat_mut(&mut self, seat: usize) -> Option<&mut Seat> {
