@@ -1284,3 +1284,118 @@ fn the_primary_keeps_being_read_while_its_replacement_connects() {
         assert_eq!(harness.stop().await, 0);
     });
 }
+
+/// A shard's outbound that records which (symbol, venue) sent quotes and which gaps arrived.
+#[derive(Clone, Default)]
+struct RecordingOutbound {
+    seen: Arc<std::sync::Mutex<RecordedFlow>>,
+}
+
+#[derive(Default)]
+struct RecordedFlow {
+    quotes: std::collections::HashMap<(u32, u16), u64>,
+    gaps: Vec<(u32, u16, u8)>,
+}
+
+impl Outbound for RecordingOutbound {
+    fn emit(&mut self, record: &tickflow_core::outbound::OutRecord) {
+        let mut seen = self.seen.lock().expect("only the shard thread writes");
+        match record {
+            tickflow_core::outbound::OutRecord::Quote(quote) => {
+                *seen
+                    .quotes
+                    .entry((quote.symbol_id.0, quote.venue_id.0))
+                    .or_default() += 1;
+            }
+            tickflow_core::outbound::OutRecord::Gap(gap) => {
+                seen.gaps.push((gap.symbol_id.0, gap.venue_id.0, gap.kind));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_refresh_moves_subscriptions_without_a_gap_for_what_stays() {
+    use tickflow_core::records::{GAP_DISCONNECT, GAP_SYMBOL_RETIRED};
+    use tickflow_core::registry::parse_canonical;
+    runtime().block_on(async {
+        let sim = SimVenues::start(sim_config(&[Venue::Binance]))
+            .await
+            .expect("simulator binds loopback ports");
+        let recording = RecordingOutbound::default();
+        let shard_outbound = recording.clone();
+        let mut harness = Harness::start_with_outbounds(
+            sim,
+            |config| config.feeds.symbols = vec!["BTC-USDT".into(), "ETH-USDT".into()],
+            move |_| vec![Box::new(shard_outbound) as Box<dyn Outbound>],
+        );
+        let registry = Arc::clone(&harness.registry);
+        let btc = registry
+            .lookup_on(Venue::Binance, b"btcusdt")
+            .expect("listed");
+        let eth = registry
+            .lookup_on(Venue::Binance, b"ethusdt")
+            .expect("listed");
+        let binance = Venue::Binance.id().0;
+        let quotes_of = |symbol: u32| {
+            recording
+                .seen
+                .lock()
+                .expect("no panic while recording")
+                .quotes
+                .get(&(symbol, binance))
+                .copied()
+                .unwrap_or(0)
+        };
+        assert!(eventually(|| quotes_of(btc.0) > 0 && quotes_of(eth.0) > 0).await);
+        // A refresh: ETH delisted, SOL listed.
+        let sol = registry.edit(|edit| {
+            assert!(edit.unlist(Venue::Binance, eth));
+            let sol = edit
+                .symbol(parse_canonical("SOL-USDT").expect("canonical"))
+                .expect("room");
+            edit.list(Venue::Binance, sol, "solusdt", 1.0)
+                .expect("a new spelling");
+            sol
+        });
+        let report = harness.feeds.refresh().expect("replans");
+        assert_eq!(report.slots_changed, 1);
+        assert_eq!(report.slots_added, 0);
+        assert!(eventually(|| quotes_of(sol.0) > 0).await, "SOL subscribed");
+        let slot = harness.slot(Venue::Binance).clone();
+        assert!(
+            eventually(|| SlotCounters::get(&slot.counters.symbols_retired) == 1).await,
+            "ETH taken off the slot"
+        );
+        let btc_before = quotes_of(btc.0);
+        assert!(
+            eventually(|| quotes_of(btc.0) > btc_before).await,
+            "BTC goes on"
+        );
+        let seen = recording.seen.lock().expect("no panic while recording");
+        assert!(
+            seen.gaps
+                .iter()
+                .any(|&(symbol, _, kind)| symbol == eth.0 && kind == GAP_SYMBOL_RETIRED),
+            "ETH's retirement reaches the shard: {:?}",
+            seen.gaps
+        );
+        assert!(
+            !seen
+                .gaps
+                .iter()
+                .any(|&(symbol, _, kind)| symbol == btc.0 && kind == GAP_DISCONNECT),
+            "BTC stayed on its slot and had no gap: {:?}",
+            seen.gaps
+        );
+        drop(seen);
+        assert_eq!(harness.feeds.slots().len(), 1);
+        // Refreshing again with nothing new changes nothing.
+        assert_eq!(
+            harness.feeds.refresh().expect("replans"),
+            tickflow_feed::RefreshReport::default()
+        );
+        harness.stop().await;
+    });
+}
