@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use fastwebsockets::{Frame, OpCode, Payload, WebSocketWrite};
 use tokio::io::AsyncWrite;
 
+use super::listings::Instrument;
 use super::wire::{self, BboUpdate, ServerFrame};
 use super::{SimShared, VenueControl, prices};
 use tickflow_core::venue::Venue;
@@ -98,20 +99,20 @@ fn bumped(counter: &AtomicU64, seen: &mut u64) -> bool {
 }
 
 /// Acts on this tick's framing faults for a session whose first subscribed symbol is
-/// `symbol_index`. False when a write failed (the session ends).
+/// `instrument`. False when a write failed (the session ends).
 pub(crate) async fn on_tick<S: AsyncWrite + Unpin>(
     shared: &SimShared,
     venue: Venue,
     seen: &mut Seen,
-    symbol_index: Option<usize>,
+    instrument: Option<&Instrument>,
     writer: &mut WebSocketWrite<S>,
 ) -> bool {
     let faults = &shared.controls[venue.index()].frame_faults;
     let now_ms = tickflow_core::record::now_ns() / 1_000_000;
     if bumped(&faults.fragmented_generation, &mut seen.fragmented)
-        && let Some(index) = symbol_index
+        && let Some(instrument) = instrument
     {
-        let frame = bbo_frame(shared, venue, index, now_ms);
+        let frame = bbo_frame(shared, venue, instrument, now_ms);
         if !send_fragmented(writer, &frame).await {
             return false;
         }
@@ -127,10 +128,10 @@ pub(crate) async fn on_tick<S: AsyncWrite + Unpin>(
         faults.fragmented_sent.fetch_add(1, Ordering::SeqCst);
     }
     if bumped(&faults.trade_burst_generation, &mut seen.trade_burst)
-        && let Some(index) = symbol_index
+        && let Some(instrument) = instrument
     {
         let count = faults.trade_burst_count.load(Ordering::SeqCst) as usize;
-        if let Some(frame) = trade_burst(shared, venue, index, count, now_ms)
+        if let Some(frame) = trade_burst(shared, venue, instrument, count, now_ms)
             && !send(writer, true, &frame).await
         {
             return false;
@@ -212,13 +213,18 @@ async fn send_fragmented_oversized<S: AsyncWrite + Unpin>(writer: &mut WebSocket
     true
 }
 
-/// A best bid/ask message of symbol `index` at the current shared price.
-fn bbo_frame(shared: &SimShared, venue: Venue, index: usize, now_ms: i64) -> ServerFrame {
+/// A best bid/ask message of `instrument` at the current shared price.
+fn bbo_frame(
+    shared: &SimShared,
+    venue: Venue,
+    instrument: &Instrument,
+    now_ms: i64,
+) -> ServerFrame {
     let t_s = shared.started.elapsed().as_secs_f64();
-    let mid = prices::shared_mid(shared.symbols.bases[index], index, t_s);
+    let mid = instrument.price.mid(t_s);
     let (bid, ask) = prices::bid_ask(mid, 0.5);
     let update = BboUpdate {
-        venue_symbol: &shared.symbols.venue_spelling[venue.index()][index],
+        venue_symbol: &instrument.ws_symbol[venue.index()],
         bid,
         bid_qty: 1.0,
         ask,
@@ -235,20 +241,20 @@ fn bbo_frame(shared: &SimShared, venue: Venue, index: usize, now_ms: i64) -> Ser
     }
 }
 
-/// One message of `count` trades of symbol `index`, in the venue's batched form with its
+/// One message of `count` trades of `instrument`, in the venue's batched form with its
 /// longest fields (UUID trade ids on Bybit, 8-decimal prices), or `None` for venues that send
 /// one trade per message.
 fn trade_burst(
     shared: &SimShared,
     venue: Venue,
-    index: usize,
+    instrument: &Instrument,
     count: usize,
     now_ms: i64,
 ) -> Option<ServerFrame> {
     use std::fmt::Write as _;
-    let symbol = &shared.symbols.venue_spelling[venue.index()][index];
+    let symbol = &instrument.ws_symbol[venue.index()];
     let t_s = shared.started.elapsed().as_secs_f64();
-    let price = prices::shared_mid(shared.symbols.bases[index], index, t_s);
+    let price = instrument.price.mid(t_s);
     let mut elements = String::new();
     for trade in 0..count {
         if trade > 0 {

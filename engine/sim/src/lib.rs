@@ -9,16 +9,29 @@
 //! `SimConfig::paced`, at one aggregate rate with every frame written and flushed on its own
 //! (`pacer.rs`).
 //!
-//! Every task (accept loops, HTTP connections, sessions) is owned by the `SimVenues` tracker and
-//! stopped by `shutdown`, as is the pacer thread of paced mode.
+//! Each venue also serves its spot instrument-list REST endpoint at the real path and in the real
+//! response format (`rest.rs`), listing the configured symbols, a fixed set of tricky instruments
+//! and, with `listing_churn_interval_ms`, listings that change over time (`listings.rs`). The
+//! WebSocket side serves every listed instrument in that venue's spelling and stops data for a
+//! delisted one.
+//!
+//! Every task (accept loops, HTTP connections, sessions, the churn timer) is owned by the
+//! `SimVenues` tracker and stopped by `shutdown`, as is the pacer thread of paced mode.
 
 mod fault_frames;
+mod listings;
 mod pacer;
 mod prices;
+mod rest;
 mod session;
 mod wire;
 
-use std::collections::BTreeMap;
+pub use listings::{
+    ListingChange, ListingError, ListingOrigin, ListingState, MAX_ADDED_INSTRUMENTS, SimListing,
+    churn_listing_venues,
+};
+pub use rest::{RestFault, instruments_path};
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,7 +45,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tickflow_core::registry::parse_symbol;
 use tickflow_core::venue::{VENUE_COUNT, Venue};
 use tickflow_feed::config::{FeedsConfig, VenueFeedConfig};
 
@@ -40,8 +52,21 @@ use tickflow_feed::config::{FeedsConfig, VenueFeedConfig};
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub venues: Vec<Venue>,
-    /// Canonical symbols (`BTC-USDT`) every venue lists.
+    /// Canonical symbols (`BTC-USDT`) every venue lists, trading.
     pub symbols: Vec<String>,
+    /// Also list the fixed tricky instruments (quotes other than USDT, `DOTUSD`/`BNBUSD`/`ARBUSD`,
+    /// `1000PEPE` on Bybit and MEXC against `PEPE` elsewhere, `GT` on Gate only, `TRX` halted on
+    /// Bitget, `LUNA` listed everywhere but trading on Bybit only, KuCoin's `BCHSV-USDT` for BSV;
+    /// the table is in `listings.rs`). An entry whose name is also in `symbols` is skipped.
+    /// Default on.
+    pub tricky_instruments: bool,
+    /// Every this many milliseconds, one churn step (`SimVenues::churn_listings_now`): step `n`
+    /// lists `NEW<n>-USDT` on `churn_listing_venues(n, &venues)` (at least two venues) and
+    /// delists the oldest churned symbol beyond the newest `listing_churn_keep`. 0 = no timer
+    /// (default); steps can still be forced.
+    pub listing_churn_interval_ms: u64,
+    /// How many churned symbols stay listed (at least 1; default 2).
+    pub listing_churn_keep: usize,
     /// Best bid/ask updates per second per subscribed symbol per connection.
     pub bbo_per_s_per_symbol: f64,
     /// Trades per second per subscribed symbol per connection.
@@ -73,6 +98,9 @@ impl Default for SimConfig {
                 .into_iter()
                 .map(str::to_owned)
                 .collect(),
+            tricky_instruments: true,
+            listing_churn_interval_ms: 0,
+            listing_churn_keep: 2,
             bbo_per_s_per_symbol: 10.0,
             trades_per_s_per_symbol: 2.0,
             tick_ms: 5,
@@ -132,6 +160,12 @@ pub struct VenueControl {
     pub bullets: AtomicU64,
     /// TLS handshakes that failed or timed out (`start_tls` only).
     pub tls_handshake_failures: AtomicU64,
+    /// Instrument-list REST requests received (faulted ones included).
+    pub rest_requests: AtomicU64,
+    /// Instrument-list REST requests answered with a fault (or left hanging).
+    pub rest_faults: AtomicU64,
+    /// Faults for the next REST requests (`fail_next_rest_requests`).
+    rest_faults_pending: rest::RestFaults,
 }
 
 /// When the last 429 was sent, and the shortest time from a 429 to the client's next attempt.
@@ -257,48 +291,10 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// Size of the oversized frames the simulator sends.
 pub(crate) const OVERSIZED_FRAME_BYTES: usize = 2 << 20;
 
-/// The symbol table a venue serves: venue spelling → index into `SimConfig::symbols`.
-#[derive(Debug)]
-pub(crate) struct SimSymbols {
-    pub canonical: Vec<String>,
-    pub bases: Vec<f64>,
-    pub by_venue_spelling: [BTreeMap<String, usize>; VENUE_COUNT],
-    pub venue_spelling: [Vec<String>; VENUE_COUNT],
-}
-
-impl SimSymbols {
-    fn new(symbols: &[String]) -> std::io::Result<SimSymbols> {
-        let mut table = SimSymbols {
-            canonical: Vec::new(),
-            bases: Vec::new(),
-            by_venue_spelling: std::array::from_fn(|_| BTreeMap::new()),
-            venue_spelling: std::array::from_fn(|_| Vec::new()),
-        };
-        for (index, symbol) in symbols.iter().enumerate() {
-            let name = parse_symbol(symbol).map_err(|error| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, error.to_string())
-            })?;
-            table.canonical.push(name.as_str().to_owned());
-            table.bases.push(prices::base_price(index, name.base()));
-            for venue in Venue::ALL {
-                let mut spelling = String::new();
-                tickflow_feed::protocol::write_venue_symbol(
-                    venue,
-                    name.base(),
-                    name.quote(),
-                    &mut spelling,
-                );
-                table.by_venue_spelling[venue.index()].insert(spelling.clone(), index);
-                table.venue_spelling[venue.index()].push(spelling);
-            }
-        }
-        Ok(table)
-    }
-}
-
 pub(crate) struct SimShared {
     pub config: SimConfig,
-    pub symbols: SimSymbols,
+    /// What each venue lists (`listings.rs`).
+    listings: std::sync::RwLock<listings::Listings>,
     pub controls: [VenueControl; VENUE_COUNT],
     pub addresses: [Option<SocketAddr>; VENUE_COUNT],
     /// Set by `start_tls`: every accepted stream is a TLS server stream.
@@ -308,6 +304,40 @@ pub(crate) struct SimShared {
     pub tracker: TaskTracker,
     /// Paced mode's tickets (`SimConfig::paced`).
     pub pacer: Option<Arc<pacer::Pacer>>,
+}
+
+impl SimShared {
+    /// The listings, for reading (a poisoned lock only means a thread panicked mid-update of a
+    /// table whose every step leaves it consistent).
+    pub(crate) fn listings(&self) -> std::sync::RwLockReadGuard<'_, listings::Listings> {
+        self.listings
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn listings_mut(&self) -> std::sync::RwLockWriteGuard<'_, listings::Listings> {
+        self.listings
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The instrument `venue` knows by WebSocket spelling `ws_symbol`, if it lists it now.
+    pub(crate) fn listed_instrument(
+        &self,
+        venue: Venue,
+        ws_symbol: &str,
+    ) -> Option<Arc<listings::Instrument>> {
+        self.listings()
+            .by_ws_symbol(venue, ws_symbol)
+            .filter(|instrument| instrument.state(venue) != ListingState::Unlisted)
+            .cloned()
+    }
+
+    fn churn(&self) -> ListingChange {
+        let change = self.listings_mut().churn();
+        tracing::debug!(?change, "sim: listings changed");
+        change
+    }
 }
 
 /// Running simulated venues.
@@ -345,7 +375,12 @@ impl SimVenues {
         config: SimConfig,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<SimVenues> {
-        let symbols = SimSymbols::new(&config.symbols)?;
+        let listings = listings::Listings::new(
+            &config.symbols,
+            config.tricky_instruments,
+            &config.venues,
+            config.listing_churn_keep,
+        )?;
         let pacer = config.paced.then(|| Arc::new(pacer::Pacer::default()));
         let mut listeners = Vec::new();
         let mut addresses = [None; VENUE_COUNT];
@@ -356,7 +391,7 @@ impl SimVenues {
         }
         let shared = Arc::new(SimShared {
             config,
-            symbols,
+            listings: std::sync::RwLock::new(listings),
             controls: std::array::from_fn(|_| VenueControl::default()),
             addresses,
             tls,
@@ -374,6 +409,9 @@ impl SimVenues {
             shared
                 .tracker
                 .spawn(accept_loop(accept_shared, venue, listener));
+        }
+        if shared.config.listing_churn_interval_ms > 0 {
+            shared.tracker.spawn(churn_loop(Arc::clone(&shared)));
         }
         Ok(SimVenues {
             shared,
@@ -405,6 +443,47 @@ impl SimVenues {
         let scheme = if self.is_tls() { "https" } else { "http" };
         self.address(Venue::Kucoin)
             .map(|address| format!("{scheme}://{address}/api/v1/bullet-public"))
+    }
+
+    /// The base URL of `venue`'s REST endpoints (`http://127.0.0.1:port`, `https://` with
+    /// `start_tls`); empty when `venue` is not simulated (not in `SimConfig::venues`). The
+    /// instrument list is at `instruments_path(venue)` below it.
+    pub fn rest_url(&self, venue: Venue) -> String {
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        self.address(venue)
+            .map(|address| format!("{scheme}://{address}"))
+            .unwrap_or_default()
+    }
+
+    /// One churn step now (besides the timer of `listing_churn_interval_ms`): lists
+    /// `NEW<n>-USDT` on `churn_listing_venues(n, &config.venues)` and delists the oldest churned
+    /// symbol beyond the newest `listing_churn_keep` from every venue. Steps count from 1.
+    pub fn churn_listings_now(&self) -> ListingChange {
+        self.shared.churn()
+    }
+
+    /// Sets how `venue` lists `symbol` (canonical `BASE-QUOTE` in upper case, the venue's own
+    /// base: `1000PEPE-USDT`), creating the instrument when new; returns the previous state.
+    /// Unlisting stops data for subscriptions to it on that venue on their next tick.
+    pub fn set_listing(
+        &self,
+        venue: Venue,
+        symbol: &str,
+        state: ListingState,
+    ) -> Result<ListingState, ListingError> {
+        let previous = self.shared.listings_mut().set_listing(venue, symbol, state);
+        tracing::debug!(%venue, symbol, ?state, ?previous, "sim: listing set");
+        previous
+    }
+
+    /// What `venue`'s instrument list holds now (trading or not; Bybit's REST list leaves out
+    /// the not-trading ones), in listing order.
+    pub fn listings(&self, venue: Venue) -> Vec<SimListing> {
+        self.shared
+            .listings()
+            .listed(venue)
+            .map(|instrument| instrument.listing(venue))
+            .collect()
     }
 
     pub fn control(&self, venue: Venue) -> &VenueControl {
@@ -469,6 +548,21 @@ impl SimVenues {
     }
 }
 
+/// Runs one churn step every `listing_churn_interval_ms` until the simulator stops.
+async fn churn_loop(shared: Arc<SimShared>) {
+    let period = std::time::Duration::from_millis(shared.config.listing_churn_interval_ms);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shared.cancel.cancelled() => return,
+            _ = interval.tick() => {
+                shared.churn();
+            }
+        }
+    }
+}
+
 async fn accept_loop(shared: Arc<SimShared>, venue: Venue, listener: TcpListener) {
     loop {
         let accepted = tokio::select! {
@@ -514,16 +608,25 @@ async fn accept_loop(shared: Arc<SimShared>, venue: Venue, listener: TcpListener
     }
 }
 
-/// Serves HTTP/1.1 (bullet-public, WebSocket upgrades) on one accepted stream until it ends or the
+/// Serves HTTP/1.1 (instrument lists, bullet-public, WebSocket upgrades) on one accepted stream until it ends or the
 /// simulator stops.
 async fn serve_connection<S>(shared: Arc<SimShared>, venue: Venue, stream: S)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service_shared = Arc::clone(&shared);
-    let service = hyper::service::service_fn(move |request| {
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, std::convert::Infallible>(handle_http(shared, venue, request)) }
+        async move {
+            if rest::is_instruments_path(venue, request.uri().path()) {
+                let method = request.method().clone();
+                let query = request.uri().query().map(str::to_owned);
+                return Ok::<_, std::convert::Infallible>(
+                    rest::serve(shared, venue, method, query).await,
+                );
+            }
+            Ok(handle_http(shared, venue, request))
+        }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .serve_connection(TokioIo::new(stream), service)

@@ -1,7 +1,9 @@
 //! One simulated venue connection: answers subscribes and keep-alive, pings the client the way the
 //! venue does, writes data for what was subscribed at the configured rate (per symbol, batched per
 //! tick; or in paced mode one frame per ticket, each flushed on its own), and acts on injected
-//! faults (cut, stall, malformed, oversized, shutdown notice).
+//! faults (cut, stall, malformed, oversized, shutdown notice). Subscriptions resolve against the
+//! current listings: an unlisted symbol gets the venue's error reply and no data; a subscription
+//! whose symbol is delisted or halted later sends nothing until it trades again.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -16,6 +18,7 @@ use tokio::io::{BufWriter, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 
 use super::SimShared;
+use super::listings::{Instrument, ListingState};
 use super::prices;
 use super::wire::{self, BboUpdate, ClientRequest, ServerFrame, TradeUpdate};
 use tickflow_core::venue::Venue;
@@ -53,7 +56,7 @@ async fn read_next(reader: Option<Reader>) -> (Reader, ReadResult) {
 }
 
 struct Subscription {
-    symbol_index: usize,
+    instrument: Arc<Instrument>,
     bbo: bool,
     trades: bool,
     bbo_credit: f64,
@@ -163,18 +166,19 @@ pub(super) async fn run(
                         let Ok(message) = std::str::from_utf8(&payload) else { continue };
                         replies.clear();
                         let now_ms = tickflow_core::record::now_ns() / 1_000_000;
-                        match wire::parse_client_text(venue, message, now_ms, &mut replies) {
+                        let is_listed = |symbol: &str| shared.listed_instrument(venue, symbol).is_some();
+                        match wire::parse_client_text(venue, message, now_ms, &is_listed, &mut replies) {
                             ClientRequest::Subscribe(topics) => {
                                 control.subscribe_requests.fetch_add(1, Ordering::SeqCst);
                                 for (venue_symbol, channel) in topics {
-                                    let Some(&symbol_index) = shared.symbols.by_venue_spelling[venue.index()].get(&venue_symbol) else {
+                                    let Some(instrument) = shared.listed_instrument(venue, &venue_symbol) else {
                                         continue;
                                     };
                                     control.topics_subscribed.fetch_add(1, Ordering::SeqCst);
-                                    let position = match subscriptions.iter().position(|sub| sub.symbol_index == symbol_index) {
+                                    let position = match subscriptions.iter().position(|sub| sub.instrument.id == instrument.id) {
                                         Some(position) => position,
                                         None => {
-                                            subscriptions.push(Subscription { symbol_index, bbo: false, trades: false, bbo_credit: 1.0, trade_credit: 0.0 });
+                                            subscriptions.push(Subscription { instrument, bbo: false, trades: false, bbo_credit: 1.0, trade_credit: 0.0 });
                                             subscriptions.len() - 1
                                         }
                                     };
@@ -252,8 +256,8 @@ pub(super) async fn run(
                         return;
                     }
                 }
-                let first_symbol = subscriptions.first().map(|subscription| subscription.symbol_index);
-                if !super::fault_frames::on_tick(&shared, venue, &mut seen_frame_faults, first_symbol, &mut writer).await {
+                let first_symbol = subscriptions.first().map(|subscription| Arc::clone(&subscription.instrument));
+                if !super::fault_frames::on_tick(&shared, venue, &mut seen_frame_faults, first_symbol.as_deref(), &mut writer).await {
                     return;
                 }
                 if generation(&control.notice_generation) != seen_notice {
@@ -304,8 +308,13 @@ pub(super) async fn run(
                 let t_s = shared.started.elapsed().as_secs_f64();
                 let now_ms = tickflow_core::record::now_ns() / 1_000_000;
                 for subscription in subscriptions.iter_mut() {
-                    let index = subscription.symbol_index;
-                    let symbol = &shared.symbols.venue_spelling[venue.index()][index];
+                    let instrument = &subscription.instrument;
+                    if instrument.state(venue) != ListingState::Trading {
+                        // Delisted or halted: nothing is sent, and nothing is owed when it
+                        // trades again.
+                        continue;
+                    }
+                    let symbol = &instrument.ws_symbol[venue.index()];
                     if subscription.bbo {
                         subscription.bbo_credit = (subscription.bbo_credit + config.bbo_per_s_per_symbol * elapsed_s).min(MAX_CREDIT_UPDATES);
                     }
@@ -315,7 +324,7 @@ pub(super) async fn run(
                     if subscription.bbo_credit < 1.0 && subscription.trade_credit < 1.0 {
                         continue;
                     }
-                    let mid = venue_mid(&shared, venue, index, t_s, noise_bp);
+                    let mid = venue_mid(instrument, venue, t_s, noise_bp);
                     while subscription.bbo_credit >= 1.0 {
                         subscription.bbo_credit -= 1.0;
                         sequence += 1;
@@ -367,17 +376,19 @@ pub(super) async fn run(
                     continue;
                 }
                 let count = subscriptions.len();
-                let Some(position) = (0..count).map(|step| (paced_next + step) % count).find(|&position| subscriptions[position].bbo) else {
+                let Some(position) = (0..count).map(|step| (paced_next + step) % count).find(|&position| {
+                    subscriptions[position].bbo && subscriptions[position].instrument.state(venue) == ListingState::Trading
+                }) else {
                     continue;
                 };
                 paced_next = position + 1;
-                let index = subscriptions[position].symbol_index;
+                let instrument = &subscriptions[position].instrument;
                 let t_s = shared.started.elapsed().as_secs_f64();
-                let mid = venue_mid(&shared, venue, index, t_s, noise_bp);
+                let mid = venue_mid(instrument, venue, t_s, noise_bp);
                 let (bid, ask) = prices::bid_ask(mid, 0.5);
                 sequence += 1;
                 let update = BboUpdate {
-                    venue_symbol: &shared.symbols.venue_spelling[venue.index()][index],
+                    venue_symbol: &instrument.ws_symbol[venue.index()],
                     bid,
                     bid_qty: rng.random_range(0.1..5.0),
                     ask,
@@ -397,13 +408,14 @@ pub(super) async fn run(
     }
 }
 
-/// The mid price `venue` quotes for symbol `index` at `t_s`: the shared path, the venue's offset,
-/// any dislocation, and this connection's noise.
-fn venue_mid(shared: &SimShared, venue: Venue, index: usize, t_s: f64, noise_bp: f64) -> f64 {
-    let shared_mid = prices::shared_mid(shared.symbols.bases[index], index, t_s);
+/// The mid price `venue` quotes for `instrument` at `t_s`: the shared path (an instrument that
+/// follows another, `1000PEPE`, shares its path and dislocations, times its multiplier), the
+/// venue's offset, any dislocation, and this connection's noise.
+fn venue_mid(instrument: &Instrument, venue: Venue, t_s: f64, noise_bp: f64) -> f64 {
+    let path = instrument.price.path_index;
     let offset_bp =
-        prices::venue_offset_bp(venue) + prices::dislocation_bp(venue, index, t_s) + noise_bp;
-    shared_mid * (1.0 + offset_bp / 10_000.0)
+        prices::venue_offset_bp(venue) + prices::dislocation_bp(venue, path, t_s) + noise_bp;
+    instrument.price.mid(t_s) * (1.0 + offset_bp / 10_000.0)
 }
 
 async fn write_data(writer: &mut Writer, is_binary: bool, text: &str, binary: &[u8]) -> bool {

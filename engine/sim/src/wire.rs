@@ -148,11 +148,14 @@ fn str_field<'a>(value: &'a serde_json::Value, key: &str) -> Option<&'a str> {
     value.get(key).and_then(|field| field.as_str())
 }
 
-/// Parses one client text frame of `venue`, appending the server's replies to `replies`.
+/// Parses one client text frame of `venue`, appending the server's replies to `replies`: an ack,
+/// or for topics whose symbol `is_listed` refuses, the venue's error reply (Binance acks any
+/// stream and just sends no data). The returned topics include refused ones.
 pub fn parse_client_text(
     venue: Venue,
     text: &str,
     now_ms: i64,
+    is_listed: &dyn Fn(&str) -> bool,
     replies: &mut Vec<ServerFrame>,
 ) -> ClientRequest {
     let trimmed = text.trim();
@@ -194,40 +197,48 @@ pub fn parse_client_text(
             replies.push(ServerFrame::Text(format!(r#"{{"result":null,"id":{id}}}"#)));
             ClientRequest::Subscribe(topics)
         }
-        Venue::Bybit => {
-            match str_field(&message, "op") {
-                Some("ping") => {
-                    replies.push(ServerFrame::Text(
-                    r#"{"success":true,"ret_msg":"pong","conn_id":"sim","req_id":"","op":"ping"}"#.to_owned(),
+        Venue::Bybit => match str_field(&message, "op") {
+            Some("ping") => {
+                replies.push(ServerFrame::Text(
+                    r#"{"success":true,"ret_msg":"pong","conn_id":"sim","req_id":"","op":"ping"}"#
+                        .to_owned(),
                 ));
-                    ClientRequest::Ping
-                }
-                Some("subscribe") => {
-                    let topics = message
-                        .get("args")
-                        .and_then(|args| args.as_array())
-                        .map(|args| {
-                            args.iter()
-                                .filter_map(|arg| arg.as_str())
-                                .filter_map(|arg| {
-                                    if let Some(symbol) = arg.strip_prefix("orderbook.1.") {
-                                        Some((symbol.to_owned(), Channel::Bbo))
-                                    } else {
-                                        arg.strip_prefix("publicTrade.")
-                                            .map(|symbol| (symbol.to_owned(), Channel::Trades))
-                                    }
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    replies.push(ServerFrame::Text(
-                    r#"{"success":true,"ret_msg":"","conn_id":"sim","req_id":"","op":"subscribe"}"#.to_owned(),
-                ));
-                    ClientRequest::Subscribe(topics)
-                }
-                _ => ClientRequest::Unknown,
+                ClientRequest::Ping
             }
-        }
+            Some("subscribe") => {
+                let mut topics = Vec::new();
+                let mut refused = Vec::new();
+                for arg in message
+                    .get("args")
+                    .and_then(|args| args.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|arg| arg.as_str())
+                {
+                    let topic = if let Some(symbol) = arg.strip_prefix("orderbook.1.") {
+                        (symbol.to_owned(), Channel::Bbo)
+                    } else if let Some(symbol) = arg.strip_prefix("publicTrade.") {
+                        (symbol.to_owned(), Channel::Trades)
+                    } else {
+                        continue;
+                    };
+                    if !is_listed(&topic.0) {
+                        refused.push(arg);
+                    }
+                    topics.push(topic);
+                }
+                replies.push(ServerFrame::Text(if refused.is_empty() {
+                        r#"{"success":true,"ret_msg":"","conn_id":"sim","req_id":"","op":"subscribe"}"#.to_owned()
+                    } else {
+                        format!(
+                            r#"{{"success":false,"ret_msg":"Invalid symbol :[{}]","conn_id":"sim","req_id":"","op":"subscribe"}}"#,
+                            refused.join(",")
+                        )
+                    }));
+                ClientRequest::Subscribe(topics)
+            }
+            _ => ClientRequest::Unknown,
+        },
         Venue::Okx | Venue::Bitget => {
             if str_field(&message, "op") != Some("subscribe") {
                 return ClientRequest::Unknown;
@@ -244,15 +255,23 @@ pub fn parse_client_text(
                 else {
                     continue;
                 };
-                let channel = match channel {
+                let channel_kind = match channel {
                     "bbo-tbt" | "books1" => Channel::Bbo,
                     "trades" | "trade" => Channel::Trades,
                     _ => continue,
                 };
-                topics.push((symbol.to_owned(), channel));
-                replies.push(ServerFrame::Text(format!(
-                    r#"{{"event":"subscribe","arg":{arg}}}"#
-                )));
+                topics.push((symbol.to_owned(), channel_kind));
+                replies.push(ServerFrame::Text(if is_listed(symbol) {
+                    format!(r#"{{"event":"subscribe","arg":{arg}}}"#)
+                } else if venue == Venue::Okx {
+                    format!(
+                        r#"{{"event":"error","code":"60018","msg":"Wrong URL or channel:{channel},instId:{symbol} doesn't exist. Please use the correct URL, channel and parameters referring to API document.","connId":"sim"}}"#
+                    )
+                } else {
+                    format!(
+                        r#"{{"event":"error","arg":{arg},"code":30001,"msg":"instType:SPOT,channel:{channel},instId:{symbol} doesn't exist","op":"subscribe"}}"#
+                    )
+                }));
             }
             ClientRequest::Subscribe(topics)
         }
@@ -285,9 +304,13 @@ pub fn parse_client_text(
                         continue;
                     };
                     topics.push((symbol.to_owned(), channel));
-                    replies.push(ServerFrame::Text(format!(
-                        r#"{{"id":0,"code":0,"msg":"{param}"}}"#
-                    )));
+                    replies.push(ServerFrame::Text(if is_listed(symbol) {
+                        format!(r#"{{"id":0,"code":0,"msg":"{param}"}}"#)
+                    } else {
+                        format!(
+                            r#"{{"id":0,"code":0,"msg":"Not Subscribed successfully! [{param}].  Reason： Blocked! "}}"#
+                        )
+                    }));
                 }
                 ClientRequest::Subscribe(topics)
             }
@@ -310,7 +333,7 @@ pub fn parse_client_text(
                 "spot.trades" => Channel::Trades,
                 _ => return ClientRequest::Unknown,
             };
-            let topics = message
+            let topics: Vec<(String, Channel)> = message
                 .get("payload")
                 .and_then(|payload| payload.as_array())
                 .map(|payload| {
@@ -321,9 +344,21 @@ pub fn parse_client_text(
                         .collect()
                 })
                 .unwrap_or_default();
-            replies.push(ServerFrame::Text(format!(
-                r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"{channel}","event":"subscribe","error":null,"result":{{"status":"success"}}}}"#
-            )));
+            let refused: Vec<&str> = topics
+                .iter()
+                .map(|(symbol, _)| symbol.as_str())
+                .filter(|symbol| !is_listed(symbol))
+                .collect();
+            replies.push(ServerFrame::Text(if refused.is_empty() {
+                format!(
+                    r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"{channel}","event":"subscribe","error":null,"result":{{"status":"success"}}}}"#
+                )
+            } else {
+                format!(
+                    r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"{channel}","event":"subscribe","error":{{"code":2,"message":"unknown currency pair: {}"}},"result":null}}"#,
+                    refused.join(",")
+                )
+            }));
             ClientRequest::Subscribe(topics)
         }
         Venue::Kucoin => {
@@ -352,16 +387,21 @@ pub fn parse_client_text(
                         } else {
                             return ClientRequest::Unknown;
                         };
-                    replies.push(ServerFrame::Text(format!(
-                        r#"{{"id":"{id}","type":"ack"}}"#
-                    )));
-                    ClientRequest::Subscribe(
-                        symbols
-                            .split(',')
-                            .filter(|symbol| !symbol.is_empty())
-                            .map(|symbol| (symbol.to_owned(), channel))
-                            .collect(),
-                    )
+                    let topics: Vec<(String, Channel)> = symbols
+                        .split(',')
+                        .filter(|symbol| !symbol.is_empty())
+                        .map(|symbol| (symbol.to_owned(), channel))
+                        .collect();
+                    replies.push(ServerFrame::Text(
+                        if topics.iter().all(|(symbol, _)| is_listed(symbol)) {
+                            format!(r#"{{"id":"{id}","type":"ack"}}"#)
+                        } else {
+                            format!(
+                                r#"{{"id":"{id}","type":"error","code":404,"data":"topic {topic} is not found"}}"#
+                            )
+                        },
+                    ));
+                    ClientRequest::Subscribe(topics)
                 }
                 _ => ClientRequest::Unknown,
             }
@@ -382,10 +422,13 @@ pub fn parse_client_text(
                         .map(|symbol| (symbol.to_owned(), Channel::Trades))
                 }
             });
-            replies.push(text_or_gzip(
-                venue,
-                format!(r#"{{"id":"{id}","status":"ok","subbed":"{topic}","ts":{now_ms}}}"#),
-            ));
+            let reply = match &parsed {
+                Some((symbol, _)) if !is_listed(symbol) => format!(
+                    r#"{{"id":"{id}","status":"error","err-code":"bad-request","err-msg":"invalid symbol {symbol}","ts":{now_ms}}}"#
+                ),
+                _ => format!(r#"{{"id":"{id}","status":"ok","subbed":"{topic}","ts":{now_ms}}}"#),
+            };
+            replies.push(text_or_gzip(venue, reply));
             ClientRequest::Subscribe(parsed.into_iter().collect())
         }
     }
@@ -670,7 +713,7 @@ mod tests {
             let mut seen = Vec::new();
             for request in &requests {
                 let mut replies = Vec::new();
-                match parse_client_text(venue, request, 1_000, &mut replies) {
+                match parse_client_text(venue, request, 1_000, &|_| true, &mut replies) {
                     ClientRequest::Subscribe(parsed) => seen.extend(parsed),
                     other => panic!("{venue}: {request} parsed as {other:?}"),
                 }
