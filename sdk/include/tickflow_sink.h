@@ -1,5 +1,5 @@
 /*
- * tickflow_sink.h: the tickflow sink plugin ABI, version 1.0.
+ * tickflow_sink.h: the tickflow sink plugin ABI, version 1.2.
  *
  * A sink plugin is a shared library that exports one function, tickflow_sink_entry_v1, returning
  * a pointer to a static tf_sink_descriptor. The engine checks, in order: the entry symbol, magic,
@@ -38,7 +38,7 @@ extern "C" {
 
 #define TF_MAGIC 0x4B4E49534C464B54ULL /* "TKFLSINK" as a little-endian u64 */
 #define TF_ABI_MAJOR 1
-#define TF_ABI_MINOR 1
+#define TF_ABI_MINOR 2
 #define TF_ENTRY_SYMBOL "tickflow_sink_entry_v1"
 
 /* ---- status codes (int32_t) ------------------------------------------------------------- */
@@ -179,6 +179,10 @@ typedef struct tf_opportunity_event {
    quote. connection_id is 0: the decoder saw it in the venue's data, it is not a connection
    event. ABI 1.1. */
 #define TF_GAP_QUOTE_WITHDRAWN 3u
+/* The venue no longer lists the symbol (or the configured universe retired it): the venue's
+   windows for that symbol end, and no more records of it come from that venue. connection_id is
+   the slot's. ABI 1.2. */
+#define TF_GAP_SYMBOL_RETIRED 4u
 
 typedef struct tf_gap_event {
     int64_t ts_ns;
@@ -280,7 +284,22 @@ typedef struct tf_sink_descriptor {
     tf_status (*stats)(void *instance, tf_plugin_stats *out);
     /* required */
     void (*destroy)(void *instance);
+    /* ABI 1.2, optional (may be NULL; the host reads it only when struct_size covers it): the
+     * most memory one instance built from this config text will ever hold (buffers, open
+     * writers, threads' stacks it sizes, caches), in bytes, for the engine's memory budget.
+     * Called without an instance, from any thread, before create (by `tickflow check-config`
+     * and at start); it must not keep config_toml. Return TF_STATUS_OK with *out_bytes set, or
+     * *out_bytes = TF_MEMORY_BOUND_NOT_STATED when this config states no bound;
+     * TF_STATUS_INVALID_CONFIG when the text is not a valid config. */
+    tf_status (*memory_bound)(const uint8_t *config_toml, size_t config_len, uint64_t *out_bytes);
 } tf_sink_descriptor;
+
+/* tf_sink_descriptor.memory_bound's *out_bytes when the plugin states no bound. ABI 1.2. */
+#define TF_MEMORY_BOUND_NOT_STATED UINT64_MAX
+
+/* sizeof(tf_sink_descriptor) per minor version: a plugin's struct_size must cover its minor's. */
+#define TF_DESCRIPTOR_SIZE_V1_0 112u
+#define TF_DESCRIPTOR_SIZE_V1_2 120u
 
 /* The one function a plugin exports. */
 typedef const tf_sink_descriptor *(*tf_sink_entry_fn)(void);
@@ -319,11 +338,13 @@ TF_STATIC_ASSERT_(sizeof(tf_str) == 16, "tf_str layout");
 TF_STATIC_ASSERT_(sizeof(tf_plugin_stats) == 40, "tf_plugin_stats layout");
 TF_STATIC_ASSERT_(sizeof(tf_host) == 80, "tf_host layout");
 TF_STATIC_ASSERT_(offsetof(tf_host, clock_ns) == 72, "tf_host layout");
-TF_STATIC_ASSERT_(sizeof(tf_sink_descriptor) == 112, "tf_sink_descriptor layout");
+TF_STATIC_ASSERT_(sizeof(tf_sink_descriptor) == TF_DESCRIPTOR_SIZE_V1_2, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, name) == 24, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, record_kinds) == 56, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, create) == 64, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, destroy) == 104, "tf_sink_descriptor layout");
+TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, memory_bound) == TF_DESCRIPTOR_SIZE_V1_0,
+                  "tf_sink_descriptor layout: memory_bound (1.2) follows the 1.0 table");
 
 #ifdef __cplusplus
 }

@@ -19,7 +19,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// Compatible additions (fields at the end of a table: descriptor, host callbacks, stats; or a
 /// meaning given to a record's reserved field) bump the minor version; the host refuses a plugin
 /// built against a newer minor than its own. A record's layout never changes within a major.
-pub const ABI_MINOR: u16 = 1;
+pub const ABI_MINOR: u16 = 2;
 
 /// The one symbol a plugin exports. Its name carries the ABI major version so that a plugin built
 /// for another major is refused before anything is read.
@@ -140,6 +140,16 @@ pub type OnTickFn = unsafe extern "C" fn(instance: *mut c_void, now_ns: i64) -> 
 pub type StatsFn = unsafe extern "C" fn(instance: *mut c_void, out: *mut PluginStats) -> Status;
 /// `destroy(instance)`: release everything `create` acquired (join threads, close files).
 pub type DestroyFn = unsafe extern "C" fn(instance: *mut c_void);
+/// `memory_bound(config_ptr, config_len, out_bytes)` (ABI 1.2): the most memory one instance
+/// built from this config text will ever hold, in bytes, for the engine's memory budget. Called
+/// without an instance, from any thread, before `create`; the text is borrowed for the call.
+/// Returns [`STATUS_OK`] with `*out_bytes` set (or [`MEMORY_BOUND_NOT_STATED`]), or
+/// [`STATUS_INVALID_CONFIG`] when the text is not a valid config.
+pub type MemoryBoundFn =
+    unsafe extern "C" fn(config_ptr: *const u8, config_len: usize, out_bytes: *mut u64) -> Status;
+
+/// `memory_bound`'s `*out_bytes` when the plugin states no bound for this config (ABI 1.2).
+pub const MEMORY_BOUND_NOT_STATED: u64 = u64::MAX;
 
 /// What a plugin's entry function returns. Lives as long as the library (a `static`).
 #[repr(C)]
@@ -170,6 +180,9 @@ pub struct Descriptor {
     pub stats: Option<StatsFn>,
     /// Required.
     pub destroy: Option<DestroyFn>,
+    /// Optional, ABI 1.2: the plugin's worst-case memory for a config. The host reads it only
+    /// when `struct_size` covers it (a 1.0 or 1.1 plugin's shorter table has no such field).
+    pub memory_bound: Option<MemoryBoundFn>,
 }
 
 // SAFETY: a descriptor is immutable after construction and its pointers refer to `'static`
@@ -178,9 +191,22 @@ unsafe impl Sync for Descriptor {}
 // SAFETY: as above; nothing in it is tied to a thread.
 unsafe impl Send for Descriptor {}
 
-/// Size of the descriptor at ABI 1.0: the host refuses a plugin whose `struct_size` is smaller
-/// than the size of the minor version it claims.
+/// Size of the descriptor at ABI 1.0 (and 1.1, which added no descriptor field): the host
+/// refuses a plugin whose `struct_size` is smaller than the size of the minor version it claims.
 pub const DESCRIPTOR_SIZE_V1_0: u32 = 112;
+/// Size of the descriptor at ABI 1.2 (`memory_bound` appended).
+pub const DESCRIPTOR_SIZE_V1_2: u32 = 120;
+
+/// The descriptor size a plugin claiming ABI `1.minor` must provide at least (its table may be
+/// longer when built against a newer SDK that claims an older minor; the host reads no further
+/// than the fields it knows).
+pub const fn descriptor_size_for_minor(minor: u16) -> u32 {
+    if minor >= 2 {
+        DESCRIPTOR_SIZE_V1_2
+    } else {
+        DESCRIPTOR_SIZE_V1_0
+    }
+}
 
 /// `log` levels.
 pub const LOG_ERROR: u32 = 1;
@@ -276,7 +302,8 @@ const _: () = assert!(offset_of!(Descriptor, flush) == 80);
 const _: () = assert!(offset_of!(Descriptor, on_tick) == 88);
 const _: () = assert!(offset_of!(Descriptor, stats) == 96);
 const _: () = assert!(offset_of!(Descriptor, destroy) == 104);
-const _: () = assert!(size_of::<Descriptor>() == DESCRIPTOR_SIZE_V1_0 as usize);
+const _: () = assert!(offset_of!(Descriptor, memory_bound) == DESCRIPTOR_SIZE_V1_0 as usize);
+const _: () = assert!(size_of::<Descriptor>() == DESCRIPTOR_SIZE_V1_2 as usize);
 const _: () = assert!(offset_of!(Host, host_data) == 8);
 const _: () = assert!(offset_of!(Host, log) == 16);
 const _: () = assert!(offset_of!(Host, symbol_name) == 24);

@@ -251,6 +251,10 @@ pub const GAP_RECONNECT: u8 = 2;
 /// cycles end. `connection_id` is 0: the decoder saw it in the venue's data, it is not a
 /// connection event. ABI 1.1.
 pub const GAP_QUOTE_WITHDRAWN: u8 = 3;
+/// The venue no longer lists the symbol (a universe refresh found it delisted, or no longer
+/// selected): its quote takes no part in spreads and the windows of the symbol's pairs with that
+/// venue end. `connection_id` is the slot that carried it. Names still resolve. ABI 1.2.
+pub const GAP_SYMBOL_RETIRED: u8 = 4;
 
 /// A hole in the data: a connection of `venue_id` went away (or came back) and `symbol_id` had no
 /// data from it in between. One event per affected symbol, so charts can break the line.

@@ -181,6 +181,14 @@ pub trait Sink: Sized + 'static {
     fn stats(&self) -> PluginStats {
         PluginStats::default()
     }
+    /// The most memory one instance built from `config` will ever hold, in bytes (buffers, open
+    /// writers, caches), shown in the engine's memory budget and counted in its total (ABI 1.2,
+    /// the descriptor's `memory_bound`). Called without an instance, before `create`, from any
+    /// thread. The default states no bound (`Ok(None)`). An `Err` reports the config as invalid
+    /// (`TF_STATUS_INVALID_CONFIG`); `create` is where its reason is logged.
+    fn memory_bound_bytes(_config: &Self::Config) -> Result<Option<u64>, SinkError> {
+        Ok(None)
+    }
 }
 
 /// The engine's callbacks. Cheap to copy. The engine never frees a host table (it lives for the
@@ -652,6 +660,44 @@ pub unsafe extern "C" fn destroy_glue<S: Sink>(instance: *mut c_void) {
     });
 }
 
+/// `memory_bound` for sink type `S` (ABI 1.2): parses the config as `create` does and asks
+/// [`Sink::memory_bound_bytes`].
+///
+/// # Safety
+/// Called by the host with `config_len` readable bytes at `config_ptr` (or `config_len` 0) and a
+/// writable `out_bytes`.
+pub unsafe extern "C" fn memory_bound_glue<S: Sink>(
+    config_ptr: *const u8,
+    config_len: usize,
+    out_bytes: *mut u64,
+) -> Status {
+    // No host table here: a panic is reported by its status alone.
+    guard(None, || {
+        if out_bytes.is_null() || (config_ptr.is_null() && config_len != 0) {
+            return STATUS_INVALID_ARGUMENT;
+        }
+        let config_bytes: &[u8] = if config_len == 0 {
+            &[]
+        } else {
+            // SAFETY: the host passes `config_len` readable bytes at `config_ptr` for the call.
+            unsafe { core::slice::from_raw_parts(config_ptr, config_len) }
+        };
+        let Ok(config_text) = core::str::from_utf8(config_bytes) else {
+            return STATUS_INVALID_CONFIG;
+        };
+        let Ok(config) = toml::from_str::<S::Config>(config_text) else {
+            return STATUS_INVALID_CONFIG;
+        };
+        let bound = match S::memory_bound_bytes(&config) {
+            Ok(bound) => bound.unwrap_or(MEMORY_BOUND_NOT_STATED),
+            Err(error) => return error.status(),
+        };
+        // SAFETY: checked non-null; the host passes a writable u64.
+        unsafe { out_bytes.write(bound) };
+        STATUS_OK
+    })
+}
+
 /// The descriptor for sink type `S` (what [`crate::export_sink!`] returns from the entry).
 pub const fn descriptor<S: Sink>() -> Descriptor {
     Descriptor {
@@ -670,6 +716,7 @@ pub const fn descriptor<S: Sink>() -> Descriptor {
         on_tick: Some(on_tick_glue::<S>),
         stats: Some(stats_glue::<S>),
         destroy: Some(destroy_glue::<S>),
+        memory_bound: Some(memory_bound_glue::<S>),
     }
 }
 

@@ -1,14 +1,28 @@
 //! The engine's worst-case memory budget composed from every part's own lines: the core data
-//! path (tickflow-core), the connections' buffers and the decoding scratch (tickflow-feed) and
-//! the sinks' lanes (tickflow-host). Printed at start, shown by `tickflow check-config`, and
-//! checked against measured RSS by a test.
+//! path (tickflow-core), the connections' buffers and the decoding scratch (tickflow-feed), the
+//! sinks' lanes (tickflow-host) and, per sink, the memory its plugin states for its config (ABI
+//! 1.2 `memory_bound`; "not stated" lines count 0). Printed at start, shown by `tickflow
+//! check-config`, and checked against measured RSS by a test.
 
 pub use tickflow_core::budget::{BudgetLine, MemoryBudget};
+use tickflow_host::SinkMemoryBound;
 
 use crate::config::Config;
 
-/// The budget of everything `config` lets the engine hold at once.
+/// The name of the budget line of one sink plugin's stated memory (its detail names the sink).
+pub const SINK_PLUGIN_LINE: &str = "sink plugin";
+
+/// The budget of everything `config` lets the engine hold at once. Loads each sink's plugin (as
+/// config validation does) to ask its stated memory bound.
 pub fn memory_budget(config: &Config) -> MemoryBudget {
+    memory_budget_with_bounds(config, &tickflow_host::sink_memory_bounds(&config.sinks))
+}
+
+/// [`memory_budget`] with the plugins' statements already asked (`check-config` reports them).
+pub fn memory_budget_with_bounds(
+    config: &Config,
+    sink_bounds: &[(String, SinkMemoryBound)],
+) -> MemoryBudget {
     let engine = &config.engine;
     let shards = config.shard_count();
     let mut lines = tickflow_core::budget::core_lines(engine, &config.windows);
@@ -24,5 +38,13 @@ pub fn memory_budget(config: &Config) -> MemoryBudget {
             shards + 1
         ),
     });
-    MemoryBudget::from_lines(lines)
+    let mut budget = MemoryBudget::from_lines(lines);
+    // One line per sink, stated or not (`add` keeps a line of 0 bytes, so "not stated" shows).
+    for (name, bound) in sink_bounds {
+        let bytes = bound
+            .stated_bytes()
+            .map_or(0, |bytes| usize::try_from(bytes).unwrap_or(usize::MAX));
+        budget.add(SINK_PLUGIN_LINE, bytes, format!("sink {name}: {bound}"));
+    }
+    budget
 }

@@ -1,8 +1,8 @@
 //! The engine's configuration file (TOML): the sections composed, parsed and validated.
 //!
 //! Each section belongs to the crate that uses it and validates itself with its own error:
-//! `[engine]` and `[windows]` (tickflow-core), `[feeds]` (tickflow-feed), `[[sinks]]`
-//! (tickflow-host). This module only reads the file, refuses unknown keys and wraps the sections'
+//! `[engine]` and `[windows]` (tickflow-core), `[feeds]` (tickflow-feed), `[universe]`
+//! (tickflow-universe), `[[sinks]]` (tickflow-host). This module only reads the file, refuses unknown keys and wraps the sections'
 //! errors; every bound the engine has comes from one of those sections or a named constant, and
 //! the memory budget is computed from the same values.
 
@@ -14,6 +14,7 @@ pub use tickflow_core::config::{
 use tickflow_core::venue::Venue;
 pub use tickflow_feed::config::{Channel, FeedsConfig};
 pub use tickflow_host::config::{SinkConfig, SinkConfigError};
+pub use tickflow_universe::UniverseConfig;
 
 /// Records a sink lane holds beyond one sample per window of its shard (quotes, trades, events).
 const SINK_LANE_HEADROOM_RECORDS: usize = 4_096;
@@ -27,6 +28,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub windows: WindowsConfig,
     pub feeds: FeedsConfig,
+    pub universe: UniverseConfig,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -36,6 +38,7 @@ impl Default for Config {
             engine: EngineConfig::default(),
             windows: WindowsConfig::default(),
             feeds: FeedsConfig::default(),
+            universe: UniverseConfig::default(),
             sinks: Vec::new(),
         };
         config.derive_across_sections();
@@ -117,6 +120,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate()?;
         self.feeds.validate()?;
+        // `[universe]` matters only when it discovers: a hand-written list replaces it.
+        if !self.feeds.has_symbol_list() {
+            self.universe.validate(self.engine.max_symbols)?;
+        }
         self.windows.validate()?;
         tickflow_host::config::validate_sinks(&self.sinks)?;
         // The connection plan the feeds will start with (on a throwaway registry), so a config

@@ -32,6 +32,9 @@ enum Command {
     },
     /// Decode captured frames (one per line) to normalized NDJSON records.
     Decode(cli::decode::DecodeArgs),
+    /// Show the universe `run` would start with: discovered from the venues' instrument lists (or
+    /// the hand-written list), with each venue's spelling and what was left out and why.
+    Universe(cli::universe::UniverseArgs),
     /// Validate a config file and print its memory budget.
     CheckConfig { file: PathBuf },
     /// Sink plugin tools.
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Run { config } => cli::run::run(&config),
         Command::Decode(args) => cli::decode::run(args),
         Command::CheckConfig { file } => cli::check_config::run(&file),
+        Command::Universe(args) => cli::universe::run(args),
         Command::Plugin { command } => cli::plugin::run(command),
     };
     match result {

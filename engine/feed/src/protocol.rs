@@ -213,6 +213,16 @@ pub fn write_venue_symbol(venue: Venue, base: &str, quote: &str, out: &mut Strin
     }
 }
 
+/// The spelling a venue's subscriptions use for a symbol its instrument list spells `listed`
+/// (Binance lists `DOTUSD` but streams `dotusd@bookTicker`; HTX lists and streams lower case; the
+/// others subscribe exactly as they list).
+pub fn subscription_spelling(venue: Venue, listed: &str) -> String {
+    match venue {
+        Venue::Binance | Venue::Htx => listed.to_ascii_lowercase(),
+        _ => listed.to_owned(),
+    }
+}
+
 /// One subscription: a symbol (already in the venue's spelling) on a channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Topic {

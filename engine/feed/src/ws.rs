@@ -1,7 +1,8 @@
 //! The WebSocket client transport: TCP or TLS (rustls, webpki roots plus any extra roots from
 //! `feeds.tls_extra_roots_pem`), the HTTP/1.1 upgrade with the status and `Retry-After` kept for
-//! the caller, and KuCoin's bullet-public HTTP call. Frames are read and written by `framing`.
-//! No venue logic, no task spawning: the handshake's connection future is driven inline.
+//! the caller, KuCoin's bullet-public HTTP call, and a bounded HTTP GET (the universe's instrument
+//! lists). Frames are read and written by `framing`. No venue logic, no task spawning: each
+//! connection future is driven inline.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -51,6 +52,8 @@ pub enum ConnectError {
     Write(WriteError),
     #[error("bullet-public reply is not what KuCoin documents: {0}")]
     Bullet(&'static str),
+    #[error("http body larger than {max_body_bytes} bytes")]
+    BodyTooLarge { max_body_bytes: usize },
 }
 
 /// A parsed `ws://`, `wss://`, `http://` or `https://` URL.
@@ -428,6 +431,80 @@ pub async fn kucoin_bullet(
                 Err(error) => Err(ConnectError::Http(error)),
                 Ok(()) => Err(ConnectError::Bullet("connection closed before the reply")),
             },
+        }
+    })
+    .await
+    .map_err(|_| ConnectError::Timeout)?
+}
+
+/// What an HTTP GET returned, whatever its status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// `Retry-After` seconds, when the server sent them (429, 418, 503).
+    pub retry_after_s: Option<u64>,
+    /// The whole body (at most the caller's cap).
+    pub body: Vec<u8>,
+}
+
+/// GETs `url` (`http://` or `https://`, through `tls`) and reads the whole body, all within
+/// `timeout`. Every status is returned as a response for the caller to judge; a body over
+/// `max_body_bytes` is an error (`BodyTooLarge`), found while reading, so at most that much is held.
+/// One request per connection: the connection is dropped with the response.
+pub async fn http_get(
+    url: &str,
+    tls: &tokio_rustls::TlsConnector,
+    timeout: Duration,
+    max_body_bytes: usize,
+) -> Result<HttpResponse, ConnectError> {
+    let endpoint = Endpoint::parse(url)?;
+    tokio::time::timeout(timeout, async {
+        let transport = open_transport(&endpoint, tls).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(transport)).await?;
+        let request = Request::builder()
+            .method("GET")
+            .uri(endpoint.path_and_query.as_str())
+            .header(HOST, endpoint.host_header.as_str())
+            .header("accept", "application/json")
+            .header("user-agent", "tickflow")
+            .body(Empty::<Bytes>::new())
+            .map_err(|_| ConnectError::BadUrl {
+                url: url.to_owned(),
+                reason: "not a valid request target",
+            })?;
+        let exchange = async move {
+            let response = sender.send_request(request).await?;
+            let status = response.status().as_u16();
+            let retry_after_s = retry_after_s(&response);
+            let body = Limited::new(response.into_body(), max_body_bytes)
+                .collect()
+                .await
+                .map_err(|error| {
+                    match error.downcast::<hyper::Error>() {
+                        Ok(error) => ConnectError::Http(*error),
+                        // The only other error `Limited` yields is its length limit.
+                        Err(_) => ConnectError::BodyTooLarge { max_body_bytes },
+                    }
+                })?
+                .to_bytes();
+            Ok(HttpResponse {
+                status,
+                retry_after_s,
+                body: Vec::from(body),
+            })
+        };
+        tokio::pin!(exchange);
+        tokio::pin!(connection);
+        let mut connection_open = true;
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut exchange => return result,
+                // However the connection ends, the reply reads what it handed over first (a body
+                // over the cap is refused as such) and then fails or ends on its own.
+                _ = &mut connection, if connection_open => connection_open = false,
+            }
         }
     })
     .await

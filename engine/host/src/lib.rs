@@ -11,7 +11,7 @@
 //! and `take_telemetry_outbound()` (once a second: `emit_telemetry`, `flush`) → run →
 //! `Pipeline::shutdown` (drops the outbounds), drop the telemetry outbound →
 //! `SinkHost::shutdown`. Metrics: `render_metrics` (text in `metrics_text`); memory budget:
-//! `sinks_budget_bytes`.
+//! `sinks_budget_bytes` (the lanes) and `sink_memory_bounds` (what each plugin states, ABI 1.2).
 
 mod callbacks;
 pub mod config;
@@ -29,7 +29,7 @@ use crossbeam_utils::CachePadded;
 
 pub use config::{SinkConfig, SinkConfigError, SinkPolicy};
 pub use lane::SinkOutbound;
-pub use loader::{LoadedPlugin, Refusal};
+pub use loader::{LoadedPlugin, MemoryBound, Refusal};
 
 use callbacks::{BindingLease, HostContext, PluginMetrics};
 use lane::{LaneCounters, LaneProducer, SinkShared};
@@ -178,12 +178,14 @@ impl SinkHost {
                     for (lane_index, producer) in producers.into_iter().enumerate() {
                         producers_by_lane[lane_index].push(producer);
                     }
+                    let memory_bound = plugin.memory_bound(&sink.config_text());
                     tracing::info!(
                         sink = %sink.name,
                         plugin = plugin.name,
                         version = plugin.version,
                         policy = sink.policy.name(),
                         kinds = %loader::record_kind_names(plugin.record_kinds()),
+                        memory_bound = %SinkMemoryBound::Plugin(memory_bound),
                         "sink started"
                     );
                     host.sinks.push(running);
@@ -265,7 +267,25 @@ impl SinkHost {
     /// their outbounds (`Pipeline::shutdown`).
     pub fn shutdown(mut self) -> Vec<SinkStats> {
         self.stop_and_join();
-        self.sinks.iter().map(snapshot).collect()
+        let stats: Vec<SinkStats> = self.sinks.iter().map(snapshot).collect();
+        for sink in &stats {
+            // One line per sink with its final counters: what the plugin accepted against what
+            // it says it wrote (tests of a sink's shutdown read it).
+            tracing::info!(
+                sink = %sink.name,
+                plugin = %sink.plugin_name,
+                enqueued = sink.enqueued,
+                delivered = sink.delivered,
+                lost = sink.lost(),
+                plugin_records_written = sink.plugin_records_written,
+                plugin_records_dropped = sink.plugin_records_dropped,
+                plugin_bytes_written = sink.plugin_bytes_written,
+                plugin_errors = sink.plugin_errors,
+                abandoned = sink.abandoned,
+                "sink stopped"
+            );
+        }
+        stats
     }
 
     fn stop_and_join(&mut self) {
@@ -323,6 +343,65 @@ pub fn sinks_budget_bytes(sinks: &[SinkConfig], shard_count: usize) -> usize {
         .iter()
         .map(|sink| lane::sink_budget_bytes(sink, lanes))
         .sum()
+}
+
+/// What one `[[sinks]]` entry's plugin states about its memory, for the engine's budget.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkMemoryBound {
+    /// The plugin loaded and answered (or has no `memory_bound`).
+    Plugin(MemoryBound),
+    /// The plugin was refused (an optional sink the engine would skip; a non-optional one fails
+    /// config validation before the budget is computed).
+    Refused(Refusal),
+}
+
+impl SinkMemoryBound {
+    /// The bytes it counts in the budget (0 unless stated).
+    pub fn stated_bytes(&self) -> Option<u64> {
+        match self {
+            SinkMemoryBound::Plugin(MemoryBound::Stated(bytes)) => Some(*bytes),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SinkMemoryBound {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkMemoryBound::Plugin(MemoryBound::Stated(bytes)) => write!(
+                formatter,
+                "{:.1} MiB (stated by the plugin)",
+                *bytes as f64 / (1024.0 * 1024.0)
+            ),
+            SinkMemoryBound::Plugin(MemoryBound::NotStated) => {
+                formatter.write_str("not stated (only its rings are counted)")
+            }
+            SinkMemoryBound::Plugin(MemoryBound::Failed(status)) => write!(
+                formatter,
+                "not stated (memory_bound returned {} for this config)",
+                tickflow_sdk::abi::status_name(*status)
+            ),
+            SinkMemoryBound::Refused(refusal) => {
+                write!(formatter, "not stated (refused: {refusal})")
+            }
+        }
+    }
+}
+
+/// What every configured sink's plugin states about its worst-case memory with the sink's own
+/// `config` table (loading the library, as validation does; libraries stay loaded). One entry
+/// per `[[sinks]]`, in order.
+pub fn sink_memory_bounds(sinks: &[SinkConfig]) -> Vec<(String, SinkMemoryBound)> {
+    sinks
+        .iter()
+        .map(|sink| {
+            let bound = match loader::load(&sink.name, &sink.path) {
+                Ok(plugin) => SinkMemoryBound::Plugin(plugin.memory_bound(&sink.config_text())),
+                Err(refusal) => SinkMemoryBound::Refused(refusal),
+            };
+            (sink.name.clone(), bound)
+        })
+        .collect()
 }
 
 /// Spawns one sink's runner, waits for its `create`, and builds its lanes.

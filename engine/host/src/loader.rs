@@ -3,16 +3,22 @@
 //! version and record kinds). Each refusal is one line naming the plugin, the field, what it has
 //! and what the engine expects.
 //!
+//! The descriptor the host keeps is a copy of the plugin's holding only the fields its
+//! `struct_size` covers (later fields read as absent), so a 1.0 or 1.1 plugin's shorter table is
+//! never read past its end. A 1.2 plugin's `memory_bound` states its worst-case memory for a
+//! config ([`LoadedPlugin::memory_bound`]).
+//!
 //! Libraries are loaded with `RTLD_NOW | RTLD_LOCAL` (an unresolved symbol is a refusal, not a
 //! crash at first call) and never unloaded: once a library is open (its initializers ran), its
 //! handle is leaked on purpose, refused or not, so no code or static a plugin handed out can
 //! disappear while the process runs (instances, threads a plugin started, the descriptor).
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tickflow_sdk::abi::{
-    self, ABI_MAJOR, ABI_MINOR, BUILD_MUST_MATCH_MASK, DESCRIPTOR_SIZE_V1_0, Descriptor, EntryFn,
-    MAGIC,
+    self, ABI_MAJOR, ABI_MINOR, BUILD_MUST_MATCH_MASK, Descriptor, EntryFn, MAGIC,
+    MEMORY_BOUND_NOT_STATED, STATUS_OK, descriptor_size_for_minor,
 };
 use tickflow_sdk::records::RecordKind;
 
@@ -39,6 +45,20 @@ pub struct FunctionsPresent {
     pub on_tick: bool,
     pub stats: bool,
     pub destroy: bool,
+    /// ABI 1.2: the plugin states its memory bound.
+    pub memory_bound: bool,
+}
+
+/// What a plugin says about its worst-case memory for one config (ABI 1.2 `memory_bound`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemoryBound {
+    /// The plugin states this many bytes.
+    Stated(u64),
+    /// The plugin has no `memory_bound` (ABI 1.0/1.1, or a NULL entry) or states none for this
+    /// config.
+    NotStated,
+    /// `memory_bound` returned this status (the config is invalid, or the plugin failed).
+    Failed(abi::Status),
 }
 
 /// A plugin whose descriptor passed every check.
@@ -67,6 +87,26 @@ fn functions_of(descriptor: &Descriptor) -> FunctionsPresent {
         on_tick: descriptor.on_tick.is_some(),
         stats: descriptor.stats.is_some(),
         destroy: descriptor.destroy.is_some(),
+        memory_bound: descriptor.memory_bound.is_some(),
+    }
+}
+
+impl LoadedPlugin {
+    /// Asks the plugin's `memory_bound` (ABI 1.2) for its worst-case memory with `config_text`
+    /// (the TOML of the sink's `config` table, as `create` receives it). No instance is needed.
+    pub fn memory_bound(&self, config_text: &str) -> MemoryBound {
+        let Some(memory_bound) = self.descriptor.memory_bound else {
+            return MemoryBound::NotStated;
+        };
+        let mut bytes = MEMORY_BOUND_NOT_STATED;
+        // SAFETY: the entry comes from a descriptor whose struct_size covers it (the copy holds
+        // None otherwise) in a never-unloaded library; the text and `bytes` outlive the call.
+        let status = unsafe { memory_bound(config_text.as_ptr(), config_text.len(), &mut bytes) };
+        match (status, bytes) {
+            (STATUS_OK, MEMORY_BOUND_NOT_STATED) => MemoryBound::NotStated,
+            (STATUS_OK, bytes) => MemoryBound::Stated(bytes),
+            (status, _) => MemoryBound::Failed(status),
+        }
     }
 }
 
@@ -230,8 +270,8 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
             ),
         ));
     }
-    // ABI 1.0 is the only table this host knows; later minors add fields after it.
-    let expected_size = DESCRIPTOR_SIZE_V1_0;
+    // Each minor's table is the previous one with fields appended.
+    let expected_size = descriptor_size_for_minor(abi_minor);
     if struct_size < expected_size {
         return Err(refusal(
             &plugin,
@@ -240,9 +280,9 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
             format!("at least {expected_size} bytes for ABI {abi_major}.{abi_minor}"),
         ));
     }
-    // SAFETY: struct_size says the plugin provides at least a whole 1.0 descriptor, which lives
-    // as long as the (never unloaded) library; it is read-only.
-    let descriptor: &'static Descriptor = unsafe { &*descriptor_ptr };
+    // SAFETY: struct_size says the plugin provides at least the table of the minor it claims,
+    // which lives as long as the (never unloaded) library; only `struct_size` bytes are read.
+    let descriptor = unsafe { covered_copy(descriptor_ptr, struct_size) };
     let functions = functions_of(descriptor);
     let missing: Vec<&str> = [
         ("create", functions.create),
@@ -295,6 +335,41 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
         name,
         version,
     })
+}
+
+/// Copies of plugin descriptors, one per descriptor address (so per library): loading a library
+/// again (check-config, then start) reuses its copy, and the copies live as long as the process,
+/// like the libraries.
+static DESCRIPTOR_COPIES: Mutex<Vec<(usize, &'static Descriptor)>> = Mutex::new(Vec::new());
+
+/// The plugin's descriptor with only the bytes its `struct_size` covers; every field beyond reads
+/// as zero (absent functions), so a shorter (older) table is never read past its end.
+///
+/// # Safety
+/// `descriptor_ptr` points at `struct_size` readable bytes that stay unchanged for the process.
+unsafe fn covered_copy(descriptor_ptr: *const Descriptor, struct_size: u32) -> &'static Descriptor {
+    let mut copies = DESCRIPTOR_COPIES
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner());
+    let address = descriptor_ptr as usize;
+    if let Some((_, copy)) = copies.iter().find(|(known, _)| *known == address) {
+        return copy;
+    }
+    let covered = (struct_size as usize).min(size_of::<Descriptor>());
+    let mut copy = std::mem::MaybeUninit::<Descriptor>::zeroed();
+    // SAFETY: `covered` bytes are readable at the source (caller) and writable in `copy`; an
+    // all-zero Descriptor is valid (null pointers, None functions, zero integers), and the
+    // copied prefix holds the plugin's own valid values.
+    let copy: &'static Descriptor = unsafe {
+        std::ptr::copy_nonoverlapping(
+            descriptor_ptr.cast::<u8>(),
+            copy.as_mut_ptr().cast::<u8>(),
+            covered,
+        );
+        Box::leak(Box::new(copy.assume_init()))
+    };
+    copies.push((address, copy));
+    copy
 }
 
 /// Reads a `(ptr, len)` string of the descriptor.

@@ -3,7 +3,8 @@
 //!
 //! `mode` (in `[sinks.config]`): `noop` accepts everything; `panic` panics in every `on_batch`;
 //! `fail` returns an error from every `on_batch`; `stall` blocks in its first `on_batch` until
-//! the file `gate_path` exists, then accepts everything.
+//! the file `gate_path` exists, then accepts everything. `memory_bound_bytes`, when set, is the
+//! bound it states to the engine's memory budget (ABI 1.2); unset, it states none.
 
 use tickflow_sdk::{Batch, HostHandle, RecordKind, Sink, SinkError};
 
@@ -25,6 +26,8 @@ pub struct TestSinkConfig {
     pub gate_path: Option<std::path::PathBuf>,
     /// Longest a stall lasts even without the gate, so a broken test cannot hang forever.
     pub stall_limit_ms: Option<u64>,
+    /// The memory bound it states to the engine (for the budget's tests); none when unset.
+    pub memory_bound_bytes: Option<u64>,
 }
 
 pub struct TestSink {
@@ -70,6 +73,10 @@ impl Sink for TestSink {
         }
         self.records_seen += batch.len() as u64;
         Ok(())
+    }
+
+    fn memory_bound_bytes(config: &TestSinkConfig) -> Result<Option<u64>, SinkError> {
+        Ok(config.memory_bound_bytes)
     }
 
     fn stats(&self) -> tickflow_sdk::abi::PluginStats {

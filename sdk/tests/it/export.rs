@@ -13,6 +13,9 @@ struct ProbeConfig {
     panic_on_batch: bool,
     #[serde(default)]
     fail_on_batch: bool,
+    /// States this bound (MiB) through `memory_bound`; 0 is refused as invalid.
+    #[serde(default)]
+    memory_bound_mib: Option<u64>,
 }
 
 struct ProbeSink {
@@ -59,6 +62,31 @@ impl Sink for ProbeSink {
             ..PluginStats::default()
         }
     }
+
+    fn memory_bound_bytes(config: &ProbeConfig) -> Result<Option<u64>, SinkError> {
+        match config.memory_bound_mib {
+            Some(0) => Err(SinkError::config("memory_bound_mib must be at least 1")),
+            Some(mib) => Ok(Some(mib << 20)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// A sink that keeps the trait's default `memory_bound_bytes`.
+struct Unbounded;
+
+impl Sink for Unbounded {
+    type Config = tickflow_sdk::NoConfig;
+    const NAME: &'static str = "unbounded";
+    const VERSION: &'static str = "1.0.0";
+    const RECORD_KINDS: &'static [RecordKind] = &[RecordKind::Quote];
+
+    fn create(_host: HostHandle, _config: tickflow_sdk::NoConfig) -> Result<Unbounded, SinkError> {
+        Ok(Unbounded)
+    }
+    fn on_batch(&mut self, _batch: Batch<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 tickflow_sdk::export_sink!(ProbeSink);
@@ -100,7 +128,11 @@ fn descriptor_describes_the_sink() {
         (descriptor.abi_major, descriptor.abi_minor),
         (ABI_MAJOR, ABI_MINOR)
     );
-    assert_eq!(descriptor.struct_size, DESCRIPTOR_SIZE_V1_0);
+    assert_eq!(descriptor.struct_size, DESCRIPTOR_SIZE_V1_2);
+    assert!(
+        descriptor.memory_bound.is_some(),
+        "export_sink! wires memory_bound"
+    );
     assert_eq!(descriptor.record_kinds, 0b10001);
     assert_eq!(descriptor.build_flags & BUILD_RUST_SDK, BUILD_RUST_SDK);
     // SAFETY: the name points at a static str.
@@ -193,5 +225,51 @@ fn errors_and_bad_input_become_statuses() {
         create("").err(),
         Some(STATUS_INVALID_CONFIG),
         "panic_on_batch is required"
+    );
+}
+
+/// Calls a descriptor's `memory_bound` as the host does.
+fn memory_bound_of(memory_bound: MemoryBoundFn, config: &str) -> (Status, u64) {
+    let mut bytes = 0u64;
+    // SAFETY: the config is valid for the call and `bytes` is writable.
+    let status = unsafe { memory_bound(config.as_ptr(), config.len(), &mut bytes) };
+    (status, bytes)
+}
+
+#[test]
+fn memory_bound_states_the_sinks_bound_from_its_config() {
+    let memory_bound = descriptor().memory_bound.expect("memory_bound is exported");
+    assert_eq!(
+        memory_bound_of(
+            memory_bound,
+            "panic_on_batch = false\nmemory_bound_mib = 48"
+        ),
+        (STATUS_OK, 48 << 20)
+    );
+    assert_eq!(
+        memory_bound_of(memory_bound, "panic_on_batch = false"),
+        (STATUS_OK, MEMORY_BOUND_NOT_STATED)
+    );
+    // The sink's own check and a config serde refuses are both an invalid config.
+    assert_eq!(
+        memory_bound_of(memory_bound, "panic_on_batch = false\nmemory_bound_mib = 0").0,
+        STATUS_INVALID_CONFIG
+    );
+    assert_eq!(
+        memory_bound_of(memory_bound, "no_such_key = 1").0,
+        STATUS_INVALID_CONFIG
+    );
+    // SAFETY: a null out pointer is refused before anything is written.
+    let status = unsafe { memory_bound(b"".as_ptr(), 0, std::ptr::null_mut()) };
+    assert_eq!(status, STATUS_INVALID_ARGUMENT);
+}
+
+#[test]
+fn the_default_memory_bound_states_none() {
+    let descriptor = tickflow_sdk::sink::descriptor::<Unbounded>();
+    let memory_bound = descriptor.memory_bound.expect("memory_bound is exported");
+    assert_eq!(
+        memory_bound_of(memory_bound, ""),
+        (STATUS_OK, MEMORY_BOUND_NOT_STATED)
     );
 }

@@ -165,7 +165,8 @@ fn expected() -> Vec<(String, u64)> {
             flush,
             on_tick,
             stats,
-            destroy
+            destroy,
+            memory_bound
         ]
     );
     let constants: &[(&str, u64)] = &[
@@ -205,6 +206,10 @@ fn expected() -> Vec<(String, u64)> {
         ("TF_GAP_DISCONNECT", GAP_DISCONNECT.into()),
         ("TF_GAP_RECONNECT", GAP_RECONNECT.into()),
         ("TF_GAP_QUOTE_WITHDRAWN", GAP_QUOTE_WITHDRAWN.into()),
+        ("TF_GAP_SYMBOL_RETIRED", GAP_SYMBOL_RETIRED.into()),
+        ("TF_MEMORY_BOUND_NOT_STATED", MEMORY_BOUND_NOT_STATED),
+        ("TF_DESCRIPTOR_SIZE_V1_0", DESCRIPTOR_SIZE_V1_0.into()),
+        ("TF_DESCRIPTOR_SIZE_V1_2", DESCRIPTOR_SIZE_V1_2.into()),
         ("TF_SPREAD_FLAG_WARMING", SPREAD_FLAG_WARMING.into()),
         ("TF_OPPORTUNITY_FLAG_NET", OPPORTUNITY_FLAG_NET.into()),
         ("TF_LOG_ERROR", LOG_ERROR.into()),

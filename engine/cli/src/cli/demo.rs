@@ -29,6 +29,9 @@ const DEMO_SYMBOLS: [&str; 8] = [
     "LTC-USDT",
 ];
 
+/// Seconds between the simulated venues' listing changes and the engine's universe refreshes.
+const DEMO_REFRESH_S: u64 = 60;
+
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Stop after this many seconds (0 = run until Ctrl-C).
@@ -49,9 +52,33 @@ fn demo_config(sim: &SimVenues) -> anyhow::Result<Config> {
     let mut config = Config::from_toml_str(
         "[engine]\nmax_symbols = 64\nmax_connection_slots = 16\n\
          [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = 4096\nthresholds_bp = [20.0]\nsnapshot_interval_ms = 1000\n\
-         warmup_buckets = 5\n",
+         warmup_buckets = 5\n[universe]\nmax_symbols = 40\n",
     )?;
     config.feeds = sim.feeds_config();
+    // The universe is discovered from the simulated venues' instrument lists, and refreshed as
+    // their listings change.
+    config.feeds.symbols.clear();
+    config.universe.refresh_interval_s = DEMO_REFRESH_S;
+    for venue in Venue::ALL {
+        config.universe.venue.insert(
+            venue.name().to_string(),
+            tickflow_universe::UniverseVenueConfig {
+                url: sim.rest_url(venue),
+            },
+        );
+    }
+    // Bybit and MEXC list 1000PEPE, priced per 1 000 PEPE.
+    for venue in ["bybit", "mexc"] {
+        config
+            .universe
+            .aliases
+            .push(tickflow_universe::AliasConfig {
+                venue: venue.to_string(),
+                venue_base: "1000PEPE".to_string(),
+                base: "PEPE".to_string(),
+                multiplier: 1000.0,
+            });
+    }
     config.feeds.channels = vec![Channel::Bbo, Channel::Trades];
     config.feeds.backoff_base_ms = 200;
     config.feeds.backoff_cap_ms = 5_000;
@@ -69,6 +96,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
             .collect(),
         bbo_per_s_per_symbol: args.updates_per_s.max(0.1),
         trades_per_s_per_symbol: (args.updates_per_s / 10.0).max(0.1),
+        listing_churn_interval_ms: DEMO_REFRESH_S * 1000,
         ..SimConfig::default()
     };
     // The simulator and the feeds share one small runtime; the shards run on their own threads.
@@ -77,7 +105,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let sim = runtime.block_on(SimVenues::start(sim_config))?;
-    let config = demo_config(&sim)?;
+    let config = Arc::new(demo_config(&sim)?);
     let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
     let mut pipeline = Pipeline::start(&config.engine, &config.windows, sink_outbounds(&config))?;
 
@@ -95,7 +123,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         };
         println!("  {:<8} {endpoint}", venue.name());
     }
-    println!("  symbols  {}", DEMO_SYMBOLS.join(" "));
+    println!(
+        "  symbols  discovered from each venue's instrument list (REST, as on the real venues); the simulators list {} and tricky instruments, and add and remove listings over time",
+        DEMO_SYMBOLS.join(" ")
+    );
     println!(
         "  load     {} best bid/ask updates/s per symbol per venue, prices move together with injected dislocations",
         args.updates_per_s
@@ -116,7 +147,15 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
     println!("Real venues: tickflow run --config config/live.toml");
 
     let result = runtime.block_on(async {
-        let feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        let (mut refresher, _) =
+            tickflow::universe::Refresher::start(Arc::clone(&config), &registry).await?;
+        println!(
+            "  universe discovered from the venues' instrument lists: {} (refreshed every {DEMO_REFRESH_S} s as listings change)",
+            tickflow::universe::one_line(refresher.universe())
+        );
+        let mut feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        let refresh_every = Duration::from_secs(DEMO_REFRESH_S);
+        let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
         let mut signals = Signals::new()?;
         let started = Instant::now();
         let mut summary_tick = tokio::time::interval(Duration::from_secs(args.summary_every_s.max(1)));
@@ -136,6 +175,20 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
                 _ = async { tokio::time::sleep_until(end.expect("guarded by is_some")).await }, if end.is_some() => {
                     println!("--duration-s reached: stopping");
                     break;
+                }
+                _ = refresh_tick.tick() => refresher.begin(),
+                round = refresher.next() => {
+                    match refresher.finish(round, &registry, &mut feeds) {
+                        Ok(refreshed) => println!(
+                            "universe refreshed: {} symbols, +{} / -{} listings, {} connections re-subscribed, {} added",
+                            refreshed.symbols,
+                            refreshed.applied.listings_added,
+                            refreshed.applied.listings_retired,
+                            refreshed.feeds.slots_changed,
+                            refreshed.feeds.slots_added
+                        ),
+                        Err(error) => println!("universe refresh failed: {error:#}"),
+                    }
                 }
                 _ = cut_tick.tick(), if args.cut_every_s > 0 => {
                     let venue = Venue::ALL[next_cut % VENUE_COUNT];

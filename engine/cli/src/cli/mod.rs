@@ -6,3 +6,4 @@ pub mod decode;
 pub mod demo;
 pub mod plugin;
 pub mod run;
+pub mod universe;

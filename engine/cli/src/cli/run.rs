@@ -25,7 +25,7 @@ use tickflow_feed::Feeds;
 use tickflow_host::SinkHost;
 
 pub fn run(config_path: &Path) -> anyhow::Result<u8> {
-    let config = Config::from_file(config_path)?;
+    let config = Arc::new(Config::from_file(config_path)?);
     let _log_guard = init_logging("info");
     let budget = memory_budget(&config);
     println!("{budget}");
@@ -42,7 +42,26 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     let mut pipeline =
         Pipeline::start(&config.engine, &config.windows, sink_host.take_outbounds())?;
     let result = runtime.block_on(async {
-        let feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        // The universe: discovered from the venues' instrument lists unless [feeds] lists symbols.
+        let mut refresher = if tickflow::universe::discovers(&config) {
+            let started = Instant::now();
+            let (refresher, applied) =
+                tickflow::universe::Refresher::start(Arc::clone(&config), &registry).await?;
+            eprintln!(
+                "tickflow: universe discovered in {} ms: {}{}",
+                started.elapsed().as_millis(),
+                tickflow::universe::one_line(refresher.universe()),
+                if applied.refused.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {} refused (registry full)", applied.refused.len())
+                }
+            );
+            Some(refresher)
+        } else {
+            None
+        };
+        let mut feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
         eprintln!(
             "tickflow: {} connection slots over {} venues, {} symbols, {} shards; stats every {} ms on stderr",
             feeds.slots().len(),
@@ -63,6 +82,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         stats_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut telemetry_tick = tokio::time::interval(Duration::from_secs(1));
         telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let refresh_every = refresher
+            .as_ref()
+            .and_then(tickflow::universe::Refresher::interval)
+            .unwrap_or(Duration::MAX);
+        let mut refresh_tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + refresh_every.min(Duration::from_secs(1 << 32)),
+            refresh_every.min(Duration::from_secs(1 << 32)),
+        );
+        refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut shard_watch_tick = tokio::time::interval(SHARD_WATCH_INTERVAL);
         shard_watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut exit_code = 0u8;
@@ -71,6 +99,27 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                 name = signals.next() => {
                     eprintln!("tickflow: {name}: stopping feeds (a second signal exits at once)");
                     break;
+                }
+                _ = refresh_tick.tick(), if refresher.is_some() && refresh_every != Duration::MAX => {
+                    if let Some(refresher) = refresher.as_mut() {
+                        refresher.begin();
+                    }
+                }
+                round = async { refresher.as_mut().expect("guarded by is_some").next().await }, if refresher.is_some() => {
+                    if let Some(refresher) = refresher.as_mut() {
+                        match refresher.finish(round, &registry, &mut feeds) {
+                            Ok(refreshed) => eprintln!(
+                                "tickflow: universe refreshed: {} symbols, +{} / -{} listings, {} slots re-planned, {} added, {} unplaced",
+                                refreshed.symbols,
+                                refreshed.applied.listings_added,
+                                refreshed.applied.listings_retired,
+                                refreshed.feeds.slots_changed,
+                                refreshed.feeds.slots_added,
+                                refreshed.feeds.listings_unplaced
+                            ),
+                            Err(error) => tracing::error!(%error, "universe refresh could not re-plan the feeds; the previous plan stays"),
+                        }
+                    }
                 }
                 _ = shard_watch_tick.tick() => {
                     let dead = pipeline.dead_shards();

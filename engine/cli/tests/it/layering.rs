@@ -17,6 +17,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("tickflow-feed", &["tickflow-core", "tickflow-decode"]),
     ("tickflow-host", &["tickflow-core", "tickflow-sdk"]),
     ("tickflow-sim", &["tickflow-core", "tickflow-feed"]),
+    ("tickflow-universe", &["tickflow-core", "tickflow-feed"]),
     (
         "tickflow",
         &[
@@ -24,6 +25,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tickflow-core",
             "tickflow-decode",
             "tickflow-feed",
+            "tickflow-universe",
             "tickflow-host",
             "tickflow-sim",
         ],

@@ -8,4 +8,5 @@ mod fixtures;
 mod layering;
 mod plugin_host;
 mod real_rates_smoke;
+mod sink_budget;
 mod tidy;
