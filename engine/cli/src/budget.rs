@@ -1,6 +1,6 @@
 //! The engine's worst-case memory budget composed from every part's own lines: the core data
 //! path (tickflow-core), the connections' buffers and the decoding scratch (tickflow-feed), the
-//! sinks' lanes (tickflow-host) and, per sink, the memory its plugin states for its config (ABI
+//! instrument lists of discovery (tickflow-universe), the sinks' lanes (tickflow-host) and, per sink, the memory its plugin states for its config (ABI
 //! 1.2 `memory_bound`; "not stated" lines count 0). Printed at start, shown by `tickflow
 //! check-config`, and checked against measured RSS by a test.
 
@@ -29,6 +29,10 @@ pub fn memory_budget_with_bounds(
     // After the feed rings, as the data flows: what the slots hold before the rings.
     let at = 1.min(lines.len());
     lines.splice(at..at, tickflow_feed::budget_lines(engine, &config.feeds));
+    // Discovery's request and the lists it keeps, when the universe is discovered.
+    if crate::universe::discovers(config) {
+        lines.extend(tickflow_universe::budget_lines(&config.universe));
+    }
     lines.push(BudgetLine {
         name: "sink rings",
         bytes: tickflow_host::sinks_budget_bytes(&config.sinks, shards),

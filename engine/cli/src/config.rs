@@ -145,9 +145,29 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_written_list_takes_canonical_names_only() {
+        // Guessing where the base ends is how DOTUSD became DO-TUSD: refused, naming the key.
+        for name in ["DOTUSD", "BTC_USDT", "btc/usdt", "BTC-", "BTC-USDT-X"] {
+            check_invalid(
+                &format!("[feeds]\nsymbols = [\"{name}\"]\n"),
+                "feeds.symbols",
+            );
+            check_invalid(
+                &format!("[feeds.venue.okx]\nsymbols = [\"{name}\"]\n"),
+                "feeds.venue.*.symbols",
+            );
+        }
+        let config = Config::from_toml_str(
+            "[feeds]\nsymbols = [\"DOT-USD\", \"1000PEPE-USDT\"]\n[feeds.venue.binance]\n",
+        )
+        .expect("canonical names");
+        assert!(config.feeds.has_symbol_list());
+    }
+
+    #[test]
     fn empty_config_is_the_defaults() {
         let config = Config::from_toml_str("").unwrap();
-        assert_eq!(config.engine.max_symbols, 1000);
+        assert_eq!(config.engine.max_symbols, 1400);
         assert_eq!(config.windows.buckets, 3600);
         assert_eq!(config.windows.bucket_ms, 1000);
         assert_eq!(config.windows.max_windows, 56_000);

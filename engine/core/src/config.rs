@@ -15,7 +15,9 @@ pub struct EngineConfig {
     /// Shard threads; 0 means one per core, at most `AUTO_SHARDS_MAX` (set it explicitly for more:
     /// the ring matrix grows with slots × shards, see the memory budget).
     pub shards: usize,
-    /// Most symbols the registry will hold.
+    /// Most symbols the registry will hold, over the process's life: ids are never reused, so
+    /// symbols listed while running and retired ones count too. The default leaves a discovered
+    /// universe of 1 000 symbols (`universe.max_symbols`) a quarter of headroom.
     pub max_symbols: usize,
     /// Capacity of each feed → shard ring.
     pub ring_capacity_records: usize,
@@ -50,7 +52,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             shards: 0,
-            max_symbols: 1000,
+            max_symbols: 1400,
             ring_capacity_records: 1024,
             // Sized from the venues' largest documented messages, with room. Bytes per trade in
             // the fixtures (engine/decode/tests/fixtures/exchanges): Bybit 139, HTX 128 (after

@@ -42,6 +42,9 @@ pub struct UniverseConfig {
     pub request_timeout_ms: u64,
     /// A response body larger than this is refused (Binance's full exchangeInfo is several MiB).
     pub max_response_bytes: usize,
+    /// Most instruments kept from one venue's list (Binance lists about 3 000, Gate and MEXC
+    /// about as many): beyond it, instruments are dropped and counted.
+    pub max_instruments_per_venue: usize,
     /// Requests per venue at start (the first one included) before starting without it.
     pub start_attempts: u32,
     /// Wait after the first failed attempt; doubled after each further one.
@@ -68,7 +71,8 @@ impl Default for UniverseConfig {
             deny: Vec::new(),
             refresh_interval_s: 3600,
             request_timeout_ms: 10_000,
-            max_response_bytes: 32 << 20,
+            max_response_bytes: 16 << 20,
+            max_instruments_per_venue: 10_000,
             start_attempts: 3,
             retry_backoff_ms: 1_000,
             retry_backoff_max_ms: 30_000,
@@ -234,6 +238,13 @@ impl UniverseConfig {
                 "universe.max_response_bytes",
                 self.max_response_bytes,
                 "must be 65536 to 1073741824",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_instruments_per_venue) {
+            return Err(ConfigValueError::new(
+                "universe.max_instruments_per_venue",
+                self.max_instruments_per_venue,
+                "must be 1 to 1000000",
             ));
         }
         if !(1..=20).contains(&self.start_attempts) {

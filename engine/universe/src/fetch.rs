@@ -4,10 +4,7 @@
 //! with retries and the last list kept for a venue that fails. No selection here.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Mutex;
-use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -128,6 +125,7 @@ pub struct Fetcher {
     urls: [String; VENUE_COUNT],
     request_timeout: Duration,
     max_response_bytes: usize,
+    max_instruments: usize,
     retry_backoff: Duration,
     retry_backoff_max: Duration,
     gates: [Mutex<VenueGate>; VENUE_COUNT],
@@ -171,6 +169,7 @@ impl Fetcher {
             }),
             request_timeout: Duration::from_millis(config.request_timeout_ms),
             max_response_bytes: config.max_response_bytes,
+            max_instruments: config.max_instruments_per_venue,
             retry_backoff: Duration::from_millis(config.retry_backoff_ms),
             retry_backoff_max: Duration::from_millis(config.retry_backoff_max_ms),
             gates: std::array::from_fn(|_| Mutex::new(VenueGate::default())),
@@ -260,7 +259,17 @@ impl Fetcher {
                 detail: String::from_utf8_lossy(excerpt).into_owned(),
             });
         }
-        let instruments = parse_instruments(venue, &response.body)?;
+        let mut instruments = parse_instruments(venue, &response.body)?;
+        if instruments.listings.len() > self.max_instruments {
+            instruments.over_cap = instruments.listings.len() - self.max_instruments;
+            instruments.listings.truncate(self.max_instruments);
+            tracing::warn!(
+                %venue,
+                dropped = instruments.over_cap,
+                max = self.max_instruments,
+                "instrument list: instruments beyond universe.max_instruments_per_venue dropped"
+            );
+        }
         if instruments.malformed > 0 {
             tracing::warn!(
                 %venue,
@@ -323,15 +332,12 @@ pub async fn discover(
     let mut unique: Vec<Venue> = venues.to_vec();
     unique.sort();
     unique.dedup();
-    let results = join_all(
-        unique
-            .iter()
-            .map(|&venue| fetcher.fetch_with_retries(venue, attempts))
-            .collect(),
-    )
-    .await;
     let mut discovery = Discovery::default();
-    for (venue, result) in unique.into_iter().zip(results) {
+    // One venue at a time: at most one response body (and its parse) is alive at once, which is
+    // what the memory budget reserves; a round takes the sum of the venues' answer times (well
+    // under a second each, retries aside), once an hour.
+    for venue in unique {
+        let result = fetcher.fetch_with_retries(venue, attempts).await;
         match result {
             Ok(instruments) => {
                 tracing::info!(%venue, instruments = instruments.listings.len(), "instrument list fetched");
@@ -378,50 +384,39 @@ pub fn select_discovered(
     universe
 }
 
-/// Heap a listing may take beyond its bytes in the body, as a multiple of them: its three strings
-/// are copies of body bytes, and the smallest instrument object (about 60 bytes of JSON) becomes a
-/// `Listing` of about 130 bytes with its allocations.
-const LISTING_BYTES_PER_BODY_BYTE: usize = 2;
+/// Heap a kept listing takes at most: the struct and its three strings (venue spelling, base and
+/// quote, each in an allocation of at most 32 bytes: names the registry can hold are at most 24).
+const LISTING_BYTES_MAX: usize = size_of::<Listing>() + 3 * 32;
+/// Per instrument while a body is parsed: a reference to its raw JSON (`&RawValue`).
+const RAW_INSTRUMENT_REF_BYTES: usize = 16;
 
-/// The memory budget's line for discovery, as a worst case: every venue's body at
-/// `universe.max_response_bytes` at once, with its parsed listings. Held only while a round runs
-/// (at start and at each refresh); the lists kept between rounds are smaller than their bodies.
+/// The memory budget's lines for discovery, as worst cases: one response body at
+/// `universe.max_response_bytes` while it is parsed (venues are asked one at a time, see
+/// `discover`), held only while a round runs; and every venue's listings kept between rounds, at
+/// most `universe.max_instruments_per_venue` each.
 pub fn budget_lines(config: &UniverseConfig) -> Vec<tickflow_core::budget::BudgetLine> {
-    let per_venue_bytes = config
+    let instruments = config.max_instruments_per_venue;
+    let round_bytes = config
         .max_response_bytes
-        .saturating_mul(1 + LISTING_BYTES_PER_BODY_BYTE);
-    vec![tickflow_core::budget::BudgetLine {
-        name: "universe discovery",
-        bytes: VENUE_COUNT.saturating_mul(per_venue_bytes),
-        detail: format!(
-            "{VENUE_COUNT} venues × {} B response (universe.max_response_bytes) × {} (body and its listings)",
-            config.max_response_bytes,
-            1 + LISTING_BYTES_PER_BODY_BYTE
-        ),
-    }]
-}
-
-/// Runs `futures` concurrently on the current task (no task is spawned) and returns their
-/// outputs in order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|context| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(context) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
+        .saturating_add(instruments.saturating_mul(RAW_INSTRUMENT_REF_BYTES + LISTING_BYTES_MAX));
+    let kept_bytes = VENUE_COUNT
+        .saturating_mul(instruments)
+        .saturating_mul(LISTING_BYTES_MAX);
+    vec![
+        tickflow_core::budget::BudgetLine {
+            name: "universe discovery",
+            bytes: round_bytes,
+            detail: format!(
+                "one venue at a time: {} B response (universe.max_response_bytes) + {instruments} instruments parsed",
+                config.max_response_bytes
+            ),
+        },
+        tickflow_core::budget::BudgetLine {
+            name: "universe lists",
+            bytes: kept_bytes,
+            detail: format!(
+                "{VENUE_COUNT} venues × {instruments} listings × {LISTING_BYTES_MAX} B kept between rounds"
+            ),
+        },
+    ]
 }

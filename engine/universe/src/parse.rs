@@ -30,6 +30,8 @@ pub struct Instruments {
     pub listings: Vec<Listing>,
     /// Instruments lacking a required field (or with one of the wrong type): skipped.
     pub malformed: usize,
+    /// Instruments beyond `universe.max_instruments_per_venue`: dropped.
+    pub over_cap: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -104,6 +106,7 @@ fn instruments<T: Instrument>(venue: Venue, raw: Vec<&RawValue>) -> Instruments 
     let mut parsed = Instruments {
         listings: Vec::with_capacity(raw.len()),
         malformed: 0,
+        over_cap: 0,
     };
     for item in raw {
         match serde_json::from_str::<T>(item.get())

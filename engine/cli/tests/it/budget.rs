@@ -63,7 +63,7 @@ fn budget_follows_resolution_traded_for_memory() {
 
 #[test]
 fn check_config_prints_the_budget_and_names_bad_keys() {
-    let good = write_config("[engine]\nshards = 2\nmax_symbols = 1000\n");
+    let good = write_config("[engine]\nshards = 2\nmax_symbols = 1400\n");
     let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
         .args(["check-config"])
         .arg(&good.0)
@@ -96,6 +96,32 @@ fn check_config_prints_the_budget_and_names_bad_keys() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_symbolz"));
+
+    // A discovered universe must leave the registry headroom for listings added while running.
+    let no_headroom =
+        write_config("[engine]\nmax_symbols = 1000\n[universe]\nmax_symbols = 1000\n");
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["check-config"])
+        .arg(&no_headroom.0)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("universe.max_symbols"), "{stderr}");
+    // A hand-written list replaces discovery: [universe] is not checked then.
+    let listed = write_config(
+        "[engine]\nmax_symbols = 1000\n[universe]\nmax_symbols = 1000\n[feeds]\nsymbols = [\"BTC-USDT\"]\n[feeds.venue.okx]\n",
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .args(["check-config"])
+        .arg(&listed.0)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[test]

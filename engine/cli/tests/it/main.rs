@@ -10,3 +10,4 @@ mod plugin_host;
 mod real_rates_smoke;
 mod sink_budget;
 mod tidy;
+mod universe;

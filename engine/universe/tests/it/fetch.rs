@@ -329,7 +329,7 @@ async fn a_chunked_body_without_a_length_is_cut_off_at_the_cap() {
             request.extend_from_slice(&buffer[..read]);
         }
         let _ = stream
-            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n[")
+            .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
             .await;
         // 1 MiB in 8 KiB chunks, never ended: the client must stop at its cap on its own.
         let chunk = [b' '; 8192];
