@@ -120,8 +120,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.engine.validate()?;
         self.feeds.validate()?;
-        // `[universe]` matters only when it discovers: a hand-written list replaces it.
-        if !self.feeds.has_symbol_list() {
+        // `[universe]` matters only when it discovers: a hand-written list replaces it, and
+        // without venues there is nothing to discover.
+        if crate::universe::discovers(self) {
             self.universe.validate(self.engine.max_symbols)?;
         }
         self.windows.validate()?;

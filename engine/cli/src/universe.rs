@@ -92,9 +92,10 @@ pub fn enabled_venues(config: &Config) -> Vec<Venue> {
         .collect()
 }
 
-/// True when the universe is discovered (no hand-written list in `[feeds]`).
+/// True when the universe is discovered: venues are enabled (`[feeds.venue.<name>]`) and
+/// `[feeds]` lists no symbols by hand.
 pub fn discovers(config: &Config) -> bool {
-    !config.feeds.has_symbol_list()
+    !config.feeds.has_symbol_list() && config.feeds.enabled_venues().next().is_some()
 }
 
 /// The instrument fetcher for `config` (its TLS trusts `feeds.tls_extra_roots_pem` too).

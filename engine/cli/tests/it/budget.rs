@@ -98,8 +98,9 @@ fn check_config_prints_the_budget_and_names_bad_keys() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("max_symbolz"));
 
     // A discovered universe must leave the registry headroom for listings added while running.
-    let no_headroom =
-        write_config("[engine]\nmax_symbols = 1000\n[universe]\nmax_symbols = 1000\n");
+    let no_headroom = write_config(
+        "[engine]\nmax_symbols = 1000\n[universe]\nmax_symbols = 1000\n[feeds.venue.okx]\n",
+    );
     let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
         .args(["check-config"])
         .arg(&no_headroom.0)
