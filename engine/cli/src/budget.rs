@@ -30,7 +30,7 @@ pub fn memory_budget_with_bounds(
     let at = 1.min(lines.len());
     lines.splice(at..at, tickflow_feed::budget_lines(engine, &config.feeds));
     // Discovery's request and the lists it keeps, when the universe is discovered.
-    if crate::universe::discovers(config) {
+    if config.discovers() {
         lines.extend(tickflow_universe::budget_lines(&config.universe));
     }
     lines.push(BudgetLine {

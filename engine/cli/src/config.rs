@@ -84,6 +84,13 @@ impl Config {
         Config::from_toml_str(&text)
     }
 
+    /// True when the universe is discovered from the venues: venues are enabled
+    /// (`[feeds.venue.<name>]`) and `[feeds]` lists no symbols by hand (a hand-written list
+    /// replaces discovery; without venues there is nothing to discover).
+    pub fn discovers(&self) -> bool {
+        !self.feeds.has_symbol_list() && self.feeds.enabled_venues().next().is_some()
+    }
+
     /// Shard threads to run: `engine.shards`, or one per core (at most `AUTO_SHARDS_MAX`) when 0.
     pub fn shard_count(&self) -> usize {
         self.engine.shard_count()
@@ -122,7 +129,7 @@ impl Config {
         self.feeds.validate()?;
         // `[universe]` matters only when it discovers: a hand-written list replaces it, and
         // without venues there is nothing to discover.
-        if crate::universe::discovers(self) {
+        if self.discovers() {
             self.universe.validate(self.engine.max_symbols)?;
         }
         self.windows.validate()?;

@@ -92,10 +92,9 @@ pub fn enabled_venues(config: &Config) -> Vec<Venue> {
         .collect()
 }
 
-/// True when the universe is discovered: venues are enabled (`[feeds.venue.<name>]`) and
-/// `[feeds]` lists no symbols by hand.
+/// True when the universe is discovered (see [`Config::discovers`]).
 pub fn discovers(config: &Config) -> bool {
-    !config.feeds.has_symbol_list() && config.feeds.enabled_venues().next().is_some()
+    config.discovers()
 }
 
 /// The instrument fetcher for `config` (its TLS trusts `feeds.tls_extra_roots_pem` too).
