@@ -60,6 +60,9 @@ pub struct EngineOptions {
     pub tls_extra_roots_pem: Option<PathBuf>,
     /// One `[[sinks]]` plugin, when set.
     pub sink: Option<SinkOptions>,
+    /// Discover the universe from the simulators' instrument lists (`[universe]` pointing at
+    /// their REST endpoints) instead of listing the symbols in `[feeds]`.
+    pub discover: bool,
 }
 
 impl Default for EngineOptions {
@@ -76,6 +79,7 @@ impl Default for EngineOptions {
             trades: false,
             tls_extra_roots_pem: None,
             sink: None,
+            discover: false,
         }
     }
 }
@@ -142,6 +146,10 @@ pub fn windows_per_symbol(venues: usize) -> usize {
 }
 
 /// An engine config (TOML) whose feeds point at `sim`.
+/// Symbols a discovered universe may hold beyond the configured ones: the simulators' tricky
+/// instruments and churned listings.
+const DISCOVERY_EXTRA_SYMBOLS: usize = 32;
+
 pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
     let symbols = &sim.config().symbols;
     let venues = &sim.config().venues;
@@ -154,13 +162,23 @@ pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
     } else {
         (r#"["bbo"]"#, 1)
     };
-    let slots_needed = connection_slots_needed(venues, symbols.len(), channel_count);
+    // Discovered: the simulators also list their tricky instruments and churned listings.
+    let universe_symbols = if options.discover {
+        symbols.len() + DISCOVERY_EXTRA_SYMBOLS
+    } else {
+        symbols.len()
+    };
+    // A discovered universe leaves the registry a quarter of headroom (`[universe]`).
+    let max_symbols = if options.discover {
+        universe_symbols * 4 / 3 + 8
+    } else {
+        symbols.len().max(1)
+    };
+    let slots_needed = connection_slots_needed(venues, universe_symbols, channel_count);
     let mut text = format!(
         "# written by tickflow-load\n\
          [engine]\nshards = {}\nmax_symbols = {}\nring_capacity_records = {}\n",
-        options.shards,
-        symbols.len().max(1),
-        options.ring_capacity_records,
+        options.shards, max_symbols, options.ring_capacity_records,
     );
     match max_connection_slots_to_write(options.max_connection_slots, slots_needed) {
         Some(slots) => text.push_str(&format!(
@@ -172,11 +190,15 @@ pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
     }
     text.push_str(&format!(
         "[windows]\nbucket_ms = 1000\nbuckets = {}\nmax_windows = {}\nsnapshot_interval_ms = 1000\n\
-         [feeds]\nsymbols = [{}]\nchannels = {channels}\nworker_threads = {}\nstats_interval_ms = {}\n\
+         [feeds]\n{}channels = {channels}\nworker_threads = {}\nstats_interval_ms = {}\n\
          backoff_base_ms = {}\nbackoff_cap_ms = {}\nconnect_timeout_ms = 5000\nshutdown_deadline_ms = 2000\n",
         options.buckets,
-        (symbols.len() * windows_per_symbol(venues.len())).max(64),
-        quoted.join(", "),
+        (universe_symbols * windows_per_symbol(venues.len())).max(64),
+        if options.discover {
+            String::new()
+        } else {
+            format!("symbols = [{}]\n", quoted.join(", "))
+        },
         options.worker_threads,
         options.stats_interval_ms,
         options.backoff_base_ms,
@@ -196,6 +218,24 @@ pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
             text.push_str(&format!(
                 "url = \"{}\"\n",
                 sim.url(venue).unwrap_or_default()
+            ));
+        }
+    }
+    if options.discover {
+        text.push_str(&format!(
+            "[universe]\nmax_symbols = {universe_symbols}\nrefresh_interval_s = 60\n"
+        ));
+        for venue in venues.iter().copied() {
+            text.push_str(&format!(
+                "[universe.venue.{}]\nurl = \"{}\"\n",
+                venue.name(),
+                sim.rest_url(venue)
+            ));
+        }
+        // The simulated Bybit and MEXC list 1000PEPE, priced per 1 000 PEPE.
+        for venue in ["bybit", "mexc"] {
+            text.push_str(&format!(
+                "[[universe.alias]]\nvenue = \"{venue}\"\nvenue_base = \"1000PEPE\"\nbase = \"PEPE\"\nmultiplier = 1000.0\n"
             ));
         }
     }

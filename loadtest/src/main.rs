@@ -57,6 +57,13 @@ enum Command {
         /// Write an engine config pointing at the simulators here.
         #[arg(long)]
         write_config: Option<PathBuf>,
+        /// The written config discovers its universe from the simulators' instrument lists
+        /// (`[universe]`) instead of listing the symbols.
+        #[arg(long)]
+        discover: bool,
+        /// With --discover: the simulators add and remove a listing this often (0 = never).
+        #[arg(long, default_value_t = 0)]
+        listing_churn_interval_ms: u64,
         #[arg(long, default_value_t = 0.0)]
         disconnects_per_min: f64,
         #[arg(long, default_value_t = 0.0)]
@@ -188,6 +195,8 @@ fn main() -> anyhow::Result<()> {
             venue,
             port_base,
             write_config,
+            discover,
+            listing_churn_interval_ms,
             disconnects_per_min,
             malformed_per_min,
             oversized_per_min,
@@ -203,7 +212,18 @@ fn main() -> anyhow::Result<()> {
                 stalls_per_min,
                 stall_ms,
             };
-            venues(venue, port_base, write_config, rates)
+            let options = EngineOptions {
+                discover,
+                ..EngineOptions::default()
+            };
+            venues(
+                venue,
+                port_base,
+                write_config,
+                options,
+                listing_churn_interval_ms,
+                rates,
+            )
         }
         Command::Storm {
             venue,
@@ -323,9 +343,12 @@ fn venues(
     venue: VenueArgs,
     port_base: u16,
     write_config: Option<PathBuf>,
+    options: EngineOptions,
+    listing_churn_interval_ms: u64,
     rates: FaultRates,
 ) -> anyhow::Result<()> {
     let mut config = sim_config(&venue);
+    config.listing_churn_interval_ms = listing_churn_interval_ms;
     if port_base != 0 {
         for (index, port) in config.ports.iter_mut().enumerate() {
             *port = port_base
@@ -347,7 +370,7 @@ fn venues(
             println!("{:<8} {}", venue.name(), url.unwrap_or_default());
         }
         if let Some(path) = write_config {
-            std::fs::write(&path, engine_config_toml(&sim, &EngineOptions::default()))
+            std::fs::write(&path, engine_config_toml(&sim, &options))
                 .with_context(|| format!("cannot write {}", path.display()))?;
             println!(
                 "engine config: {} (tickflow run --config {})",
