@@ -142,6 +142,14 @@ pub struct FeedTotals {
     pub resume_ms_p50: u64,
     pub resume_ms_p99: u64,
     pub resume_count: u64,
+    /// Symbols some venue lists now (the registry also keeps retired ones: `symbols`).
+    pub symbols_live: u64,
+    /// Symbols the registry refused because it was full (`engine.max_symbols`).
+    pub symbols_refused: u64,
+    /// Symbols taken off a slot by a refresh (each got a retirement gap).
+    pub symbols_retired: u64,
+    /// Listings a refresh could place on no slot (`engine.max_connection_slots` reached).
+    pub listings_unplaced: u64,
 }
 
 impl FeedTotals {
@@ -175,6 +183,10 @@ impl FeedTotals {
             "resume_ms_p50": self.resume_ms_p50,
             "resume_ms_p99": self.resume_ms_p99,
             "resume_count": self.resume_count,
+            "symbols_live": self.symbols_live,
+            "symbols_refused": self.symbols_refused,
+            "symbols_retired": self.symbols_retired,
+            "listings_unplaced": self.listings_unplaced,
         })
         .to_string()
     }
@@ -335,6 +347,9 @@ impl Feeds {
         let mut totals = FeedTotals {
             slots: self.slots.len() as u64,
             tasks: self.tracker.len() as u64,
+            symbols_live: self.registry.live_len() as u64,
+            symbols_refused: self.registry.refused_full(),
+            listings_unplaced: self.unplaced_listings,
             ..FeedTotals::default()
         };
         let mut resume = SlotCounters::new_resume_histogram();
@@ -361,6 +376,7 @@ impl Feeds {
             totals.rotations += load(&counters.rotations);
             totals.gaps += load(&counters.gaps);
             totals.gap_drops += load(&counters.gap_drops);
+            totals.symbols_retired += load(&counters.symbols_retired);
             totals.records_by_venue[slot.plan.venue.index()] += load(&counters.records);
             totals.reconnects_by_venue[slot.plan.venue.index()] += load(&counters.reconnects);
             totals.quotes_by_venue[slot.plan.venue.index()] += load(&counters.quotes);

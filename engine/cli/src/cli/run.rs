@@ -4,7 +4,8 @@
 //!
 //! The `tickflow-stats` line (stderr, every `feeds.stats_interval_ms`) is one JSON object:
 //! `uptime_ms`, `slots`, `connected`, `tasks` (live slot tasks), `runtime_tasks` (every task alive
-//! in the feeds runtime), `symbols` (registry size),
+//! in the feeds runtime), `symbols` (registry size, retired included), `symbols_live`,
+//! `symbols_refused` (registry full), `symbols_retired`, `listings_unplaced`,
 //! `subscriptions`, `frames`, `records`, `quotes`, `ring_drops`, `reconnects`, `resume_ms_p50`,
 //! `resume_ms_p99`, error counters, and the pipeline's `shard_quotes`, `shard_trades`,
 //! `shard_gaps`, `ring_dropped`. `tickflow-load` reads it.
