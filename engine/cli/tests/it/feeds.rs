@@ -1373,23 +1373,23 @@ fn a_refresh_moves_subscriptions_without_a_gap_for_what_stays() {
             eventually(|| quotes_of(btc.0) > btc_before).await,
             "BTC goes on"
         );
-        let seen = recording.seen.lock().expect("no panic while recording");
+        let gaps = recording
+            .seen
+            .lock()
+            .expect("no panic while recording")
+            .gaps
+            .clone();
         assert!(
-            seen.gaps
-                .iter()
+            gaps.iter()
                 .any(|&(symbol, _, kind)| symbol == eth.0 && kind == GAP_SYMBOL_RETIRED),
-            "ETH's retirement reaches the shard: {:?}",
-            seen.gaps
+            "ETH's retirement reaches the shard: {gaps:?}"
         );
         assert!(
-            !seen
-                .gaps
+            !gaps
                 .iter()
                 .any(|&(symbol, _, kind)| symbol == btc.0 && kind == GAP_DISCONNECT),
-            "BTC stayed on its slot and had no gap: {:?}",
-            seen.gaps
+            "BTC stayed on its slot and had no gap: {gaps:?}"
         );
-        drop(seen);
         assert_eq!(harness.feeds.slots().len(), 1);
         // Refreshing again with nothing new changes nothing.
         assert_eq!(
