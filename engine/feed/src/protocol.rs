@@ -213,6 +213,21 @@ pub fn write_venue_symbol(venue: Venue, base: &str, quote: &str, out: &mut Strin
     }
 }
 
+/// The path and query of `venue`'s public spot instrument list (its REST API), which discovery
+/// asks and the simulators serve.
+pub fn instruments_path(venue: Venue) -> &'static str {
+    match venue {
+        Venue::Binance => "/api/v3/exchangeInfo",
+        Venue::Bybit => "/v5/market/instruments-info?category=spot",
+        Venue::Okx => "/api/v5/public/instruments?instType=SPOT",
+        Venue::Mexc => "/api/v3/exchangeInfo",
+        Venue::Gate => "/api/v4/spot/currency_pairs",
+        Venue::Kucoin => "/api/v2/symbols",
+        Venue::Bitget => "/api/v2/spot/public/symbols",
+        Venue::Htx => "/v1/common/symbols",
+    }
+}
+
 /// The spelling a venue's subscriptions use for a symbol its instrument list spells `listed`
 /// (Binance lists `DOTUSD` but streams `dotusd@bookTicker`; HTX lists and streams lower case; the
 /// others subscribe exactly as they list).

@@ -82,19 +82,7 @@ impl VenueControl {
 /// Binance's request weight of `exchangeInfo`.
 const BINANCE_EXCHANGE_INFO_WEIGHT: u64 = 20;
 
-/// The path and query of `venue`'s spot instrument list (what the real venue serves).
-pub fn instruments_path(venue: Venue) -> &'static str {
-    match venue {
-        Venue::Binance => "/api/v3/exchangeInfo",
-        Venue::Bybit => "/v5/market/instruments-info?category=spot",
-        Venue::Okx => "/api/v5/public/instruments?instType=SPOT",
-        Venue::Mexc => "/api/v3/exchangeInfo",
-        Venue::Gate => "/api/v4/spot/currency_pairs",
-        Venue::Kucoin => "/api/v2/symbols",
-        Venue::Bitget => "/api/v2/spot/public/symbols",
-        Venue::Htx => "/v1/common/symbols",
-    }
-}
+pub use tickflow_feed::protocol::instruments_path;
 
 /// Whether `path` (without query) is `venue`'s instrument-list path.
 pub(crate) fn is_instruments_path(venue: Venue, path: &str) -> bool {

@@ -50,16 +50,7 @@ pub enum ParseError {
 
 /// The path and query of `venue`'s public spot instrument list, appended to its REST base URL.
 pub fn request_path(venue: Venue) -> &'static str {
-    match venue {
-        Venue::Binance => "/api/v3/exchangeInfo",
-        Venue::Bybit => "/v5/market/instruments-info?category=spot",
-        Venue::Okx => "/api/v5/public/instruments?instType=SPOT",
-        Venue::Mexc => "/api/v3/exchangeInfo",
-        Venue::Gate => "/api/v4/spot/currency_pairs",
-        Venue::Kucoin => "/api/v2/symbols",
-        Venue::Bitget => "/api/v2/spot/public/symbols",
-        Venue::Htx => "/v1/common/symbols",
-    }
+    tickflow_feed::protocol::instruments_path(venue)
 }
 
 /// Parses `venue`'s instrument-list response body.
