@@ -8,6 +8,8 @@
 pub mod engine;
 pub mod faults;
 pub mod load;
+pub mod parquet_bench;
+pub mod parquet_read;
 pub mod pki;
 pub mod proc_stat;
 pub mod real_rates;

@@ -162,6 +162,9 @@ enum Command {
         #[arg(long)]
         engine: Option<PathBuf>,
     },
+    /// Parquet sink: write throughput of the plugin path beside pyarrow and a bare ArrowWriter
+    /// (same quote rows, zstd 1), and reading one pair's day from compacted spread files.
+    ParquetBench(tickflow_load::parquet_bench::ParquetBenchArgs),
 }
 
 fn sim_config(venue: &VenueArgs) -> SimConfig {
@@ -317,6 +320,7 @@ fn main() -> anyhow::Result<()> {
             };
             real_rates_command(&settings)
         }
+        Command::ParquetBench(args) => Ok(tickflow_load::parquet_bench::command(&args)?),
     }
 }
 

@@ -1,5 +1,5 @@
 //! Tidy: the SDK depends on nothing of the engine, and no plugin depends on anything of the
-//! workspace but the SDK.
+//! workspace but the SDK (and the shared formats crate, `tickflow-formats`).
 
 use std::path::Path;
 
@@ -42,8 +42,12 @@ fn engine_dependencies(manifest: &Path) -> Vec<String> {
         .into_iter()
         .filter(|name| {
             ENGINE_CRATES.contains(&name.as_str())
-                || (name.starts_with("path:") && !name.trim_end_matches('/').ends_with("sdk"))
-                || (name.starts_with("tickflow") && name != "tickflow-sdk")
+                || (name.starts_with("path:")
+                    && !name.trim_end_matches('/').ends_with("sdk")
+                    && !name.trim_end_matches('/').ends_with("formats"))
+                || (name.starts_with("tickflow")
+                    && name != "tickflow-sdk"
+                    && name != "tickflow-formats")
         })
         .collect()
 }

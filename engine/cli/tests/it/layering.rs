@@ -32,7 +32,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "tickflow-load",
-        &["tickflow-sdk", "tickflow-core", "tickflow-sim"],
+        &[
+            "tickflow-sdk",
+            "tickflow-core",
+            "tickflow-sim",
+            "tickflow-formats",
+        ],
     ),
     (
         "tickflow-benches",
@@ -49,10 +54,17 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("tickflow-example-stdout", &["tickflow-sdk"]),
     ("tickflow-test-sink", &["tickflow-sdk"]),
+    ("tickflow-formats", &[]),
+    ("tickflow-parquet", &["tickflow-sdk", "tickflow-formats"]),
 ];
 
 /// Crates below the line: they may not reach any of `BANNED_BELOW_THE_LINE`.
-const PURE_CRATES: &[&str] = &["tickflow-sdk", "tickflow-core", "tickflow-decode"];
+const PURE_CRATES: &[&str] = &[
+    "tickflow-sdk",
+    "tickflow-core",
+    "tickflow-decode",
+    "tickflow-formats",
+];
 
 /// Async runtimes, sockets and HTTP, TLS, and dynamic loading.
 const BANNED_BELOW_THE_LINE: &[&str] = &[

@@ -6,6 +6,7 @@ mod feeds;
 #[path = "../../../decode/tests/it/fixtures.rs"]
 mod fixtures;
 mod layering;
+mod parquet_sink;
 mod plugin_host;
 mod real_rates_smoke;
 mod sink_budget;
