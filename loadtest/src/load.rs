@@ -156,6 +156,13 @@ impl StepVerdict {
 }
 
 impl LoadStep {
+    /// Spread samples the shards emitted and the sinks delivered over the engine's whole run
+    /// (its shutdown line's `sink_kinds.spread`); None without a shutdown line.
+    pub fn spread_samples(&self) -> Option<(u64, u64)> {
+        let spread = &self.engine_shutdown.as_ref()?["sink_kinds"]["spread"];
+        Some((spread["emitted"].as_u64()?, spread["delivered"].as_u64()?))
+    }
+
     pub fn verdict(&self) -> StepVerdict {
         if self.ring_drops > 0 {
             StepVerdict::RingDrops
@@ -189,6 +196,8 @@ impl LoadStep {
             "ring_drops_whole_run": self.ring_drops_whole_run,
             "sink": self.sink,
             "sink_lost": self.sink_lost,
+            "spread_samples_emitted": self.spread_samples().map(|(emitted, _)| emitted),
+            "spread_samples_delivered": self.spread_samples().map(|(_, delivered)| delivered),
             "verdict": self.verdict().name(),
             "engine_cpu_cores": round(self.engine_cpu_cores, 2),
             "engine_cpu_ns_per_quote": self.engine_cpu_ns_per_quote.round(),
@@ -218,12 +227,13 @@ fn rounded(values: &BTreeMap<String, f64>, decimals: i32) -> BTreeMap<String, f6
 /// A fixed-width table of steps, one row each, and a note on what the sink figures cover.
 pub fn steps_table(steps: &[LoadStep]) -> String {
     let mut table = format!(
-        "{:>10} {:>10} {:>8} {:>8} {:>9} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8}  {}\n",
+        "{:>10} {:>10} {:>8} {:>8} {:>9} {:>21} {:>8} {:>8} {:>7} {:>8} {:>7} {:>8}  {}\n",
         "offered/s",
         "achieved/s",
         "ring_drp",
         "drp_run",
         "sink_lost",
+        "spreads_dlv/emitted",
         "windows",
         "engine",
         "shard",
@@ -243,16 +253,22 @@ pub fn steps_table(steps: &[LoadStep]) -> String {
             (true, None) => "?".to_owned(),
             (true, Some(lost)) => lost.to_string(),
         };
+        let spreads = match (step.sink, step.spread_samples()) {
+            (false, _) => "-".to_owned(),
+            (true, None) => "?".to_owned(),
+            (true, Some((emitted, delivered))) => format!("{delivered}/{emitted}"),
+        };
         let ring_drops_whole_run = step
             .ring_drops_whole_run
             .map_or_else(|| "?".to_owned(), |drops| drops.to_string());
         table.push_str(&format!(
-            "{:>10} {:>10.0} {:>8} {:>8} {:>9} {:>8} {:>8.2} {:>7.2} {:>8.0} {:>7.2} {:>8}  {}\n",
+            "{:>10} {:>10.0} {:>8} {:>8} {:>9} {:>21} {:>8} {:>8.2} {:>7.2} {:>8.0} {:>7.2} {:>8}  {}\n",
             step.offered_quotes_per_s,
             step.achieved_quotes_per_s,
             step.ring_drops,
             ring_drops_whole_run,
             sink_lost,
+            spreads,
             step.windows_live,
             step.engine_cpu_cores,
             shard_cores,
@@ -264,8 +280,9 @@ pub fn steps_table(steps: &[LoadStep]) -> String {
     }
     table.push_str(
         "engine/shard/gen: CPU cores (engine process, its tickflow-shard threads, the simulators); \
-         ring_drp: during the measured window; drp_run and sink_lost: over the engine's whole run \
-         (its tickflow-shutdown line)\n",
+         ring_drp: during the measured window; drp_run, sink_lost and spreads_dlv/emitted (spread \
+         samples the sinks received / the shards emitted): over the engine's whole run (its \
+         tickflow-shutdown line)\n",
     );
     table
 }
@@ -547,6 +564,27 @@ mod tests {
         assert_eq!(
             rates,
             [25_000, 50_000, 100_000, 200_000, 300_000, 400_000, 500_000]
+        );
+    }
+
+    #[test]
+    fn spread_samples_emitted_and_delivered_come_from_the_shutdown_line() {
+        let step = LoadStep {
+            engine_shutdown: Some(serde_json::json!({
+                "sink_lost": 3,
+                "sink_kinds": {"spread": {"emitted": 56000, "delivered": 55997, "lost": 3}},
+            })),
+            ..clean_step()
+        };
+        assert_eq!(step.spread_samples(), Some((56_000, 55_997)));
+        assert!(steps_table(std::slice::from_ref(&step)).contains("55997/56000"));
+        assert_eq!(step.to_json()["spread_samples_delivered"], 55_997);
+        assert_eq!(clean_step().spread_samples(), None);
+        assert!(
+            steps_table(&[clean_step()])
+                .lines()
+                .nth(1)
+                .is_some_and(|row| row.contains('?'))
         );
     }
 

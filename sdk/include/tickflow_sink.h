@@ -242,7 +242,18 @@ typedef struct tf_host {
     void (*gauge_set)(void *host_data, uint32_t metric_id, double value);
     void (*histogram_record)(void *host_data, uint32_t metric_id, uint64_t value);
     int64_t (*clock_ns)(void *host_data); /* ns since the Unix epoch, the records' clock */
+    /* ABI 1.2 (read it only when struct_size >= TF_HOST_SIZE_V1_2): announce a named endpoint of
+     * this sink, e.g. "ws" -> "ws://127.0.0.1:8081/ws", so the engine's control plane can tell
+     * clients where to connect. name: 1..64 bytes of [a-z0-9_.-]; url: 1..512 bytes of printable
+     * ASCII, no spaces. Publishing a name again replaces its URL; at most 16 names per sink.
+     * Returns 1 when stored, 0 when refused (bad name or URL, too many names; counted). */
+    uint32_t (*publish_endpoint)(void *host_data, const uint8_t *name, size_t name_len,
+                                 const uint8_t *url, size_t url_len);
 } tf_host;
+
+/* sizeof(tf_host) per minor version: a plugin reads no callback beyond host->struct_size. */
+#define TF_HOST_SIZE_V1_0 80u
+#define TF_HOST_SIZE_V1_2 88u
 
 /* ---- the plugin descriptor ------------------------------------------------------------------ */
 
@@ -336,8 +347,10 @@ TF_STATIC_ASSERT_(offsetof(tf_telemetry, connections_up) == 96, "tf_telemetry la
 TF_STATIC_ASSERT_(offsetof(tf_telemetry, reserved) == 104, "tf_telemetry layout");
 TF_STATIC_ASSERT_(sizeof(tf_str) == 16, "tf_str layout");
 TF_STATIC_ASSERT_(sizeof(tf_plugin_stats) == 40, "tf_plugin_stats layout");
-TF_STATIC_ASSERT_(sizeof(tf_host) == 80, "tf_host layout");
+TF_STATIC_ASSERT_(sizeof(tf_host) == TF_HOST_SIZE_V1_2, "tf_host layout");
 TF_STATIC_ASSERT_(offsetof(tf_host, clock_ns) == 72, "tf_host layout");
+TF_STATIC_ASSERT_(offsetof(tf_host, publish_endpoint) == TF_HOST_SIZE_V1_0,
+                  "tf_host layout: publish_endpoint (1.2) follows the 1.0 table");
 TF_STATIC_ASSERT_(sizeof(tf_sink_descriptor) == TF_DESCRIPTOR_SIZE_V1_2, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, name) == 24, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, record_kinds) == 56, "tf_sink_descriptor layout");

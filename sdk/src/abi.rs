@@ -278,10 +278,26 @@ pub struct Host {
         Option<unsafe extern "C" fn(host_data: *mut c_void, metric_id: u32, value: u64)>,
     /// The engine clock: nanoseconds since the Unix epoch, the same clock as the records'.
     pub clock_ns: Option<unsafe extern "C" fn(host_data: *mut c_void) -> i64>,
+    /// ABI 1.2, read only when `struct_size` covers it ([`HOST_SIZE_V1_2`]): announces a named
+    /// endpoint of the sink (`"ws"` → `"ws://127.0.0.1:8081/ws"`) so the engine's control plane
+    /// can tell clients where to connect. The name is 1 to 64 bytes of `[a-z0-9_.-]`, the URL 1
+    /// to 512 bytes of printable ASCII without spaces; publishing a name again replaces its URL;
+    /// at most 16 names per sink. Returns 1 when stored, 0 when refused (counted by the host).
+    pub publish_endpoint: Option<
+        unsafe extern "C" fn(
+            host_data: *mut c_void,
+            name: *const u8,
+            name_len: usize,
+            url: *const u8,
+            url_len: usize,
+        ) -> u32,
+    >,
 }
 
-/// Size of the host table at ABI 1.0.
+/// Size of the host table at ABI 1.0 (and 1.1, which added no callback).
 pub const HOST_SIZE_V1_0: u32 = 80;
+/// Size of the host table at ABI 1.2 (`publish_endpoint` appended).
+pub const HOST_SIZE_V1_2: u32 = 88;
 
 // Layout is ABI: the C header asserts the same numbers and a test compares them.
 const _: () = assert!(size_of::<StrRef>() == 16);
@@ -313,6 +329,7 @@ const _: () = assert!(offset_of!(Host, counter_add) == 48);
 const _: () = assert!(offset_of!(Host, gauge_set) == 56);
 const _: () = assert!(offset_of!(Host, histogram_record) == 64);
 const _: () = assert!(offset_of!(Host, clock_ns) == 72);
-const _: () = assert!(size_of::<Host>() == HOST_SIZE_V1_0 as usize);
+const _: () = assert!(offset_of!(Host, publish_endpoint) == HOST_SIZE_V1_0 as usize);
+const _: () = assert!(size_of::<Host>() == HOST_SIZE_V1_2 as usize);
 // A nullable function pointer is exactly a C function pointer.
 const _: () = assert!(size_of::<Option<CreateFn>>() == size_of::<usize>());

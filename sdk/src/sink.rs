@@ -377,6 +377,31 @@ impl HostHandle {
         self.register(METRIC_HISTOGRAM, name, help)
     }
 
+    /// Announces a named endpoint of this sink (`"ws"` → `"ws://127.0.0.1:8081/ws"`) so the
+    /// engine's control plane can tell clients where to connect (ABI 1.2, `publish_endpoint`).
+    /// Publishing a name again replaces its URL. `false` when the host refused it (a bad name or
+    /// URL, more than 16 names) or is older than 1.2 or absent (`detached`).
+    pub fn publish_endpoint(&self, name: &str, url: &str) -> bool {
+        let end = core::mem::offset_of!(Host, publish_endpoint) + 8;
+        let Some(table) = self.table_with(end) else {
+            return false;
+        };
+        let Some(publish_endpoint) = table.publish_endpoint else {
+            return false;
+        };
+        // SAFETY: name and url are valid for the call; the table is alive and long enough.
+        let stored = unsafe {
+            publish_endpoint(
+                table.host_data,
+                name.as_ptr(),
+                name.len(),
+                url.as_ptr(),
+                url.len(),
+            )
+        };
+        stored == 1
+    }
+
     /// The engine clock (ns since the Unix epoch); the system clock when there is no host.
     pub fn now_ns(&self) -> i64 {
         let end = core::mem::offset_of!(Host, clock_ns) + 8;

@@ -1,5 +1,6 @@
-//! The host side of the ABI's callback table: logging, symbol and venue names, plugin metrics
-//! and the engine clock, one table per running sink, never freed (see [`HostBinding`]).
+//! The host side of the ABI's callback table: logging, symbol and venue names, plugin metrics,
+//! the engine clock and published endpoints (ABI 1.2), one table per running sink, never freed
+//! (see [`HostBinding`]).
 //!
 //! Every callback is `extern "C"`, thread-safe and never panics (a panic here would abort the
 //! process: nothing may unwind across the ABI in either direction).
@@ -12,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use hdrhistogram::Histogram;
 use tickflow_sdk::abi::{
-    ABI_MAJOR, ABI_MINOR, HOST_SIZE_V1_0, Host, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
+    ABI_MAJOR, ABI_MINOR, HOST_SIZE_V1_2, Host, LOG_DEBUG, LOG_ERROR, LOG_INFO, LOG_WARN,
     METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM,
 };
 use tickflow_sdk::records::{SymbolId, VenueId};
@@ -188,11 +189,75 @@ impl PluginMetrics {
     }
 }
 
+/// Most endpoints one sink may publish (ABI 1.2 `publish_endpoint`).
+pub const MAX_PLUGIN_ENDPOINTS: usize = 16;
+/// Longest endpoint name taken from a plugin.
+const MAX_ENDPOINT_NAME_BYTES: usize = 64;
+/// Longest endpoint URL taken from a plugin.
+const MAX_ENDPOINT_URL_BYTES: usize = 512;
+
+/// The endpoints one sink published (`"ws"` → `"ws://127.0.0.1:8081/ws"`), at most
+/// [`MAX_PLUGIN_ENDPOINTS`]; a name published again replaces its URL. Anything else (a bad name
+/// or URL, a 17th name) is refused and counted.
+#[derive(Debug, Default)]
+pub struct PluginEndpoints {
+    entries: Mutex<Vec<(String, String)>>,
+    refused: AtomicU64,
+}
+
+impl PluginEndpoints {
+    /// `(name, url)` in the order first published.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    /// Publications refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    fn publish(&self, name: &[u8], url: &[u8]) -> bool {
+        let name_ok = !name.is_empty()
+            && name.len() <= MAX_ENDPOINT_NAME_BYTES
+            && name.iter().all(|byte| {
+                byte.is_ascii_lowercase() || byte.is_ascii_digit() || b"_.-".contains(byte)
+            });
+        let url_ok = !url.is_empty()
+            && url.len() <= MAX_ENDPOINT_URL_BYTES
+            && url.iter().all(|byte| byte.is_ascii_graphic());
+        if !name_ok || !url_ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        // Checked ASCII above.
+        let name = String::from_utf8_lossy(name).into_owned();
+        let url = String::from_utf8_lossy(url).into_owned();
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if let Some(entry) = entries.iter_mut().find(|(existing, _)| *existing == name) {
+            entry.1 = url;
+            return true;
+        }
+        if entries.len() >= MAX_PLUGIN_ENDPOINTS {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        entries.push((name, url));
+        true
+    }
+}
+
 /// What a sink instance's callbacks reach through `host_data`.
 pub struct HostContext {
     pub sink_name: String,
     pub registry: Option<Arc<SymbolRegistry>>,
     pub metrics: Arc<PluginMetrics>,
+    pub endpoints: Arc<PluginEndpoints>,
 }
 
 /// A callback table and the context its `host_data` points at, at a fixed address for the whole
@@ -255,6 +320,7 @@ impl Drop for BindingLease {
             sink_name: format!("{ended} (ended)"),
             registry: None,
             metrics: Arc::new(PluginMetrics::default()),
+            endpoints: Arc::new(PluginEndpoints::default()),
         }));
         FREE_BINDINGS
             .lock()
@@ -267,7 +333,7 @@ impl HostBinding {
     fn leak(context: Arc<HostContext>) -> &'static HostBinding {
         let raw = Box::into_raw(Box::new(HostBinding {
             table: Host {
-                struct_size: HOST_SIZE_V1_0,
+                struct_size: HOST_SIZE_V1_2,
                 abi_major: ABI_MAJOR,
                 abi_minor: ABI_MINOR,
                 host_data: std::ptr::null_mut(),
@@ -279,6 +345,7 @@ impl HostBinding {
                 gauge_set: Some(host_gauge_set),
                 histogram_record: Some(host_histogram_record),
                 clock_ns: Some(host_clock_ns),
+                publish_endpoint: Some(host_publish_endpoint),
             },
             context: ArcSwap::new(context),
         }));
@@ -462,6 +529,43 @@ unsafe extern "C" fn host_clock_ns(_host_data: *mut c_void) -> i64 {
     tickflow_core::record::now_ns()
 }
 
+unsafe extern "C" fn host_publish_endpoint(
+    host_data: *mut c_void,
+    name: *const u8,
+    name_len: usize,
+    url: *const u8,
+    url_len: usize,
+) -> u32 {
+    // SAFETY: the plugin passes back the table's own host_data and (ptr, len) pairs it owns;
+    // lengths past the limits are refused without reading more than one byte beyond them.
+    let (Some(context), name, url) = (
+        unsafe { context(host_data) },
+        unsafe { bytes(name, name_len.min(MAX_ENDPOINT_NAME_BYTES + 1)) },
+        unsafe { bytes(url, url_len.min(MAX_ENDPOINT_URL_BYTES + 1)) },
+    ) else {
+        return 0;
+    };
+    if context.endpoints.publish(name, url) {
+        tracing::info!(
+            target: "tickflow::plugin",
+            sink = %context.sink_name,
+            endpoint = %String::from_utf8_lossy(name),
+            url = %String::from_utf8_lossy(url),
+            "sink published an endpoint"
+        );
+        1
+    } else {
+        tracing::warn!(
+            target: "tickflow::plugin",
+            sink = %context.sink_name,
+            name_len,
+            url_len,
+            "sink endpoint refused (name: 1-64 bytes of [a-z0-9_.-]; url: 1-512 printable bytes; at most 16 per sink)"
+        );
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,9 +577,64 @@ mod tests {
                 sink_name: name.to_string(),
                 registry: None,
                 metrics: metrics.clone(),
+                endpoints: Arc::new(PluginEndpoints::default()),
             },
             metrics,
         )
+    }
+
+    fn publish(table: *const Host, name: &[u8], url: &[u8]) -> u32 {
+        // SAFETY: host tables are never freed; name and url are valid for the call.
+        unsafe {
+            let table = &*table;
+            (table
+                .publish_endpoint
+                .expect("the host fills every callback"))(
+                table.host_data,
+                name.as_ptr(),
+                name.len(),
+                url.as_ptr(),
+                url.len(),
+            )
+        }
+    }
+
+    #[test]
+    fn published_endpoints_are_kept_bounded_and_refusals_counted() {
+        let endpoints = Arc::new(PluginEndpoints::default());
+        let lease = BindingLease::acquire(HostContext {
+            sink_name: "ws".to_string(),
+            registry: None,
+            metrics: Arc::new(PluginMetrics::default()),
+            endpoints: endpoints.clone(),
+        });
+        let table = lease.table();
+        // SAFETY: the table is alive (leaked).
+        assert_eq!(unsafe { (*table).struct_size }, HOST_SIZE_V1_2);
+        assert_eq!(publish(table, b"ws", b"ws://127.0.0.1:8081/ws"), 1);
+        // Published again: replaced, not added.
+        assert_eq!(publish(table, b"ws", b"ws://127.0.0.1:9000/ws"), 1);
+        assert_eq!(
+            endpoints.list(),
+            vec![("ws".to_string(), "ws://127.0.0.1:9000/ws".to_string())]
+        );
+        // Bad names and URLs are refused and counted.
+        assert_eq!(publish(table, b"", b"ws://x"), 0);
+        assert_eq!(publish(table, b"Bad Name", b"ws://x"), 0);
+        assert_eq!(publish(table, &[b'a'; 65], b"ws://x"), 0);
+        assert_eq!(publish(table, b"ok", b""), 0);
+        assert_eq!(publish(table, b"ok", b"ws://has space"), 0);
+        assert_eq!(publish(table, b"ok", &[b'u'; 513]), 0);
+        assert_eq!(endpoints.refused(), 6);
+        // At most 16 names.
+        for index in 1..MAX_PLUGIN_ENDPOINTS {
+            let name = format!("e{index}");
+            assert_eq!(publish(table, name.as_bytes(), b"ws://x"), 1);
+        }
+        assert_eq!(endpoints.list().len(), MAX_PLUGIN_ENDPOINTS);
+        assert_eq!(publish(table, b"one_too_many", b"ws://x"), 0);
+        assert_eq!(endpoints.refused(), 7);
+        assert_eq!(endpoints.list().len(), MAX_PLUGIN_ENDPOINTS);
     }
 
     fn register_counter(table: *const Host, name: &str) -> u32 {

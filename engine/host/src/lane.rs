@@ -177,7 +177,13 @@ pub struct LaneCounters {
     pub block_timeouts: AtomicU64,
     /// Dropped because the sink is disabled.
     pub dropped_disabled: AtomicU64,
+    /// Every record lost above, by kind (`RecordKind as usize`): their sum per lane equals
+    /// the sum of the loss counters above.
+    pub lost_by_kind: [AtomicU64; RECORD_KINDS],
 }
+
+/// How many record kinds there are (`RecordKind::ALL`).
+pub const RECORD_KINDS: usize = RecordKind::ALL.len();
 
 fn bump(counter: &AtomicU64, by: u64) {
     // Single writer: a plain load and store is exact and cheaper than fetch_add.
@@ -418,26 +424,33 @@ impl LaneProducer {
         bump(&self.counters.enqueued, 1);
     }
 
+    /// Counts one record of `kind` lost, in `counter` (why) and by kind.
+    #[inline]
+    fn lost(&self, counter: &AtomicU64, kind: RecordKind) {
+        bump(counter, 1);
+        bump(&self.counters.lost_by_kind[kind as usize], 1);
+    }
+
     /// Offers one record under the sink's policy. Never blocks except `block`'s bounded wait.
     pub fn offer(&mut self, item: Item) {
         if self.kind_mask & item.kind().mask_bit() == 0 {
             return;
         }
         if self.shared.disabled.load(Ordering::Relaxed) {
-            bump(&self.counters.dropped_disabled, 1);
+            self.lost(&self.counters.dropped_disabled, item.kind());
             return;
         }
         match self.policy {
             SinkPolicy::DropNewest => match self.try_push(item) {
                 Ok(()) => self.accepted(),
-                Err(_) => bump(&self.counters.dropped_full, 1),
+                Err(_) => self.lost(&self.counters.dropped_full, item.kind()),
             },
             SinkPolicy::DropOldest => {
                 let LaneQueue::Overwrite(queue) = &self.queue else {
                     unreachable!("drop_oldest lanes are built with an overwrite queue")
                 };
-                if queue.force_push(item).is_some() {
-                    bump(&self.counters.dropped_oldest, 1);
+                if let Some(displaced) = queue.force_push(item) {
+                    self.lost(&self.counters.dropped_oldest, displaced.kind());
                 }
                 self.accepted();
             }
@@ -447,6 +460,7 @@ impl LaneProducer {
     }
 
     fn offer_blocking(&mut self, item: Item) {
+        let kind = item.kind();
         let mut item = match self.try_push(item) {
             Ok(()) => {
                 self.blocked_out = false;
@@ -456,7 +470,7 @@ impl LaneProducer {
             Err(item) => item,
         };
         if self.blocked_out {
-            bump(&self.counters.block_timeouts, 1);
+            self.lost(&self.counters.block_timeouts, kind);
             return;
         }
         let started = Instant::now();
@@ -470,7 +484,7 @@ impl LaneProducer {
             .block_timeout
             .min(self.block_budget.saturating_sub(self.blocked_in_window));
         if allowed.is_zero() {
-            bump(&self.counters.block_timeouts, 1);
+            self.lost(&self.counters.block_timeouts, kind);
             return;
         }
         // The sink may be parked with a full ring: wake it before waiting for room.
@@ -491,7 +505,7 @@ impl LaneProducer {
             if now >= deadline || self.shared.disabled.load(Ordering::Relaxed) {
                 self.blocked_in_window += now.duration_since(started);
                 self.blocked_out = true;
-                bump(&self.counters.block_timeouts, 1);
+                self.lost(&self.counters.block_timeouts, kind);
                 return;
             }
         }
@@ -504,11 +518,12 @@ impl LaneProducer {
             .as_ref()
             .is_some_and(|table| table.len() > 0);
         let key = item.conflation_key();
+        let kind = item.kind();
         // Nothing waits (or the record is an event): straight into the ring if it fits.
         if !waiting || key.is_none() {
             match self.try_push(item) {
                 Ok(()) => return self.accepted(),
-                Err(_) if key.is_none() => return bump(&self.counters.dropped_full, 1),
+                Err(_) if key.is_none() => return self.lost(&self.counters.dropped_full, kind),
                 Err(_) => {}
             }
         }
@@ -516,10 +531,11 @@ impl LaneProducer {
         let Some(table) = self.conflation.as_mut() else {
             unreachable!("conflate lanes are built with a conflation table")
         };
+        // A replaced record had the same key, so the same kind.
         match table.offer(key, item) {
-            Offered::Replaced => bump(&self.counters.conflated, 1),
+            Offered::Replaced => self.lost(&self.counters.conflated, kind),
             Offered::Added => {}
-            Offered::Full => bump(&self.counters.dropped_full, 1),
+            Offered::Full => self.lost(&self.counters.dropped_full, kind),
         }
     }
 
@@ -568,7 +584,11 @@ impl Drop for LaneProducer {
         self.flush();
         // Conflated records that never found room are lost with the producer: count them.
         if let Some(table) = &self.conflation {
-            bump(&self.counters.dropped_full, table.len() as u64);
+            for entry in &table.order {
+                if let Some(item) = table.items[*entry as usize] {
+                    self.lost(&self.counters.dropped_full, item.kind());
+                }
+            }
         }
     }
 }
@@ -689,6 +709,81 @@ mod tests {
                 other => panic!("expected quotes, got {other:?}"),
             })
             .collect()
+    }
+
+    fn lost_by_kind(producer: &LaneProducer) -> [u64; RECORD_KINDS] {
+        std::array::from_fn(|kind| producer.counters.lost_by_kind[kind].load(Ordering::Relaxed))
+    }
+
+    fn lost_total(producer: &LaneProducer) -> u64 {
+        let counters = &producer.counters;
+        [
+            &counters.dropped_full,
+            &counters.dropped_oldest,
+            &counters.conflated,
+            &counters.block_timeouts,
+            &counters.dropped_disabled,
+        ]
+        .iter()
+        .map(|counter| counter.load(Ordering::Relaxed))
+        .sum()
+    }
+
+    #[test]
+    fn every_loss_is_counted_by_kind_under_every_policy() {
+        let quote_kind = RecordKind::Quote as usize;
+        let gap_kind = RecordKind::Gap as usize;
+        for policy in [
+            SinkPolicy::DropNewest,
+            SinkPolicy::DropOldest,
+            SinkPolicy::Conflate,
+            SinkPolicy::Block,
+        ] {
+            let (mut producer, _consumer) = lane_with(policy, 16);
+            // 16 gaps fill the ring, then 24 quotes (4 keys) and 8 gaps do not fit.
+            for connection in 0..16 {
+                producer.offer(gap(connection));
+            }
+            for seq in 0..24 {
+                producer.offer(quote((seq % 4) as u32, 0, seq));
+            }
+            for connection in 100..108 {
+                producer.offer(gap(connection));
+            }
+            let lost = lost_by_kind(&producer);
+            assert_eq!(
+                lost.iter().sum::<u64>(),
+                lost_total(&producer),
+                "{policy:?}"
+            );
+            match policy {
+                // The newest go: 24 quotes and 8 gaps.
+                SinkPolicy::DropNewest | SinkPolicy::Block => {
+                    assert_eq!((lost[quote_kind], lost[gap_kind]), (24, 8), "{policy:?}")
+                }
+                // The oldest are displaced: the 16 first gaps, then the first 16 quotes.
+                SinkPolicy::DropOldest => {
+                    assert_eq!((lost[quote_kind], lost[gap_kind]), (16, 16), "{policy:?}")
+                }
+                // 20 quotes replaced by a newer one of their key, 8 gaps refused; the 4 quotes
+                // still waiting are lost with the producer.
+                SinkPolicy::Conflate => {
+                    assert_eq!((lost[quote_kind], lost[gap_kind]), (20, 8), "{policy:?}");
+                    let counters = Arc::clone(&producer.counters);
+                    drop(producer);
+                    assert_eq!(
+                        counters.lost_by_kind[quote_kind].load(Ordering::Relaxed),
+                        24
+                    );
+                }
+            }
+        }
+        // A disabled sink loses by kind too.
+        let (mut producer, _consumer) = lane_with(SinkPolicy::DropNewest, 16);
+        producer.shared.disabled.store(true, Ordering::Relaxed);
+        producer.offer(quote(1, 0, 1));
+        assert_eq!(lost_by_kind(&producer)[quote_kind], 1);
+        assert_eq!(lost_total(&producer), 1);
     }
 
     #[test]

@@ -31,8 +31,9 @@ pub use config::{SinkConfig, SinkConfigError, SinkPolicy};
 pub use lane::SinkOutbound;
 pub use loader::{LoadedPlugin, MemoryBound, Refusal};
 
-use callbacks::{BindingLease, HostContext, PluginMetrics};
+use callbacks::{BindingLease, HostContext, PluginEndpoints, PluginMetrics};
 use lane::{LaneCounters, LaneProducer, SinkShared};
+pub use runner::SinkKindCounts;
 use runner::{Runner, RunnerShared};
 use tickflow_core::outbound::Outbound;
 use tickflow_core::registry::SymbolRegistry;
@@ -71,6 +72,8 @@ pub(crate) struct RunningSink {
     runner_shared: Arc<RunnerShared>,
     lane_counters: Vec<Arc<CachePadded<LaneCounters>>>,
     metrics: Arc<PluginMetrics>,
+    /// What the plugin published through `publish_endpoint` (ABI 1.2).
+    endpoints: Arc<PluginEndpoints>,
     thread: Option<JoinHandle<()>>,
     /// Disconnected when the runner thread ends (its sender drops with the thread's closure).
     finished: mpsc::Receiver<()>,
@@ -114,6 +117,8 @@ pub struct SinkStats {
     pub plugin_records_dropped: u64,
     pub plugin_bytes_written: u64,
     pub plugin_errors: u64,
+    /// By record kind (`RecordKind as usize`): delivered and lost (their lost sum to `lost()`).
+    pub kinds: [SinkKindCounts; lane::RECORD_KINDS],
 }
 
 impl SinkStats {
@@ -127,6 +132,16 @@ impl SinkStats {
             + self.dropped_unavailable
             + self.failed_records
     }
+}
+
+/// An endpoint a sink published (ABI 1.2 `publish_endpoint`), for the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SinkEndpoint {
+    /// The `[[sinks]]` name.
+    pub sink: String,
+    /// The endpoint's name (`"ws"`).
+    pub name: String,
+    pub url: String,
 }
 
 /// The running sinks. Dropping it without [`SinkHost::shutdown`] still stops and joins them.
@@ -248,6 +263,29 @@ impl SinkHost {
                 + runner.dropped_unavailable.load(Ordering::Relaxed);
         }
         accepted.saturating_sub(handed_out)
+    }
+
+    /// Every endpoint the running sinks published (at most 16 per sink; the latest URL per
+    /// name), in sink order, for the control plane to hand to clients.
+    pub fn endpoints(&self) -> Vec<SinkEndpoint> {
+        self.sinks
+            .iter()
+            .flat_map(|sink| {
+                sink.endpoints
+                    .list()
+                    .into_iter()
+                    .map(|(name, url)| SinkEndpoint {
+                        sink: sink.name.clone(),
+                        name,
+                        url,
+                    })
+            })
+            .collect()
+    }
+
+    /// Endpoint publications the host refused (bad name or URL, too many), over all sinks.
+    pub fn endpoints_refused(&self) -> u64 {
+        self.sinks.iter().map(|sink| sink.endpoints.refused()).sum()
     }
 
     /// Counters of every running sink.
@@ -417,10 +455,12 @@ fn start_sink(
     });
     let runner_shared = Arc::new(RunnerShared::default());
     let metrics = Arc::new(PluginMetrics::default());
+    let endpoints = Arc::new(PluginEndpoints::default());
     let binding = BindingLease::acquire(HostContext {
         sink_name: sink.name.clone(),
         registry,
         metrics: metrics.clone(),
+        endpoints: endpoints.clone(),
     });
     // The runner needs its lanes' consumers and the lanes need the runner's thread handle (to
     // wake it): the consumers go through a one-slot channel once the thread exists.
@@ -477,6 +517,7 @@ fn start_sink(
         runner_shared,
         lane_counters,
         metrics,
+        endpoints,
         thread: Some(thread),
         finished,
         shutdown_deadline: Duration::from_millis(sink.shutdown_deadline_ms),
@@ -558,6 +599,7 @@ pub(crate) fn snapshot(sink: &RunningSink) -> SinkStats {
         } else {
             histogram.max()
         },
+        kinds: runner::kind_counts(&sink.lane_counters, counters),
         plugin_records_written: load(&counters.plugin_records_written),
         plugin_records_dropped: load(&counters.plugin_records_dropped),
         plugin_bytes_written: load(&counters.plugin_bytes_written),

@@ -18,7 +18,8 @@ use tickflow_sdk::records::{
 
 use super::callbacks::BindingLease;
 use super::config::SinkConfig;
-use super::lane::{Item, LaneConsumer, SinkShared};
+use super::lane::{Item, LaneConsumer, LaneCounters, RECORD_KINDS, SinkShared};
+use crossbeam_utils::CachePadded;
 
 /// How often `on_tick` and `stats` are called.
 const TICK_INTERVAL: Duration = Duration::from_secs(1);
@@ -52,6 +53,35 @@ pub struct RunnerCounters {
     pub plugin_records_dropped: AtomicU64,
     pub plugin_bytes_written: AtomicU64,
     pub plugin_errors: AtomicU64,
+    /// `delivered` by record kind (`RecordKind as usize`).
+    pub delivered_by_kind: [AtomicU64; RECORD_KINDS],
+    /// `failed_records` + `dropped_unavailable` by record kind.
+    pub lost_by_kind: [AtomicU64; RECORD_KINDS],
+}
+
+/// One record kind's fate at one sink.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SinkKindCounts {
+    /// Records of the kind the plugin accepted.
+    pub delivered: u64,
+    /// Records of the kind lost on the way (full lane, conflated, disabled, no instance, failed
+    /// batch): by kind what `SinkStats::lost` counts over all kinds.
+    pub lost: u64,
+}
+
+/// Per record kind (`RecordKind as usize`): what `runner` delivered and what it and `lanes` lost.
+pub(crate) fn kind_counts(
+    lanes: &[Arc<CachePadded<LaneCounters>>],
+    runner: &RunnerCounters,
+) -> [SinkKindCounts; RECORD_KINDS] {
+    std::array::from_fn(|kind| SinkKindCounts {
+        delivered: runner.delivered_by_kind[kind].load(Ordering::Relaxed),
+        lost: runner.lost_by_kind[kind].load(Ordering::Relaxed)
+            + lanes
+                .iter()
+                .map(|lane| lane.lost_by_kind[kind].load(Ordering::Relaxed))
+                .sum::<u64>(),
+    })
 }
 
 /// What a runner shares with the host: counters and its `on_batch` latency histogram.
@@ -376,6 +406,7 @@ impl Runner {
                 counters
                     .dropped_unavailable
                     .fetch_add(len as u64, Ordering::Relaxed);
+                counters.lost_by_kind[kind as usize].fetch_add(len as u64, Ordering::Relaxed);
             }
             Some(live) => {
                 let on_batch = self
@@ -390,11 +421,14 @@ impl Runner {
                 counters.batches.fetch_add(1, Ordering::Relaxed);
                 if status == STATUS_OK {
                     counters.delivered.fetch_add(len as u64, Ordering::Relaxed);
+                    counters.delivered_by_kind[kind as usize]
+                        .fetch_add(len as u64, Ordering::Relaxed);
                     *consecutive_failures = 0;
                 } else {
                     counters
                         .failed_records
                         .fetch_add(len as u64, Ordering::Relaxed);
+                    counters.lost_by_kind[kind as usize].fetch_add(len as u64, Ordering::Relaxed);
                     self.count_failure(status, "on_batch", consecutive_failures);
                 }
             }

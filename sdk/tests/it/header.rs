@@ -144,7 +144,8 @@ fn expected() -> Vec<(String, u64)> {
             counter_add,
             gauge_set,
             histogram_record,
-            clock_ns
+            clock_ns,
+            publish_endpoint
         ]
     );
     layout!(
@@ -210,6 +211,8 @@ fn expected() -> Vec<(String, u64)> {
         ("TF_MEMORY_BOUND_NOT_STATED", MEMORY_BOUND_NOT_STATED),
         ("TF_DESCRIPTOR_SIZE_V1_0", DESCRIPTOR_SIZE_V1_0.into()),
         ("TF_DESCRIPTOR_SIZE_V1_2", DESCRIPTOR_SIZE_V1_2.into()),
+        ("TF_HOST_SIZE_V1_0", HOST_SIZE_V1_0.into()),
+        ("TF_HOST_SIZE_V1_2", HOST_SIZE_V1_2.into()),
         ("TF_SPREAD_FLAG_WARMING", SPREAD_FLAG_WARMING.into()),
         ("TF_OPPORTUNITY_FLAG_NET", OPPORTUNITY_FLAG_NET.into()),
         ("TF_LOG_ERROR", LOG_ERROR.into()),

@@ -8,7 +8,9 @@
 //! `symbols_refused` (registry full), `symbols_retired`, `listings_unplaced`,
 //! `subscriptions`, `frames`, `records`, `quotes`, `ring_drops`, `reconnects`, `resume_ms_p50`,
 //! `resume_ms_p99`, error counters, and the pipeline's `shard_quotes`, `shard_trades`,
-//! `shard_gaps`, `ring_dropped`. `tickflow-load` reads it.
+//! `shard_gaps`, `ring_dropped`, and `sink_kinds` (per record kind: `emitted` by the shards,
+//! `delivered` and `lost` by the sinks; also in the `tickflow-shutdown` line, exact there).
+//! `tickflow-load` reads it.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -139,7 +141,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                     }
                 }
                 _ = stats_tick.tick(), if config.feeds.stats_interval_ms > 0 => {
-                    eprintln!("tickflow-stats {}", stats_json(&feeds, &pipeline, &registry, started));
+                    eprintln!("tickflow-stats {}", stats_json(&feeds, &pipeline, &registry, &sink_host.stats(), started));
                 }
             }
         }
@@ -173,6 +175,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             "gaps": report.counters.gaps,
             "sinks": sink_stats.len(),
             "sink_lost": sink_stats.iter().map(|sink| sink.lost()).sum::<u64>(),
+            "sink_kinds": sink_kinds_json(&report.counters, &sink_stats),
             "shards_dead": report.counters.shards_dead,
         })
     );
@@ -320,6 +323,7 @@ pub(crate) fn stats_json(
     feeds: &Feeds,
     pipeline: &Pipeline,
     registry: &SymbolRegistry,
+    sinks: &[tickflow_host::SinkStats],
     started: Instant,
 ) -> String {
     let totals = feeds.totals();
@@ -363,8 +367,49 @@ pub(crate) fn stats_json(
             "shard_latency_ns_max".into(),
             counters.latency_ns_max.into(),
         );
+        object.insert("sink_kinds".into(), sink_kinds_json(&counters, sinks));
     }
     value.to_string()
+}
+
+/// Per record kind: what the shards emitted towards the sinks, and what the sinks (summed over
+/// those configured) delivered to their plugins and lost. With one sink that takes the kind,
+/// `emitted = delivered + lost + in flight`; spread and opportunity counts are published by the
+/// shards once per bucket, so they lag up to a bucket while running and are exact at shutdown.
+pub(crate) fn sink_kinds_json(
+    counters: &tickflow_core::pipeline::PipelineCounters,
+    sinks: &[tickflow_host::SinkStats],
+) -> serde_json::Value {
+    use tickflow_core::records::RecordKind;
+    let kinds = [
+        ("quote", RecordKind::Quote, counters.quotes),
+        ("trade", RecordKind::Trade, counters.trades),
+        ("spread", RecordKind::SpreadSample, counters.samples_emitted),
+        (
+            "opportunity",
+            RecordKind::Opportunity,
+            counters.opportunities_emitted,
+        ),
+        ("gap", RecordKind::Gap, counters.gaps),
+    ];
+    let mut object = serde_json::Map::new();
+    for (name, kind, emitted) in kinds {
+        let sum = |field: fn(&tickflow_host::SinkKindCounts) -> u64| -> u64 {
+            sinks
+                .iter()
+                .map(|sink| field(&sink.kinds[kind as usize]))
+                .sum()
+        };
+        object.insert(
+            name.into(),
+            serde_json::json!({
+                "emitted": emitted,
+                "delivered": sum(|counts| counts.delivered),
+                "lost": sum(|counts| counts.lost),
+            }),
+        );
+    }
+    serde_json::Value::Object(object)
 }
 
 /// SIGTERM and SIGINT as one stream.

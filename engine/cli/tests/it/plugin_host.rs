@@ -1151,3 +1151,130 @@ fn every_spread_sample_of_a_bucket_change_reaches_a_sink_that_keeps_up() {
     assert_eq!(stats.lost(), 0, "{stats:?}");
     assert_eq!(stats.delivered, pushed + windows, "{stats:?}");
 }
+
+// ---------- per-kind sink counters ----------
+
+/// Per record kind, what the shard emitted against what each sink delivered and lost: a no-op
+/// sink that keeps up gets every spread sample (delivered = emitted, nothing lost); a sink that
+/// is stalled while the samples come (`drop_oldest`, a small ring) shows lost = emitted −
+/// delivered, kind by kind.
+#[test]
+fn sink_kind_counters_match_what_the_shard_emitted() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tickflow::config::Config;
+    use tickflow_core::pipeline::Pipeline;
+    use tickflow_core::record::FeedEvent;
+    use tickflow_core::records::RecordKind;
+    use tickflow_core::shard::ShardClock;
+
+    const SYMBOLS: u32 = 50;
+    let config = Config::from_toml_str(&format!(
+        "[engine]\nshards = 1\nmax_symbols = {SYMBOLS}\nring_capacity_records = 2048\n\
+         [windows]\nwarmup_buckets = 0\n"
+    ))
+    .expect("valid config");
+    let registry = Arc::new(SymbolRegistry::new(SYMBOLS as usize));
+    let gate = scratch_dir("sink-kinds").join("gate");
+    let noop = sink_with_config("noop", &test_sink_plugin(), "mode = \"noop\"");
+    let mut stalled = sink_with_config(
+        "stalled",
+        &test_sink_plugin(),
+        &format!(
+            "mode = \"stall\"\ngate_path = {:?}\nstall_limit_ms = 120000",
+            gate.display().to_string()
+        ),
+    );
+    stalled.policy = SinkPolicy::DropOldest;
+    stalled.ring_capacity_records = 256;
+    let mut host = SinkHost::start(&[noop, stalled], 1, Some(registry)).expect("sinks start");
+    let bucket_ns = 1_000_000_000i64;
+    let start_ns = (tickflow_core::record::now_ns() / bucket_ns) * bucket_ns + bucket_ns / 2;
+    let clock = Arc::new(AtomicI64::new(start_ns));
+    let mut pipeline = Pipeline::start_with_clock(
+        &config.engine,
+        &config.windows,
+        host.take_outbounds(),
+        ShardClock::Manual(Arc::clone(&clock)),
+    )
+    .expect("pipeline starts");
+    let mut producer = pipeline.take_producer().expect("a producer");
+    let mut pushed = 0u64;
+    for symbol in 0..SYMBOLS {
+        for venue in 0..8u16 {
+            let quote = FeedEvent::Quote(Quote {
+                bid: 100.0 + f64::from(venue) * 0.01,
+                bid_qty: 1.0,
+                ask: 100.1 + f64::from(venue) * 0.01,
+                ask_qty: 1.0,
+                ts_recv_ns: start_ns + pushed as i64,
+                symbol_id: SymbolId(symbol),
+                venue_id: VenueId(venue),
+                ..Quote::default()
+            });
+            while !producer.push(quote) {
+                producer.flush();
+                std::thread::yield_now();
+            }
+            pushed += 1;
+        }
+    }
+    producer.flush();
+    let windows = u64::from(SYMBOLS) * 56;
+    wait_until("the shard handled every quote", || {
+        pipeline.counters().quotes == pushed
+    });
+    clock.store(start_ns - bucket_ns / 2 + bucket_ns, Ordering::Release);
+    wait_until("every window's bucket closed", || {
+        pipeline.counters().samples_emitted == windows
+    });
+    drop(producer);
+    let report = pipeline.shutdown();
+    // The stalled sink may go on: it drains what its ring kept.
+    std::fs::write(&gate, b"open").expect("the gate file is writable");
+    let stats = host.shutdown();
+    let emitted = [
+        (RecordKind::Quote, report.counters.quotes),
+        (RecordKind::SpreadSample, report.counters.samples_emitted),
+    ];
+    assert_eq!(report.counters.samples_emitted, windows);
+    let noop = stats_of(&stats, "noop");
+    for (kind, emitted) in emitted {
+        let counts = noop.kinds[kind as usize];
+        assert_eq!(
+            (counts.delivered, counts.lost),
+            (emitted, 0),
+            "noop {kind:?}: {noop:?}"
+        );
+    }
+    let stalled = stats_of(&stats, "stalled");
+    for (kind, emitted) in emitted {
+        let counts = stalled.kinds[kind as usize];
+        assert_eq!(
+            counts.lost,
+            emitted - counts.delivered,
+            "stalled {kind:?}: {stalled:?}"
+        );
+    }
+    let spread = stalled.kinds[RecordKind::SpreadSample as usize];
+    assert!(
+        spread.lost > 0 && spread.delivered > 0,
+        "a 256-record ring cannot hold {windows} samples: {spread:?}"
+    );
+    for sink in [noop, stalled] {
+        assert_eq!(
+            sink.kinds.iter().map(|counts| counts.lost).sum::<u64>(),
+            sink.lost(),
+            "{}: the kinds' losses add up",
+            sink.name
+        );
+        assert_eq!(
+            sink.kinds
+                .iter()
+                .map(|counts| counts.delivered)
+                .sum::<u64>(),
+            sink.delivered,
+            "{}: the kinds' deliveries add up",
+            sink.name
+        );
+    }
+}
