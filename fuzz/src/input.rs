@@ -69,10 +69,19 @@ pub fn default_corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus")
 }
 
-/// The fixture frames of `venue` as fuzz inputs in their wire form (text, gzip, protobuf).
+/// The fixture frames of `venue` as fuzz inputs in their wire form (text, gzip, protobuf); a
+/// venue with a second socket also has `<venue>_v3.jsonl` (Bitget's v3 frames).
 pub fn fixture_inputs(venue: Venue) -> std::io::Result<Vec<Input>> {
-    let path = fixture_dir().join(format!("{}.jsonl", venue.name()));
-    let text = std::fs::read_to_string(&path)?;
+    let mut inputs = fixture_file_inputs(&fixture_dir().join(format!("{}.jsonl", venue.name())))?;
+    let second_socket = fixture_dir().join(format!("{}_v3.jsonl", venue.name()));
+    if second_socket.exists() {
+        inputs.extend(fixture_file_inputs(&second_socket)?);
+    }
+    Ok(inputs)
+}
+
+fn fixture_file_inputs(path: &Path) -> std::io::Result<Vec<Input>> {
+    let text = std::fs::read_to_string(path)?;
     let mut inputs = Vec::new();
     for line in text.lines().filter(|line| !line.trim().is_empty()) {
         let entry: serde_json::Value = serde_json::from_str(line)

@@ -99,6 +99,8 @@ pub struct PhaseSnapshot {
     pub engine_cpu_ns: u64,
     /// Engine CPU by thread group (`proc_stat::cpu_ns_by_thread_name`).
     pub thread_cpu_ns: BTreeMap<String, u64>,
+    /// Context switches (voluntary and not) by thread group: a thread's wake-ups.
+    pub thread_switches: BTreeMap<String, u64>,
     pub sim_frames_sent: u64,
     pub sim_frames_skipped: u64,
     /// This process's CPU (the simulators, which share the machine with the engine).
@@ -167,6 +169,8 @@ pub struct ThreadGroupFigures {
     pub cpu_pct_of_one_core: f64,
     /// None in the idle phase (no messages to divide by).
     pub cpu_us_per_message: Option<f64>,
+    /// Context switches (wake-ups) per second.
+    pub switches_per_s: f64,
 }
 
 /// The figures of one phase.
@@ -228,9 +232,16 @@ pub fn phase_report(
         .map(|(group, end_ns)| {
             let spent_ns =
                 end_ns.saturating_sub(start.thread_cpu_ns.get(group).copied().unwrap_or(0));
+            let switches = end
+                .thread_switches
+                .get(group)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(start.thread_switches.get(group).copied().unwrap_or(0));
             let figures = ThreadGroupFigures {
                 cpu_pct_of_one_core: pct_of_one_core(spent_ns),
                 cpu_us_per_message: us_per_message(spent_ns),
+                switches_per_s: switches as f64 / duration_s,
             };
             (group.clone(), figures)
         })
@@ -487,6 +498,7 @@ impl Run<'_> {
         // /proc first: it is what must sit closest to the stats line just read.
         let engine = ProcSample::read(self.process.pid())?;
         let thread_cpu_ns = proc_stat::cpu_ns_by_thread_name(self.process.pid());
+        let thread_switches = switches_by_thread_name(self.process.pid());
         let wall_s = self.started.elapsed().as_secs_f64();
         let sim = ProcSample::read(std::process::id())?;
         Ok(PhaseSnapshot {
@@ -500,6 +512,7 @@ impl Run<'_> {
             reconnects: field("reconnects"),
             engine_cpu_ns: engine.cpu_ns,
             thread_cpu_ns,
+            thread_switches,
             sim_frames_sent: self.sim.data_frames_sent(),
             sim_frames_skipped: self.sim.paced_frames_skipped(),
             sim_cpu_ns: sim.cpu_ns,
@@ -550,6 +563,35 @@ impl Run<'_> {
     }
 }
 
+/// Context switches (`voluntary_ctxt_switches` + `nonvoluntary_ctxt_switches` of
+/// /proc/PID/task/*/status) by thread group, named like `proc_stat::cpu_ns_by_thread_name`.
+fn switches_by_thread_name(pid: u32) -> BTreeMap<String, u64> {
+    let mut by_name = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_name;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let (Ok(name), Ok(status)) = (
+            std::fs::read_to_string(path.join("comm")),
+            std::fs::read_to_string(path.join("status")),
+        ) else {
+            continue;
+        };
+        let switches: u64 = status
+            .lines()
+            .filter(|line| line.contains("ctxt_switches:"))
+            .filter_map(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        let name = name
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        *by_name.entry(name).or_insert(0) += switches;
+    }
+    by_name
+}
+
 /// A file in the temp dir, removed when dropped.
 struct TempFile {
     path: PathBuf,
@@ -587,6 +629,7 @@ impl PhaseReport {
                 let value = serde_json::json!({
                     "cpu_pct_of_one_core": round(figures.cpu_pct_of_one_core, 2),
                     "cpu_us_per_message": figures.cpu_us_per_message.map(|value| round(value, 3)),
+                    "context_switches_per_s": round(figures.switches_per_s, 1),
                 });
                 (group.clone(), value)
             })
@@ -730,16 +773,31 @@ impl RealRatesReport {
             let _ = write!(out, " {:>9}", phase.name);
         }
         let _ = writeln!(out);
-        for group in groups {
+        for group in &groups {
             let _ = write!(out, "{group:<22}");
             for phase in &self.phases {
-                let cell = match phase.threads.get(group) {
+                let cell = match phase.threads.get(*group) {
                     Some(figures) => match figures.cpu_us_per_message {
                         Some(per_message) => format!("{per_message:.2}"),
                         None => format!("{:.2}%", figures.cpu_pct_of_one_core),
                     },
                     None => "-".to_owned(),
                 };
+                let _ = write!(out, " {cell:>9}");
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(
+            out,
+            "context switches (wake-ups) per second by thread group"
+        );
+        for group in &groups {
+            let _ = write!(out, "{group:<22}");
+            for phase in &self.phases {
+                let cell = phase.threads.get(*group).map_or_else(
+                    || "-".to_owned(),
+                    |figures| format!("{:.0}", figures.switches_per_s),
+                );
                 let _ = write!(out, " {cell:>9}");
             }
             let _ = writeln!(out);
@@ -759,6 +817,7 @@ mod tests {
             engine_frames: frames,
             engine_cpu_ns: cpu_ns,
             thread_cpu_ns: [("tickflow-shard".to_owned(), cpu_ns / 2)].into(),
+            thread_switches: [("tickflow-shard".to_owned(), frames / 10)].into(),
             sim_frames_sent: frames,
             ..PhaseSnapshot::default()
         }
@@ -777,6 +836,9 @@ mod tests {
         assert!((per_message - 50.0).abs() < 1e-9, "{per_message}");
         let shard = report.threads["tickflow-shard"].cpu_us_per_message.unwrap();
         assert!((shard - 25.0).abs() < 1e-9, "{shard}");
+        // 1 000 more switches over 10 s.
+        let switches = report.threads["tickflow-shard"].switches_per_s;
+        assert!((switches - 100.0).abs() < 1e-9, "{switches}");
         assert!(report.shard_latency.is_none());
     }
 

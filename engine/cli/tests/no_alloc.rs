@@ -80,9 +80,10 @@ fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poison| poison.into_inner())
 }
 
-/// Frames of all eight venues for one symbol, with `{bid}`/`{ask}` placeholders; HTX frames are
-/// gzip-compressed and MEXC frames protobuf-encoded before the measured run.
-const TEMPLATES: [(Venue, &str); 8] = [
+/// Frames of all eight venues (Bitget on both sockets) for one symbol, with `{bid}`/`{ask}`
+/// placeholders; HTX frames are gzip-compressed and MEXC frames protobuf-encoded before the
+/// measured run.
+const TEMPLATES: [(Venue, &str); 9] = [
     (
         Venue::Binance,
         r#"{"u":400900217,"s":"BTCUSDT","b":"{bid}","B":"31.21000000","a":"{ask}","A":"40.66000000"}"#,
@@ -106,6 +107,10 @@ const TEMPLATES: [(Venue, &str); 8] = [
     (
         Venue::Bitget,
         r#"{"action":"snapshot","arg":{"instType":"SPOT","channel":"books1","instId":"BTCUSDT"},"data":[{"asks":[["{ask}","0.6927"]],"bids":[["{bid}","3.5344"]],"checksum":0,"ts":"1730332859988"}],"ts":1730332859989}"#,
+    ),
+    (
+        Venue::Bitget,
+        r#"{"data":[{"a":[["{ask}","23.9774"]],"b":[["{bid}","0.0128"]],"checksum":0,"pseq":0,"seq":1304314508780744705,"ts":"1746698732562"}],"arg":{"instType":"spot","symbol":"BTCUSDT","topic":"books1"},"action":"snapshot","ts":1746698732563}"#,
     ),
     (
         Venue::Htx,

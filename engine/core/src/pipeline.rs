@@ -14,7 +14,7 @@ use crate::config::{EngineConfig, WindowsConfig};
 use crate::outbound::Outbound;
 use crate::record::FeedEvent;
 use crate::ring::{self, Consumer, Producer};
-use crate::shard::thread::{run_shard, shard_params};
+use crate::shard::thread::{ReadyRings, run_shard, shard_params};
 use crate::shard::{ShardClock, ShardCounters, ShardSnapshot, ShardState, ShardWaker};
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,8 @@ pub struct SlotProducer {
     slot_index: usize,
     rings: Vec<Producer<FeedEvent>>,
     wakers: Vec<Arc<ShardWaker>>,
+    /// Per shard: where this slot marks its ring as holding records.
+    ready: Vec<Arc<ReadyRings>>,
     pending_wake: Vec<bool>,
     counters: Arc<SlotCounters>,
 }
@@ -66,7 +68,7 @@ impl SlotProducer {
         let shard = event.symbol_id().0 as usize % self.rings.len();
         match self.rings[shard].push(event) {
             Ok(()) => {
-                self.pending_wake[shard] = true;
+                self.mark_pending(shard);
                 self.counters.pushed.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -96,7 +98,7 @@ impl SlotProducer {
         }
         let pushed = ring::push_batch(&mut self.rings[shard], events);
         if pushed > 0 {
-            self.pending_wake[shard] = true;
+            self.mark_pending(shard);
             self.counters
                 .pushed
                 .fetch_add(pushed as u64, Ordering::Relaxed);
@@ -110,13 +112,25 @@ impl SlotProducer {
         pushed
     }
 
-    /// Wakes the shards that received records since the last flush (a shard waiting for a batch
-    /// is woken only when this producer's ring to it is more than half full).
+    /// The first push since the last flush marks the ring, so a spinning shard takes it at once.
+    #[inline]
+    fn mark_pending(&mut self, shard: usize) {
+        if !self.pending_wake[shard] {
+            self.pending_wake[shard] = true;
+            self.ready[shard].mark(self.slot_index);
+        }
+    }
+
+    /// Makes the records pushed since the last flush visible to their shards and wakes those
+    /// shards (a shard waiting for a batch is woken only when this producer's ring to it is more
+    /// than half full). A shard may not look at this slot's ring before the next flush (at most
+    /// `engine.idle_park_ms` later if none comes): call it after each frame or burst of frames.
     #[inline]
     pub fn flush(&mut self) {
         for (shard, pending) in self.pending_wake.iter_mut().enumerate() {
             if *pending {
                 *pending = false;
+                self.ready[shard].mark(self.slot_index);
                 let ring = &self.rings[shard];
                 if ring.slots() < ring.buffer().capacity() / 2 {
                     self.wakers[shard].wake_urgently();
@@ -258,6 +272,9 @@ impl Pipeline {
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let ready: Vec<Arc<ReadyRings>> = (0..shard_count)
+            .map(|_| Arc::new(ReadyRings::new(slots)))
+            .collect();
         let mut shards = Vec::with_capacity(shard_count);
         for (shard_index, (consumers, outbound)) in
             consumers_by_shard.into_iter().zip(outbounds).enumerate()
@@ -269,9 +286,12 @@ impl Pipeline {
             let snapshot = state.snapshot_handle();
             let thread_waker = Arc::clone(&waker);
             let thread_stop = Arc::clone(&stop);
+            let thread_ready = Arc::clone(&ready[shard_index]);
             let handle = std::thread::Builder::new()
                 .name(format!("tickflow-shard-{shard_index}"))
-                .spawn(move || run_shard(state, consumers, &thread_waker, &thread_stop))
+                .spawn(move || {
+                    run_shard(state, consumers, &thread_waker, &thread_ready, &thread_stop)
+                })
                 .map_err(|source| PipelineError::Spawn {
                     index: shard_index,
                     source,
@@ -295,6 +315,7 @@ impl Pipeline {
                     slot_index,
                     rings,
                     wakers: wakers.clone(),
+                    ready: ready.clone(),
                     pending_wake: vec![false; shard_count],
                     counters,
                 }
@@ -427,4 +448,72 @@ fn prefault(producer: &mut Producer<FeedEvent>, consumer: &mut Consumer<FeedEven
     let filler = FeedEvent::Gap(tickflow_sdk::records::GapEvent::default());
     while producer.push(filler).is_ok() {}
     while consumer.pop().is_ok() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::DiscardOutbound;
+    use crate::record::now_ns;
+    use tickflow_sdk::records::{Quote, SymbolId, VenueId};
+
+    fn quote(symbol: u32, venue: u16) -> FeedEvent {
+        FeedEvent::Quote(Quote {
+            bid: 100.0,
+            bid_qty: 1.0,
+            ask: 100.1,
+            ask_qty: 1.0,
+            ts_recv_ns: now_ns(),
+            symbol_id: SymbolId(symbol),
+            venue_id: VenueId(venue),
+            ..Quote::default()
+        })
+    }
+
+    /// Waits (a liveness bound, not a timing assertion) until the shard counted `quotes`.
+    fn wait_for_quotes(pipeline: &Pipeline, quotes: u64, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while pipeline.counters().quotes < quotes {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn the_shard_takes_records_from_any_slot_flushed_or_not() {
+        let engine = EngineConfig {
+            shards: 1,
+            max_symbols: 16,
+            ring_capacity_records: 64,
+            max_connection_slots: 130,
+            ..EngineConfig::default()
+        };
+        let mut pipeline = Pipeline::start(
+            &engine,
+            &WindowsConfig::default(),
+            vec![Box::new(DiscardOutbound)],
+        )
+        .expect("the pipeline starts");
+        let mut producers: Vec<SlotProducer> =
+            std::iter::from_fn(|| pipeline.take_producer()).collect();
+        assert_eq!(producers.len(), 130);
+        // Slots in the first, second and third word of the shard's ready marks.
+        for (done, slot) in [0usize, 70, 129].into_iter().enumerate() {
+            assert_eq!(producers[slot].slot_index(), slot);
+            assert!(producers[slot].push(quote(1, slot as u16 % 8)));
+            producers[slot].flush();
+            wait_for_quotes(&pipeline, done as u64 + 1, "a flushed record never arrived");
+        }
+        // Pushes with no flush: the first since a flush marks the ring, so it is taken at once;
+        // the second finds the ring still marked pending and is taken when the shard's park
+        // times out and it looks at every ring.
+        assert!(producers[64].push(quote(2, 1)));
+        wait_for_quotes(&pipeline, 4, "the first unflushed record never arrived");
+        assert!(producers[64].push(quote(2, 2)));
+        wait_for_quotes(&pipeline, 5, "the second unflushed record never arrived");
+        drop(producers);
+        let report = pipeline.shutdown();
+        assert_eq!(report.counters.quotes, 5);
+        assert_eq!(report.records_left_in_rings, 0);
+    }
 }

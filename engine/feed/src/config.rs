@@ -18,6 +18,48 @@ pub enum Channel {
     Trades,
 }
 
+/// Which public socket of a venue a slot speaks, where the venue has more than one: Bitget's
+/// classic `v2` (`channel`/`instId`) and its unified-account `v3` (`topic`/`symbol`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketApi {
+    V2,
+    V3,
+}
+
+impl SocketApi {
+    /// The config spelling (`feeds.venue.bitget.api`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketApi::V2 => "v2",
+            SocketApi::V3 => "v3",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SocketApi> {
+        match name {
+            "v2" => Some(SocketApi::V2),
+            "v3" => Some(SocketApi::V3),
+            _ => None,
+        }
+    }
+}
+
+/// The socket a venue gets when config names none: for Bitget the one its documentation names
+/// current. The classic account's documentation says it is in maintenance mode and recommends
+/// the unified trading account, whose public socket is `wss://ws.bitget.com/v3/ws/public`.
+/// `None` for venues with one socket.
+pub fn default_socket_api(venue: Venue) -> Option<SocketApi> {
+    (venue == Venue::Bitget).then_some(SocketApi::V3)
+}
+
+/// The sockets `venue` offers (empty: one, nothing to choose).
+pub fn socket_apis(venue: Venue) -> &'static [SocketApi] {
+    match venue {
+        Venue::Bitget => &[SocketApi::V2, SocketApi::V3],
+        _ => &[],
+    }
+}
+
 /// `[feeds]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -113,6 +155,9 @@ pub struct VenueFeedConfig {
     pub ping_interval_ms: u64,
     /// Most subscriptions (symbol × channel) per connection; 0 = the venue's limit.
     pub max_streams_per_connection: usize,
+    /// Bitget only: which public socket, `"v2"` (classic) or `"v3"` (unified account); empty =
+    /// `v3`, the one Bitget's documentation names current.
+    pub api: String,
 }
 
 impl Default for VenueFeedConfig {
@@ -125,6 +170,7 @@ impl Default for VenueFeedConfig {
             channels: Vec::new(),
             ping_interval_ms: 0,
             max_streams_per_connection: 0,
+            api: String::new(),
         }
     }
 }
@@ -176,6 +222,12 @@ impl FeedsConfig {
         } else {
             &venue_config.channels
         }
+    }
+
+    /// The socket `venue_config` asks for (`api`), or `None` for the venue's default (and for
+    /// venues with one socket). Validation refuses a name that is not one of the venue's.
+    pub fn socket_api(&self, venue: Venue, venue_config: &VenueFeedConfig) -> Option<SocketApi> {
+        SocketApi::from_name(&venue_config.api).filter(|api| socket_apis(venue).contains(api))
     }
 
     /// The extra roots file, if one is configured.
@@ -280,6 +332,12 @@ impl FeedsConfig {
                 }
             }
         }
+        for (name, venue_config) in &self.venue {
+            let Some(venue) = Venue::from_name(name) else {
+                continue;
+            };
+            validate_socket_api(venue, venue_config)?;
+        }
         for (venue, venue_config) in self.enabled_venues() {
             let mut channels: Vec<Channel> = self.channels_for(venue_config).to_vec();
             channels.sort();
@@ -306,9 +364,97 @@ impl FeedsConfig {
     }
 }
 
+/// `api` names one of the venue's sockets (only Bitget has two), and a URL that names the other
+/// socket's path is refused rather than sent requests it does not understand.
+fn validate_socket_api(
+    venue: Venue,
+    venue_config: &VenueFeedConfig,
+) -> Result<(), FeedsConfigError> {
+    let apis = socket_apis(venue);
+    if !venue_config.api.is_empty() && apis.is_empty() {
+        return Err(FeedsConfigError {
+            key: "feeds.venue.*.api",
+            value: format!("{:?} ({})", venue_config.api, venue.name()),
+            reason: "only bitget has more than one socket to choose from",
+        });
+    }
+    if apis.is_empty() {
+        return Ok(());
+    }
+    let api = if venue_config.api.is_empty() {
+        default_socket_api(venue)
+    } else {
+        match SocketApi::from_name(&venue_config.api).filter(|api| apis.contains(api)) {
+            Some(api) => Some(api),
+            None => {
+                return Err(FeedsConfigError {
+                    key: "feeds.venue.bitget.api",
+                    value: format!("{:?}", venue_config.api),
+                    reason: "must be \"v2\" or \"v3\" (empty: v3, the current one)",
+                });
+            }
+        }
+    };
+    for other in apis.iter().filter(|other| Some(**other) != api) {
+        if venue_config.url.contains(&format!("/{}/ws/", other.name())) {
+            return Err(FeedsConfigError {
+                key: "feeds.venue.bitget.api",
+                value: format!(
+                    "{} (url {})",
+                    api.map_or("", SocketApi::name),
+                    venue_config.url
+                ),
+                reason: "the url names the other socket: set api to match it, or change the url",
+            });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::FeedsConfig;
+
+    #[test]
+    fn bitget_api_is_v2_or_v3_and_a_mismatched_url_is_refused_naming_the_key() {
+        let feeds = |section: &str| {
+            let feeds: FeedsConfig = toml::from_str(section).expect("parses");
+            feeds.validate().map(|()| feeds)
+        };
+        for bad in [
+            "[venue.bitget]\napi = \"v4\"\n",
+            "[venue.bitget]\napi = \"V3\"\n",
+            "[venue.bitget]\nurl = \"wss://ws.bitget.com/v2/ws/public\"\n",
+            "[venue.bitget]\napi = \"v2\"\nurl = \"wss://ws.bitget.com/v3/ws/public\"\n",
+        ] {
+            let error = feeds(bad).expect_err(bad).to_string();
+            assert!(error.contains("feeds.venue.bitget.api"), "{bad}: {error}");
+        }
+        let error = feeds("[venue.okx]\napi = \"v3\"\n")
+            .expect_err("okx has one socket")
+            .to_string();
+        assert!(
+            error.contains("feeds.venue.*.api") && error.contains("okx"),
+            "{error}"
+        );
+        let bitget = tickflow_core::venue::Venue::Bitget;
+        let parsed = feeds("[venue.bitget]\n").expect("the default is valid");
+        assert_eq!(parsed.socket_api(bitget, &parsed.venue["bitget"]), None);
+        assert_eq!(
+            super::default_socket_api(bitget),
+            Some(super::SocketApi::V3),
+            "the default is v3"
+        );
+        let parsed =
+            feeds("[venue.bitget]\napi = \"v2\"\nurl = \"wss://ws.bitget.com/v2/ws/public\"\n")
+                .expect("v2 with its own url");
+        assert_eq!(
+            parsed.socket_api(bitget, &parsed.venue["bitget"]),
+            Some(super::SocketApi::V2)
+        );
+        feeds("[venue.bitget]\napi = \"v3\"\nurl = \"ws://127.0.0.1:9000\"\n")
+            .expect("a simulator's url names neither");
+    }
 
     #[test]
     fn max_streams_below_the_channel_count_is_refused_naming_the_key() {

@@ -124,7 +124,7 @@ impl VenuePlanning {
         venue: Venue,
         venue_config: &VenueFeedConfig,
     ) -> Result<Option<VenuePlanning>, PlanError> {
-        let rules = protocol::rules(venue);
+        let rules = protocol::rules_for(venue, feeds.socket_api(venue, venue_config));
         let mut channels: Vec<Channel> = feeds.channels_for(venue_config).to_vec();
         channels.sort();
         channels.dedup();

@@ -18,10 +18,14 @@ pub enum ClientPing {
     None,
 }
 
+pub use crate::config::{SocketApi, default_socket_api, socket_apis};
+
 /// A venue's connection facts.
 #[derive(Clone, Copy, Debug)]
 pub struct VenueRules {
     pub default_url: &'static str,
+    /// The socket these rules are for (`None`: the venue has one).
+    pub api: Option<SocketApi>,
     /// Subscriptions (symbol × channel) one connection may carry.
     pub max_streams_per_connection: usize,
     /// Topics one subscribe request may carry.
@@ -50,10 +54,32 @@ pub struct ConnectRate {
 
 pub(crate) const KUCOIN_BULLET_URL: &str = "https://api.kucoin.com/api/v1/bullet-public";
 
+/// `venue`'s rules on its default socket ([`default_socket_api`]).
 pub fn rules(venue: Venue) -> VenueRules {
+    rules_for(venue, default_socket_api(venue))
+}
+
+/// `venue`'s rules on socket `api` (ignored for venues with one socket; `None` = the default).
+pub fn rules_for(venue: Venue, api: Option<SocketApi>) -> VenueRules {
+    let api = if socket_apis(venue).is_empty() {
+        None
+    } else {
+        api.or(default_socket_api(venue))
+    };
+    let mut rules = native_rules(venue);
+    rules.api = api;
+    if api == Some(SocketApi::V3) {
+        // Same host, same limits and keep-alive (the v3 pages restate none of them).
+        rules.default_url = "wss://ws.bitget.com/v3/ws/public";
+    }
+    rules
+}
+
+fn native_rules(venue: Venue) -> VenueRules {
     match venue {
         Venue::Binance => VenueRules {
             default_url: "wss://stream.binance.com:9443/ws",
+            api: None,
             max_streams_per_connection: 1024,
             max_topics_per_request: 200,
             min_request_interval_ms: 250,
@@ -69,6 +95,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Bybit => VenueRules {
             default_url: "wss://stream.bybit.com/v5/public/spot",
+            api: None,
             max_streams_per_connection: 200,
             max_topics_per_request: 10,
             min_request_interval_ms: 50,
@@ -84,6 +111,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Okx => VenueRules {
             default_url: "wss://ws.okx.com:8443/ws/v5/public",
+            api: None,
             max_streams_per_connection: 240,
             max_topics_per_request: 60,
             // 480 subscribe requests per hour per connection: a connection sends its few
@@ -101,6 +129,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Mexc => VenueRules {
             default_url: "wss://wbs-api.mexc.com/ws",
+            api: None,
             max_streams_per_connection: 30,
             max_topics_per_request: 30,
             min_request_interval_ms: 100,
@@ -116,6 +145,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Gate => VenueRules {
             default_url: "wss://api.gateio.ws/ws/v4/",
+            api: None,
             max_streams_per_connection: 200,
             max_topics_per_request: 100,
             min_request_interval_ms: 50,
@@ -131,6 +161,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Kucoin => VenueRules {
             default_url: "",
+            api: None,
             max_streams_per_connection: 200,
             max_topics_per_request: 100,
             min_request_interval_ms: 100,
@@ -146,6 +177,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Bitget => VenueRules {
             default_url: "wss://ws.bitget.com/v2/ws/public",
+            api: None,
             max_streams_per_connection: 50,
             max_topics_per_request: 50,
             min_request_interval_ms: 100,
@@ -164,6 +196,7 @@ pub fn rules(venue: Venue) -> VenueRules {
         },
         Venue::Htx => VenueRules {
             default_url: "wss://api.huobi.pro/ws",
+            api: None,
             max_streams_per_connection: 100,
             max_topics_per_request: 1,
             min_request_interval_ms: 10,
@@ -245,11 +278,32 @@ pub struct Topic {
     pub channel: Channel,
 }
 
-/// Builds the subscribe requests for `topics` (already within the venue's per-connection limit),
-/// `max_topics_per_request` at a time, appending one text message per request to `requests`.
-/// `unix_s` is the client time Gate wants in its requests; `request_id` numbers requests.
+/// Builds the subscribe requests for `topics` on `venue`'s default socket (see
+/// [`subscribe_requests_for`]).
 pub fn subscribe_requests(
     venue: Venue,
+    topics: &[Topic],
+    unix_s: i64,
+    request_id: &mut u64,
+    requests: &mut Vec<String>,
+) {
+    subscribe_requests_for(
+        venue,
+        default_socket_api(venue),
+        topics,
+        unix_s,
+        request_id,
+        requests,
+    );
+}
+
+/// Builds the subscribe requests for `topics` (already within the venue's per-connection limit)
+/// on socket `api` (`VenueRules::api`), `max_topics_per_request` at a time, appending one text
+/// message per request to `requests`. `unix_s` is the client time Gate wants in its requests;
+/// `request_id` numbers requests.
+pub fn subscribe_requests_for(
+    venue: Venue,
+    api: Option<SocketApi>,
     topics: &[Topic],
     unix_s: i64,
     request_id: &mut u64,
@@ -274,7 +328,7 @@ pub fn subscribe_requests(
         _ => {
             for chunk in topics.chunks(per_request) {
                 *request_id += 1;
-                requests.push(topic_request(venue, chunk, *request_id));
+                requests.push(topic_request(venue, api, chunk, *request_id));
             }
         }
     }
@@ -345,7 +399,7 @@ fn channel_request(
     message
 }
 
-fn topic_request(venue: Venue, topics: &[Topic], id: u64) -> String {
+fn topic_request(venue: Venue, api: Option<SocketApi>, topics: &[Topic], id: u64) -> String {
     let mut message = String::with_capacity(64 + topics.len() * 48);
     let list = |message: &mut String, each: &dyn Fn(&mut String, &Topic)| {
         for (index, topic) in topics.iter().enumerate() {
@@ -389,6 +443,17 @@ fn topic_request(venue: Venue, topics: &[Topic], id: u64) -> String {
                     let _ = write!(
                         message,
                         r#"{{"channel":"{channel}","instId":"{}"}}"#,
+                        topic.venue_symbol
+                    );
+                } else if api == Some(SocketApi::V3) {
+                    // v3: `books1` is its best bid/ask stream (every push a snapshot).
+                    let topic_name = match topic.channel {
+                        Channel::Bbo => "books1",
+                        Channel::Trades => "publicTrade",
+                    };
+                    let _ = write!(
+                        message,
+                        r#"{{"instType":"spot","topic":"{topic_name}","symbol":"{}"}}"#,
                         topic.venue_symbol
                     );
                 } else {
@@ -584,12 +649,60 @@ mod tests {
                 r#"{"method":"SUBSCRIPTION","params":["spot@public.aggre.bookTicker.v3.api.pb@10ms@BTCUSDT","spot@public.aggre.bookTicker.v3.api.pb@10ms@ETHUSDT"]}"#,
             ],
         );
+        // Bitget's default socket is v3.
         check(
             Venue::Bitget,
-            Channel::Bbo,
+            Channel::Trades,
             &[
-                r#"{"op":"subscribe","args":[{"instType":"SPOT","channel":"books1","instId":"BTCUSDT"},{"instType":"SPOT","channel":"books1","instId":"ETHUSDT"}]}"#,
+                r#"{"op":"subscribe","args":[{"instType":"spot","topic":"publicTrade","symbol":"BTCUSDT"},{"instType":"spot","topic":"publicTrade","symbol":"ETHUSDT"}]}"#,
             ],
         );
+    }
+
+    fn bitget_requests(api: SocketApi, channel: Channel) -> Vec<String> {
+        let topics = topics(Venue::Bitget, channel, &[("BTC", "USDT")]);
+        let mut requests = Vec::new();
+        subscribe_requests_for(Venue::Bitget, Some(api), &topics, 0, &mut 0, &mut requests);
+        requests
+    }
+
+    #[test]
+    fn bitget_speaks_v2_or_v3_as_configured_and_defaults_to_v3() {
+        assert_eq!(default_socket_api(Venue::Bitget), Some(SocketApi::V3));
+        assert_eq!(
+            rules(Venue::Bitget).default_url,
+            "wss://ws.bitget.com/v3/ws/public"
+        );
+        assert_eq!(
+            rules_for(Venue::Bitget, Some(SocketApi::V2)).default_url,
+            "wss://ws.bitget.com/v2/ws/public"
+        );
+        assert_eq!(rules_for(Venue::Okx, Some(SocketApi::V3)).api, None);
+        // The documentation's requests (Tickers Channel: spot; Depth and Trades: the same shape
+        // with instType spot).
+        assert_eq!(
+            bitget_requests(SocketApi::V3, Channel::Bbo),
+            [
+                r#"{"op":"subscribe","args":[{"instType":"spot","topic":"books1","symbol":"BTCUSDT"}]}"#
+            ]
+        );
+        assert_eq!(
+            bitget_requests(SocketApi::V3, Channel::Trades),
+            [
+                r#"{"op":"subscribe","args":[{"instType":"spot","topic":"publicTrade","symbol":"BTCUSDT"}]}"#
+            ]
+        );
+        assert_eq!(
+            bitget_requests(SocketApi::V2, Channel::Bbo),
+            [
+                r#"{"op":"subscribe","args":[{"instType":"SPOT","channel":"books1","instId":"BTCUSDT"}]}"#
+            ]
+        );
+        // Same keep-alive on both: a text ping within the 30 s cut.
+        for api in [SocketApi::V2, SocketApi::V3] {
+            let rules = rules_for(Venue::Bitget, Some(api));
+            assert_eq!(rules.client_ping, ClientPing::Text);
+            assert!(rules.ping_interval_ms <= 25_000);
+        }
     }
 }

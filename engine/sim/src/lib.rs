@@ -124,6 +124,8 @@ pub struct VenueControl {
     /// Fragmented, many-trade and unread faults (`fault_frames`).
     frame_faults: fault_frames::FrameFaults,
     notice_generation: AtomicU64,
+    /// Best bid/ask frames with an empty bid side (`send_empty_bid`, in `session`).
+    empty_bid_generation: AtomicU64,
     stalled: AtomicBool,
     data_paused: AtomicBool,
     hold_new_sessions: AtomicBool,

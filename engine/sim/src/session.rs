@@ -55,6 +55,15 @@ async fn read_next(reader: Option<Reader>) -> (Reader, ReadResult) {
     (reader, result)
 }
 
+impl super::VenueControl {
+    /// Each live session sends, for every best bid/ask symbol it serves, one frame whose bid
+    /// side is empty (a halted or one-sided book), in the venue's spelling of "no level" where
+    /// that is a zero price: Binance and HTX. Other venues send nothing for it.
+    pub fn send_empty_bid(&self) {
+        self.empty_bid_generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 struct Subscription {
     instrument: Arc<Instrument>,
     bbo: bool,
@@ -120,6 +129,7 @@ pub(super) async fn run(
     let mut seen_malformed = generation(&control.malformed_generation);
     let mut seen_oversized = generation(&control.oversized_generation);
     let mut seen_notice = generation(&control.notice_generation);
+    let mut seen_empty_bid = generation(&control.empty_bid_generation);
     let mut seen_frame_faults = super::fault_frames::Seen::new(control);
     let held_until = control.held_release_generation();
 
@@ -146,6 +156,8 @@ pub(super) async fn run(
     let mut bbo_subscriptions = 0usize;
     // Paced mode serves this session's best bid/ask symbols round robin from here.
     let mut paced_next = 0usize;
+    // Bitget: the session answers in v3's format once the client subscribed the v3 way.
+    let mut bitget_v3 = false;
 
     loop {
         tokio::select! {
@@ -170,6 +182,10 @@ pub(super) async fn run(
                         match wire::parse_client_text(venue, message, now_ms, &is_listed, &mut replies) {
                             ClientRequest::Subscribe(topics) => {
                                 control.subscribe_requests.fetch_add(1, Ordering::SeqCst);
+                                // The client's request shape picks the socket it speaks.
+                                if venue == Venue::Bitget {
+                                    bitget_v3 = wire::is_bitget_v3_subscribe(message);
+                                }
                                 for (venue_symbol, channel) in topics {
                                     let Some(instrument) = shared.listed_instrument(venue, &venue_symbol) else {
                                         continue;
@@ -270,6 +286,29 @@ pub(super) async fn run(
                     }
                     close_at = Some(now + Duration::from_millis(config.notice_close_after_ms));
                 }
+                if generation(&control.empty_bid_generation) != seen_empty_bid {
+                    seen_empty_bid = generation(&control.empty_bid_generation);
+                    if matches!(venue, Venue::Binance | Venue::Htx) {
+                        let now_ms = tickflow_core::record::now_ns() / 1_000_000;
+                        for subscription in subscriptions.iter().filter(|subscription| subscription.bbo) {
+                            sequence += 1;
+                            let update = BboUpdate {
+                                venue_symbol: &subscription.instrument.ws_symbol[venue.index()],
+                                bid: 0.0,
+                                bid_qty: 0.0,
+                                ask: 1.0,
+                                ask_qty: 1.0,
+                                sequence,
+                                now_ms,
+                            };
+                            let is_binary = wire::write_bbo(venue, &update, &mut text, &mut binary);
+                            if !write_data(&mut writer, is_binary, &text, &binary).await {
+                                return;
+                            }
+                            control.data_frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
                 if close_at.is_some_and(|at| now >= at) {
                     let _ = writer.write_frame(Frame::close(1001, b"going away")).await;
                     let _ = writer.flush().await;
@@ -338,7 +377,7 @@ pub(super) async fn run(
                             sequence,
                             now_ms,
                         };
-                        let is_binary = wire::write_bbo(venue, &update, &mut text, &mut binary);
+                        let is_binary = write_bbo(venue, bitget_v3, &update, &mut text, &mut binary);
                         if !write_data(&mut writer, is_binary, &text, &binary).await {
                             return;
                         }
@@ -355,7 +394,7 @@ pub(super) async fn run(
                             trade_id: sequence,
                             now_ms,
                         };
-                        let is_binary = wire::write_trade(venue, &update, &mut text, &mut binary);
+                        let is_binary = write_trade(venue, bitget_v3, &update, &mut text, &mut binary);
                         if !write_data(&mut writer, is_binary, &text, &binary).await {
                             return;
                         }
@@ -396,7 +435,7 @@ pub(super) async fn run(
                     sequence,
                     now_ms: tickflow_core::record::now_ns() / 1_000_000,
                 };
-                let is_binary = wire::write_bbo(venue, &update, &mut text, &mut binary);
+                let is_binary = write_bbo(venue, bitget_v3, &update, &mut text, &mut binary);
                 // The flush is the point of paced mode: this frame alone goes out in one write
                 // (one TLS record, one socket write: the socket has TCP_NODELAY).
                 if !write_data(&mut writer, is_binary, &text, &binary).await || writer.flush().await.is_err() {
@@ -416,6 +455,38 @@ fn venue_mid(instrument: &Instrument, venue: Venue, t_s: f64, noise_bp: f64) -> 
     let offset_bp =
         prices::venue_offset_bp(venue) + prices::dislocation_bp(venue, path, t_s) + noise_bp;
     instrument.price.mid(t_s) * (1.0 + offset_bp / 10_000.0)
+}
+
+/// A best bid/ask frame in the session's format (Bitget: v2 or v3 by what the client spoke).
+fn write_bbo(
+    venue: Venue,
+    bitget_v3: bool,
+    update: &BboUpdate<'_>,
+    text: &mut String,
+    binary: &mut Vec<u8>,
+) -> bool {
+    if bitget_v3 {
+        binary.clear();
+        wire::write_bitget_v3_bbo(update, text);
+        return false;
+    }
+    wire::write_bbo(venue, update, text, binary)
+}
+
+/// A trade frame in the session's format (see `write_bbo`).
+fn write_trade(
+    venue: Venue,
+    bitget_v3: bool,
+    update: &TradeUpdate<'_>,
+    text: &mut String,
+    binary: &mut Vec<u8>,
+) -> bool {
+    if bitget_v3 {
+        binary.clear();
+        wire::write_bitget_v3_trade(update, text);
+        return false;
+    }
+    wire::write_trade(venue, update, text, binary)
 }
 
 async fn write_data(writer: &mut Writer, is_binary: bool, text: &str, binary: &[u8]) -> bool {

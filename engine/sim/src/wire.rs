@@ -250,19 +250,28 @@ pub fn parse_client_text(
                 .into_iter()
                 .flatten()
             {
-                let (Some(channel), Some(symbol)) =
+                // Bitget v3 names the stream `topic` and the symbol `symbol`.
+                let v3 = venue == Venue::Bitget && arg.get("topic").is_some();
+                let (channel, symbol) = if v3 {
+                    (str_field(arg, "topic"), str_field(arg, "symbol"))
+                } else {
                     (str_field(arg, "channel"), str_field(arg, "instId"))
-                else {
+                };
+                let (Some(channel), Some(symbol)) = (channel, symbol) else {
                     continue;
                 };
-                let channel_kind = match channel {
-                    "bbo-tbt" | "books1" => Channel::Bbo,
-                    "trades" | "trade" => Channel::Trades,
+                let channel_kind = match (channel, v3) {
+                    ("bbo-tbt" | "books1", _) => Channel::Bbo,
+                    ("trades" | "trade", false) | ("publicTrade", true) => Channel::Trades,
                     _ => continue,
                 };
                 topics.push((symbol.to_owned(), channel_kind));
                 replies.push(ServerFrame::Text(if is_listed(symbol) {
                     format!(r#"{{"event":"subscribe","arg":{arg}}}"#)
+                } else if v3 {
+                    format!(
+                        r#"{{"event":"error","arg":{arg},"code":"30001","msg":"topic:{channel},symbol:{symbol} doesn't exist"}}"#
+                    )
                 } else if venue == Venue::Okx {
                     format!(
                         r#"{{"event":"error","code":"60018","msg":"Wrong URL or channel:{channel},instId:{symbol} doesn't exist. Please use the correct URL, channel and parameters referring to API document.","connId":"sim"}}"#
@@ -432,6 +441,56 @@ pub fn parse_client_text(
             ClientRequest::Subscribe(parsed.into_iter().collect())
         }
     }
+}
+
+/// True when `text` is a Bitget subscribe request in the v3 (unified account) shape: the session
+/// then writes its data in v3's format.
+pub fn is_bitget_v3_subscribe(text: &str) -> bool {
+    let Ok(message) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
+        return false;
+    };
+    str_field(&message, "op") == Some("subscribe")
+        && message
+            .get("args")
+            .and_then(|args| args.as_array())
+            .is_some_and(|args| args.iter().any(|arg| arg.get("topic").is_some()))
+}
+
+/// A Bitget v3 `books1` push (every push a one-level snapshot).
+pub fn write_bitget_v3_bbo(update: &BboUpdate<'_>, text: &mut String) {
+    text.clear();
+    let BboUpdate {
+        venue_symbol: symbol,
+        bid,
+        bid_qty,
+        ask,
+        ask_qty,
+        sequence,
+        now_ms,
+    } = *update;
+    let previous = sequence.saturating_sub(1);
+    let _ = write!(
+        text,
+        r#"{{"data":[{{"a":[["{ask:.8}","{ask_qty:.6}"]],"b":[["{bid:.8}","{bid_qty:.6}"]],"checksum":0,"pseq":{previous},"seq":{sequence},"ts":"{now_ms}"}}],"arg":{{"instType":"spot","symbol":"{symbol}","topic":"books1"}},"action":"snapshot","ts":{now_ms}}}"#
+    );
+}
+
+/// A Bitget v3 `publicTrade` push.
+pub fn write_bitget_v3_trade(update: &TradeUpdate<'_>, text: &mut String) {
+    text.clear();
+    let TradeUpdate {
+        venue_symbol: symbol,
+        price,
+        quantity,
+        buy,
+        trade_id,
+        now_ms,
+    } = *update;
+    let side = if buy { "buy" } else { "sell" };
+    let _ = write!(
+        text,
+        r#"{{"data":[{{"p":"{price:.8}","S":"{side}","T":"{now_ms}","v":"{quantity:.6}","i":"{trade_id}","L":"{trade_id}"}}],"arg":{{"instType":"spot","symbol":"{symbol}","topic":"publicTrade"}},"action":"snapshot","ts":{now_ms}}}"#
+    );
 }
 
 /// KuCoin's `welcome`, sent as soon as the socket opens.
@@ -684,6 +743,75 @@ mod tests {
                 .unwrap();
             assert_eq!(inflated, text);
         }
+    }
+
+    #[test]
+    fn bitget_v3_requests_are_acked_refused_and_answered_in_v3() {
+        use tickflow_feed::protocol::{SocketApi, Topic, subscribe_requests_for};
+        let topics = [Channel::Bbo, Channel::Trades].map(|channel| Topic {
+            venue_symbol: "BTCUSDT".to_owned(),
+            channel,
+        });
+        for (api, v3) in [(SocketApi::V2, false), (SocketApi::V3, true)] {
+            let mut requests = Vec::new();
+            subscribe_requests_for(Venue::Bitget, Some(api), &topics, 1, &mut 0, &mut requests);
+            assert_eq!(requests.len(), 1);
+            assert_eq!(is_bitget_v3_subscribe(&requests[0]), v3, "{api:?}");
+            let mut replies = Vec::new();
+            let parsed = parse_client_text(Venue::Bitget, &requests[0], 1, &|_| true, &mut replies);
+            assert_eq!(
+                parsed,
+                ClientRequest::Subscribe(vec![
+                    ("BTCUSDT".to_owned(), Channel::Bbo),
+                    ("BTCUSDT".to_owned(), Channel::Trades)
+                ])
+            );
+            for reply in &replies {
+                let ServerFrame::Text(reply) = reply else {
+                    panic!("bitget replies in text")
+                };
+                assert!(reply.starts_with(r#"{"event":"subscribe""#), "{reply}");
+                assert_eq!(reply.contains(r#""topic""#), v3, "{reply}");
+            }
+            let mut replies = Vec::new();
+            parse_client_text(Venue::Bitget, &requests[0], 1, &|_| false, &mut replies);
+            assert!(
+                replies
+                    .iter()
+                    .all(|reply| matches!(reply, ServerFrame::Text(text) if text.contains(r#""event":"error""#))),
+                "{replies:?}"
+            );
+        }
+        let mut text = String::new();
+        write_bitget_v3_bbo(
+            &BboUpdate {
+                venue_symbol: "BTCUSDT",
+                bid: 1.0,
+                bid_qty: 2.0,
+                ask: 1.5,
+                ask_qty: 3.0,
+                sequence: 7,
+                now_ms: 9,
+            },
+            &mut text,
+        );
+        let push: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(push["arg"]["topic"], "books1");
+        assert_eq!(push["data"][0]["seq"], 7);
+        write_bitget_v3_trade(
+            &TradeUpdate {
+                venue_symbol: "BTCUSDT",
+                price: 1.0,
+                quantity: 2.0,
+                buy: false,
+                trade_id: 5,
+                now_ms: 9,
+            },
+            &mut text,
+        );
+        let push: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(push["arg"]["topic"], "publicTrade");
+        assert_eq!(push["data"][0]["S"], "sell");
     }
 
     #[test]

@@ -808,6 +808,16 @@ fn tickflow_run_under_load_exits_zero_on_sigterm_with_empty_rings() {
             "rings drained: {report}"
         );
         assert!(report["quotes"].as_u64().unwrap_or(0) > 1_000);
+        // Per kind, what the shards emitted towards the sinks (none configured: none delivered).
+        assert_eq!(
+            report["sink_kinds"]["quote"]["emitted"], report["quotes"],
+            "{report}"
+        );
+        assert_eq!(report["sink_kinds"]["quote"]["delivered"], 0, "{report}");
+        assert!(
+            report["sink_kinds"]["spread"]["emitted"].is_u64(),
+            "{report}"
+        );
         std::fs::remove_dir_all(&directory).expect("temp dir removed");
         sim.shutdown().await;
     });
@@ -1397,5 +1407,148 @@ fn a_refresh_moves_subscriptions_without_a_gap_for_what_stays() {
             tickflow_feed::RefreshReport::default()
         );
         harness.stop().await;
+    });
+}
+
+/// A shard's outbound that counts quotes and trades per venue and keeps the gaps it is handed.
+#[derive(Clone, Default)]
+struct CountingOutbound {
+    seen: Arc<std::sync::Mutex<CountedFlow>>,
+}
+
+#[derive(Default)]
+struct CountedFlow {
+    quotes_by_venue: std::collections::HashMap<u16, u64>,
+    trades_by_venue: std::collections::HashMap<u16, u64>,
+    /// (symbol id, gap kind), in arrival order.
+    gaps: Vec<(u32, u8)>,
+}
+
+impl Outbound for CountingOutbound {
+    fn emit(&mut self, record: &tickflow_core::outbound::OutRecord) {
+        use tickflow_core::outbound::OutRecord;
+        let mut seen = self.seen.lock().expect("only the shard thread writes");
+        match record {
+            OutRecord::Quote(quote) => {
+                *seen.quotes_by_venue.entry(quote.venue_id.0).or_default() += 1
+            }
+            OutRecord::Trade(trade) => {
+                *seen.trades_by_venue.entry(trade.venue_id.0).or_default() += 1
+            }
+            OutRecord::Gap(gap) => seen.gaps.push((gap.symbol_id.0, gap.kind)),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn bitget_speaks_its_v3_socket_by_default_and_v2_when_configured() {
+    use tickflow_feed::protocol::SocketApi;
+    runtime().block_on(async {
+        for (api, expected) in [
+            ("", SocketApi::V3),
+            ("v3", SocketApi::V3),
+            ("v2", SocketApi::V2),
+        ] {
+            let sim = SimVenues::start(sim_config(&[Venue::Bitget]))
+                .await
+                .expect("simulator binds loopback ports");
+            let counting = CountingOutbound::default();
+            let shard_outbound = counting.clone();
+            let harness = Harness::start_with_outbounds(
+                sim,
+                |config| {
+                    config
+                        .feeds
+                        .venue
+                        .get_mut("bitget")
+                        .expect("the simulator configures bitget")
+                        .api = api.to_owned();
+                },
+                move |shards| {
+                    assert_eq!(shards, 1);
+                    vec![Box::new(shard_outbound) as Box<dyn Outbound>]
+                },
+            );
+            let slot = harness.slot(Venue::Bitget);
+            assert_eq!(slot.plan.rules.api, Some(expected), "api {api:?}");
+            let bitget = Venue::Bitget.id().0;
+            assert!(
+                eventually(|| {
+                    let seen = counting.seen.lock().expect("the shard does not panic");
+                    seen.quotes_by_venue.get(&bitget).copied().unwrap_or(0) > 20
+                        && seen.trades_by_venue.get(&bitget).copied().unwrap_or(0) > 3
+                })
+                .await,
+                "api {api:?}: quotes and trades arrive: {:?} {:?}",
+                counting.seen.lock().expect("no panic").quotes_by_venue,
+                counting.seen.lock().expect("no panic").trades_by_venue
+            );
+            // Every topic acked, every frame decoded: the simulator answered in the same socket.
+            assert_eq!(get(&slot.counters.error_replies), 0, "api {api:?}");
+            assert_eq!(slot.counters.decode_errors_total(), 0, "api {api:?}");
+            assert_eq!(harness.stop().await, 0);
+        }
+    });
+}
+
+#[test]
+fn a_withdrawal_refused_by_a_full_ring_is_held_and_reaches_the_shard() {
+    use tickflow_core::records::GAP_QUOTE_WITHDRAWN;
+    runtime().block_on(async {
+        let sim = SimVenues::start(sim_config(&[Venue::Binance]))
+            .await
+            .expect("simulator binds loopback ports");
+        let gate = Arc::new(Gate {
+            open: std::sync::Mutex::new(false),
+            opened: std::sync::Condvar::new(),
+        });
+        let gaps = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let harness = Harness::start_with_outbounds(
+            sim,
+            |config| config.engine.ring_capacity_records = 16,
+            |shards| {
+                (0..shards)
+                    .map(|_| {
+                        Box::new(GatedOutbound {
+                            gate: Arc::clone(&gate),
+                            gaps: Arc::clone(&gaps),
+                        }) as Box<dyn Outbound>
+                    })
+                    .collect()
+            },
+        );
+        let slot = harness.slot(Venue::Binance);
+        // The shard is stuck on its first record: the 16-record ring fills and refuses.
+        assert!(
+            eventually(|| get(&slot.counters.ring_drops) > 0).await,
+            "the ring fills"
+        );
+        // Every symbol's book loses its bid: the decoder withdraws the venue's quotes while the
+        // ring refuses everything.
+        harness.control(Venue::Binance).send_empty_bid();
+        // Frames of a connection are read in order: once this much data followed, the
+        // withdrawals were decoded and offered to the full ring.
+        let records = get(&slot.counters.records);
+        assert!(
+            eventually(|| get(&slot.counters.records) > records + 100).await,
+            "data goes on after the withdrawals"
+        );
+        gate.open();
+        let withdrawn = |symbol: u32| {
+            gaps.lock()
+                .expect("the shard does not panic")
+                .iter()
+                .any(|&(id, kind)| id == symbol && kind == GAP_QUOTE_WITHDRAWN)
+        };
+        for symbol in slot.plan.symbol_ids.iter().map(|id| id.0) {
+            assert!(
+                eventually(|| withdrawn(symbol)).await,
+                "symbol {symbol}: its withdrawal reaches the shard: {:?}",
+                gaps.lock().expect("the shard does not panic")
+            );
+        }
+        assert_eq!(get(&slot.counters.gap_drops), 0, "no gap lost");
+        assert_eq!(harness.stop().await, 0);
     });
 }

@@ -671,6 +671,11 @@ impl ShardState {
         &mut self.windows
     }
 
+    /// A snapshot is being built a slice per housekeeping pass.
+    pub(crate) fn snapshot_in_progress(&self) -> bool {
+        self.snapshot_building.is_some()
+    }
+
     pub(crate) fn params_idle_spin_iterations(&self) -> u32 {
         self.params.idle_spin_iterations
     }

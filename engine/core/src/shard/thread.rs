@@ -1,8 +1,9 @@
-//! The shard thread: its loop (drain every ring in batches, flush, housekeeping, spin then park),
-//! the batch size, and the parameters a shard gets from the configuration. The ring matrix and the
-//! threads' lifetime belong to `pipeline`.
+//! The shard thread: its loop (drain the rings that have records in batches, flush, housekeeping,
+//! spin then park), the batch size, `ReadyRings` (which rings of a shard have records: what the
+//! loop looks at instead of every ring), and the parameters a shard gets from the configuration.
+//! The ring matrix and the threads' lifetime belong to `pipeline`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::config::{EngineConfig, SpreadBasis, WindowsConfig};
@@ -61,7 +62,64 @@ pub fn shard_params(
     }
 }
 
-/// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.
+/// Which of a shard's rings (one per connection slot) have records the shard may not have seen:
+/// a bit per slot, set by the slot's producer (`mark`) at its first push after a flush and at
+/// every flush, taken by the shard (`take_into`). The shard drains only those rings, so a loop
+/// pass (and every spin of a dry shard) costs a few words, not a look at all
+/// `engine.max_connection_slots` rings, most of them never used.
+///
+/// Ordering: a producer's push (a release store of the ring's tail) comes before its `mark` (an
+/// atomic RMW), and the shard's `take_into` swaps the word (an acquire RMW) before it reads the
+/// ring: a shard that takes the bit sees the records pushed before it was set. A bit set after
+/// the shard took the word stays set for its next pass; before the shard parks it looks at the
+/// bits again after marking itself parked (`ShardWaker::park`), and the producer's wake after
+/// `mark` sees that mark (the fence in `ShardWaker::wake`), so no record waits out the park.
+pub(crate) struct ReadyRings {
+    words: Box<[AtomicU64]>,
+}
+
+impl ReadyRings {
+    pub(crate) fn new(slots: usize) -> ReadyRings {
+        ReadyRings {
+            words: (0..slots.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Words `take_into` needs.
+    pub(crate) fn word_count(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Slot `slot`'s ring to this shard has records (called by its producer).
+    #[inline]
+    pub(crate) fn mark(&self, slot: usize) {
+        let bit = 1u64 << (slot % 64);
+        let word = &self.words[slot / 64];
+        // Most marks find the bit clear (the shard took it); the check saves nothing worth the
+        // lost ordering (see the type's docs), so the RMW is unconditional.
+        word.fetch_or(bit, Ordering::SeqCst);
+    }
+
+    /// Adds the marked rings to `pending` and clears the marks.
+    #[inline]
+    fn take_into(&self, pending: &mut [u64]) {
+        for (word, pending) in self.words.iter().zip(pending.iter_mut()) {
+            if word.load(Ordering::Relaxed) != 0 {
+                *pending |= word.swap(0, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether any ring is marked.
+    pub(crate) fn any(&self) -> bool {
+        self.words
+            .iter()
+            .any(|word| word.load(Ordering::SeqCst) != 0)
+    }
+}
+
+/// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled. The
+/// slow path: at shutdown and after a park no producer ended (records pushed without a flush).
 pub(crate) fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
     let mut handled = 0;
     for consumer in consumers.iter_mut() {
@@ -72,10 +130,42 @@ pub(crate) fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedE
     handled
 }
 
+/// Drains the rings marked in `ready` or left in `pending` by the last pass (a ring that gave a
+/// whole batch may hold more), up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled.
+fn drain_marked(
+    state: &mut ShardState,
+    consumers: &mut [Consumer<FeedEvent>],
+    ready: &ReadyRings,
+    pending: &mut [u64],
+) -> usize {
+    ready.take_into(pending);
+    let mut handled = 0;
+    for (word_index, word) in pending.iter_mut().enumerate() {
+        let mut bits = *word;
+        while bits != 0 {
+            let bit = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let Some(consumer) = consumers.get_mut(word_index * 64 + bit) else {
+                *word &= !(1u64 << bit);
+                continue;
+            };
+            let count = ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| {
+                state.handle(event)
+            });
+            handled += count;
+            if count < SHARD_BATCH_MAX_RECORDS {
+                *word &= !(1u64 << bit);
+            }
+        }
+    }
+    handled
+}
+
 pub(crate) fn run_shard(
     mut state: ShardState,
     mut consumers: Vec<Consumer<FeedEvent>>,
     waker: &ShardWaker,
+    ready: &ReadyRings,
     stop: &AtomicBool,
 ) -> Vec<Consumer<FeedEvent>> {
     waker.register_current_thread();
@@ -89,6 +179,7 @@ pub(crate) fn run_shard(
     let park_timeout = Duration::from_millis(state.params_idle_park_ms());
     let batch_wait = Duration::from_micros(state.params_batch_wait_us());
     let counters = state.counters();
+    let mut pending = vec![0u64; ready.word_count()];
     let mut idle_iterations = 0u32;
     // Whether to wait for a batch when the rings run dry: only while records come faster than
     // one per batch wait (a batch arrived within one wait of the previous one). Slower than
@@ -96,12 +187,14 @@ pub(crate) fn run_shard(
     // wake-up, so the shard parks until a producer wakes it.
     let mut batching = false;
     let mut last_batch_at = std::time::Instant::now();
+    // What the last housekeeping pass left: bucket closes, or a snapshot's next slices.
+    let mut housekeeping_due = false;
     loop {
-        let handled = drain_once(&mut state, &mut consumers);
+        let handled = drain_marked(&mut state, &mut consumers, ready, &mut pending);
         if handled > 0 {
             counters.batches.fetch_add(1, Ordering::Relaxed);
             state.flush();
-            state.housekeeping();
+            housekeeping_due = state.housekeeping() || state.snapshot_in_progress();
             idle_iterations = 0;
             let now = std::time::Instant::now();
             batching = !batch_wait.is_zero() && now.duration_since(last_batch_at) < batch_wait;
@@ -109,18 +202,28 @@ pub(crate) fn run_shard(
             continue;
         }
         if stop.load(Ordering::SeqCst) {
-            // One last look: producers are gone, so empty now means empty for good.
+            // One last look at every ring: producers are gone, so empty now means empty for good.
             if drain_once(&mut state, &mut consumers) == 0 {
                 break;
             }
             continue;
         }
-        if state.housekeeping() {
-            // Bucket closes are pending: let the sinks' runners take the slice just flushed,
-            // then come back for the next instead of spinning or parking.
-            std::thread::yield_now();
-            idle_iterations = 0;
-            continue;
+        // Housekeeping runs after every batch, pass after pass while it has work left (bucket
+        // closes, a snapshot's slices), and before the shard waits; not at every spin (each
+        // pass reads the clock).
+        if housekeeping_due || idle_iterations + 1 >= spin_limit {
+            let closes_pending = state.housekeeping();
+            housekeeping_due = closes_pending || state.snapshot_in_progress();
+            if closes_pending {
+                // Bucket closes are pending: let the sinks' runners take the slice just
+                // flushed, then come back for the next instead of spinning or parking.
+                std::thread::yield_now();
+                idle_iterations = 0;
+                continue;
+            }
+            if housekeeping_due {
+                continue;
+            }
         }
         idle_iterations += 1;
         if idle_iterations < spin_limit {
@@ -137,9 +240,18 @@ pub(crate) fn run_shard(
             continue;
         }
         counters.parks.fetch_add(1, Ordering::Relaxed);
-        waker.park(park_timeout, || {
-            stop.load(Ordering::SeqCst) || consumers.iter().any(|c| !c.is_empty())
-        });
+        waker.park(park_timeout, || stop.load(Ordering::SeqCst) || ready.any());
+        if !ready.any() {
+            // Woken by the timeout (or spuriously): records pushed without a flush are taken
+            // now, at most `idle_park_ms` late.
+            let handled = drain_once(&mut state, &mut consumers);
+            if handled > 0 {
+                state.flush();
+                housekeeping_due = state.housekeeping() || state.snapshot_in_progress();
+                idle_iterations = 0;
+                continue;
+            }
+        }
         idle_iterations = spin_limit / 2;
     }
     // finish() closes whatever bucket closes are still pending, without waiting for room.
@@ -147,4 +259,27 @@ pub(crate) fn run_shard(
     state.finish();
     state.publish_snapshot(crate::record::now_ns());
     consumers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marked_rings_are_taken_once_across_words() {
+        let ready = ReadyRings::new(130);
+        assert_eq!(ready.word_count(), 3);
+        assert!(!ready.any());
+        for slot in [3, 70, 129, 70] {
+            ready.mark(slot);
+        }
+        assert!(ready.any());
+        let mut pending = vec![0u64; ready.word_count()];
+        ready.take_into(&mut pending);
+        assert_eq!(pending, vec![1 << 3, 1 << (70 - 64), 1 << (129 - 128)]);
+        // Taken: nothing is marked any more, and a second take adds nothing.
+        assert!(!ready.any());
+        ready.take_into(&mut pending);
+        assert_eq!(pending, vec![1 << 3, 1 << 6, 1 << 1]);
+    }
 }

@@ -37,7 +37,12 @@ pub(crate) fn fixture_dir() -> std::path::PathBuf {
 
 /// The fixture frames of `venue`, turned into wire bytes (gzip, protobuf) as the venue sends them.
 pub(crate) fn wire_frames(venue: Venue) -> Vec<WireFrame> {
-    let path = fixture_dir().join(format!("{}.jsonl", venue.name()));
+    wire_frames_of(&format!("{}.jsonl", venue.name()))
+}
+
+/// The frames of one fixture file (`bitget_v3.jsonl`: Bitget's v3 socket), as wire bytes.
+pub(crate) fn wire_frames_of(file_name: &str) -> Vec<WireFrame> {
+    let path = fixture_dir().join(file_name);
     let text = std::fs::read_to_string(&path).expect("fixture file is in the repository");
     text.lines()
         .filter(|line| !line.trim().is_empty())

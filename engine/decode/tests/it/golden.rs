@@ -14,7 +14,9 @@ use tickflow_decode::{
 
 const TS_RECV_NS: TimestampNs = 42;
 
-use crate::fixtures::{WireFrame, fixture_dir, fixture_registry, gzip, mexc_protobuf, wire_frames};
+use crate::fixtures::{
+    WireFrame, fixture_dir, fixture_registry, gzip, mexc_protobuf, wire_frames, wire_frames_of,
+};
 
 /// What one frame must turn into, written by hand.
 #[derive(Debug)]
@@ -248,6 +250,176 @@ fn decode_golden_bitget() {
             Control(ControlEvent::Pong),
         ],
     );
+}
+
+/// Bitget's v3 (unified account) socket: its documented frames (`bitget_v3.jsonl`).
+const BITGET_V3_FIXTURES: &str = "bitget_v3.jsonl";
+
+/// A client's own request (`{"op":...}`), which the fixture file keeps beside the server's replies.
+fn is_client_request(frame: &WireFrame) -> bool {
+    frame.bytes.starts_with(br#"{"op":"#)
+}
+
+#[test]
+fn decode_golden_bitget_v3() {
+    let frames = wire_frames_of(BITGET_V3_FIXTURES);
+    // Per documented channel: the client's subscribe request, the server's ack, one push.
+    let expected = [
+        None,
+        Some(Control(ControlEvent::SubscribeAck)),
+        // books1: `a`/`b` levels; `seq` above 2^53 survives exactly; the inner `ts` is a string.
+        Some(Quote {
+            symbol: "BTC-USDT",
+            bid: 99756.6,
+            bid_qty: 0.0128,
+            ask: 99756.7,
+            ask_qty: 23.9774,
+            ts_exchange_ns: Some(1746698732562 * MS),
+            seq: Some(1304314508780744705),
+        }),
+        None,
+        Some(Control(ControlEvent::SubscribeAck)),
+        // ticker: best bid/ask among the 24 h figures; the time is the push's own `ts`.
+        Some(Quote {
+            symbol: "BTC-USDT",
+            bid: 99999.0,
+            bid_qty: 186.183209,
+            ask: 100000.0,
+            ask_qty: 188.312553,
+            ts_exchange_ns: Some(1736371332162 * MS),
+            seq: None,
+        }),
+        None,
+        Some(Control(ControlEvent::SubscribeAck)),
+        // publicTrade: documented as a `snapshot` push of new fills, decoded as trades.
+        Some(Trade {
+            symbol: "BTC-USDT",
+            price: 100000.0,
+            qty: 0.00118,
+            side: Side::Buy,
+            trade_id: "1260903622036942849",
+            ts_exchange_ns: Some(1736348770627 * MS),
+        }),
+    ];
+    assert_eq!(frames.len(), expected.len(), "one expectation per line");
+    let registry = fixture_registry();
+    for (frame, expected) in frames.iter().zip(&expected) {
+        assert_eq!(
+            frame.kind == "control",
+            !matches!(expected, Some(Quote { .. }) | Some(Trade { .. })),
+            "fixture kind {frame:?}"
+        );
+        match expected {
+            Some(expected) => check(Venue::Bitget, frame, expected),
+            None => {
+                // Never data: the decoder refuses a client's request and appends nothing.
+                assert!(is_client_request(frame), "{frame:?}");
+                let mut decoder =
+                    decoder_for(Venue::Bitget, registry.clone(), DecodeLimits::default());
+                let mut out = RecordBatch::with_capacity(16);
+                let mut bytes = frame.bytes.clone();
+                decoder
+                    .decode(&mut bytes, frame.encoding, TS_RECV_NS, &mut out)
+                    .expect_err("a subscribe request is not a server frame");
+                assert!(out.is_empty());
+            }
+        }
+    }
+}
+
+/// v3 frames the documentation implies but does not show: spot pushes, an error reply, an empty
+/// book side (a withdrawal), a blank ticker side, and the v3 refusals of bad values.
+#[test]
+fn decode_bitget_v3_variants() {
+    let text = |frame: &str| WireFrame {
+        kind: "bbo".to_string(),
+        encoding: FrameEncoding::Text,
+        bytes: frame.as_bytes().to_vec(),
+    };
+    check(
+        Venue::Bitget,
+        &text(
+            r#"{"data":[{"a":[["44.90","0.6927"]],"b":[["44.82","3.5344"]],"checksum":0,"pseq":7,"seq":8,"ts":"1730332859988"}],"arg":{"instType":"spot","symbol":"METISUSDT","topic":"books1"},"action":"snapshot","ts":1730332859989}"#,
+        ),
+        &Quote {
+            symbol: "METIS-USDT",
+            bid: 44.82,
+            bid_qty: 3.5344,
+            ask: 44.90,
+            ask_qty: 0.6927,
+            ts_exchange_ns: Some(1730332859988 * MS),
+            seq: Some(8),
+        },
+    );
+    check(
+        Venue::Bitget,
+        &text(
+            r#"{"data":[{"a":[],"b":[["44.82","3.5344"]],"checksum":0,"seq":9,"ts":"1730332859990"}],"arg":{"instType":"spot","symbol":"METISUSDT","topic":"books1"},"action":"snapshot","ts":1730332859991}"#,
+        ),
+        &Withdrawn {
+            symbol: "METIS-USDT",
+        },
+    );
+    check(
+        Venue::Bitget,
+        &text(
+            r#"{"data":[{"bid1Price":"","bid1Size":"","ask1Price":"100000","ask1Size":"1"}],"arg":{"instType":"spot","symbol":"BTCUSDT","topic":"ticker"},"action":"snapshot","ts":1736371332162}"#,
+        ),
+        &Withdrawn { symbol: "BTC-USDT" },
+    );
+    check(
+        Venue::Bitget,
+        &text(
+            r#"{"data":[{"p":"1.717","S":"sell","T":"1730332800983","v":"56.16","i":"1235670816495050754","L":"1"}],"arg":{"instType":"spot","symbol":"OPUSDT","topic":"publicTrade"},"action":"update","ts":1730332800989}"#,
+        ),
+        &Trade {
+            symbol: "OP-USDT",
+            price: 1.717,
+            qty: 56.16,
+            side: Side::Sell,
+            trade_id: "1235670816495050754",
+            ts_exchange_ns: Some(1730332800983 * MS),
+        },
+    );
+    check(
+        Venue::Bitget,
+        &text(
+            r#"{"event":"error","arg":{"instType":"spot","topic":"books1","symbol":"NOPEUSDT"},"code":"30001","msg":"symbol doesn't exist"}"#,
+        ),
+        &Control(ControlEvent::ErrorReply { code: 30001 }),
+    );
+    use DecodeErrorKind::{BadNumber, CrossedBook, MissingField, UnknownMessage, UnknownSymbol};
+    for (frame, kind) in [
+        (
+            r#"{"data":[{"a":[["44.80","1"]],"b":[["44.82","1"]],"seq":1,"ts":"1"}],"arg":{"instType":"spot","symbol":"METISUSDT","topic":"books1"},"action":"snapshot","ts":1}"#,
+            CrossedBook,
+        ),
+        (
+            r#"{"data":[{"a":[["44.90","1"]],"b":[["44.82","1"]],"seq":-1,"ts":"1"}],"arg":{"instType":"spot","symbol":"METISUSDT","topic":"books1"},"action":"snapshot","ts":1}"#,
+            BadNumber,
+        ),
+        (
+            r#"{"data":[{"p":"1","S":"buy","T":"1","v":"1"}],"arg":{"instType":"spot","symbol":"OPUSDT","topic":"publicTrade"},"action":"snapshot","ts":1}"#,
+            MissingField,
+        ),
+        (
+            r#"{"data":[],"arg":{"instType":"spot","symbol":"NOPEUSDT","topic":"books1"},"action":"snapshot","ts":1}"#,
+            UnknownSymbol,
+        ),
+        (
+            r#"{"data":[],"arg":{"instType":"spot","symbol":"OPUSDT","topic":"kline"},"action":"snapshot","ts":1}"#,
+            UnknownMessage,
+        ),
+    ] {
+        let mut decoder = decoder_for(Venue::Bitget, fixture_registry(), DecodeLimits::default());
+        let mut out = RecordBatch::with_capacity(16);
+        let mut bytes = frame.as_bytes().to_vec();
+        let error = decoder
+            .decode(&mut bytes, FrameEncoding::Text, TS_RECV_NS, &mut out)
+            .expect_err(frame);
+        assert_eq!(error.kind, kind, "{frame}: {error}");
+        assert!(out.is_empty(), "{frame}: nothing appended");
+    }
 }
 
 #[test]
@@ -1088,6 +1260,9 @@ fn decode_never_panics_on_truncations_and_byte_flips() {
         for frame in wire_frames(venue) {
             inputs.push(frame.bytes.clone());
         }
+    }
+    for frame in wire_frames_of(BITGET_V3_FIXTURES) {
+        inputs.push(frame.bytes);
     }
     let mut decoded = 0u64;
     for input in &inputs {

@@ -1,6 +1,7 @@
 //! Gap events the ring refused, held per owned symbol and offered again, in order, before any
-//! data record of that symbol; and the retirement gaps of symbols a new plan no longer carries.
-//! Must not decide when a gap happens, nor drop one before shutdown.
+//! data record of that symbol: the slot's connection gaps and the decoders' quote withdrawals
+//! (`GAP_QUOTE_WITHDRAWN`, which travel with the data); and the retirement gaps of symbols a new
+//! plan no longer carries. Must not decide when a gap happens, nor drop one before shutdown.
 
 use std::sync::Arc;
 
@@ -8,25 +9,34 @@ use crate::EventSink;
 use crate::counters::{SlotCounters, bump};
 use crate::planner::SlotPlan;
 use tickflow_core::record::{FeedEvent, now_ns};
-use tickflow_core::records::{GAP_DISCONNECT, GAP_SYMBOL_RETIRED, GapEvent, SymbolId};
+use tickflow_core::records::{
+    GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GAP_SYMBOL_RETIRED, GapEvent, SymbolId,
+};
 
-/// One symbol's held gaps, delivered in this order (disconnect, then reconnect). At most one of
-/// each kind: a new disconnect while a reconnect is held back nets to "disconnected" (the shard
-/// treats both kinds as "the venue's last quote predates the hole"; only a disconnect also ends
-/// open cycles).
+/// One symbol's held gaps, delivered in this order (disconnect, reconnect, withdrawal). At most
+/// one of each kind: a new disconnect while a reconnect is held back nets to "disconnected" (the
+/// shard treats both kinds as "the venue's last quote predates the hole"; only a disconnect also
+/// ends open cycles), and a second withdrawal adds nothing to the first (no quote of the symbol
+/// gets past a held gap in between).
 #[derive(Clone, Copy, Debug, Default)]
 struct SymbolGaps {
     disconnect: Option<GapEvent>,
     reconnect: Option<GapEvent>,
+    withdrawn: Option<GapEvent>,
 }
 
 impl SymbolGaps {
     fn is_empty(&self) -> bool {
-        self.disconnect.is_none() && self.reconnect.is_none()
+        self.disconnect.is_none() && self.reconnect.is_none() && self.withdrawn.is_none()
     }
 
     fn hold(&mut self, gap: GapEvent) {
-        if gap.kind == GAP_DISCONNECT {
+        if gap.kind == GAP_QUOTE_WITHDRAWN {
+            // The earliest withdrawal stands: the quote was gone from then on.
+            if self.withdrawn.is_none() {
+                self.withdrawn = Some(gap);
+            }
+        } else if gap.kind == GAP_DISCONNECT {
             self.reconnect = None;
             // The earliest disconnect stands: the hole began then.
             if self.disconnect.is_none() {
@@ -51,7 +61,19 @@ impl SymbolGaps {
             }
             self.reconnect = None;
         }
+        if let Some(gap) = self.withdrawn {
+            if !sink.push(FeedEvent::Gap(gap)) {
+                return false;
+            }
+            self.withdrawn = None;
+        }
         true
+    }
+
+    fn held(&self) -> impl Iterator<Item = GapEvent> {
+        [self.disconnect, self.reconnect, self.withdrawn]
+            .into_iter()
+            .flatten()
     }
 }
 
@@ -96,7 +118,7 @@ impl HeldGaps {
                 None => {
                     retired += 1;
                     // What it held goes first, in order, then the retirement.
-                    for gap in [held.disconnect, held.reconnect].into_iter().flatten() {
+                    for gap in held.held() {
                         self.retired.push(gap);
                     }
                     bump(&counters.gaps);
@@ -181,6 +203,26 @@ impl HeldGaps {
         sink.flush();
     }
 
+    /// Holds a gap the decoders produced (a quote withdrawal) that the ring refused, or that
+    /// would overtake its symbol's held gap: it is delivered before the symbol's next record,
+    /// never dropped. False when the slot does not own the symbol (then nothing can hold it).
+    pub(super) fn hold_data_gap(&mut self, gap: GapEvent) -> bool {
+        let Some(index) = self
+            .plan
+            .symbol_ids
+            .iter()
+            .position(|id| *id == gap.symbol_id)
+        else {
+            return false;
+        };
+        let held = &mut self.by_symbol[index];
+        if held.is_empty() {
+            self.symbols += 1;
+        }
+        held.hold(gap);
+        true
+    }
+
     /// True when a record of `symbol_id` must not be delivered yet: it would overtake its
     /// symbol's held gap, and the shard would take the venue's quote as live across the hole.
     pub(super) fn blocks(&self, symbol_id: SymbolId) -> bool {
@@ -198,8 +240,8 @@ impl HeldGaps {
         let mut dropped = self.retired.len() as u64;
         self.retired.clear();
         for held in &mut self.by_symbol {
-            dropped +=
-                held.disconnect.take().is_some() as u64 + held.reconnect.take().is_some() as u64;
+            dropped += held.held().count() as u64;
+            *held = SymbolGaps::default();
         }
         self.symbols = 0;
         dropped

@@ -49,7 +49,7 @@ use crate::planner::SlotPlan;
 use crate::protocol::{self, ClientPing};
 use crate::ws::{ConnectError, WsReader};
 use tickflow_core::record::{FeedEvent, now_ns};
-use tickflow_core::records::{GAP_DISCONNECT, GAP_RECONNECT};
+use tickflow_core::records::{GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GAP_RECONNECT};
 use tickflow_core::venue::Venue;
 use tickflow_decode::{ControlEvent, DecodeErrorKind, FrameEncoding, FrameOutcome};
 
@@ -286,6 +286,8 @@ impl<S: EventSink> Slot<S> {
                 std::sync::atomic::Ordering::Relaxed,
             );
             let end = self.session(reader, writer, plan, &mut plan_updates).await;
+            // The records of the session's last frames.
+            self.sink.flush();
             self.counters
                 .connected
                 .store(false, std::sync::atomic::Ordering::Relaxed);
@@ -412,7 +414,7 @@ impl<S: EventSink> Slot<S> {
                     rotation.close_all(self.timings.shutdown_deadline).await;
                     return SessionEnd::Shutdown;
                 }
-                event = rotation.next_event(&mut coalescer) => self.on_event(&decode_pool, &mut rotation, event),
+                event = rotation.next_event(&mut coalescer, true) => self.on_event(&decode_pool, &mut rotation, event),
                 _ = tick.tick() => self.housekeeping(&mut rotation),
                 next = next_plan(plan_updates.as_mut()) => {
                     self.opener = self.opener.with_plan(&next);
@@ -433,14 +435,18 @@ impl<S: EventSink> Slot<S> {
             // through the select! one by one, which would set up and tear down the cancellation
             // waiter and poll the tick per frame. Bounded, so cancellation and the tick are
             // still looked at every `DRAIN_EVENTS` events.
+            // Not waiting in between (no batch wait), so the records are flushed (the shards
+            // woken) once per burst, before the thread sleeps or waits.
             for _ in 0..DRAIN_EVENTS {
-                let Some(event) = ready_now(rotation.next_event(&mut coalescer)).await else {
+                let Some(event) = ready_now(rotation.next_event(&mut coalescer, false)).await
+                else {
                     break;
                 };
                 if let ControlFlow::Break(end) = self.on_event(&decode_pool, &mut rotation, event) {
                     return end;
                 }
             }
+            self.sink.flush();
         }
     }
 
@@ -759,12 +765,22 @@ impl<S: EventSink> Slot<S> {
                 self.deliver_held_gaps();
                 for event in scratch.batch_mut().drain() {
                     quotes += matches!(event, FeedEvent::Quote(_)) as u64;
-                    // Held back by its symbol's gap, a record is dropped like a full ring's.
-                    if self.held_gaps.blocks(event.symbol_id()) || !self.sink.push(event) {
-                        bump(&self.counters.ring_drops);
+                    if !self.held_gaps.blocks(event.symbol_id()) && self.sink.push(event) {
+                        continue;
                     }
+                    // A withdrawal is a gap: held like the slot's own (it ends the venue's
+                    // cycles), delivered before the symbol's next record, never dropped.
+                    if let FeedEvent::Gap(gap) = event
+                        && gap.kind == GAP_QUOTE_WITHDRAWN
+                        && self.held_gaps.hold_data_gap(gap)
+                    {
+                        continue;
+                    }
+                    // Held back by its symbol's gap, a record is dropped like a full ring's.
+                    bump(&self.counters.ring_drops);
                 }
-                self.sink.flush();
+                // No flush (shard wake-up) per frame: the session flushes once the frames one
+                // wake-up read are handled.
                 if count == 0 {
                     return FrameAction::Continue;
                 }

@@ -195,8 +195,9 @@ impl Opener {
             let mut scratch = self.scratch();
             let mut requests = std::mem::take(&mut scratch.requests);
             requests.clear();
-            protocol::subscribe_requests(
+            protocol::subscribe_requests_for(
                 self.plan.venue,
+                self.plan.rules.api,
                 &self.plan.topics,
                 unix_s,
                 &mut scratch.request_id,

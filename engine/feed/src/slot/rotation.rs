@@ -119,10 +119,12 @@ impl<'a, O: ReplacementOpen> Rotation<'a, O> {
     /// Drives seat 0 (its queued writes, then its reads), seat 1, then the replacement's open,
     /// in that order. Writes never wait here: a socket that takes no more leaves its bytes
     /// queued (the link's write deadline judges that) and the reads go on. Before it waits,
-    /// `coalescer` may hold the thread for a batch of frames (see `coalesce`).
+    /// `coalescer` may hold the thread for a batch of frames (see `coalesce`) when `may_batch`
+    /// (false: the caller only looks for what is ready now and flushes before it waits).
     pub(super) fn next_event<'s>(
         &'s mut self,
         coalescer: &'s mut Coalescer,
+        may_batch: bool,
     ) -> impl Future<Output = Event> + 's {
         std::future::poll_fn(move |cx| {
             for seat in [0usize, 1] {
@@ -145,7 +147,9 @@ impl<'a, O: ReplacementOpen> Rotation<'a, O> {
                 return Poll::Ready(Event::Opened(result));
             }
             // Every waker is registered: what arrives during a batch wait wakes the task after.
-            coalescer.before_idle();
+            if may_batch {
+                coalescer.before_idle();
+            }
             Poll::Pending
         })
     }

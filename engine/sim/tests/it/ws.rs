@@ -50,7 +50,8 @@ async fn tricky_and_churned_listings_stream_in_the_venues_spelling() {
         (Venue::Mexc, "1000PEPE-USDT", "1000PEPEUSDT"),
         (Venue::Gate, "ETH-FDUSD", "\"s\":\"ETH_FDUSD\""),
         (Venue::Kucoin, "BSV-USDT", "/spotMarket/level1:BCHSV-USDT"),
-        (Venue::Bitget, "DOT-USD", "\"instId\":\"DOTUSD\""),
+        // Bitget: the default socket is v3 (`symbol`, not v2's `instId`).
+        (Venue::Bitget, "DOT-USD", "\"symbol\":\"DOTUSD\""),
         (Venue::Htx, "ETH-BTC", "market.ethbtc.bbo"),
     ];
     for (venue, canonical, needle) in cases {
@@ -106,7 +107,7 @@ async fn unknown_symbols_get_the_venues_error_reply() {
         (Venue::Mexc, "Not Subscribed successfully"),
         (Venue::Gate, "unknown currency pair"),
         (Venue::Kucoin, "\"type\":\"error\""),
-        (Venue::Bitget, "\"code\":30001"),
+        (Venue::Bitget, "\"code\":\"30001\""),
         (Venue::Htx, "\"status\":\"error\""),
     ];
     for (venue, marker) in cases {
