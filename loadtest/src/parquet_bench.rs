@@ -129,6 +129,8 @@ pub struct PairReadFigure {
     pub pair_rows: u64,
     pub seconds: f64,
     pub bytes_read: u64,
+    /// Of `bytes_read`: footers and page indexes.
+    pub metadata_bytes_read: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -160,7 +162,11 @@ impl ParquetBenchReport {
             ));
         }
         if let Some(plugin) = self.figure("plugin") {
-            for other in ["pyarrow write_table", "parquet-rs ArrowWriter"] {
+            for other in [
+                "pyarrow write_table",
+                "parquet-rs ArrowWriter",
+                "ArrowWriter, plugin enc.",
+            ] {
                 if let Some(other_figure) = self.figure(other) {
                     out.push_str(&format!(
                         "plugin / {other}: {:.2}\n",
@@ -175,7 +181,7 @@ impl ParquetBenchReport {
         ));
         if let Some(read) = &self.pair_read {
             out.push_str(&format!(
-                "read one pair's day: {} rows of {} in {} files ({:.1} MiB, {} pairs) in {:.1} ms, {:.2} MiB read ({:.2}% of the day's bytes)\n",
+                "read one pair's day: {} rows of {} in {} files ({:.1} MiB, {} pairs) in {:.1} ms, {:.2} MiB read ({:.2} MiB footers and page indexes; {:.2}% of the day's bytes)\n",
                 read.pair_rows,
                 read.day_rows,
                 read.day_files,
@@ -183,7 +189,12 @@ impl ParquetBenchReport {
                 read.pairs,
                 read.seconds * 1e3,
                 read.bytes_read as f64 / 1048576.0,
+                read.metadata_bytes_read as f64 / 1048576.0,
                 100.0 * read.bytes_read as f64 / read.day_bytes.max(1) as f64,
+            ));
+            out.push_str(&format!(
+                "spreads: {:.2} MiB per M rows (compacted day)\n",
+                read.day_bytes as f64 / 1048576.0 / (read.day_rows.max(1) as f64 / 1e6)
             ));
         }
         out
@@ -315,11 +326,58 @@ fn zstd_1_properties(row_group_rows: usize) -> Result<WriterProperties, BenchErr
         .build())
 }
 
-/// A bare `ArrowWriter` writing `batches` to `path` (zstd 1).
+/// The encodings the plugin gives the `quotes` columns (plugins/parquet/src/writer.rs,
+/// `writer_properties`, copied: a plugin is not linked into this tool): zstd 1, the row-group
+/// size, page statistics, pages of at most 8 192 rows, no dictionary for the f64 columns, the
+/// timestamps and the sequence (nearly all values distinct). The bare `ArrowWriter` given these
+/// isolates the cost of the plugin's record → column conversion and hand-off.
+fn plugin_like_properties(row_group_rows: usize) -> Result<WriterProperties, BenchError> {
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1)?))
+        .set_max_row_group_size(row_group_rows)
+        .set_statistics_enabled(parquet::file::properties::EnabledStatistics::Page)
+        .set_data_page_row_count_limit(8_192);
+    for column in [
+        "ts_recv",
+        "ts_exchange",
+        "bid",
+        "bid_qty",
+        "ask",
+        "ask_qty",
+        "seq",
+    ] {
+        builder = builder
+            .set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(column), false);
+    }
+    Ok(builder.build())
+}
+
+/// A bare `ArrowWriter` writing `batches` to `path` (zstd 1, otherwise parquet-rs defaults).
 pub fn arrow_writer(
     batches: &[RecordBatch],
     path: &Path,
     row_group_rows: usize,
+) -> Result<WriteFigure, BenchError> {
+    let mut figure = arrow_writer_with(batches, path, zstd_1_properties(row_group_rows)?)?;
+    figure.name = "parquet-rs ArrowWriter";
+    Ok(figure)
+}
+
+/// A bare `ArrowWriter` with the plugin's encodings ([`plugin_like_properties`]).
+pub fn arrow_writer_plugin_encodings(
+    batches: &[RecordBatch],
+    path: &Path,
+    row_group_rows: usize,
+) -> Result<WriteFigure, BenchError> {
+    let mut figure = arrow_writer_with(batches, path, plugin_like_properties(row_group_rows)?)?;
+    figure.name = "ArrowWriter, plugin enc.";
+    Ok(figure)
+}
+
+fn arrow_writer_with(
+    batches: &[RecordBatch],
+    path: &Path,
+    properties: WriterProperties,
 ) -> Result<WriteFigure, BenchError> {
     let schema = batches
         .first()
@@ -327,7 +385,7 @@ pub fn arrow_writer(
         .unwrap_or_else(|| Dataset::Quotes.schema());
     let started = Instant::now();
     let file = File::create(path).map_err(io(path.display()))?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(zstd_1_properties(row_group_rows)?))?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties))?;
     for batch in batches {
         writer.write(batch)?;
     }
@@ -660,6 +718,7 @@ fn host_table(names: &Names) -> &'static Host {
         gauge_set: None,
         histogram_record: None,
         clock_ns: Some(host_clock_ns),
+        publish_endpoint: None,
     }))
 }
 
@@ -695,12 +754,13 @@ pub fn parquet_files(root: &Path) -> Result<Vec<PathBuf>, BenchError> {
 pub const PLUGIN_MEMORY_BOUND_MIB: u64 = 2_048;
 
 /// The plugin's config (keys of plugins/parquet/README.md) for a write under `root` with only
-/// `dataset` on, zstd level 1, `row_group_rows`, the benchmark's memory bound, no retention (the
+/// `dataset` on, zstd level 1, `row_group_rows`, the benchmark's memory bound, a shutdown flush
+/// that waits for every row (so the stats read before `destroy` are final), no retention (the
 /// rows' times are fixed), then `extra` lines.
 pub fn plugin_config(root: &Path, dataset: Dataset, row_group_rows: usize, extra: &str) -> String {
     format!(
         "root = {:?}\ndatasets = [\"{}\"]\nzstd_level = 1\nrow_group_rows = {row_group_rows}\n\
-         memory_bound_mib = {PLUGIN_MEMORY_BOUND_MIB}\n\
+         memory_bound_mib = {PLUGIN_MEMORY_BOUND_MIB}\nflush_timeout_ms = 3600000\n\
          retention = {{ quotes = {{}}, trades = {{}}, spreads = {{}}, opportunities = {{}}, gaps = {{}} }}\n{extra}\n",
         root.display().to_string(),
         dataset.name()
@@ -783,6 +843,12 @@ pub fn run(settings: &ParquetBenchSettings) -> Result<ParquetBenchReport, BenchE
     report.writes.push(arrow_writer(
         &batches,
         &settings.dir.join("arrow_writer.parquet"),
+        settings.row_group_rows,
+    )?);
+    eprintln!("parquet-bench: parquet-rs ArrowWriter with the plugin's encodings");
+    report.writes.push(arrow_writer_plugin_encodings(
+        &batches,
+        &settings.dir.join("arrow_writer_plugin_encodings.parquet"),
         settings.row_group_rows,
     )?);
     let ipc = settings.dir.join("quotes.arrow");

@@ -148,7 +148,7 @@ pub fn pair_day(
     drop(samples);
     let day_dir = root.join("spreads").join("date=2026-01-01");
     // An instance with nothing to write: its writer's housekeeping compacts the closed hours
-    // (one at a time, every few seconds).
+    // (one after another once a pass finds them, each in slices between the writer's jobs).
     let compaction_started = Instant::now();
     let compacted =
         crate::parquet_bench::tick_until(plugin, &config, names, COMPACTION_WAIT, || {
@@ -183,11 +183,12 @@ pub fn pair_day(
     let read_started = Instant::now();
     let mut pair_rows = 0u64;
     let mut day_rows = 0u64;
+    let mut metadata_bytes_read = 0u64;
     for path in &files {
-        let (rows, file_rows) =
-            read_pair(path, &symbol, buy.name(), sell.name(), Arc::clone(&counter))?;
-        pair_rows += rows;
-        day_rows += file_rows;
+        let read = read_pair(path, &symbol, buy.name(), sell.name(), Arc::clone(&counter))?;
+        pair_rows += read.pair_rows;
+        day_rows += read.file_rows;
+        metadata_bytes_read += read.metadata_bytes;
     }
     let seconds = read_started.elapsed().as_secs_f64();
     Ok(PairReadFigure {
@@ -198,6 +199,7 @@ pub fn pair_day(
         pair_rows,
         seconds,
         bytes_read: counter.load(Ordering::Relaxed),
+        metadata_bytes_read,
     })
 }
 
@@ -327,29 +329,47 @@ fn equals(column: &dyn Array, value: &str) -> BooleanArray {
         .collect()
 }
 
-/// Reads the rows of one pair from `path`: `(pair rows, rows in the file)`.
+/// One file's part of a per-pair read.
+struct FileRead {
+    pair_rows: u64,
+    file_rows: u64,
+    /// Bytes read for the footer and the page index.
+    metadata_bytes: u64,
+}
+
+/// Reads the rows of one pair from `path`.
 fn read_pair(
     path: &PathBuf,
     symbol: &str,
     buy_venue: &str,
     sell_venue: &str,
     bytes_read: Arc<AtomicU64>,
-) -> Result<(u64, u64), BenchError> {
+) -> Result<FileRead, BenchError> {
     let file =
         File::open(path).map_err(|error| BenchError::Io(path.display().to_string(), error))?;
-    let reader = CountingFile { file, bytes_read };
+    let before = bytes_read.load(Ordering::Relaxed);
+    let reader = CountingFile {
+        file,
+        bytes_read: Arc::clone(&bytes_read),
+    };
     let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
         reader,
         ArrowReaderOptions::new().with_page_index(true),
     )?;
+    let metadata_bytes = bytes_read.load(Ordering::Relaxed) - before;
     let metadata = Arc::clone(builder.metadata());
     let file_rows = metadata.file_metadata().num_rows() as u64;
+    let nothing = FileRead {
+        pair_rows: 0,
+        file_rows,
+        metadata_bytes,
+    };
     let (Some(symbol_column), Some(buy_column), Some(sell_column)) = (
         column_position(&metadata, "symbol"),
         column_position(&metadata, "buy_venue"),
         column_position(&metadata, "sell_venue"),
     ) else {
-        return Ok((0, file_rows));
+        return Ok(nothing);
     };
     let row_groups: Vec<usize> = (0..metadata.num_row_groups())
         .filter(|&row_group| {
@@ -359,7 +379,7 @@ fn read_pair(
         })
         .collect();
     if row_groups.is_empty() {
-        return Ok((0, file_rows));
+        return Ok(nothing);
     }
     let selection = page_selection(&metadata, &row_groups, symbol_column, symbol);
     let schema_descr = metadata.file_metadata().schema_descr_ptr();
@@ -383,9 +403,12 @@ fn read_pair(
     if let Some(selection) = selection {
         builder = builder.with_row_selection(selection);
     }
-    let mut rows = 0u64;
+    let mut pair_rows = 0u64;
     for batch in builder.build()? {
-        rows += batch?.num_rows() as u64;
+        pair_rows += batch?.num_rows() as u64;
     }
-    Ok((rows, file_rows))
+    Ok(FileRead {
+        pair_rows,
+        ..nothing
+    })
 }

@@ -111,7 +111,9 @@ pub struct ParquetConfig {
     /// First retry delay after a write fault; doubles per failure up to `fault_backoff_max_ms`.
     pub fault_backoff_initial_ms: u64,
     pub fault_backoff_max_ms: u64,
-    /// Longest a host `flush` that commits everything waits for the writer.
+    /// Longest the shutdown flush waits for the writer to write and commit everything it holds
+    /// (the stats the host reads next are exact when it did). Keep it below the sink's
+    /// `shutdown_deadline_ms` (host default 5 000), which also covers draining and `destroy`.
     pub flush_timeout_ms: u64,
     pub retention: RetentionConfig,
 }
@@ -137,7 +139,10 @@ impl Default for ParquetConfig {
             name_cache_entries: 16_384,
             fault_backoff_initial_ms: 100,
             fault_backoff_max_ms: 10_000,
-            flush_timeout_ms: 3_000,
+            // The host's default shutdown_deadline_ms is 5 000: 1 s is left for draining the
+            // rings before and destroy after. With the default memory bound the writer holds
+            // at most 32 MiB of rows, well under a second of writing.
+            flush_timeout_ms: 4_000,
             retention: RetentionConfig::default(),
         }
     }
@@ -231,6 +236,9 @@ impl ParquetConfig {
                 "must be at least 1 and at most fault_backoff_max_ms",
             ));
         }
+        if !(1..=3_600_000).contains(&self.flush_timeout_ms) {
+            return Err(invalid("flush_timeout_ms", "must be 1..=3600000"));
+        }
         if self.memory_bound_mib > 1 << 20 {
             return Err(invalid(
                 "memory_bound_mib",
@@ -314,6 +322,7 @@ mod tests {
             ("row_group_rows = 10", "row_group_rows"),
             ("memory_bound_mib = 4", "memory_bound_mib"),
             ("roll_age_s = 0", "roll_age_s"),
+            ("flush_timeout_ms = 0", "flush_timeout_ms"),
             ("spreads_every_n_buckets = 0", "spreads_every_n_buckets"),
             ("colour = \"blue\"", "colour"),
             ("[retention.quotes]\nmax_days = 3", "max_days"),

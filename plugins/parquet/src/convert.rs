@@ -6,11 +6,15 @@ use rustc_hash::FxHashMap as HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder,
-    UInt32Builder, UInt64Builder,
+    BooleanBuilder, Int64Builder, NullBufferBuilder, StringBuilder, UInt32Builder,
 };
-use arrow_array::types::Int32Type;
-use arrow_array::{ArrayRef, DictionaryArray, Int32Array, RecordBatch};
+use arrow_array::types::{
+    ArrowPrimitiveType, Float64Type, Int32Type, TimestampNanosecondType, UInt64Type,
+};
+use arrow_array::{
+    ArrayRef, DictionaryArray, Float64Array, Int32Array, PrimitiveArray, RecordBatch,
+    TimestampNanosecondArray,
+};
 use arrow_schema::ArrowError;
 use tickflow_formats::Dataset;
 use tickflow_formats::schema::{gap_kind_name, opportunity_kind_name};
@@ -194,10 +198,17 @@ impl NameCache {
     }
 }
 
+/// Ids below this are keyed through a table indexed by id (symbol ids are registry slots,
+/// venue ids small); larger ones through a map. Bounds the table at 256 KiB.
+const DENSE_ID_LIMIT: u32 = 1 << 16;
+
 /// Builds one dictionary-encoded string column: each distinct id is looked up once per batch.
 struct DictionaryColumn {
     keys: Vec<i32>,
-    key_of: HashMap<u32, i32>,
+    /// Key + 1 of each id below [`DENSE_ID_LIMIT`] (0: not seen yet), grown to the largest id.
+    dense: Vec<i32>,
+    sparse: HashMap<u32, i32>,
+    distinct: i32,
     values: StringBuilder,
 }
 
@@ -205,17 +216,40 @@ impl DictionaryColumn {
     fn with_capacity(rows: usize) -> DictionaryColumn {
         DictionaryColumn {
             keys: Vec::with_capacity(rows),
-            key_of: HashMap::default(),
+            dense: Vec::new(),
+            sparse: HashMap::default(),
+            distinct: 0,
             values: StringBuilder::new(),
         }
     }
+    #[inline]
     fn push(&mut self, id: u32, name: impl FnOnce() -> Arc<str>) {
-        let next = self.key_of.len() as i32;
-        let key = *self.key_of.entry(id).or_insert_with(|| {
-            self.values.append_value(&*name());
-            next
-        });
+        let key = if id < DENSE_ID_LIMIT {
+            let slot = id as usize;
+            if slot >= self.dense.len() {
+                self.dense.resize(slot + 1, 0);
+            }
+            match self.dense[slot] {
+                0 => {
+                    let key = self.new_key(name);
+                    self.dense[slot] = key + 1;
+                    key
+                }
+                key_plus_one => key_plus_one - 1,
+            }
+        } else if let Some(&key) = self.sparse.get(&id) {
+            key
+        } else {
+            let key = self.new_key(name);
+            self.sparse.insert(id, key);
+            key
+        };
         self.keys.push(key);
+    }
+    fn new_key(&mut self, name: impl FnOnce() -> Arc<str>) -> i32 {
+        self.values.append_value(&*name());
+        self.distinct += 1;
+        self.distinct - 1
     }
     fn finish(mut self) -> Result<ArrayRef, ArrowError> {
         let array = DictionaryArray::<Int32Type>::try_new(
@@ -226,38 +260,48 @@ impl DictionaryColumn {
     }
 }
 
-fn timestamps(values: impl Iterator<Item = i64>, rows: usize) -> ArrayRef {
-    let mut builder = TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC");
+fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampNanosecondArray::from_iter_values(values).with_timezone("UTC"))
+}
+
+/// Values and validity in two passes-free vectors: a value slot is written for a null too (0),
+/// and the validity bitmap is only materialised when a null appears.
+fn optional_values<T: ArrowPrimitiveType>(
+    values: impl Iterator<Item = Option<T::Native>>,
+    rows: usize,
+) -> PrimitiveArray<T> {
+    let mut data = Vec::with_capacity(rows);
+    let mut validity = NullBufferBuilder::new(rows);
     for value in values {
-        builder.append_value(value);
+        match value {
+            Some(value) => {
+                data.push(value);
+                validity.append_non_null();
+            }
+            None => {
+                data.push(T::Native::default());
+                validity.append_null();
+            }
+        }
     }
-    Arc::new(builder.finish())
+    PrimitiveArray::new(data.into(), validity.finish())
 }
 
 fn optional_timestamps(values: impl Iterator<Item = Option<i64>>, rows: usize) -> ArrayRef {
-    let mut builder = TimestampNanosecondBuilder::with_capacity(rows).with_timezone("UTC");
-    for value in values {
-        builder.append_option(value);
-    }
-    Arc::new(builder.finish())
+    Arc::new(optional_values::<TimestampNanosecondType>(values, rows).with_timezone("UTC"))
 }
 
-fn floats(values: impl Iterator<Item = f64>, rows: usize) -> ArrayRef {
-    let mut builder = Float64Builder::with_capacity(rows);
-    for value in values {
-        builder.append_value(value);
-    }
-    Arc::new(builder.finish())
+fn floats(values: impl Iterator<Item = f64>) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(values))
 }
 
 /// A band or window statistic: NaN or infinite (an empty or degenerate window) is written as
 /// null, so readers never meet NaN.
 fn finite_floats(values: impl Iterator<Item = f64>, rows: usize) -> ArrayRef {
-    let mut builder = Float64Builder::with_capacity(rows);
-    for value in values {
-        builder.append_option(value.is_finite().then_some(value));
-    }
-    Arc::new(builder.finish())
+    Arc::new(optional_values::<Float64Type>(
+        values.map(|value| value.is_finite().then_some(value)),
+        rows,
+    ))
 }
 
 fn strings<'a>(values: impl Iterator<Item = &'a str>, rows: usize) -> ArrayRef {
@@ -336,22 +380,23 @@ pub fn to_record_batch(rows: &Rows, names: &mut NameCache) -> Result<RecordBatch
         Rows::Quotes(rows) => {
             let mut symbol = DictionaryColumn::with_capacity(n);
             let mut venue = DictionaryColumn::with_capacity(n);
-            let mut seq = UInt64Builder::with_capacity(n);
             for row in rows {
                 symbol.push(row.symbol_id.0, || names.symbol(row.symbol_id));
                 venue.push(u32::from(row.venue_id.0), || names.venue(row.venue_id));
-                seq.append_option(row.sequence());
             }
             vec![
-                timestamps(rows.iter().map(|row| row.ts_recv_ns), n),
+                timestamps(rows.iter().map(|row| row.ts_recv_ns)),
                 optional_timestamps(rows.iter().map(|row| row.ts_exchange()), n),
                 symbol.finish()?,
                 venue.finish()?,
-                floats(rows.iter().map(|row| row.bid), n),
-                floats(rows.iter().map(|row| row.bid_qty), n),
-                floats(rows.iter().map(|row| row.ask), n),
-                floats(rows.iter().map(|row| row.ask_qty), n),
-                Arc::new(seq.finish()),
+                floats(rows.iter().map(|row| row.bid)),
+                floats(rows.iter().map(|row| row.bid_qty)),
+                floats(rows.iter().map(|row| row.ask)),
+                floats(rows.iter().map(|row| row.ask_qty)),
+                Arc::new(optional_values::<UInt64Type>(
+                    rows.iter().map(|row| row.sequence()),
+                    n,
+                )),
             ]
         }
         Rows::Trades(rows) => {
@@ -366,12 +411,12 @@ pub fn to_record_batch(rows: &Rows, names: &mut NameCache) -> Result<RecordBatch
                 trade_id.append_value(&text);
             }
             vec![
-                timestamps(rows.iter().map(|row| row.ts_recv_ns), n),
+                timestamps(rows.iter().map(|row| row.ts_recv_ns)),
                 optional_timestamps(rows.iter().map(|row| row.ts_exchange()), n),
                 symbol.finish()?,
                 venue.finish()?,
-                floats(rows.iter().map(|row| row.price), n),
-                floats(rows.iter().map(|row| row.qty), n),
+                floats(rows.iter().map(|row| row.price)),
+                floats(rows.iter().map(|row| row.qty)),
                 strings(rows.iter().map(|row| row.side().as_str()), n),
                 Arc::new(trade_id.finish()),
             ]
@@ -398,15 +443,15 @@ pub fn to_record_batch(rows: &Rows, names: &mut NameCache) -> Result<RecordBatch
                 warming.append_value(row.flags & SPREAD_FLAG_WARMING != 0);
             }
             vec![
-                timestamps(rows.iter().map(|row| row.bucket_start_ns), n),
+                timestamps(rows.iter().map(|row| row.bucket_start_ns)),
                 symbol.finish()?,
                 buy.finish()?,
                 sell.finish()?,
                 Arc::new(duration.finish()),
-                floats(rows.iter().map(|row| row.last_bp), n),
-                floats(rows.iter().map(|row| row.min_bp), n),
-                floats(rows.iter().map(|row| row.max_bp), n),
-                floats(rows.iter().map(|row| row.mean_bp), n),
+                floats(rows.iter().map(|row| row.last_bp)),
+                floats(rows.iter().map(|row| row.min_bp)),
+                floats(rows.iter().map(|row| row.max_bp)),
+                floats(rows.iter().map(|row| row.mean_bp)),
                 finite_floats(rows.iter().map(|row| row.window_mean_bp), n),
                 finite_floats(rows.iter().map(|row| row.window_std_bp), n),
                 finite_floats(rows.iter().map(|row| row.band_lower_bp), n),
@@ -431,15 +476,15 @@ pub fn to_record_batch(rows: &Rows, names: &mut NameCache) -> Result<RecordBatch
                 net.append_value(row.flags & OPPORTUNITY_FLAG_NET != 0);
             }
             vec![
-                timestamps(rows.iter().map(|row| row.ts_ns), n),
+                timestamps(rows.iter().map(|row| row.ts_ns)),
                 strings(rows.iter().map(|row| opportunity_kind_name(row.kind)), n),
-                timestamps(rows.iter().map(|row| row.started_ns), n),
+                timestamps(rows.iter().map(|row| row.started_ns)),
                 symbol.finish()?,
                 buy.finish()?,
                 sell.finish()?,
-                floats(rows.iter().map(|row| row.threshold_bp), n),
-                floats(rows.iter().map(|row| row.spread_bp), n),
-                floats(rows.iter().map(|row| row.peak_bp), n),
+                floats(rows.iter().map(|row| row.threshold_bp)),
+                floats(rows.iter().map(|row| row.spread_bp)),
+                floats(rows.iter().map(|row| row.peak_bp)),
                 Arc::new(net.finish()),
             ]
         }
@@ -453,7 +498,7 @@ pub fn to_record_batch(rows: &Rows, names: &mut NameCache) -> Result<RecordBatch
                 connection.append_value(row.connection_id);
             }
             vec![
-                timestamps(rows.iter().map(|row| row.ts_ns), n),
+                timestamps(rows.iter().map(|row| row.ts_ns)),
                 strings(rows.iter().map(|row| gap_kind_name(row.kind)), n),
                 symbol.finish()?,
                 venue.finish()?,

@@ -343,26 +343,60 @@ impl ParquetSink {
         self.received_since_commit = true;
     }
 
-    /// Hands everything to the writer and asks it to commit every open file; waits for the
-    /// writer's answer up to `timeout` (None: do not wait).
-    pub fn commit(&mut self, timeout: Option<Duration>) {
-        self.hand_off_all(timeout.is_some());
-        let Some(jobs) = &self.jobs else {
-            return;
-        };
-        match timeout {
-            None => {
+    /// Hands everything to the writer and asks it to commit every open file. With a timeout,
+    /// waits until the writer has written and committed everything handed to it (the jobs are
+    /// done in order, so its answer to the commit comes after every chunk before it), at most
+    /// `timeout` in all; true when it answered in time. Without, returns at once (false).
+    pub fn commit(&mut self, timeout: Option<Duration>) -> bool {
+        self.last_commit = Instant::now();
+        self.received_since_commit = false;
+        let Some(timeout) = timeout else {
+            self.hand_off_all(false);
+            if let Some(jobs) = &self.jobs {
                 let _ = jobs.try_send(Job::Commit { reply: None });
             }
-            Some(timeout) => {
-                let (reply, done) = mpsc::sync_channel(1);
-                if jobs.send(Job::Commit { reply: Some(reply) }).is_ok() {
-                    let _ = done.recv_timeout(timeout);
+            return false;
+        };
+        let deadline = Instant::now() + timeout;
+        // Compaction slices would only delay the answer: the writer skips them meanwhile.
+        self.shared.draining.store(true, Ordering::Relaxed);
+        let answered = self.commit_until(deadline);
+        self.shared.draining.store(false, Ordering::Relaxed);
+        answered
+    }
+
+    fn commit_until(&mut self, deadline: Instant) -> bool {
+        // The queue may be full while the writer works through a backlog: retry until the
+        // deadline, never block past it (a writer stuck on a disk must not hold up shutdown).
+        let retry_pause = Duration::from_millis(1);
+        for index in 0..self.partitions.len() {
+            while !self.hand_off(index, false) {
+                if Instant::now() >= deadline {
+                    return false;
+                }
+                std::thread::sleep(retry_pause);
+            }
+        }
+        let Some(jobs) = &self.jobs else {
+            return false;
+        };
+        let (reply, done) = mpsc::sync_channel(1);
+        let mut job = Job::Commit { reply: Some(reply) };
+        loop {
+            match jobs.try_send(job) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(back)) => {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    job = back;
+                    std::thread::sleep(retry_pause);
                 }
             }
         }
-        self.last_commit = Instant::now();
-        self.received_since_commit = false;
+        done.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 
     /// Asks the writer to run retention and compaction at engine time `now_ns` (tests, tools).
@@ -495,15 +529,23 @@ impl Sink for ParquetSink {
     /// The host flushes after each delivery that drained its rings (often) and once more at
     /// shutdown, before reading stats and destroying. A flush right after records arrived does
     /// nothing (files roll by size and age); a flush with no record since the previous one — the
-    /// shutdown flush — commits everything and waits up to `flush_timeout_ms`, so the stats read
-    /// next count every row.
+    /// shutdown flush — hands everything over and waits until the writer has written and
+    /// committed all of it (at most `flush_timeout_ms`, which must leave the host's
+    /// `shutdown_deadline_ms` room for destroy), so the stats read next count every row.
     fn flush(&mut self) -> Result<(), SinkError> {
         if self.received_since_flush {
             self.received_since_flush = false;
             return Ok(());
         }
-        if self.received_since_commit || self.buffered_bytes > 0 {
-            self.commit(Some(Duration::from_millis(self.config.flush_timeout_ms)));
+        if self.received_since_commit || self.rows_bytes() > 0 {
+            let timeout = Duration::from_millis(self.config.flush_timeout_ms);
+            if !self.commit(Some(timeout)) && self.jobs.is_some() {
+                let (received, written, dropped, _) = self.shared.totals();
+                self.host.warn(&format!(
+                    "parquet sink: the writer did not finish within flush_timeout_ms ({} ms); stats read now count {written} rows written and {dropped} dropped of {received} received, destroy commits the rest",
+                    self.config.flush_timeout_ms
+                ));
+            }
             self.partitions
                 .retain(|partition| !partition.rows.is_empty());
         }

@@ -1,7 +1,7 @@
 //! Counters shared by the runner thread (the sink instance) and the writer thread, per dataset,
 //! and the bytes of rows in flight between them (part of the memory bound).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tickflow_formats::Dataset;
 
@@ -35,6 +35,9 @@ pub struct SharedStats {
     pub hours_compacted: AtomicU64,
     /// Name cache resets (the cache was full).
     pub name_cache_resets: AtomicU64,
+    /// Set while the runner waits for the writer to commit everything (the shutdown flush):
+    /// the writer runs no compaction slice meanwhile.
+    pub draining: AtomicBool,
 }
 
 impl SharedStats {

@@ -1092,6 +1092,70 @@ fn disabled_datasets_write_nothing_and_the_shutdown_flush_commits_everything() {
 }
 
 #[test]
+fn the_shutdown_flush_waits_until_a_backlog_is_written_so_the_stats_are_exact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = ParquetConfig {
+        memory_bound_mib: 256,
+        row_group_rows: 8_192,
+        // The contract under test is "wait until written", not the default's size.
+        flush_timeout_ms: 120_000,
+        ..test_config(dir.path())
+    };
+    let mut sink = start(config);
+    // Offered far faster than the writer encodes them (a copy per record against column
+    // conversion, statistics and zstd), in the host's batch size, over two hours: a backlog of
+    // chunks in flight when the shutdown flush comes.
+    let quotes: Vec<Quote> = noisy_quotes(150_000)
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut quote)| {
+            quote.ts_recv_ns = T0_NS + (index as i64 % 2) * HOUR_NS + index as i64;
+            quote
+        })
+        .collect();
+    let spreads: Vec<SpreadSample> = (0..50_000i64)
+        .map(|index| spread((index % 3) as u32, 0, 1, index % 3_000))
+        .collect();
+    for (quotes, spreads) in quotes.chunks(256).zip(spreads.chunks(256).cycle()) {
+        sink.on_batch(Batch::Quotes(quotes)).expect("on_batch");
+        sink.on_batch(Batch::Spreads(spreads)).expect("on_batch");
+    }
+    let shared = sink.shared().clone();
+    let received =
+        |dataset: Dataset| crate::stats::SharedStats::get(&shared.dataset(dataset).received);
+    let spreads_received = received(Dataset::Spreads);
+    assert_eq!(received(Dataset::Quotes), 150_000);
+    // The host's shutdown: a flush after the last delivery, the final flush, then stats.
+    sink.flush().expect("flush");
+    sink.flush().expect("flush");
+    let stats = sink.stats();
+    assert_eq!(stats.records_dropped, 0);
+    assert_eq!(stats.records_written, 150_000 + spreads_received);
+    for dataset in [Dataset::Quotes, Dataset::Spreads] {
+        let counters = shared.dataset(dataset);
+        assert_eq!(
+            crate::stats::SharedStats::get(&counters.written),
+            received(dataset),
+            "{}",
+            dataset.name()
+        );
+    }
+    assert_eq!(
+        sink.rows_bytes(),
+        0,
+        "nothing held after the shutdown flush"
+    );
+    // The files hold exactly what the stats say, before destroy.
+    assert_eq!(rows(&read_dataset(dir.path(), Dataset::Quotes)), 150_000);
+    assert_eq!(
+        rows(&read_dataset(dir.path(), Dataset::Spreads)) as u64,
+        spreads_received
+    );
+    sink.close();
+    assert_eq!(sink.stats().records_written, stats.records_written);
+}
+
+#[test]
 fn memory_bound_is_stated_from_the_config() {
     assert_eq!(
         <ParquetSink as Sink>::memory_bound_bytes(&ParquetConfig::default()).expect("valid"),
@@ -1200,6 +1264,52 @@ fn efbig_child() {
     // Every visible file is valid and together they hold exactly the rows counted as written.
     assert_eq!(rows(&read_dataset(&root, Dataset::Quotes)) as u64, written);
     println!("{EFBIG_CHILD_DONE}");
+}
+
+#[test]
+fn a_backlog_of_closed_hours_is_compacted_one_after_another_without_waiting_for_a_pass() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Arc::new(test_config(dir.path()));
+    let shared = Arc::new(crate::stats::SharedStats::default());
+    let mut writer =
+        crate::writer::Writer::new(HostHandle::detached(), config, shared.clone(), None);
+    let hours = 3i64;
+    for hour in 0..hours {
+        for round in 0..2i64 {
+            let samples: Vec<SpreadSample> = (0..500i64)
+                .map(|index| spread((index % 7) as u32, 0, 1, hour * 3_600 + index + round))
+                .collect();
+            writer.handle(crate::writer::Job::Chunk(crate::writer::Chunk {
+                dataset: Dataset::Spreads,
+                hour: HourPartition::of_ns(T0_NS + hour * HOUR_NS),
+                bytes: 0,
+                rows: crate::convert::Rows::Spreads(samples),
+            }));
+            writer.handle(crate::writer::Job::Commit { reply: None });
+        }
+    }
+    assert_eq!(data_files(dir.path(), Dataset::Spreads).len(), 6);
+    // One pass starts the oldest hour; each one swapped in starts the next, in slices, with no
+    // further pass.
+    writer.housekeeping(T0_NS + (hours + 1) * HOUR_NS);
+    for _ in 0..1_000 {
+        writer.compaction_step(256);
+    }
+    let files = data_files(dir.path(), Dataset::Spreads);
+    assert_eq!(files.len(), hours as usize, "{files:?}");
+    assert!(files.iter().all(|path| {
+        path.file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("compacted-"))
+    }));
+    assert_eq!(rows(&read_dataset(dir.path(), Dataset::Spreads)), 3_000);
+    assert_eq!(
+        shared
+            .hours_compacted
+            .load(std::sync::atomic::Ordering::Relaxed),
+        hours as u64
+    );
+    writer.finish();
 }
 
 #[test]

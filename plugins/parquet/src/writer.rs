@@ -21,10 +21,12 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
+use arrow_schema::DataType;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use tickflow_formats::Dataset;
 use tickflow_formats::layout::{self, COMPACTED_PREFIX, HourPartition};
 use tickflow_formats::schema::{
@@ -40,7 +42,11 @@ use crate::stats::SharedStats;
 
 /// How often retention and compaction run.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(10);
-/// Most rows in one data page.
+/// Most rows in one data page of `spreads`: a pair's hour (360 rows at 10 s, 60 at the default
+/// one a minute) spans one or two pages per column of a compacted file, so a per-pair read
+/// decompresses little beyond its rows, while the page index stays small.
+const SPREADS_DATA_PAGE_ROWS: usize = 2_048;
+/// Most rows in one data page of the other datasets (read whole, in time order).
 const DATA_PAGE_ROWS: usize = 8_192;
 /// Rows merged per compaction slice, between two jobs.
 const COMPACTION_SLICE_ROWS: usize = 16_384;
@@ -98,6 +104,11 @@ pub fn writer_properties(
             dataset.schema_version().to_string(),
         ),
     ];
+    let page_rows = if dataset == Dataset::Spreads {
+        SPREADS_DATA_PAGE_ROWS
+    } else {
+        DATA_PAGE_ROWS
+    };
     let mut builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(config.zstd_level).unwrap_or_default(),
@@ -105,9 +116,21 @@ pub fn writer_properties(
         .set_max_row_group_size(config.row_group_rows)
         .set_statistics_enabled(EnabledStatistics::Page)
         // Small pages: finer page-index pruning for per-pair reads, and bounded decode buffers
-        // per compaction input (≈ 64 KiB per f64 column).
-        .set_data_page_row_count_limit(DATA_PAGE_ROWS)
+        // per compaction input (≤ 64 KiB per f64 column).
+        .set_data_page_row_count_limit(page_rows)
         .set_created_by(format!("tickflow-parquet {}", env!("CARGO_PKG_VERSION")));
+    for field in schema.fields() {
+        let column = || ColumnPath::from(field.name().as_str());
+        if !dictionary_encoded(dataset, field) {
+            builder = builder.set_column_dictionary_enabled(column(), false);
+        }
+        // Spreads: page statistics (the column index) only where they prune a per-pair read,
+        // on the sort columns; the others keep row-group statistics. The page index a reader
+        // loads per file is then a third as big.
+        if dataset == Dataset::Spreads && !dataset.sort_columns().contains(&field.name().as_str()) {
+            builder = builder.set_column_statistics_enabled(column(), EnabledStatistics::Chunk);
+        }
+    }
     if !dataset.sort_columns().is_empty() {
         let columns = dataset
             .sort_columns()
@@ -123,6 +146,21 @@ pub fn writer_properties(
         metadata.push(KeyValue::new(META_SORTED.to_string(), sorted.to_string()));
     }
     builder.set_key_value_metadata(Some(metadata)).build()
+}
+
+/// Whether a column is dictionary-encoded: names and other categorical columns are; prices,
+/// quantities and basis points (f64, nearly all distinct) and per-event timestamps, sequence
+/// numbers and trade ids are not. A dictionary of distinct values only costs: hashing every
+/// value on write, and a dictionary page of up to 1 MiB that a reader must fetch and decode
+/// before any page of the column, however few rows it wants (a per-pair read of `spreads`).
+fn dictionary_encoded(dataset: Dataset, field: &arrow_schema::Field) -> bool {
+    match field.data_type() {
+        DataType::Dictionary(..) => true,
+        DataType::Float64 => false,
+        DataType::Utf8 => field.name() != "trade_id",
+        // Spreads: bucket starts repeat across pairs, durations and sample counts are few.
+        _ => dataset == Dataset::Spreads || field.name() == "connection_id",
+    }
 }
 
 struct OpenFile {
@@ -180,6 +218,11 @@ pub struct Writer {
     compaction_failed: VecDeque<HourPartition>,
     /// The spreads hour being compacted, advanced a slice at a time between jobs.
     compaction: Option<(HourPartition, Compaction)>,
+    /// Set (to the engine time of the pass) when the last pass found more closed hours to
+    /// compact than the one it started: the next starts as soon as this one is swapped in,
+    /// not a whole housekeeping interval later, so a backlog (a restart after downtime, a day
+    /// written at once) is worked through at the merge's pace, still one slice between jobs.
+    compaction_backlog_ns: Option<i64>,
     max_open_files: usize,
 }
 
@@ -213,6 +256,7 @@ impl Writer {
             compaction_disabled: false,
             compaction_failed: VecDeque::new(),
             compaction: None,
+            compaction_backlog_ns: None,
             config,
         }
     }
@@ -227,7 +271,11 @@ impl Writer {
                 _ => IDLE_WAKE,
             };
             // A compaction in progress runs a slice between jobs: do not sleep while it does.
-            let wait = if self.compaction.is_some() {
+            let draining = self
+                .shared
+                .draining
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let wait = if self.compaction.is_some() && !draining {
                 Duration::ZERO
             } else {
                 wait
@@ -238,7 +286,13 @@ impl Writer {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.periodic();
-            self.compaction_step(COMPACTION_SLICE_ROWS);
+            if !self
+                .shared
+                .draining
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                self.compaction_step(COMPACTION_SLICE_ROWS);
+            }
         }
         self.finish();
     }
@@ -656,16 +710,19 @@ impl Writer {
         let already_compacted = |partition: &files::PartitionOnDisk| {
             partition.files.len() == 1 && partition.files[0].0.starts_with(COMPACTED_PREFIX)
         };
-        let Some(partition) = partitions.into_iter().find(|partition| {
+        let mut candidates = partitions.into_iter().filter(|partition| {
             let closed = partition.hour.end_ns().saturating_add(delay_ns) <= now_ns;
             closed
                 && !busy.contains(&partition.hour)
                 && !partition.files.is_empty()
                 && !already_compacted(partition)
                 && !self.compaction_failed.contains(&partition.hour)
-        }) else {
+        });
+        let Some(partition) = candidates.next() else {
+            self.compaction_backlog_ns = None;
             return;
         };
+        self.compaction_backlog_ns = candidates.next().is_some().then_some(now_ns);
         let sequence = self.next_sequence();
         let work_dir = self
             .layout
@@ -708,6 +765,12 @@ impl Writer {
             Ok(Some(_)) => {
                 self.compaction = None;
                 SharedStats::add(&self.shared.hours_compacted, 1);
+                // Behind: start the next closed hour now (it too runs a slice between jobs).
+                if let Some(now_ns) = self.compaction_backlog_ns.take() {
+                    if !self.fault.active {
+                        self.compact_one(now_ns);
+                    }
+                }
             }
             Err(error) => {
                 if let Some((_, compaction)) = self.compaction.take() {

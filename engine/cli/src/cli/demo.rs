@@ -1,7 +1,8 @@
 //! `tickflow demo`: the engine against in-process simulated venues for all eight protocols over
 //! loopback sockets: no network, no config. Prints what runs and a live summary (quotes/s per
 //! venue, reconnects, top spreads by pair); cuts one venue's connection now and then to show a
-//! reconnect; stops cleanly on Ctrl-C (or after `--duration-s`).
+//! reconnect; stops cleanly on Ctrl-C (or after `--duration-s`). Writes its history as Parquet
+//! through the Parquet sink plugin found next to the binary, under `--data-dir` (printed).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::{VENUE_COUNT, Venue};
 use tickflow_feed::Feeds;
 use tickflow_feed::config::Channel;
+use tickflow_host::SinkHost;
 use tickflow_sim::{SimConfig, SimVenues};
 
 use super::run::{Signals, init_logging, sink_outbounds};
@@ -46,14 +48,64 @@ pub struct DemoArgs {
     /// Cut one venue's connection every this many seconds to show a reconnect (0 = never).
     #[arg(long, default_value_t = 20)]
     pub cut_every_s: u64,
+    /// Where the history (Parquet files of every dataset, written by the Parquet sink plugin)
+    /// goes; relative to the working directory.
+    #[arg(long, default_value = "tickflow-data")]
+    pub data_dir: std::path::PathBuf,
+    /// Write no history.
+    #[arg(long)]
+    pub no_history: bool,
 }
 
-fn demo_config(sim: &SimVenues) -> anyhow::Result<Config> {
-    let mut config = Config::from_toml_str(
+/// The Parquet sink's library, next to the running binary (where `cargo build` puts both).
+const PARQUET_PLUGIN_FILE: &str = "libtickflow_parquet.so";
+
+/// The demo's history: the Parquet sink plugin writing under `root`.
+struct History {
+    plugin: std::path::PathBuf,
+    root: std::path::PathBuf,
+}
+
+/// The history the demo writes, or why not (printed; the demo goes on without it).
+fn history(args: &DemoArgs) -> Result<Option<History>, String> {
+    if args.no_history {
+        return Ok(None);
+    }
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default();
+    let plugin = exe_dir.join(PARQUET_PLUGIN_FILE);
+    if !plugin.is_file() {
+        return Err(format!(
+            "{PARQUET_PLUGIN_FILE} not found next to this binary (in {}): build it with `cargo build -p tickflow-parquet` (the same profile as tickflow); running without history",
+            exe_dir.display()
+        ));
+    }
+    let root = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
+    Ok(Some(History { plugin, root }))
+}
+
+/// The `[[sinks]]` entry of the history: files committed every 10 s so they can be opened while
+/// the demo runs, every spread sample kept (the demo's universe is small). Optional: a plugin
+/// that fails to start (another demo writing the same directory) is logged and skipped.
+fn history_sink_toml(history: &History) -> String {
+    let quoted =
+        |path: &std::path::Path| toml::Value::String(path.display().to_string()).to_string();
+    format!(
+        "[[sinks]]\nname = \"history\"\npath = {}\noptional = true\n[sinks.config]\nroot = {}\nroll_age_s = 10\nspreads_every_n_buckets = 1\n",
+        quoted(&history.plugin),
+        quoted(&history.root)
+    )
+}
+
+fn demo_config(sim: &SimVenues, history: Option<&History>) -> anyhow::Result<Config> {
+    let mut config = Config::from_toml_str(&format!(
         "[engine]\nmax_symbols = 64\nmax_connection_slots = 16\n\
          [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = 4096\nthresholds_bp = [20.0]\nsnapshot_interval_ms = 1000\n\
-         warmup_buckets = 5\n[universe]\nmax_symbols = 40\n",
-    )?;
+         warmup_buckets = 5\n[universe]\nmax_symbols = 40\n{}",
+        history.map(history_sink_toml).unwrap_or_default()
+    ))?;
     config.feeds = sim.feeds_config();
     // The universe is discovered from the simulated venues' instrument lists, and refreshed as
     // their listings change.
@@ -105,9 +157,25 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()?;
     let sim = runtime.block_on(SimVenues::start(sim_config))?;
-    let config = Arc::new(demo_config(&sim)?);
+    let history = history(&args).unwrap_or_else(|reason| {
+        println!("history: {reason}");
+        None
+    });
+    let config = Arc::new(demo_config(&sim, history.as_ref())?);
     let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
-    let mut pipeline = Pipeline::start(&config.engine, &config.windows, sink_outbounds(&config))?;
+    // The history sink (if any) through the plugin host, as `tickflow run` wires `[[sinks]]`.
+    let mut sink_host = SinkHost::start(
+        &config.sinks,
+        config.shard_count(),
+        Some(Arc::clone(&registry)),
+    )?;
+    let history_running = sink_host.stats().iter().any(|sink| sink.name == "history");
+    let outbounds = if config.sinks.is_empty() {
+        sink_outbounds(&config)
+    } else {
+        sink_host.take_outbounds()
+    };
+    let mut pipeline = Pipeline::start(&config.engine, &config.windows, outbounds)?;
 
     println!(
         "tickflow demo: the engine against simulated venues on 127.0.0.1 (no network, no config)"
@@ -131,6 +199,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         "  load     {} best bid/ask updates/s per symbol per venue, prices move together with injected dislocations",
         args.updates_per_s
     );
+    if let Some(history) = &history {
+        if history_running {
+            println!(
+                "  history  Parquet files (quotes, trades, spreads, opportunities, gaps) under {} — committed every 10 s; open them with pyarrow, polars or DuckDB (plugins/parquet/README.md)",
+                history.root.display()
+            );
+        } else {
+            println!(
+                "history: the Parquet sink did not start (see the log above); running without history"
+            );
+        }
+    }
     println!("{}", memory_budget(&config));
     println!(
         "Every {} s: quotes/s per venue, reconnects, top spreads by pair.{} Ctrl-C stops.",
@@ -213,6 +293,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
     });
     runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
     let report = pipeline.shutdown();
+    let sinks = sink_host.shutdown();
     let finished = result?;
     println!(
         "stopped: {} quotes, {} trades, {} gap records through the shards; {} left in rings; feeds stopped in time: {finished}",
@@ -221,6 +302,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         report.counters.gaps,
         report.records_left_in_rings
     );
+    if let (Some(history), Some(sink)) =
+        (&history, sinks.iter().find(|sink| sink.name == "history"))
+    {
+        println!(
+            "history: {} rows written under {} ({} dropped); e.g. python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{}/quotes', partitioning='hive').to_table())\"",
+            sink.plugin_records_written,
+            history.root.display(),
+            sink.plugin_records_dropped,
+            history.root.display()
+        );
+    }
     Ok(0)
 }
 

@@ -2,7 +2,8 @@
 //! the real `tickflow` binary: every dataset round-trips through the host and reads back exactly
 //! with pyarrow, polars and DuckDB (hive partitioning over the whole tree); a SIGKILL mid-write
 //! leaves only valid files and loses nothing flushed before it; a SIGTERM under load writes every
-//! record the sink received.
+//! record the sink received (the host's figures, read before destroy, are exact); `tickflow demo`
+//! writes its history where it says.
 //!
 //! The Python side is `plugins/parquet/tests/read_tree.py` (pinned readers installed by
 //! `.ci/run`); a missing reader library fails the test with its name, it is never skipped. The
@@ -907,11 +908,14 @@ fn sigterm_under_load_writes_every_record_the_sink_received() {
     let written = field(stopped, "plugin_records_written").expect("plugin_records_written=");
     let dropped = field(stopped, "plugin_records_dropped").expect("plugin_records_dropped=");
     assert!(delivered > 5_000, "{stopped}");
-    // The host reads the plugin's stats after its final flush, which waits for the writer at
-    // most flush_timeout_ms: they may lag the files, never lead them. The exact check is the
-    // plugin's closing line (after its writer joined) and the files, below.
-    assert!(written <= delivered, "{stopped}");
+    // The host reads the plugin's stats right after its final flush, which waits until the
+    // writer has written and committed everything it holds: exact, before destroy.
+    assert_eq!(written, delivered, "{stopped}");
     assert_eq!(dropped, 0, "{stopped}");
+    assert!(
+        !log.contains("did not finish within flush_timeout_ms"),
+        "the shutdown flush timed out:\n{log}"
+    );
 
     let files = visible_files(&root);
     assert_all_valid(&files, "after SIGTERM");
@@ -919,7 +923,7 @@ fn sigterm_under_load_writes_every_record_the_sink_received() {
     let total: u64 = rows.values().sum();
     assert_eq!(
         total, delivered,
-        "rows in the files = records the sink received: {rows:?}\n{stopped}"
+        "rows in the files = records the sink received = rows written by the host's figures: {rows:?}\n{stopped}"
     );
     // Per dataset, from the sink's own closing line: written = received, nothing dropped or
     // filtered (every spread sample is kept), and the files hold exactly the written rows.
@@ -963,6 +967,97 @@ fn sigterm_under_load_writes_every_record_the_sink_received() {
         }
     }
     runtime.block_on(sim.shutdown());
+}
+
+// ---------- `tickflow demo` writes its history ----------
+
+/// Runs `tickflow demo` with `args` in `dir` (its working directory) and returns its stdout.
+fn run_demo(dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_tickflow"))
+        .arg("demo")
+        .args(["--cut-every-s", "0", "--summary-every-s", "60"])
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("tickflow demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "tickflow demo failed ({:?}):\n{stdout}\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn demo_writes_its_history_as_parquet_into_the_directory_it_prints() {
+    // The library next to the binary, where `cargo build` puts it (the demo looks there).
+    let _plugin = parquet_plugin();
+    let dir = scratch_dir("demo");
+    let data_dir = dir.join("history here");
+    let stdout = run_demo(
+        &dir,
+        &[
+            "--duration-s".as_ref(),
+            "5".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+        ],
+    );
+    assert!(
+        stdout.contains(&format!("under {}", data_dir.display())),
+        "the demo prints where its history goes:\n{stdout}"
+    );
+    let files = visible_files(&data_dir);
+    assert_all_valid(&files, "after the demo");
+    let rows = rows_per_dataset(&data_dir, &files);
+    assert!(
+        rows.get("quotes").copied().unwrap_or(0) > 0,
+        "quotes under {}: {rows:?}\n{stdout}",
+        data_dir.join("quotes").display()
+    );
+    assert!(
+        files.iter().any(|file| file.path.contains("/quotes/date=")),
+        "hive partitions: {:?}",
+        files.iter().map(|file| &file.path).collect::<Vec<_>>()
+    );
+    // The demo's closing line counts exactly the rows in the files.
+    let closing = stdout
+        .lines()
+        .find(|line| line.starts_with("history: ") && line.contains("rows written"))
+        .unwrap_or_else(|| panic!("no closing history line:\n{stdout}"));
+    let written: u64 = closing["history: ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no row count in {closing}"));
+    assert_eq!(written, rows.values().sum::<u64>(), "{closing}");
+    // The three readers open the tree at once.
+    let read = read_with_every_reader(&data_dir, &["quotes"], true);
+    for reader in READERS {
+        assert_eq!(
+            read[reader]["quotes"]["count"].as_u64(),
+            rows.get("quotes").copied(),
+            "{reader}"
+        );
+    }
+
+    // --no-history: nothing is written, and the demo says nothing about history.
+    let elsewhere = dir.join("not-written");
+    let stdout = run_demo(
+        &dir,
+        &[
+            "--duration-s".as_ref(),
+            "1".as_ref(),
+            "--no-history".as_ref(),
+            "--data-dir".as_ref(),
+            elsewhere.as_os_str(),
+        ],
+    );
+    assert!(!elsewhere.exists(), "{stdout}");
+    assert!(!stdout.contains("history"), "{stdout}");
 }
 
 // ---------- the stated memory bound in the engine's budget ----------
