@@ -5,6 +5,7 @@
 //! writes an engine config pointing at them, runs the real `tickflow` binary, injects faults at a
 //! rate, and samples the engine from /proc and from its `tickflow-stats` lines.
 
+pub mod broadcast;
 pub mod engine;
 pub mod faults;
 pub mod load;

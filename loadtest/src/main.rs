@@ -165,6 +165,12 @@ enum Command {
     /// Parquet sink: write throughput of the plugin path beside pyarrow and a bare ArrowWriter
     /// (same quote rows, zstd 1), and reading one pair's day from compacted spread files.
     ParquetBench(tickflow_load::parquet_bench::ParquetBenchArgs),
+    /// WebSocket broadcast: the ws-broadcast sink beside a Node `ws` server, same feed and
+    /// clients (fast, then slow + dead): latency, CPU, RSS, frames and bytes per second.
+    Broadcast(tickflow_load::broadcast::BroadcastArgs),
+    /// (Used by `broadcast`.) The ws-broadcast sink in its own process, fed over TCP.
+    #[command(hide = true)]
+    BroadcastServer(tickflow_load::broadcast::BroadcastServerArgs),
 }
 
 fn sim_config(venue: &VenueArgs) -> SimConfig {
@@ -321,6 +327,12 @@ fn main() -> anyhow::Result<()> {
             real_rates_command(&settings)
         }
         Command::ParquetBench(args) => Ok(tickflow_load::parquet_bench::command(&args)?),
+        Command::Broadcast(args) => tickflow_load::broadcast::command(&args)
+            .map(|_| ())
+            .map_err(Into::into),
+        Command::BroadcastServer(args) => {
+            tickflow_load::broadcast::server_command(&args).map_err(Into::into)
+        }
     }
 }
 

@@ -56,6 +56,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("tickflow-test-sink", &["tickflow-sdk"]),
     ("tickflow-formats", &[]),
     ("tickflow-parquet", &["tickflow-sdk", "tickflow-formats"]),
+    ("tickflow-ws-broadcast", &["tickflow-sdk"]),
 ];
 
 /// Crates below the line: they may not reach any of `BANNED_BELOW_THE_LINE`.
