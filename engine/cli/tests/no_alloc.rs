@@ -248,6 +248,20 @@ fn steady_state_hot_path_does_not_allocate() {
     // Warm up: windows are created, decoder scratch buffers reach their working size.
     let warm_records = run(20_000);
     wait_for_shards(&pipeline, warm_records);
+    // Every shard thread (the one that owns no symbol too) has started and published its first
+    // snapshot: thread start-up is not the steady state.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pipeline
+        .snapshots()
+        .iter()
+        .any(|snapshot| snapshot.published_ns == 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "a shard never published a snapshot"
+        );
+        std::thread::yield_now();
+    }
 
     COUNTING.store(true, Ordering::SeqCst);
     let measured_records = run(200_000);

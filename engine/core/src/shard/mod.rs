@@ -676,6 +676,11 @@ impl ShardState {
         self.snapshot_building.is_some()
     }
 
+    /// The shard's housekeeping clock.
+    pub(crate) fn now_ns(&self) -> TimestampNs {
+        self.params.clock.now_ns()
+    }
+
     pub(crate) fn params_idle_spin_iterations(&self) -> u32 {
         self.params.idle_spin_iterations
     }

@@ -179,6 +179,9 @@ pub(crate) fn run_shard(
     let park_timeout = Duration::from_millis(state.params_idle_park_ms());
     let batch_wait = Duration::from_micros(state.params_batch_wait_us());
     let counters = state.counters();
+    // The thread's first arc-swap publication registers it with arc-swap (an allocation): done
+    // here, at start, so the steady state never allocates for a snapshot's hand-over.
+    state.publish_snapshot(state.now_ns());
     let mut pending = vec![0u64; ready.word_count()];
     let mut idle_iterations = 0u32;
     // Whether to wait for a batch when the rings run dry: only while records come faster than
