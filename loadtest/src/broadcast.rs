@@ -834,6 +834,7 @@ fn host_table() -> &'static Host {
         histogram_record: None,
         clock_ns: None,
         publish_endpoint: Some(host_publish_endpoint),
+        metrics_snapshot: None,
     }))
 }
 

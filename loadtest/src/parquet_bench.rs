@@ -719,6 +719,7 @@ fn host_table(names: &Names) -> &'static Host {
         histogram_record: None,
         clock_ns: Some(host_clock_ns),
         publish_endpoint: None,
+        metrics_snapshot: None,
     }))
 }
 

@@ -224,6 +224,12 @@ typedef struct tf_telemetry {
 #define TF_METRIC_GAUGE 2u
 #define TF_METRIC_HISTOGRAM 3u
 
+/* ABI 1.2: the visitor passed to tf_host.metrics_snapshot, called once per sample (struct
+ * tf_metric_sample is defined below), on the calling thread, before metrics_snapshot returns.
+ * It must not call metrics_snapshot again and must not unwind. */
+struct tf_metric_sample;
+typedef void (*tf_metric_visit_fn)(void *visit_ctx, const struct tf_metric_sample *sample);
+
 /* Passed to create; never freed (lives for the whole process). Read no field ending beyond
  * struct_size. */
 typedef struct tf_host {
@@ -249,11 +255,17 @@ typedef struct tf_host {
      * Returns 1 when stored, 0 when refused (bad name or URL, too many names; counted). */
     uint32_t (*publish_endpoint)(void *host_data, const uint8_t *name, size_t name_len,
                                  const uint8_t *url, size_t url_len);
+    /* ABI 1.2 (read it only when struct_size >= TF_HOST_SIZE_V1_2): calls visit(visit_ctx,
+     * sample) once per sample of the engine's metrics (per venue, shard, sink, memory budget
+     * line) and of every metric the running sinks registered (tickflow_plugin_<name>{sink=...}),
+     * then returns how many samples it visited. A scrape's worth of work: call it when asked
+     * (an exporter's HTTP request), not per record. */
+    uint32_t (*metrics_snapshot)(void *host_data, tf_metric_visit_fn visit, void *visit_ctx);
 } tf_host;
 
 /* sizeof(tf_host) per minor version: a plugin reads no callback beyond host->struct_size. */
 #define TF_HOST_SIZE_V1_0 80u
-#define TF_HOST_SIZE_V1_2 88u
+#define TF_HOST_SIZE_V1_2 96u
 
 /* ---- the plugin descriptor ------------------------------------------------------------------ */
 
@@ -263,6 +275,33 @@ typedef struct tf_str {
 } tf_str;
 
 #define TF_STR(literal) {(const uint8_t *)(literal), sizeof(literal) - 1}
+
+/* ABI 1.2: one label of a tf_metric_sample; borrowed for the visit. */
+typedef struct tf_metric_label {
+    tf_str name;
+    tf_str value;
+} tf_metric_label;
+
+/* ABI 1.2: one sample visited by tf_host.metrics_snapshot; everything it points at is borrowed
+ * for the visit only (copy what you keep). Samples of one family come one after another (same
+ * family, help, kind). family is the full exposition name (tickflow_venue_frames_total), in the
+ * unit it names (_seconds, _bytes); names, help and label values are at most
+ * TF_METRIC_TEXT_MAX_BYTES bytes. */
+typedef struct tf_metric_sample {
+    tf_str family;
+    tf_str help;
+    uint32_t kind;        /* TF_METRIC_COUNTER, TF_METRIC_GAUGE or TF_METRIC_HISTOGRAM */
+    uint32_t label_count;
+    const tf_metric_label *labels; /* label_count labels (NULL when 0) */
+    double value;         /* counter total or gauge value; a histogram's sum */
+    uint64_t count;       /* histogram: observations (the +Inf bucket); 0 otherwise */
+    uint32_t bucket_count; /* histogram: buckets below +Inf; 0 otherwise */
+    uint32_t reserved;
+    const double *bucket_upper_bounds; /* ascending */
+    const uint64_t *bucket_counts;     /* cumulative: observations <= each bound */
+} tf_metric_sample;
+
+#define TF_METRIC_TEXT_MAX_BYTES 512u
 
 /* Filled in by the optional stats entry; the host sets struct_size, write nothing beyond it. */
 typedef struct tf_plugin_stats {
@@ -351,6 +390,11 @@ TF_STATIC_ASSERT_(sizeof(tf_host) == TF_HOST_SIZE_V1_2, "tf_host layout");
 TF_STATIC_ASSERT_(offsetof(tf_host, clock_ns) == 72, "tf_host layout");
 TF_STATIC_ASSERT_(offsetof(tf_host, publish_endpoint) == TF_HOST_SIZE_V1_0,
                   "tf_host layout: publish_endpoint (1.2) follows the 1.0 table");
+TF_STATIC_ASSERT_(offsetof(tf_host, metrics_snapshot) == TF_HOST_SIZE_V1_0 + 8,
+                  "tf_host layout: metrics_snapshot (1.2) follows publish_endpoint");
+TF_STATIC_ASSERT_(sizeof(tf_metric_label) == 32, "tf_metric_label layout");
+TF_STATIC_ASSERT_(sizeof(tf_metric_sample) == 88, "tf_metric_sample layout");
+TF_STATIC_ASSERT_(offsetof(tf_metric_sample, value) == 48, "tf_metric_sample layout");
 TF_STATIC_ASSERT_(sizeof(tf_sink_descriptor) == TF_DESCRIPTOR_SIZE_V1_2, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, name) == 24, "tf_sink_descriptor layout");
 TF_STATIC_ASSERT_(offsetof(tf_sink_descriptor, record_kinds) == 56, "tf_sink_descriptor layout");

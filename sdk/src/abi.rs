@@ -292,12 +292,71 @@ pub struct Host {
             url_len: usize,
         ) -> u32,
     >,
+    /// ABI 1.2, read only when `struct_size` covers it ([`HOST_SIZE_V1_2`]): calls `visit` once
+    /// per sample of the engine's metrics (per venue, shard, sink, memory budget line) and of
+    /// every metric the running sinks registered (`tickflow_plugin_<name>{sink=...}`), on the
+    /// calling thread, then returns how many samples it visited. For an exporter (the
+    /// Prometheus sink); about a scrape's worth of work, so call it when asked, not per record.
+    pub metrics_snapshot: Option<MetricsSnapshotFn>,
 }
 
 /// Size of the host table at ABI 1.0 (and 1.1, which added no callback).
 pub const HOST_SIZE_V1_0: u32 = 80;
-/// Size of the host table at ABI 1.2 (`publish_endpoint` appended).
-pub const HOST_SIZE_V1_2: u32 = 88;
+/// Size of the host table at ABI 1.2 (`publish_endpoint` and `metrics_snapshot` appended).
+pub const HOST_SIZE_V1_2: u32 = 96;
+
+/// One `name="value"` label of a [`MetricSample`] (ABI 1.2). Both strings are borrowed for the
+/// visit only.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MetricLabel {
+    pub name: StrRef,
+    pub value: StrRef,
+}
+
+/// One sample of the engine's metrics, passed to a [`MetricVisitFn`] by `metrics_snapshot`
+/// (ABI 1.2). Everything it points at is borrowed for the visit only: copy what you keep.
+///
+/// Samples of one family come one after another (same `family`, `help`, `kind`); label names and
+/// values are at most [`METRIC_TEXT_MAX_BYTES`] bytes. `family` is the full exposition name
+/// (`tickflow_venue_frames_total`), in the unit it names (`_seconds`, `_bytes`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct MetricSample {
+    pub family: StrRef,
+    pub help: StrRef,
+    /// `METRIC_COUNTER`, `METRIC_GAUGE` or `METRIC_HISTOGRAM`.
+    pub kind: u32,
+    pub label_count: u32,
+    /// `label_count` labels (null when 0).
+    pub labels: *const MetricLabel,
+    /// Counter total or gauge value; a histogram's sum of observations.
+    pub value: f64,
+    /// Histogram: observations (the `+Inf` bucket); 0 otherwise.
+    pub count: u64,
+    /// Histogram: buckets below `+Inf` (0 otherwise).
+    pub bucket_count: u32,
+    pub reserved: u32,
+    /// Histogram: `bucket_count` upper bounds, ascending (null when 0).
+    pub bucket_upper_bounds: *const f64,
+    /// Histogram: `bucket_count` cumulative counts (observations <= each bound).
+    pub bucket_counts: *const u64,
+}
+
+/// Longest label value, family name or help text in a [`MetricSample`] (the host cuts longer).
+pub const METRIC_TEXT_MAX_BYTES: usize = 512;
+
+/// The visitor a plugin passes to `metrics_snapshot`: called once per sample, on the calling
+/// thread, before `metrics_snapshot` returns. It must not call back into the host's
+/// `metrics_snapshot`, and must not unwind.
+pub type MetricVisitFn = unsafe extern "C" fn(visit_ctx: *mut c_void, sample: *const MetricSample);
+
+/// `metrics_snapshot(host_data, visit, visit_ctx)` (ABI 1.2): see [`Host::metrics_snapshot`].
+pub type MetricsSnapshotFn = unsafe extern "C" fn(
+    host_data: *mut c_void,
+    visit: Option<MetricVisitFn>,
+    visit_ctx: *mut c_void,
+) -> u32;
 
 // Layout is ABI: the C header asserts the same numbers and a test compares them.
 const _: () = assert!(size_of::<StrRef>() == 16);
@@ -330,6 +389,13 @@ const _: () = assert!(offset_of!(Host, gauge_set) == 56);
 const _: () = assert!(offset_of!(Host, histogram_record) == 64);
 const _: () = assert!(offset_of!(Host, clock_ns) == 72);
 const _: () = assert!(offset_of!(Host, publish_endpoint) == HOST_SIZE_V1_0 as usize);
+const _: () = assert!(offset_of!(Host, metrics_snapshot) == HOST_SIZE_V1_0 as usize + 8);
 const _: () = assert!(size_of::<Host>() == HOST_SIZE_V1_2 as usize);
+const _: () = assert!(size_of::<MetricLabel>() == 32);
+const _: () = assert!(size_of::<MetricSample>() == 88);
+const _: () = assert!(offset_of!(MetricSample, kind) == 32);
+const _: () = assert!(offset_of!(MetricSample, labels) == 40);
+const _: () = assert!(offset_of!(MetricSample, value) == 48);
+const _: () = assert!(offset_of!(MetricSample, bucket_counts) == 80);
 // A nullable function pointer is exactly a C function pointer.
 const _: () = assert!(size_of::<Option<CreateFn>>() == size_of::<usize>());

@@ -10,7 +10,9 @@ pub mod records;
 pub mod sink;
 
 pub use records::*;
-pub use sink::{Batch, HostHandle, LogLevel, Metric, NoConfig, Sink, SinkError};
+pub use sink::{
+    Batch, HostHandle, LogLevel, Metric, MetricKind, MetricSampleView, NoConfig, Sink, SinkError,
+};
 
 /// Re-exported so plugins parse their config with the same versions the SDK uses.
 pub use serde;

@@ -402,6 +402,55 @@ impl HostHandle {
         stored == 1
     }
 
+    /// Visits every sample of the engine's metrics and of the metrics the running sinks
+    /// registered (ABI 1.2, `metrics_snapshot`), in family order, on this thread; returns how
+    /// many samples the host visited, or `None` when the host is older than 1.2 or absent
+    /// (`detached`). A panic in `visit` stops the visits (the host is not unwound through) and
+    /// is resumed once the host has returned.
+    pub fn metrics_snapshot(&self, mut visit: impl FnMut(&MetricSampleView<'_>)) -> Option<u32> {
+        let end = core::mem::offset_of!(Host, metrics_snapshot) + 8;
+        let table = self.table_with(end)?;
+        let metrics_snapshot = table.metrics_snapshot?;
+        struct Visit<'v> {
+            visit: &'v mut dyn FnMut(&MetricSampleView<'_>),
+            panic: Option<Box<dyn std::any::Any + Send>>,
+        }
+        unsafe extern "C" fn trampoline(visit_ctx: *mut c_void, sample: *const MetricSample) {
+            // SAFETY: `visit_ctx` is the `Visit` below, alive and not aliased during the call.
+            let Some(state) = (unsafe { visit_ctx.cast::<Visit<'_>>().as_mut() }) else {
+                return;
+            };
+            // SAFETY: the host passes a sample valid for this call (or null).
+            let Some(sample) = (unsafe { sample.as_ref() }) else {
+                return;
+            };
+            if state.panic.is_some() {
+                return;
+            }
+            let view = MetricSampleView { raw: sample };
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| (state.visit)(&view))) {
+                state.panic = Some(payload);
+            }
+        }
+        let mut state = Visit {
+            visit: &mut visit,
+            panic: None,
+        };
+        // SAFETY: the table is alive and long enough; `state` outlives the call and the
+        // trampoline never unwinds.
+        let visited = unsafe {
+            metrics_snapshot(
+                table.host_data,
+                Some(trampoline),
+                (&mut state as *mut Visit<'_>).cast::<c_void>(),
+            )
+        };
+        if let Some(payload) = state.panic {
+            std::panic::resume_unwind(payload);
+        }
+        Some(visited)
+    }
+
     /// The engine clock (ns since the Unix epoch); the system clock when there is no host.
     pub fn now_ns(&self) -> i64 {
         let end = core::mem::offset_of!(Host, clock_ns) + 8;
@@ -415,6 +464,93 @@ impl HostHandle {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|elapsed| elapsed.as_nanos() as i64)
             .unwrap_or(0)
+    }
+}
+
+/// A metric's kind, as [`MetricSampleView::kind`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One sample visited by [`HostHandle::metrics_snapshot`], borrowed for the visit.
+#[derive(Clone, Copy, Debug)]
+pub struct MetricSampleView<'a> {
+    raw: &'a MetricSample,
+}
+
+/// # Safety
+/// `text` must be null with length 0 or point at `len` readable bytes alive for `'a`.
+unsafe fn borrowed_str<'a>(text: StrRef) -> &'a str {
+    if text.ptr.is_null() || text.len == 0 {
+        return "";
+    }
+    // SAFETY: per the contract.
+    let bytes = unsafe { core::slice::from_raw_parts(text.ptr, text.len) };
+    // The host sends UTF-8; anything else reads as empty rather than wrong.
+    core::str::from_utf8(bytes).unwrap_or("")
+}
+
+impl<'a> MetricSampleView<'a> {
+    /// The full family name (`tickflow_venue_frames_total`).
+    pub fn family(&self) -> &'a str {
+        // SAFETY: the host's strings live for the visit (`'a`).
+        unsafe { borrowed_str(self.raw.family) }
+    }
+    pub fn help(&self) -> &'a str {
+        // SAFETY: as in `family`.
+        unsafe { borrowed_str(self.raw.help) }
+    }
+    /// `None` for a kind this SDK does not know (a newer host): skip the sample.
+    pub fn kind(&self) -> Option<MetricKind> {
+        match self.raw.kind {
+            METRIC_COUNTER => Some(MetricKind::Counter),
+            METRIC_GAUGE => Some(MetricKind::Gauge),
+            METRIC_HISTOGRAM => Some(MetricKind::Histogram),
+            _ => None,
+        }
+    }
+    /// `(name, value)` pairs.
+    pub fn labels(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let labels: &'a [MetricLabel] = if self.raw.labels.is_null() {
+            &[]
+        } else {
+            // SAFETY: the host passes `label_count` labels alive for the visit.
+            unsafe { core::slice::from_raw_parts(self.raw.labels, self.raw.label_count as usize) }
+        };
+        labels.iter().map(|label| {
+            // SAFETY: as in `family`.
+            unsafe { (borrowed_str(label.name), borrowed_str(label.value)) }
+        })
+    }
+    /// Counter total or gauge value; a histogram's sum.
+    pub fn value(&self) -> f64 {
+        self.raw.value
+    }
+    /// A histogram's observations (0 otherwise).
+    pub fn count(&self) -> u64 {
+        self.raw.count
+    }
+    /// A histogram's `(upper bound, cumulative count)` buckets below `+Inf`, ascending.
+    pub fn buckets(&self) -> impl Iterator<Item = (f64, u64)> + 'a {
+        let len = self.raw.bucket_count as usize;
+        let (bounds, counts): (&'a [f64], &'a [u64]) = if len == 0
+            || self.raw.bucket_upper_bounds.is_null()
+            || self.raw.bucket_counts.is_null()
+        {
+            (&[], &[])
+        } else {
+            // SAFETY: the host passes `bucket_count` bounds and counts alive for the visit.
+            unsafe {
+                (
+                    core::slice::from_raw_parts(self.raw.bucket_upper_bounds, len),
+                    core::slice::from_raw_parts(self.raw.bucket_counts, len),
+                )
+            }
+        };
+        bounds.iter().copied().zip(counts.iter().copied())
     }
 }
 

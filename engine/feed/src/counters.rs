@@ -2,7 +2,10 @@
 //! demo summary, tests). Nothing here grows: a reconnect reuses the same counters.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use tickflow_core::record::FeedEvent;
+use tickflow_core::records::FLAG_HAS_TS_EXCHANGE;
 
 use tickflow_decode::DecodeErrorKind;
 
@@ -61,6 +64,12 @@ pub struct SlotCounters {
     /// Subscriptions (symbol × channel) live on the current connection; 0 while disconnected.
     pub subscriptions: AtomicU64,
     pub connected: AtomicBool,
+    /// When the slot last delivered data (the frame's receive clock, ns since the epoch); 0
+    /// before its first. One relaxed store per data frame.
+    pub last_data_ns: AtomicI64,
+    /// Exchange-to-receive latency of the first timestamped record of each data frame (one per
+    /// frame, not per record, so the hot path pays one branchy loop step and two atomics).
+    pub exchange_latency: ExchangeLatency,
     /// Time from a reconnect to its first record, in ms. Written once per reconnect (cold path).
     resume_ms: Mutex<hdrhistogram::Histogram<u64>>,
 }
@@ -92,6 +101,8 @@ impl Default for SlotCounters {
             decode_errors: std::array::from_fn(|_| AtomicU64::new(0)),
             subscriptions: AtomicU64::new(0),
             connected: AtomicBool::new(false),
+            last_data_ns: AtomicI64::new(0),
+            exchange_latency: ExchangeLatency::default(),
             resume_ms: Mutex::new(
                 hdrhistogram::Histogram::new_with_bounds(1, RESUME_MS_MAX, 2)
                     .expect("constant histogram bounds are valid"),
@@ -123,8 +134,8 @@ impl SlotCounters {
         histogram.saturating_record(resume_ms.clamp(1, RESUME_MS_MAX));
     }
 
-    /// Adds this slot's resume times into `into`.
-    pub(crate) fn merge_resume_ms(&self, into: &mut hdrhistogram::Histogram<u64>) {
+    /// Adds this slot's resume times into `into` (a histogram from [`Self::new_resume_histogram`]).
+    pub fn merge_resume_ms(&self, into: &mut hdrhistogram::Histogram<u64>) {
         let histogram = self
             .resume_ms
             .lock()
@@ -133,8 +144,75 @@ impl SlotCounters {
         let _ = into.add(&*histogram);
     }
 
-    pub(crate) fn new_resume_histogram() -> hdrhistogram::Histogram<u64> {
+    /// An empty histogram with the resume times' bounds (ms).
+    pub fn new_resume_histogram() -> hdrhistogram::Histogram<u64> {
         hdrhistogram::Histogram::new_with_bounds(1, RESUME_MS_MAX, 2)
             .expect("constant histogram bounds are valid")
+    }
+}
+
+/// Upper bounds (ns) of the exchange-to-receive latency buckets: 1 ms to 10 s.
+pub const EXCHANGE_LATENCY_BOUNDS_NS: [i64; 12] = [
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    10_000_000_000,
+];
+
+/// A fixed-bucket histogram of exchange-to-receive latency, written by one slot task with
+/// relaxed atomics (no lock, no allocation). A record whose exchange time is after its receive
+/// time (clock skew) counts in the first bucket.
+#[derive(Debug, Default)]
+pub struct ExchangeLatency {
+    /// Per bucket (not cumulative); the last is above every bound.
+    buckets: [AtomicU64; EXCHANGE_LATENCY_BOUNDS_NS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl ExchangeLatency {
+    /// The latency of `event` when it carries the venue's time: `ts_recv_ns - ts_exchange_ns`.
+    #[inline]
+    pub fn of(event: &FeedEvent) -> Option<i64> {
+        match event {
+            FeedEvent::Quote(quote) if quote.flags & FLAG_HAS_TS_EXCHANGE != 0 => {
+                Some(quote.ts_recv_ns - quote.ts_exchange_ns)
+            }
+            FeedEvent::Trade(trade) if trade.flags & FLAG_HAS_TS_EXCHANGE != 0 => {
+                Some(trade.ts_recv_ns - trade.ts_exchange_ns)
+            }
+            _ => None,
+        }
+    }
+
+    #[inline]
+    pub fn record(&self, latency_ns: i64) {
+        let latency_ns = latency_ns.max(0);
+        let index = EXCHANGE_LATENCY_BOUNDS_NS
+            .iter()
+            .position(|bound| latency_ns <= *bound)
+            .unwrap_or(EXCHANGE_LATENCY_BOUNDS_NS.len());
+        self.buckets[index].fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(latency_ns as u64, Ordering::Relaxed);
+    }
+
+    /// Adds this slot's buckets (not cumulative, the last above every bound) and sum into the
+    /// totals given.
+    pub fn add_into(
+        &self,
+        buckets: &mut [u64; EXCHANGE_LATENCY_BOUNDS_NS.len() + 1],
+        sum_ns: &mut u64,
+    ) {
+        for (total, bucket) in buckets.iter_mut().zip(&self.buckets) {
+            *total += bucket.load(Ordering::Relaxed);
+        }
+        *sum_ns += self.sum_ns.load(Ordering::Relaxed);
     }
 }

@@ -21,6 +21,8 @@ use tickflow_sdk::records::{SymbolId, VenueId};
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 
+use crate::engine_metrics::EngineMetricsSource;
+
 /// Most metrics one sink may register.
 pub const MAX_PLUGIN_METRICS: usize = 64;
 /// Longest log line taken from a plugin; the rest is cut.
@@ -166,6 +168,28 @@ impl PluginMetrics {
             .collect()
     }
 
+    /// A histogram metric's cumulative counts at `bounds`, its count and its sum (approximated
+    /// from the mean), for `metrics_snapshot`. None when `name` is not a histogram.
+    pub(crate) fn histogram_buckets<const N: usize>(
+        &self,
+        name: &str,
+        bounds: &[f64; N],
+    ) -> Option<([u64; N], u64, f64)> {
+        let slot = self.slots.iter().find(|slot| slot.name == name)?;
+        let histogram = slot
+            .histogram
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let count = histogram.len();
+        if count == 0 {
+            return Some(([0; N], 0, 0.0));
+        }
+        let cumulative =
+            std::array::from_fn(|index| histogram.count_between(0, bounds[index] as u64));
+        Some((cumulative, count, histogram.mean() * count as f64))
+    }
+
     fn register(&self, kind: PluginMetricKind, name: &str, help: &str) -> Option<u32> {
         let (index, slot) = self.slots.find_or_insert(name, || MetricSlot {
             name: name.to_string(),
@@ -187,6 +211,13 @@ impl PluginMetrics {
     fn slot(&self, metric_id: u32) -> Option<&MetricSlot> {
         self.slots.get((metric_id as usize).checked_sub(1)?)
     }
+}
+
+/// The metrics of a detached context (an ended sink, a test): none.
+pub(crate) struct NoMetrics;
+
+impl EngineMetricsSource for NoMetrics {
+    fn visit(&self, _out: &mut dyn FnMut(&crate::engine_metrics::Sample<'_>)) {}
 }
 
 /// Most endpoints one sink may publish (ABI 1.2 `publish_endpoint`).
@@ -258,6 +289,9 @@ pub struct HostContext {
     pub registry: Option<Arc<SymbolRegistry>>,
     pub metrics: Arc<PluginMetrics>,
     pub endpoints: Arc<PluginEndpoints>,
+    /// Every sink's and the engine's metrics, for `metrics_snapshot` (ABI 1.2): the host's
+    /// `MetricsHub`.
+    pub hub: Arc<dyn EngineMetricsSource>,
 }
 
 /// A callback table and the context its `host_data` points at, at a fixed address for the whole
@@ -321,6 +355,7 @@ impl Drop for BindingLease {
             registry: None,
             metrics: Arc::new(PluginMetrics::default()),
             endpoints: Arc::new(PluginEndpoints::default()),
+            hub: Arc::new(NoMetrics),
         }));
         FREE_BINDINGS
             .lock()
@@ -346,6 +381,7 @@ impl HostBinding {
                 histogram_record: Some(host_histogram_record),
                 clock_ns: Some(host_clock_ns),
                 publish_endpoint: Some(host_publish_endpoint),
+                metrics_snapshot: Some(host_metrics_snapshot),
             },
             context: ArcSwap::new(context),
         }));
@@ -566,6 +602,30 @@ unsafe extern "C" fn host_publish_endpoint(
     }
 }
 
+unsafe extern "C" fn host_metrics_snapshot(
+    host_data: *mut c_void,
+    visit: Option<tickflow_sdk::abi::MetricVisitFn>,
+    visit_ctx: *mut c_void,
+) -> u32 {
+    // SAFETY: the plugin passes back the table's own host_data.
+    let (Some(context), Some(visit)) = (unsafe { context(host_data) }, visit) else {
+        return 0;
+    };
+    // A panic in the engine's source would unwind through the plugin's frames: stop it here.
+    let hub = Arc::clone(&context.hub);
+    drop(context);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: the plugin passes its own visitor and context (ABI contract).
+        unsafe { crate::engine_metrics::visit_into_plugin(hub.as_ref(), visit, visit_ctx) }
+    }))
+    .unwrap_or_else(|_| {
+        tracing::error!(
+            "metrics_snapshot panicked in the engine (a bug); the snapshot is cut short"
+        );
+        0
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,6 +638,7 @@ mod tests {
                 registry: None,
                 metrics: metrics.clone(),
                 endpoints: Arc::new(PluginEndpoints::default()),
+                hub: Arc::new(NoMetrics),
             },
             metrics,
         )
@@ -607,6 +668,7 @@ mod tests {
             registry: None,
             metrics: Arc::new(PluginMetrics::default()),
             endpoints: endpoints.clone(),
+            hub: Arc::new(NoMetrics),
         });
         let table = lease.table();
         // SAFETY: the table is alive (leaked).
@@ -652,6 +714,99 @@ mod tests {
                 0,
             )
         }
+    }
+
+    /// Two samples: one with too many labels, one with an overlong label value.
+    struct TwoSamples;
+
+    impl EngineMetricsSource for TwoSamples {
+        fn visit(&self, out: &mut dyn FnMut(&crate::engine_metrics::Sample<'_>)) {
+            let many: Vec<(&str, &str)> = (0..10).map(|_| ("venue", "binance")).collect();
+            out(&crate::engine_metrics::Sample::counter(
+                "tickflow_test_total",
+                "help",
+                &many,
+                7,
+            ));
+            let long = "x".repeat(600);
+            out(&crate::engine_metrics::Sample::gauge(
+                "tickflow_test_gauge",
+                "help",
+                &[("long", long.as_str())],
+                1.5,
+            ));
+        }
+    }
+
+    /// (family, kind, label count, longest label value, value) per visited sample.
+    type Seen = Vec<(String, u32, u32, usize, f64)>;
+
+    unsafe extern "C" fn record_sample(
+        visit_ctx: *mut c_void,
+        sample: *const tickflow_sdk::abi::MetricSample,
+    ) {
+        // SAFETY: the test passes its own `Seen` and the host a sample valid for the call.
+        let (seen, sample) = unsafe { (&mut *visit_ctx.cast::<Seen>(), &*sample) };
+        // SAFETY: the host passes label_count labels and valid (ptr, len) strings.
+        let labels =
+            unsafe { std::slice::from_raw_parts(sample.labels, sample.label_count as usize) };
+        // SAFETY: as above.
+        let family =
+            unsafe { std::slice::from_raw_parts(sample.family.ptr, sample.family.len).to_vec() };
+        seen.push((
+            String::from_utf8(family).expect("UTF-8"),
+            sample.kind,
+            sample.label_count,
+            labels
+                .iter()
+                .map(|label| label.value.len)
+                .max()
+                .unwrap_or(0),
+            sample.value,
+        ));
+    }
+
+    #[test]
+    fn metrics_snapshot_visits_every_sample_with_labels_and_texts_cut_to_their_bounds() {
+        let lease = BindingLease::acquire(HostContext {
+            sink_name: "exporter".to_string(),
+            registry: None,
+            metrics: Arc::new(PluginMetrics::default()),
+            endpoints: Arc::new(PluginEndpoints::default()),
+            hub: Arc::new(TwoSamples),
+        });
+        let mut seen: Seen = Vec::new();
+        // SAFETY: host tables are never freed; `seen` outlives the call.
+        let visited = unsafe {
+            let table = &*lease.table();
+            (table
+                .metrics_snapshot
+                .expect("the host fills every callback"))(
+                table.host_data,
+                Some(record_sample),
+                (&mut seen as *mut Seen).cast::<c_void>(),
+            )
+        };
+        assert_eq!(visited, 2);
+        assert_eq!(
+            seen,
+            vec![
+                (
+                    "tickflow_test_total".to_string(),
+                    METRIC_COUNTER,
+                    crate::engine_metrics::MAX_LABELS as u32,
+                    7,
+                    7.0
+                ),
+                (
+                    "tickflow_test_gauge".to_string(),
+                    METRIC_GAUGE,
+                    1,
+                    tickflow_sdk::abi::METRIC_TEXT_MAX_BYTES,
+                    1.5
+                ),
+            ]
+        );
     }
 
     #[test]

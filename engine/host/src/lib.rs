@@ -15,8 +15,10 @@
 
 mod callbacks;
 pub mod config;
+mod engine_metrics;
 mod lane;
 pub mod loader;
+mod metrics_hub;
 mod metrics_text;
 mod runner;
 
@@ -32,7 +34,10 @@ pub use lane::SinkOutbound;
 pub use loader::{LoadedPlugin, MemoryBound, Refusal};
 
 use callbacks::{BindingLease, HostContext, PluginEndpoints, PluginMetrics};
+pub use engine_metrics::{EngineMetricsSource, HistogramSample, Sample, SampleKind};
 use lane::{LaneCounters, LaneProducer, SinkShared};
+use metrics_hub::ExportedSink;
+pub use metrics_hub::MetricsHub;
 pub use runner::SinkKindCounts;
 use runner::{Runner, RunnerShared};
 use tickflow_core::outbound::Outbound;
@@ -149,6 +154,8 @@ pub struct SinkHost {
     sinks: Vec<RunningSink>,
     outbounds: Vec<SinkOutbound>,
     telemetry_outbound: Option<SinkOutbound>,
+    /// What `metrics_snapshot` (ABI 1.2) visits: the engine's source and the running sinks.
+    metrics_hub: Arc<MetricsHub>,
 }
 
 impl std::fmt::Debug for SinkHost {
@@ -174,6 +181,7 @@ impl SinkHost {
             sinks: Vec::with_capacity(sinks.len()),
             outbounds: Vec::new(),
             telemetry_outbound: None,
+            metrics_hub: Arc::new(MetricsHub::default()),
         };
         let lane_count = shard_count + 1;
         let mut producers_by_lane: Vec<Vec<LaneProducer>> = (0..lane_count)
@@ -188,7 +196,13 @@ impl SinkHost {
                 }
                 Err(refusal) => return Err(PluginError::Refused(refusal)),
             };
-            match start_sink(sink, plugin, lane_count, registry.clone()) {
+            match start_sink(
+                sink,
+                plugin,
+                lane_count,
+                registry.clone(),
+                &host.metrics_hub,
+            ) {
                 Ok((running, producers)) => {
                     for (lane_index, producer) in producers.into_iter().enumerate() {
                         producers_by_lane[lane_index].push(producer);
@@ -286,6 +300,19 @@ impl SinkHost {
     /// Endpoint publications the host refused (bad name or URL, too many), over all sinks.
     pub fn endpoints_refused(&self) -> u64 {
         self.sinks.iter().map(|sink| sink.endpoints.refused()).sum()
+    }
+
+    /// Sets what `metrics_snapshot` (ABI 1.2) exports of the engine itself (venues, shards,
+    /// memory); the sinks' own counters and the plugins' registered metrics are always there.
+    /// Set once after start; setting it again replaces it.
+    pub fn set_engine_metrics(&self, source: Arc<dyn EngineMetricsSource>) {
+        self.metrics_hub.set_engine(source);
+    }
+
+    /// Every sample a plugin's `metrics_snapshot` visits (engine, sinks, plugin metrics), in
+    /// the same order, for tests and in-process exporters.
+    pub fn visit_metrics(&self, out: &mut dyn FnMut(&Sample<'_>)) {
+        self.metrics_hub.visit(out);
     }
 
     /// Counters of every running sink.
@@ -448,6 +475,7 @@ fn start_sink(
     plugin: LoadedPlugin,
     lane_count: usize,
     registry: Option<Arc<SymbolRegistry>>,
+    metrics_hub: &Arc<MetricsHub>,
 ) -> Result<(RunningSink, Vec<LaneProducer>), PluginError> {
     let shared = Arc::new(SinkShared {
         disabled: AtomicBool::new(false),
@@ -461,6 +489,7 @@ fn start_sink(
         registry,
         metrics: metrics.clone(),
         endpoints: endpoints.clone(),
+        hub: Arc::clone(metrics_hub) as Arc<dyn EngineMetricsSource>,
     });
     // The runner needs its lanes' consumers and the lanes need the runner's thread handle (to
     // wake it): the consumers go through a one-slot channel once the thread exists.
@@ -526,7 +555,17 @@ fn start_sink(
     // If the runner is gone already the send fails and `started` below reports it.
     let _ = lanes_sender.send(consumers);
     match started_receiver.recv() {
-        Ok(Ok(())) => Ok((running, producers)),
+        Ok(Ok(())) => {
+            metrics_hub.add_sink(Arc::new(ExportedSink {
+                name: running.name.clone(),
+                plugin_name: running.plugin_name,
+                policy: running.policy,
+                runner_shared: Arc::clone(&running.runner_shared),
+                lane_counters: running.lane_counters.clone(),
+                metrics: Arc::clone(&running.metrics),
+            }));
+            Ok((running, producers))
+        }
         Ok(Err(failure)) => {
             join_failed(running);
             Err(PluginError::Create {

@@ -145,7 +145,26 @@ fn expected() -> Vec<(String, u64)> {
             gauge_set,
             histogram_record,
             clock_ns,
-            publish_endpoint
+            publish_endpoint,
+            metrics_snapshot
+        ]
+    );
+    layout!("tf_metric_label", MetricLabel, [name, value]);
+    layout!(
+        "tf_metric_sample",
+        MetricSample,
+        [
+            family,
+            help,
+            kind,
+            label_count,
+            labels,
+            value,
+            count,
+            bucket_count,
+            reserved,
+            bucket_upper_bounds,
+            bucket_counts
         ]
     );
     layout!(
@@ -213,6 +232,7 @@ fn expected() -> Vec<(String, u64)> {
         ("TF_DESCRIPTOR_SIZE_V1_2", DESCRIPTOR_SIZE_V1_2.into()),
         ("TF_HOST_SIZE_V1_0", HOST_SIZE_V1_0.into()),
         ("TF_HOST_SIZE_V1_2", HOST_SIZE_V1_2.into()),
+        ("TF_METRIC_TEXT_MAX_BYTES", METRIC_TEXT_MAX_BYTES as u64),
         ("TF_SPREAD_FLAG_WARMING", SPREAD_FLAG_WARMING.into()),
         ("TF_OPPORTUNITY_FLAG_NET", OPPORTUNITY_FLAG_NET.into()),
         ("TF_LOG_ERROR", LOG_ERROR.into()),

@@ -43,7 +43,7 @@ use self::opener::{Opened, Opener, SeatRole};
 use self::rotation::{Dropped, Event, ReplacementOpen, Rotation, Seat, open_replacement};
 use crate::EventSink;
 use crate::config::FeedsConfig;
-use crate::counters::{SlotCounters, bump};
+use crate::counters::{ExchangeLatency, SlotCounters, bump};
 use crate::framing::{ControlPayload, Incoming, ReadError, WriteError};
 use crate::planner::SlotPlan;
 use crate::protocol::{self, ClientPing};
@@ -755,9 +755,12 @@ impl<S: EventSink> Slot<S> {
         };
         // Held for the decode and the hand-off to the ring: no await until it is released.
         let mut scratch = decode_pool.lock(self.plan.connection_id as usize);
-        match scratch.decode(self.plan.venue, reader.message_mut(), encoding, now_ns()) {
+        let received_ns = now_ns();
+        match scratch.decode(self.plan.venue, reader.message_mut(), encoding, received_ns) {
             Ok(FrameOutcome::Records(count)) => {
                 let mut quotes = 0u64;
+                // One exchange-to-receive sample per frame: its first timestamped record.
+                let mut exchange_latency_ns = None;
                 // A replacement that delivers during a hole is promoted right after this frame.
                 if count > 0 && self.hole_open {
                     self.close_hole();
@@ -765,6 +768,9 @@ impl<S: EventSink> Slot<S> {
                 self.deliver_held_gaps();
                 for event in scratch.batch_mut().drain() {
                     quotes += matches!(event, FeedEvent::Quote(_)) as u64;
+                    if exchange_latency_ns.is_none() {
+                        exchange_latency_ns = ExchangeLatency::of(&event);
+                    }
                     if !self.held_gaps.blocks(event.symbol_id()) && self.sink.push(event) {
                         continue;
                     }
@@ -790,6 +796,12 @@ impl<S: EventSink> Slot<S> {
                 self.counters
                     .quotes
                     .fetch_add(quotes, std::sync::atomic::Ordering::Relaxed);
+                self.counters
+                    .last_data_ns
+                    .store(received_ns, std::sync::atomic::Ordering::Relaxed);
+                if let Some(latency_ns) = exchange_latency_ns {
+                    self.counters.exchange_latency.record(latency_ns);
+                }
                 link.data_arrived(now);
                 if is_primary && let Some(started) = self.resume_started.take() {
                     self.counters

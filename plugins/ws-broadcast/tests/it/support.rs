@@ -90,6 +90,7 @@ pub fn host() -> HostHandle {
         histogram_record: None,
         clock_ns: None,
         publish_endpoint: Some(publish_endpoint),
+        metrics_snapshot: None,
     }));
     // SAFETY: the table is leaked: valid for the process.
     unsafe { HostHandle::from_raw(table) }
