@@ -8,6 +8,7 @@
 pub mod broadcast;
 pub mod engine;
 pub mod faults;
+pub mod history_gen;
 pub mod load;
 pub mod parquet_bench;
 pub mod parquet_read;

@@ -165,6 +165,11 @@ enum Command {
     /// Parquet sink: write throughput of the plugin path beside pyarrow and a bare ArrowWriter
     /// (same quote rows, zstd 1), and reading one pair's day from compacted spread files.
     ParquetBench(tickflow_load::parquet_bench::ParquetBenchArgs),
+    /// A day of history for N pairs written through the Parquet sink plugin (spread samples,
+    /// opportunity cycles, gaps) and compacted: the input of history-read and the dashboard.
+    HistoryGen(tickflow_load::history_gen::HistoryGenArgs),
+    /// tickflow-history's day_series over a history day: time to the first pair, total, RSS.
+    HistoryRead(tickflow_load::history_gen::HistoryReadArgs),
     /// WebSocket broadcast: the ws-broadcast sink beside a Node `ws` server, same feed and
     /// clients (fast, then slow + dead): latency, CPU, RSS, frames and bytes per second.
     Broadcast(tickflow_load::broadcast::BroadcastArgs),
@@ -327,6 +332,8 @@ fn main() -> anyhow::Result<()> {
             real_rates_command(&settings)
         }
         Command::ParquetBench(args) => Ok(tickflow_load::parquet_bench::command(&args)?),
+        Command::HistoryGen(args) => Ok(tickflow_load::history_gen::gen_command(&args)?),
+        Command::HistoryRead(args) => Ok(tickflow_load::history_gen::read_command(&args)?),
         Command::Broadcast(args) => tickflow_load::broadcast::command(&args)
             .map(|_| ())
             .map_err(Into::into),

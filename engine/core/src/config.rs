@@ -112,6 +112,9 @@ pub struct WindowsConfig {
     /// A quote whose smaller side's notional (price × quantity at the top of the book) is below
     /// this takes no part in spreads (a book too thin to trade); 0 = no minimum.
     pub min_top_notional: f64,
+    /// Warm start: at start, seed each window from the Parquet sink's history (its `root`) of
+    /// the last window length, so bands and cycles are meaningful at once (README, `[windows]`).
+    pub warm_start: bool,
 }
 
 /// Which spread opportunity cycles compare with their thresholds.
@@ -163,6 +166,7 @@ impl Default for WindowsConfig {
             taker_fee_bp: BTreeMap::new(),
             cycles_on: SpreadBasis::Gross,
             min_top_notional: 0.0,
+            warm_start: false,
         }
     }
 }

@@ -15,7 +15,13 @@ use crate::outbound::Outbound;
 use crate::record::FeedEvent;
 use crate::ring::{self, Consumer, Producer};
 use crate::shard::thread::{ReadyRings, run_shard, shard_params};
-use crate::shard::{ShardClock, ShardCounters, ShardSnapshot, ShardState, ShardWaker};
+use crate::shard::{
+    SeedMessage, ShardClock, ShardCounters, ShardSnapshot, ShardState, ShardWaker, WindowSeed,
+};
+
+/// Pairs of warm-start history queued per shard at most (each one pair's samples): the seeding
+/// thread waits for room, so memory is a few pairs whatever the history holds.
+pub const SEED_QUEUE_PAIRS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -176,6 +182,11 @@ pub struct PipelineCounters {
     pub outlier_recomputes: u64,
     /// Windows ended because a venue stopped listing their symbol.
     pub windows_retired: u64,
+    /// Warm start (`Pipeline::seed_windows`): windows filled from history, bucket means written,
+    /// pairs left out because their shard had no free window.
+    pub windows_seeded: u64,
+    pub seed_samples: u64,
+    pub seed_skipped_capacity: u64,
     /// Shard threads that ended before `shutdown` (a panic: their symbols get no spreads).
     pub shards_dead: u64,
     /// Frame read to spread update over each shard's last interval: the worst shard's figure.
@@ -203,6 +214,9 @@ struct ShardThread {
 /// Owns the shard threads and the producers not yet taken.
 pub struct Pipeline {
     shards: Vec<ShardThread>,
+    /// Warm start's hand-off, one per shard; emptied by `seed_windows` or the first
+    /// `take_producer` (seeds never follow live records).
+    seed_senders: Vec<std::sync::mpsc::SyncSender<SeedMessage>>,
     producers: Vec<SlotProducer>,
     slot_counters: Vec<Arc<SlotCounters>>,
     stop: Arc<AtomicBool>,
@@ -276,6 +290,7 @@ impl Pipeline {
             .map(|_| Arc::new(ReadyRings::new(slots)))
             .collect();
         let mut shards = Vec::with_capacity(shard_count);
+        let mut seed_senders = Vec::with_capacity(shard_count);
         for (shard_index, (consumers, outbound)) in
             consumers_by_shard.into_iter().zip(outbounds).enumerate()
         {
@@ -287,10 +302,19 @@ impl Pipeline {
             let thread_waker = Arc::clone(&waker);
             let thread_stop = Arc::clone(&stop);
             let thread_ready = Arc::clone(&ready[shard_index]);
+            let (seed_sender, seeds) = std::sync::mpsc::sync_channel(SEED_QUEUE_PAIRS);
+            seed_senders.push(seed_sender);
             let handle = std::thread::Builder::new()
                 .name(format!("tickflow-shard-{shard_index}"))
                 .spawn(move || {
-                    run_shard(state, consumers, &thread_waker, &thread_ready, &thread_stop)
+                    run_shard(
+                        state,
+                        consumers,
+                        &thread_waker,
+                        &thread_ready,
+                        &thread_stop,
+                        seeds,
+                    )
                 })
                 .map_err(|source| PipelineError::Spawn {
                     index: shard_index,
@@ -325,6 +349,7 @@ impl Pipeline {
         producers.reverse();
         Ok(Pipeline {
             shards,
+            seed_senders,
             producers,
             slot_counters,
             stop,
@@ -333,7 +358,47 @@ impl Pipeline {
 
     /// The producer for the next connection slot; `None` when all `max_connection_slots` are taken.
     pub fn take_producer(&mut self) -> Option<SlotProducer> {
+        self.seed_senders.clear();
         self.producers.pop()
+    }
+
+    /// Warm start: hands each pair's history to the shard that owns its symbol (a bounded
+    /// channel: this waits for room, so memory is `SEED_QUEUE_PAIRS` pairs per shard), then waits
+    /// until every shard has written them and published counts and a snapshot. Call once, before
+    /// the first `take_producer`; afterwards (or a second time) it seeds nothing. Returns the
+    /// pairs handed over; what the shards made of them is in `counters()` (`windows_seeded`,
+    /// `seed_samples`, `seed_skipped_capacity`).
+    pub fn seed_windows(&mut self, seeds: impl IntoIterator<Item = WindowSeed>) -> u64 {
+        let senders = std::mem::take(&mut self.seed_senders);
+        if senders.is_empty() {
+            return 0;
+        }
+        let mut handed = 0;
+        for seed in seeds {
+            let shard = seed.symbol_id.0 as usize % senders.len();
+            // A shard that died dropped its receiver: its seeds are lost with it.
+            if senders[shard].send(SeedMessage::Window(seed)).is_ok() {
+                handed += 1;
+            }
+            // The unpark token makes a park that starts after this return at once.
+            self.shards[shard].waker.wake_unconditionally();
+        }
+        let (answer, answers) = std::sync::mpsc::sync_channel(senders.len());
+        let mut expected = 0;
+        for (shard, sender) in senders.iter().enumerate() {
+            if sender.send(SeedMessage::Done(answer.clone())).is_ok() {
+                expected += 1;
+            }
+            self.shards[shard].waker.wake_unconditionally();
+        }
+        drop(answer);
+        for _ in 0..expected {
+            // Err: a shard died before answering (its `Done` was dropped with it).
+            if answers.recv().is_err() {
+                break;
+            }
+        }
+        handed
     }
 
     pub fn shard_count(&self) -> usize {
@@ -367,6 +432,18 @@ impl Pipeline {
         }
         total.shards_dead = self.dead_shards().len() as u64;
         total
+    }
+
+    /// A handle on the shards' counters that outlives a borrow of the pipeline (for a metrics
+    /// exporter on another thread): [`ShardCountersHandle::shard`] reads one shard.
+    pub fn shard_counters_handle(&self) -> ShardCountersHandle {
+        ShardCountersHandle {
+            shards: self
+                .shards
+                .iter()
+                .map(|shard| Arc::clone(&shard.counters))
+                .collect(),
+        }
     }
 
     /// Shards whose thread has ended although the pipeline was not shut down: a shard only ends on
@@ -415,6 +492,25 @@ impl Pipeline {
     }
 }
 
+/// The shards' counters, readable from any thread (see [`Pipeline::shard_counters_handle`]).
+#[derive(Clone, Debug)]
+pub struct ShardCountersHandle {
+    shards: Vec<Arc<ShardCounters>>,
+}
+
+impl ShardCountersHandle {
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// One shard's counters (its latency figures are its own, not the worst shard's).
+    pub fn shard(&self, index: usize) -> Option<PipelineCounters> {
+        let mut counters = PipelineCounters::default();
+        add_shard_counters(&mut counters, self.shards.get(index)?);
+        Some(counters)
+    }
+}
+
 fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     total.quotes += load(&shard.quotes);
@@ -435,6 +531,9 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.stale_cycle_ends += load(&shard.stale_cycle_ends);
     total.outlier_recomputes += load(&shard.outlier_recomputes);
     total.windows_retired += load(&shard.windows_retired);
+    total.windows_seeded += load(&shard.windows_seeded);
+    total.seed_samples += load(&shard.seed_samples);
+    total.seed_skipped_capacity += load(&shard.seed_skipped_capacity);
     total.latency_ns_p50 = total.latency_ns_p50.max(load(&shard.latency_ns_p50));
     total.latency_ns_p99 = total.latency_ns_p99.max(load(&shard.latency_ns_p99));
     total.latency_ns_p999 = total.latency_ns_p999.max(load(&shard.latency_ns_p999));

@@ -20,7 +20,7 @@ use crate::config::MAX_THRESHOLDS;
 use crate::outbound::{OutRecord, Outbound};
 use crate::record::FeedEvent;
 use crate::venue::VENUE_COUNT;
-use window::{WindowOutput, WindowParams, WindowStore, WindowSummary};
+use window::{SeedOutcome, WindowOutput, WindowParams, WindowStore, WindowSummary};
 
 /// Where a shard reads the time for housekeeping. Records carry their own receive time; the clock
 /// only decides when buckets close, windows expire and snapshots publish.
@@ -61,6 +61,11 @@ pub struct ShardCounters {
     pub outlier_recomputes: AtomicU64,
     /// Windows ended because a venue stopped listing their symbol.
     pub windows_retired: AtomicU64,
+    /// Warm start: windows filled from history, the bucket means written into them, and pairs
+    /// with history left out because the shard had no free window (seeding never evicts).
+    pub windows_seeded: AtomicU64,
+    pub seed_samples: AtomicU64,
+    pub seed_skipped_capacity: AtomicU64,
     /// Spreads skipped because they were not finite (a price so small the ratio overflows).
     pub non_finite_spreads: AtomicU64,
     pub windows_live: AtomicU64,
@@ -87,6 +92,24 @@ pub struct ShardSnapshot {
     pub shard_index: usize,
     pub published_ns: TimestampNs,
     pub windows: Vec<WindowSummary>,
+}
+
+/// One pair's history for warm start (see `Pipeline::seed_windows`): the spreads dataset's
+/// `(bucket_start_ns, mean_bp)` of the last window length, in ascending time order. Plain values:
+/// the binary reads the files, the shard only writes them into its window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WindowSeed {
+    pub symbol_id: SymbolId,
+    pub buy_venue_id: VenueId,
+    pub sell_venue_id: VenueId,
+    pub samples: Vec<(TimestampNs, f64)>,
+}
+
+/// What the seeding thread hands a shard thread (a bounded channel, before any feed runs).
+pub(crate) enum SeedMessage {
+    Window(WindowSeed),
+    /// No more seeds: publish counts and a snapshot, then answer.
+    Done(std::sync::mpsc::SyncSender<()>),
 }
 
 /// The latest quote of one (symbol, venue), as the spread calculation needs it.
@@ -264,6 +287,40 @@ impl ShardState {
             self.params.shard_index
         );
         (local < self.params.windows.local_symbols).then_some(local as u32)
+    }
+
+    /// Fills one window from history before live data (cold path, at start): only for a symbol
+    /// this shard owns within its capacity and two different venues of the table; see
+    /// `WindowStore::seed` for what is written and how warming counts it.
+    pub fn seed(&mut self, seed: &WindowSeed) -> SeedOutcome {
+        let owned =
+            seed.symbol_id.0 as usize % self.params.shard_count.max(1) == self.params.shard_index;
+        let venues_ok = (seed.buy_venue_id.0 as usize) < VENUE_COUNT
+            && (seed.sell_venue_id.0 as usize) < VENUE_COUNT
+            && seed.buy_venue_id != seed.sell_venue_id;
+        let local = if owned {
+            self.local_symbol(seed.symbol_id)
+        } else {
+            None
+        };
+        let Some(local) = local.filter(|_| venues_ok) else {
+            return SeedOutcome::NotOwned;
+        };
+        let now_ns = self.params.clock.now_ns();
+        self.windows.seed(
+            seed.symbol_id,
+            local,
+            seed.buy_venue_id,
+            seed.sell_venue_id,
+            &seed.samples,
+            now_ns,
+        )
+    }
+
+    /// Seeding is over: counters and a snapshot show the seeded windows at once.
+    pub(crate) fn seeding_done(&mut self) {
+        self.publish_counts();
+        self.publish_snapshot(self.params.clock.now_ns());
     }
 
     /// Handles one record from a feed ring. Hot path.
@@ -576,6 +633,15 @@ impl ShardState {
         counters
             .windows_retired
             .store(counts.retired, Ordering::Relaxed);
+        counters
+            .windows_seeded
+            .store(counts.windows_seeded, Ordering::Relaxed);
+        counters
+            .seed_samples
+            .store(counts.seed_samples, Ordering::Relaxed);
+        counters
+            .seed_skipped_capacity
+            .store(counts.seed_skipped_capacity, Ordering::Relaxed);
     }
 
     /// Shutdown: emits every open bucket and ends every open cycle (a sink never sees a cycle

@@ -4,6 +4,7 @@
 //! The ring matrix and the threads' lifetime belong to `pipeline`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::Duration;
 
 use crate::config::{EngineConfig, SpreadBasis, WindowsConfig};
@@ -11,7 +12,8 @@ use crate::record::FeedEvent;
 use crate::ring::{self, Consumer};
 use crate::shard::window::WindowParams;
 use crate::shard::{
-    ShardClock, ShardParams, ShardState, ShardWaker, local_symbol_capacity, windows_per_shard,
+    SeedMessage, ShardClock, ShardParams, ShardState, ShardWaker, local_symbol_capacity,
+    windows_per_shard,
 };
 
 /// Records a shard takes from one ring before looking at the next.
@@ -167,6 +169,7 @@ pub(crate) fn run_shard(
     waker: &ShardWaker,
     ready: &ReadyRings,
     stop: &AtomicBool,
+    seeds: Receiver<SeedMessage>,
 ) -> Vec<Consumer<FeedEvent>> {
     waker.register_current_thread();
     if let Some(core) = state.params_pinned_core() {
@@ -192,7 +195,26 @@ pub(crate) fn run_shard(
     let mut last_batch_at = std::time::Instant::now();
     // What the last housekeeping pass left: bucket closes, or a snapshot's next slices.
     let mut housekeeping_due = false;
+    // Warm start: seeds come before any record (the pipeline closes the channel when it hands
+    // out its first producer); once it is closed the loop no longer looks at it.
+    let mut seeds = Some(seeds);
     loop {
+        if let Some(receiver) = &seeds {
+            match receiver.try_recv() {
+                Ok(SeedMessage::Window(seed)) => {
+                    state.seed(&seed);
+                    continue;
+                }
+                Ok(SeedMessage::Done(answer)) => {
+                    state.seeding_done();
+                    // The seeding thread may have stopped waiting: nothing to do then.
+                    let _ = answer.send(());
+                    seeds = None;
+                }
+                Err(TryRecvError::Disconnected) => seeds = None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
         let handled = drain_marked(&mut state, &mut consumers, ready, &mut pending);
         if handled > 0 {
             counters.batches.fetch_add(1, Ordering::Relaxed);

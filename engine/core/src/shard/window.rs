@@ -122,6 +122,10 @@ struct WindowHeader {
     open_list_position: u32,
     /// Index in the store's cycle list while `cycles_active_mask != 0`.
     cycle_list_position: u32,
+    /// Seeded from history with samples spanning at least `warmup_buckets`: the window is not
+    /// warming while its newest written bucket is below this (the newest seeded bucket + the
+    /// window length, when the last seeded sample leaves). `i64::MIN`: not seeded.
+    warm_by_seed_until_bucket: i64,
 }
 
 const _: () = assert!(std::mem::offset_of!(WindowHeader, buy_venue) == 64);
@@ -154,6 +158,7 @@ impl WindowHeader {
         sell_venue: 0,
         open_list_position: 0,
         cycle_list_position: 0,
+        warm_by_seed_until_bucket: i64::MIN,
     };
 }
 
@@ -217,6 +222,35 @@ pub struct WindowCounts {
     pub outlier_recomputes: u64,
     /// Windows ended because a venue no longer lists their symbol (`GAP_SYMBOL_RETIRED`).
     pub retired: u64,
+    /// Windows filled from history at start (`seed`).
+    pub windows_seeded: u64,
+    /// Bucket means written into windows from history.
+    pub seed_samples: u64,
+    /// Pairs with history not seeded because the store had no free window (seeding never evicts).
+    pub seed_skipped_capacity: u64,
+}
+
+/// What [`WindowStore::seed`] did with one pair's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeedOutcome {
+    /// The window was created and `samples` bucket means written into it.
+    Seeded { samples: usize },
+    /// No free window (counted in `seed_skipped_capacity`).
+    SkippedCapacity,
+    /// The window exists already (live data came first): left as it is.
+    SkippedExisting,
+    /// No sample falls in the window ending at `now_ns` (or none is finite).
+    Empty,
+    /// Not this shard's symbol, beyond its symbol capacity, or not two different venues.
+    NotOwned,
+}
+
+/// Discards what a window operation emits (seeding emits nothing: the history has it already).
+struct DiscardOutput;
+
+impl WindowOutput for DiscardOutput {
+    fn spread_sample(&mut self, _sample: &SpreadSample) {}
+    fn opportunity(&mut self, _event: &OpportunityEvent) {}
 }
 
 pub struct WindowStore {
@@ -421,10 +455,85 @@ impl WindowStore {
         }
     }
 
-    /// True while `window` has fewer filled buckets than `warmup_buckets`.
+    /// True while `window` has fewer filled buckets than `warmup_buckets`, unless history seeded
+    /// it with samples spanning `warmup_buckets` and a seeded bucket is still in the window (see
+    /// `seed`).
     #[inline]
     fn is_warming(&self, window: u32) -> bool {
-        (self.headers[window as usize].window_count as usize) < self.params.warmup_buckets
+        let header = &self.headers[window as usize];
+        (header.window_count as usize) < self.params.warmup_buckets
+            && header.written_bucket >= header.warm_by_seed_until_bucket
+    }
+
+    /// Fills window (symbol, buy, sell) from history before live data: `samples` are
+    /// `(bucket_start_ns, mean_bp)` of closed buckets in ascending time order; those in the
+    /// window that ends at `now_ns`'s bucket (exclusive) and finite are written through the path
+    /// of a live closed bucket (`store_bucket`: running sums, block min/max), nothing is emitted.
+    /// A sample out of order or in an already written bucket is ignored. Seeding never evicts: a
+    /// full store counts `seed_skipped_capacity`; an existing window is left alone.
+    ///
+    /// Warming: history may keep one bucket in N (the Parquet sink's `spreads_every_n_buckets`),
+    /// so counting filled buckets would keep a seeded window warming. A window whose seeded
+    /// samples span at least `warmup_buckets` buckets (first to last) counts as warm until its
+    /// newest seeded bucket leaves the window; by then live buckets filled a whole window and the
+    /// ordinary count decides again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn seed(
+        &mut self,
+        symbol_id: SymbolId,
+        local_symbol: u32,
+        buy: VenueId,
+        sell: VenueId,
+        samples: &[(TimestampNs, f64)],
+        now_ns: TimestampNs,
+    ) -> SeedOutcome {
+        assert!((buy.0 as usize) < VENUE_COUNT && (sell.0 as usize) < VENUE_COUNT);
+        assert!((local_symbol as usize) < self.params.local_symbols);
+        let slot = Self::index_slot(local_symbol, buy.0, sell.0);
+        if self.index[slot] != NONE {
+            return SeedOutcome::SkippedExisting;
+        }
+        let bucket_ns = self.params.bucket_ns;
+        let now_bucket = now_ns.div_euclid(bucket_ns);
+        let oldest_bucket = now_bucket - self.params.buckets as i64 + 1;
+        let in_window = |&(bucket_start_ns, mean_bp): &(TimestampNs, f64)| {
+            let bucket = bucket_start_ns.div_euclid(bucket_ns);
+            (bucket >= oldest_bucket && bucket < now_bucket && mean_bp.is_finite())
+                .then_some((bucket, mean_bp))
+        };
+        let Some((first_bucket, _)) = samples.iter().find_map(in_window) else {
+            return SeedOutcome::Empty;
+        };
+        if self.free.is_empty() {
+            self.counts.seed_skipped_capacity += 1;
+            return SeedOutcome::SkippedCapacity;
+        }
+        let window = self.create(
+            symbol_id,
+            local_symbol,
+            buy.0,
+            sell.0,
+            first_bucket * bucket_ns,
+            &mut DiscardOutput,
+        );
+        self.index[slot] = window;
+        let mut written = 0;
+        for (bucket, mean_bp) in samples.iter().filter_map(in_window) {
+            if bucket <= self.headers[window as usize].written_bucket {
+                continue;
+            }
+            self.store_bucket(window, bucket, mean_bp);
+            written += 1;
+        }
+        let header = &mut self.headers[window as usize];
+        let span_buckets = header.written_bucket - first_bucket + 1;
+        if span_buckets >= self.params.warmup_buckets as i64 {
+            header.warm_by_seed_until_bucket = header.written_bucket + self.params.buckets as i64;
+        }
+        header.last_update_ns = now_ns;
+        self.counts.windows_seeded += 1;
+        self.counts.seed_samples += written as u64;
+        SeedOutcome::Seeded { samples: written }
     }
 
     fn update_cycles(
@@ -788,15 +897,55 @@ impl WindowStore {
     /// Writes the open bucket's mean into the ring (empty buckets in between become NaN), expires
     /// what falls out of the window, and emits the spread sample.
     fn close_open_bucket(&mut self, window: u32, output: &mut impl WindowOutput) {
+        let header = &self.headers[window as usize];
+        debug_assert!(header.open_count > 0);
+        let open_bucket = header.open_bucket;
+        let mean_bp = header.open_sum / f64::from(header.open_count);
+        self.store_bucket(window, open_bucket, mean_bp);
+        let header = &mut self.headers[window as usize];
+        let (window_mean_bp, window_std_bp) = mean_and_std(
+            header.window_sum,
+            header.window_sum_squares,
+            header.window_count,
+        );
+        let band_k = self.params.band_k;
+        let warming = self.is_warming(window);
+        let header = &mut self.headers[window as usize];
+        let sample = SpreadSample {
+            bucket_start_ns: open_bucket * self.params.bucket_ns,
+            bucket_duration_ns: self.params.bucket_ns,
+            last_bp: header.open_last,
+            min_bp: header.open_min,
+            max_bp: header.open_max,
+            mean_bp,
+            window_mean_bp,
+            window_std_bp,
+            band_lower_bp: window_mean_bp - band_k * window_std_bp,
+            band_upper_bp: window_mean_bp + band_k * window_std_bp,
+            samples: header.open_count,
+            symbol_id: header.symbol_id,
+            buy_venue_id: VenueId(header.buy_venue),
+            sell_venue_id: VenueId(header.sell_venue),
+            flags: if warming { SPREAD_FLAG_WARMING } else { 0 },
+        };
+        header.open_count = 0;
+        self.counts.samples += 1;
+        output.spread_sample(&sample);
+    }
+
+    /// Writes bucket `absolute`'s mean into `window`'s ring (the empty buckets since the last
+    /// written one become NaN; at most one lap matters), expires what falls out of the window and
+    /// keeps the running sums and block min/max: what every closed bucket goes through, live
+    /// (`close_open_bucket`) or seeded from history (`seed`).
+    fn store_bucket(&mut self, window: u32, absolute_bucket: i64, mean_bp: f64) {
         let buckets = self.params.buckets;
         let block_len = self.block_len;
         let ring_start = window as usize * buckets;
         let blocks_start = window as usize * self.blocks_per_window * 2;
         let ring_offset = i64::from(window) % buckets as i64;
+        let open_bucket = absolute_bucket;
         let header = &mut self.headers[window as usize];
-        debug_assert!(header.open_count > 0);
-        let open_bucket = header.open_bucket;
-        let mean_bp = header.open_sum / f64::from(header.open_count);
+        debug_assert!(open_bucket > header.written_bucket);
         // Buckets from written+1 to open_bucket-1 are empty; at most one lap matters.
         let first = (header.written_bucket + 1).max(open_bucket - buckets as i64 + 1);
         let mut lap_complete = false;
@@ -857,33 +1006,6 @@ impl WindowStore {
             header.window_sum_squares = sum_squares;
             header.window_count = count;
         }
-        let (window_mean_bp, window_std_bp) = mean_and_std(
-            header.window_sum,
-            header.window_sum_squares,
-            header.window_count,
-        );
-        let band_k = self.params.band_k;
-        let warming = (header.window_count as usize) < self.params.warmup_buckets;
-        let sample = SpreadSample {
-            bucket_start_ns: open_bucket * self.params.bucket_ns,
-            bucket_duration_ns: self.params.bucket_ns,
-            last_bp: header.open_last,
-            min_bp: header.open_min,
-            max_bp: header.open_max,
-            mean_bp,
-            window_mean_bp,
-            window_std_bp,
-            band_lower_bp: window_mean_bp - band_k * window_std_bp,
-            band_upper_bp: window_mean_bp + band_k * window_std_bp,
-            samples: header.open_count,
-            symbol_id: header.symbol_id,
-            buy_venue_id: VenueId(header.buy_venue),
-            sell_venue_id: VenueId(header.sell_venue),
-            flags: if warming { SPREAD_FLAG_WARMING } else { 0 },
-        };
-        header.open_count = 0;
-        self.counts.samples += 1;
-        output.spread_sample(&sample);
     }
 
     /// Appends the summaries of live windows in slab slots `from..`, looking at no more than
