@@ -1,0 +1,158 @@
+//! What the control plane sees of the engine: [`EngineView`], filled once by the binary (snapshot
+//! handles, registry, budget, window settings), and [`EngineBoard`], where the binary's own loop
+//! publishes a read-only [`EngineStatus`] (feed slots, dead shards, pipeline counters, sink stats
+//! and endpoints) — the control plane never holds the feeds, the pipeline or the sink host, and
+//! nothing here writes to engine state.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Instant;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tickflow_core::budget::MemoryBudget;
+use tickflow_core::config::SpreadBasis;
+use tickflow_core::pipeline::{Pipeline, PipelineCounters};
+use tickflow_core::registry::SymbolRegistry;
+use tickflow_core::shard::ShardSnapshot;
+use tickflow_feed::{Feeds, SlotHandle};
+use tickflow_host::{SinkEndpoint, SinkHost, SinkStats};
+
+/// Where the engine is in its life, as `/health` and `/ready` report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Phase {
+    Starting = 0,
+    Running = 1,
+    Draining = 2,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Running => "running",
+            Phase::Draining => "draining",
+        }
+    }
+
+    fn from_u8(value: u8) -> Phase {
+        match value {
+            0 => Phase::Starting,
+            1 => Phase::Running,
+            _ => Phase::Draining,
+        }
+    }
+}
+
+/// One read-only picture of the running engine, published by the binary's loop.
+#[derive(Clone, Debug)]
+pub struct EngineStatus {
+    pub published_at: Instant,
+    /// Every connection slot (its plan and live counters).
+    pub slots: Vec<SlotHandle>,
+    /// Slot tasks alive in the feeds' tracker.
+    pub feed_tasks: usize,
+    pub shard_count: usize,
+    pub dead_shards: Vec<usize>,
+    pub counters: PipelineCounters,
+    pub sinks: Vec<SinkStats>,
+    pub endpoints: Vec<SinkEndpoint>,
+}
+
+/// The cell the binary publishes [`EngineStatus`] into and sets the [`Phase`] of.
+#[derive(Debug)]
+pub struct EngineBoard {
+    phase: AtomicU8,
+    status: ArcSwapOption<EngineStatus>,
+}
+
+impl Default for EngineBoard {
+    fn default() -> Self {
+        EngineBoard {
+            phase: AtomicU8::new(Phase::Starting as u8),
+            status: ArcSwapOption::empty(),
+        }
+    }
+}
+
+impl EngineBoard {
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Draining is final: a late `Running` does not undo it.
+    pub fn set_phase(&self, phase: Phase) {
+        let _ = self
+            .phase
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |current| {
+                (current != Phase::Draining as u8).then_some(phase as u8)
+            });
+    }
+
+    /// Publishes what the engine's owner sees now (cold path: a few hundred bytes per slot and
+    /// sink, a handful of times a second).
+    pub fn publish(&self, feeds: &Feeds, pipeline: &Pipeline, sinks: Option<&SinkHost>) {
+        self.publish_status(EngineStatus {
+            published_at: Instant::now(),
+            slots: feeds.slots().to_vec(),
+            feed_tasks: feeds.live_tasks(),
+            shard_count: pipeline.shard_count(),
+            dead_shards: pipeline.dead_shards(),
+            counters: pipeline.counters(),
+            sinks: sinks.map(SinkHost::stats).unwrap_or_default(),
+            endpoints: sinks.map(SinkHost::endpoints).unwrap_or_default(),
+        });
+    }
+
+    pub fn publish_status(&self, status: EngineStatus) {
+        self.status.store(Some(Arc::new(status)));
+    }
+
+    pub fn status(&self) -> Option<Arc<EngineStatus>> {
+        self.status.load_full()
+    }
+}
+
+/// The live engine's parts the control plane reads (absent in `tickflow serve`).
+#[derive(Clone)]
+pub struct LiveEngine {
+    pub snapshots: Vec<Arc<ArcSwap<ShardSnapshot>>>,
+    pub registry: Arc<SymbolRegistry>,
+    pub board: Arc<EngineBoard>,
+    /// `[[sinks]]` names that are not `optional`: one disabled makes `/health` 503.
+    pub required_sinks: Vec<String>,
+    pub max_windows: usize,
+    pub max_symbols: usize,
+    /// Which spread the opportunity cycles compare with their thresholds.
+    pub cycles_on: SpreadBasis,
+}
+
+impl std::fmt::Debug for LiveEngine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("LiveEngine")
+            .field("shards", &self.snapshots.len())
+            .field("required_sinks", &self.required_sinks)
+            .finish()
+    }
+}
+
+/// Everything the control plane is given at start.
+#[derive(Clone, Debug)]
+pub struct EngineView {
+    /// None in `tickflow serve` (history only).
+    pub live: Option<LiveEngine>,
+    /// `windows.thresholds_bp`: the values `threshold_bp` may take.
+    pub thresholds_bp: Vec<f64>,
+    pub budget: MemoryBudget,
+}
+
+impl EngineView {
+    pub fn mode(&self) -> &'static str {
+        if self.live.is_some() {
+            "engine"
+        } else {
+            "history"
+        }
+    }
+}
