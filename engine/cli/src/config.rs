@@ -8,6 +8,7 @@
 
 use serde::Deserialize;
 
+pub use tickflow_control::HttpConfig;
 pub use tickflow_core::config::{
     AUTO_SHARDS_MAX, ConfigValueError, EngineConfig, MAX_DURATION_MS, MAX_THRESHOLDS, WindowsConfig,
 };
@@ -29,6 +30,8 @@ pub struct Config {
     pub windows: WindowsConfig,
     pub feeds: FeedsConfig,
     pub universe: UniverseConfig,
+    /// `[http]`: the control plane (tickflow-control).
+    pub http: HttpConfig,
     pub sinks: Vec<SinkConfig>,
 }
 
@@ -39,6 +42,7 @@ impl Default for Config {
             windows: WindowsConfig::default(),
             feeds: FeedsConfig::default(),
             universe: UniverseConfig::default(),
+            http: HttpConfig::default(),
             sinks: Vec::new(),
         };
         config.derive_across_sections();
@@ -60,6 +64,9 @@ pub enum ConfigError {
     Value(#[from] ConfigValueError),
     #[error(transparent)]
     Sinks(#[from] SinkConfigError),
+    /// A value of `[http]`.
+    #[error(transparent)]
+    Http(#[from] tickflow_control::HttpConfigError),
     /// The feeds cannot be planned within `[engine]` (too many slots or symbols).
     #[error(transparent)]
     Plan(#[from] tickflow_feed::PlanError),
@@ -134,6 +141,7 @@ impl Config {
         }
         self.windows.validate()?;
         tickflow_host::config::validate_sinks(&self.sinks)?;
+        self.http.validate()?;
         // The connection plan the feeds will start with (on a throwaway registry), so a config
         // that needs more slots or symbols than `[engine]` allows is refused here, not at start.
         let registry = tickflow_core::registry::SymbolRegistry::new(self.engine.max_symbols);

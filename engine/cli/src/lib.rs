@@ -7,4 +7,6 @@
 
 pub mod budget;
 pub mod config;
+pub mod metrics;
 pub mod universe;
+pub mod warm_start;

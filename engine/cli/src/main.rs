@@ -35,6 +35,9 @@ enum Command {
     /// Show the universe `run` would start with: discovered from the venues' instrument lists (or
     /// the hand-written list), with each venue's spelling and what was left out and why.
     Universe(cli::universe::UniverseArgs),
+    /// Serve the control plane's history routes and the dashboard over a Parquet history
+    /// directory, with no feeds.
+    Serve(cli::control::ServeArgs),
     /// Validate a config file and print its memory budget.
     CheckConfig { file: PathBuf },
     /// Sink plugin tools.
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => cli::demo::run(args),
         Command::Run { config } => cli::run::run(&config),
         Command::Decode(args) => cli::decode::run(args),
+        Command::Serve(args) => cli::control::serve(args),
         Command::CheckConfig { file } => cli::check_config::run(&file),
         Command::Universe(args) => cli::universe::run(args),
         Command::Plugin { command } => cli::plugin::run(command),

@@ -2,7 +2,10 @@
 //! loopback sockets: no network, no config. Prints what runs and a live summary (quotes/s per
 //! venue, reconnects, top spreads by pair); cuts one venue's connection now and then to show a
 //! reconnect; stops cleanly on Ctrl-C (or after `--duration-s`). Writes its history as Parquet
-//! through the Parquet sink plugin found next to the binary, under `--data-dir` (printed).
+//! through the Parquet sink plugin found next to the binary, under `--data-dir` (printed), and
+//! serves live data (the ws-broadcast sink) and Prometheus metrics (the metrics sink), both found
+//! next to the binary too, on loopback: the default port when free, else one the OS picks
+//! (printed), so demos can run side by side.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +21,8 @@ use tickflow_feed::config::Channel;
 use tickflow_host::SinkHost;
 use tickflow_sim::{SimConfig, SimVenues};
 
-use super::run::{Signals, init_logging, sink_outbounds};
+use super::process::{Signals, init_logging};
+use super::run::sink_outbounds;
 
 const DEMO_SYMBOLS: [&str; 8] = [
     "BTC-USDT",
@@ -59,6 +63,164 @@ pub struct DemoArgs {
 
 /// The Parquet sink's library, next to the running binary (where `cargo build` puts both).
 const PARQUET_PLUGIN_FILE: &str = "libtickflow_parquet.so";
+/// The live-data sink's library (`plugins/ws-broadcast`), next to the running binary.
+const WS_BROADCAST_PLUGIN_FILE: &str = "libtickflow_ws_broadcast.so";
+/// The Prometheus exporter's library (`plugins/metrics`), next to the running binary.
+const METRICS_PLUGIN_FILE: &str = "libtickflow_metrics.so";
+
+/// The control plane's default port (the dashboard; the broadcast sink admits its origin).
+pub(crate) const DEFAULT_HTTP_PORT: u16 = 8080;
+/// The ws-broadcast sink's default port.
+const DEFAULT_WS_PORT: u16 = 8081;
+/// The metrics sink's default port.
+const DEFAULT_METRICS_PORT: u16 = 9464;
+
+/// The directory of the running binary (where `cargo build` also puts the plugins).
+fn binary_dir() -> std::path::PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
+        .unwrap_or_default()
+}
+
+/// `file` next to the binary, or a sentence saying how to build it (the demo prints it and goes
+/// on without that sink).
+fn plugin_next_to_binary(file: &str, package: &str) -> Result<std::path::PathBuf, String> {
+    let dir = binary_dir();
+    let plugin = dir.join(file);
+    if plugin.is_file() {
+        Ok(plugin)
+    } else {
+        Err(format!(
+            "{file} not found next to this binary (in {}): build it with `cargo build -p {package}` (the same profile as tickflow)",
+            dir.display()
+        ))
+    }
+}
+
+/// A loopback port for a demo server: `default_port` when it is free, else `None` (the server
+/// then binds port 0, the OS picks, and the real port is read back from what it publishes).
+/// Probing releases the port at once; a server that loses the race fails to start and, being
+/// optional, is skipped with a log line.
+fn default_port_if_free(default_port: u16) -> Option<u16> {
+    std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, default_port))
+        .ok()
+        .map(|_| default_port)
+}
+
+/// A concrete loopback port for a server whose port must be known before it starts (the
+/// control plane: the broadcast sink admits the dashboard's origin): `default_port` when free,
+/// else one the OS hands out (bound and released at once). `None` only when the OS has no
+/// loopback port to give.
+pub(crate) fn loopback_port_or_ephemeral(default_port: u16) -> Option<u16> {
+    default_port_if_free(default_port).or_else(|| {
+        std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .ok()
+            .map(|address| address.port())
+    })
+}
+
+/// The live servers the demo runs beside the history: the broadcast and metrics sinks (when
+/// their libraries are there) and the port of the control plane.
+struct LiveServers {
+    ws_plugin: Option<std::path::PathBuf>,
+    metrics_plugin: Option<std::path::PathBuf>,
+    /// `None`: the default was busy, the sink binds port 0.
+    ws_port: Option<u16>,
+    metrics_port: Option<u16>,
+    http_port: u16,
+}
+
+fn live_servers() -> LiveServers {
+    let found = |file: &str, package: &str, what: &str| {
+        plugin_next_to_binary(file, package)
+            .map_err(|reason| println!("{what}: {reason}; running without it"))
+            .ok()
+    };
+    LiveServers {
+        ws_plugin: found(
+            WS_BROADCAST_PLUGIN_FILE,
+            "tickflow-ws-broadcast",
+            "live data (WebSocket)",
+        ),
+        metrics_plugin: found(
+            METRICS_PLUGIN_FILE,
+            "tickflow-metrics",
+            "metrics (Prometheus)",
+        ),
+        ws_port: default_port_if_free(DEFAULT_WS_PORT),
+        metrics_port: default_port_if_free(DEFAULT_METRICS_PORT),
+        http_port: loopback_port_or_ephemeral(DEFAULT_HTTP_PORT).unwrap_or(DEFAULT_HTTP_PORT),
+    }
+}
+
+/// The `[[sinks]]` entries of the live servers: optional (one that cannot bind is logged and
+/// skipped), small client limits (the stated memory stays small), loopback only.
+fn live_sinks_toml(live: &LiveServers) -> String {
+    let quoted =
+        |path: &std::path::Path| toml::Value::String(path.display().to_string()).to_string();
+    let mut text = String::new();
+    if let Some(plugin) = &live.ws_plugin {
+        text.push_str(&format!(
+            "[[sinks]]\nname = \"live\"\npath = {}\npolicy = \"conflate\"\noptional = true\n[sinks.config]\n\
+             bind = \"127.0.0.1:{}\"\nclients_max = 64\nchannels_max = 512\n\
+             allowed_origins = [\"http://127.0.0.1:{http}\", \"http://localhost:{http}\"]\n",
+            quoted(plugin),
+            live.ws_port.unwrap_or(0),
+            http = live.http_port
+        ));
+    }
+    if let Some(plugin) = &live.metrics_plugin {
+        text.push_str(&format!(
+            "[[sinks]]\nname = \"metrics\"\npath = {}\noptional = true\n[sinks.config]\nbind = \"127.0.0.1:{}\"\n",
+            quoted(plugin),
+            live.metrics_port.unwrap_or(0)
+        ));
+    }
+    text
+}
+
+/// One printed line per live server that runs: its URL as the sink published it, and whether
+/// the default port was busy.
+fn print_live_endpoints(sink_host: &SinkHost, live: &LiveServers) {
+    let endpoints = sink_host.endpoints();
+    let url_of = |sink: &str, name: &str| {
+        endpoints
+            .iter()
+            .find(|endpoint| endpoint.sink == sink && endpoint.name == name)
+            .map(|endpoint| endpoint.url.clone())
+    };
+    let busy = |chosen: Option<u16>, default_port: u16| {
+        if chosen.is_none() {
+            format!(" (port {default_port} was busy: the OS picked this one)")
+        } else {
+            String::new()
+        }
+    };
+    if live.ws_plugin.is_some() {
+        match url_of("live", "ws") {
+            Some(url) => println!(
+                "  live     {url}{} — WebSocket: send {{\"op\":\"subscribe\",\"channels\":[\"quotes:*\",\"spreads:*\",\"opportunities\"]}} (plugins/ws-broadcast/README.md)",
+                busy(live.ws_port, DEFAULT_WS_PORT)
+            ),
+            None => println!(
+                "live data (WebSocket): the ws-broadcast sink did not start (see the log above); running without it"
+            ),
+        }
+    }
+    if live.metrics_plugin.is_some() {
+        match url_of("metrics", "metrics") {
+            Some(url) => println!(
+                "  metrics  {url}{} — Prometheus text format (plugins/metrics/README.md)",
+                busy(live.metrics_port, DEFAULT_METRICS_PORT)
+            ),
+            None => println!(
+                "metrics (Prometheus): the metrics sink did not start (see the log above); running without it"
+            ),
+        }
+    }
+}
 
 /// The demo's history: the Parquet sink plugin writing under `root`.
 struct History {
@@ -71,17 +233,8 @@ fn history(args: &DemoArgs) -> Result<Option<History>, String> {
     if args.no_history {
         return Ok(None);
     }
-    let exe_dir = std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(std::path::Path::to_path_buf))
-        .unwrap_or_default();
-    let plugin = exe_dir.join(PARQUET_PLUGIN_FILE);
-    if !plugin.is_file() {
-        return Err(format!(
-            "{PARQUET_PLUGIN_FILE} not found next to this binary (in {}): build it with `cargo build -p tickflow-parquet` (the same profile as tickflow); running without history",
-            exe_dir.display()
-        ));
-    }
+    let plugin = plugin_next_to_binary(PARQUET_PLUGIN_FILE, "tickflow-parquet")
+        .map_err(|reason| format!("{reason}; running without history"))?;
     let root = std::path::absolute(&args.data_dir).unwrap_or_else(|_| args.data_dir.clone());
     Ok(Some(History { plugin, root }))
 }
@@ -99,14 +252,22 @@ fn history_sink_toml(history: &History) -> String {
     )
 }
 
-fn demo_config(sim: &SimVenues, history: Option<&History>) -> anyhow::Result<Config> {
+fn demo_config(
+    sim: &SimVenues,
+    history: Option<&History>,
+    live: &LiveServers,
+) -> anyhow::Result<Config> {
     let mut config = Config::from_toml_str(&format!(
         "[engine]\nmax_symbols = 64\nmax_connection_slots = 16\n\
          [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = 4096\nthresholds_bp = [20.0]\nsnapshot_interval_ms = 1000\n\
-         warmup_buckets = 5\n[universe]\nmax_symbols = 40\n{}",
-        history.map(history_sink_toml).unwrap_or_default()
+         warmup_buckets = 5\n[universe]\nmax_symbols = 40\n{}{}",
+        history.map(history_sink_toml).unwrap_or_default(),
+        live_sinks_toml(live)
     ))?;
     config.feeds = sim.feeds_config();
+    // With history, windows start from the last window length of it (what an earlier demo run
+    // wrote), as `tickflow run` does with `[windows] warm_start`.
+    config.windows.warm_start = history.is_some();
     // The universe is discovered from the simulated venues' instrument lists, and refreshed as
     // their listings change.
     config.feeds.symbols.clear();
@@ -161,7 +322,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         println!("history: {reason}");
         None
     });
-    let config = Arc::new(demo_config(&sim, history.as_ref())?);
+    let live = live_servers();
+    let config = Arc::new(demo_config(&sim, history.as_ref(), &live)?);
     let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
     // The history sink (if any) through the plugin host, as `tickflow run` wires `[[sinks]]`.
     let mut sink_host = SinkHost::start(
@@ -211,7 +373,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
             );
         }
     }
-    println!("{}", memory_budget(&config));
+    print_live_endpoints(&sink_host, &live);
+    let budget = memory_budget(&config);
+    println!("{budget}");
     println!(
         "Every {} s: quotes/s per venue, reconnects, top spreads by pair.{} Ctrl-C stops.",
         args.summary_every_s.max(1),
@@ -225,6 +389,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         }
     );
     println!("Real venues: tickflow run --config config/live.toml");
+    // The control plane over this engine and its history (a busy port is reported, not fatal).
+    let mut control_config = (*config).clone();
+    control_config.http.history_dir = history.as_ref().map(|history| history.root.clone());
+    let control =
+        match super::control::start_for_engine(&control_config, &pipeline, &registry, &budget) {
+            Ok(control) => control,
+            Err(error) => {
+                println!("control plane: not started: {error:#}");
+                None
+            }
+        };
+    if let Some((control, _)) = &control {
+        println!(
+            "  dashboard {}/  (API: engine/control/API.md)",
+            control.url()
+        );
+    }
+    let board = control.as_ref().map(|(_, board)| Arc::clone(board));
 
     let result = runtime.block_on(async {
         let (mut refresher, _) =
@@ -233,7 +415,30 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
             "  universe discovered from the venues' instrument lists: {} (refreshed every {DEMO_REFRESH_S} s as listings change)",
             tickflow::universe::one_line(refresher.universe())
         );
+        // WARM START: windows seeded from the Parquet history before any record ([windows]
+        // warm_start); a missing or damaged history is a warning.
+        if let Some(report) =
+            tickflow::warm_start::warm_start_if_configured(&config, &registry, &mut pipeline)
+        {
+            println!(
+                "  warm start: {} windows seeded from {} history samples in {} files ({} ms)",
+                report.windows_seeded, report.seed_samples, report.files, report.elapsed_ms
+            );
+        }
         let mut feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        // What the metrics sink's `metrics_snapshot` (ABI 1.2) exports of the engine, as in `run`.
+        let engine_metrics = Arc::new(tickflow::metrics::EngineMetrics::new(
+            feeds.slots(),
+            pipeline.shard_counters_handle(),
+            Arc::clone(&registry),
+            budget.clone(),
+        ));
+        sink_host.set_engine_metrics(engine_metrics.clone());
+        if let Some(board) = &board {
+            board.publish(&feeds, &pipeline, Some(&sink_host));
+            board.set_phase(tickflow_control::Phase::Running);
+        }
+        let mut control_tick = tokio::time::interval(Duration::from_millis(250));
         let refresh_every = Duration::from_secs(DEMO_REFRESH_S);
         let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + refresh_every, refresh_every);
         let mut signals = Signals::new()?;
@@ -258,7 +463,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
                 }
                 _ = refresh_tick.tick() => refresher.begin(),
                 round = refresher.next() => {
-                    match refresher.finish(round, &registry, &mut feeds) {
+                    let finished = refresher.finish(round, &registry, &mut feeds);
+                    engine_metrics.set_slots(feeds.slots());
+                    match finished {
                         Ok(refreshed) => println!(
                             "universe refreshed: {} symbols, +{} / -{} listings, {} connections re-subscribed, {} added",
                             refreshed.symbols,
@@ -276,10 +483,18 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
                     println!("[{:>4} s] cutting {venue}'s connection", started.elapsed().as_secs());
                     sim.control(venue).disconnect_all();
                 }
+                _ = control_tick.tick(), if board.is_some() => {
+                    if let Some(board) = &board {
+                        board.publish(&feeds, &pipeline, Some(&sink_host));
+                    }
+                }
                 _ = summary_tick.tick() => {
                     print_summary(&feeds, &pipeline, &registry, started, &mut previous_quotes, &mut previous_at);
                 }
             }
+        }
+        if let Some(board) = &board {
+            board.set_phase(tickflow_control::Phase::Draining);
         }
         let finished = tokio::select! {
             finished = feeds.shutdown() => finished,
@@ -292,6 +507,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         anyhow::Ok(finished)
     });
     runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
+    if let Some((control, _)) = control {
+        control.shutdown();
+    }
     let report = pipeline.shutdown();
     let sinks = sink_host.shutdown();
     let finished = result?;

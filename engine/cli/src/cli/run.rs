@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 
+use super::process::{Signals, init_logging};
 use tickflow::budget::{MemoryBudget, memory_budget};
 use tickflow::config::Config;
 use tickflow_core::outbound::{DiscardOutbound, Outbound};
@@ -44,6 +44,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     let mut telemetry = sink_host.take_telemetry_outbound();
     let mut pipeline =
         Pipeline::start(&config.engine, &config.windows, sink_host.take_outbounds())?;
+    // The control plane (its own runtime and thread): "starting" until the feeds are up.
+    let control = super::control::start_for_engine(&config, &pipeline, &registry, &budget)?;
+    if let Some((control, _)) = &control {
+        println!(
+            "tickflow: control plane on {}/ (dashboard, /health, /api/…: engine/control/API.md)",
+            control.url()
+        );
+    }
+    let board = control.as_ref().map(|(_, board)| Arc::clone(board));
     let result = runtime.block_on(async {
         // The universe: discovered from the venues' instrument lists unless [feeds] lists symbols.
         let mut refresher = if tickflow::universe::discovers(&config) {
@@ -64,7 +73,18 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         } else {
             None
         };
+        // WARM START: windows seeded from the Parquet history before any record ([windows]
+        // warm_start); a missing or damaged history is a warning.
+        tickflow::warm_start::warm_start_if_configured(&config, &registry, &mut pipeline);
         let mut feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
+        // METRICS: what the sinks' `metrics_snapshot` (ABI 1.2) exports of the engine itself.
+        let engine_metrics = Arc::new(tickflow::metrics::EngineMetrics::new(
+            feeds.slots(),
+            pipeline.shard_counters_handle(),
+            Arc::clone(&registry),
+            budget.clone(),
+        ));
+        sink_host.set_engine_metrics(engine_metrics.clone());
         eprintln!(
             "tickflow: {} connection slots over {} venues, {} symbols, {} shards; stats every {} ms on stderr",
             feeds.slots().len(),
@@ -73,6 +93,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             pipeline.shard_count(),
             config.feeds.stats_interval_ms
         );
+        if let Some(board) = &board {
+            board.publish(&feeds, &pipeline, Some(&sink_host));
+            board.set_phase(tickflow_control::Phase::Running);
+        }
         if feeds.slots().is_empty() {
             eprintln!(
                 "tickflow: no feeds: add [feeds] symbols and [feeds.venue.<name>] sections (see config/live.toml)"
@@ -110,7 +134,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                 }
                 round = async { refresher.as_mut().expect("guarded by is_some").next().await }, if refresher.is_some() => {
                     if let Some(refresher) = refresher.as_mut() {
-                        match refresher.finish(round, &registry, &mut feeds) {
+                        let finished = refresher.finish(round, &registry, &mut feeds);
+                        engine_metrics.set_slots(feeds.slots());
+                        match finished {
                             Ok(refreshed) => eprintln!(
                                 "tickflow: universe refreshed: {} symbols, +{} / -{} listings, {} slots re-planned, {} added, {} unplaced",
                                 refreshed.symbols,
@@ -125,6 +151,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                     }
                 }
                 _ = shard_watch_tick.tick() => {
+                    if let Some(board) = &board {
+                        board.publish(&feeds, &pipeline, Some(&sink_host));
+                    }
                     let dead = pipeline.dead_shards();
                     if !dead.is_empty() {
                         tracing::error!(shards = ?dead, "shard thread ended (a panic): its symbols get no spreads; stopping");
@@ -145,6 +174,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                 }
             }
         }
+        // /health and /ready answer 503 while the engine drains.
+        if let Some(board) = &board {
+            board.set_phase(tickflow_control::Phase::Draining);
+        }
         tokio::select! {
             finished = feeds.shutdown() => {
                 if !finished {
@@ -162,6 +195,10 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     // it). A blocking task (a slow DNS lookup of a real venue host) is not waited for past the
     // feeds' deadline.
     runtime.shutdown_timeout(Duration::from_millis(config.feeds.shutdown_deadline_ms));
+    // The control plane stops before the pipeline and the sinks (it only reads them).
+    if let Some((control, _)) = control {
+        control.shutdown();
+    }
     let (report, sink_stats) = shut_down_pipeline_and_sinks(pipeline, telemetry, sink_host)?;
     let exit_code = result?;
     eprintln!(
@@ -305,20 +342,6 @@ pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Ru
         .context("cannot start the feeds runtime")
 }
 
-/// Logs to stderr through a non-blocking writer; `RUST_LOG` overrides `default_filter`.
-pub(crate) fn init_logging(default_filter: &str) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
-    // A second init (tests calling run twice in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::fmt()
-        .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(filter)
-        .try_init();
-    guard
-}
-
 pub(crate) fn stats_json(
     feeds: &Feeds,
     pipeline: &Pipeline,
@@ -410,26 +433,4 @@ pub(crate) fn sink_kinds_json(
         );
     }
     serde_json::Value::Object(object)
-}
-
-/// SIGTERM and SIGINT as one stream.
-pub(crate) struct Signals {
-    terminate: Signal,
-    interrupt: Signal,
-}
-
-impl Signals {
-    pub(crate) fn new() -> anyhow::Result<Signals> {
-        Ok(Signals {
-            terminate: signal(SignalKind::terminate()).context("cannot watch SIGTERM")?,
-            interrupt: signal(SignalKind::interrupt()).context("cannot watch SIGINT")?,
-        })
-    }
-
-    pub(crate) async fn next(&mut self) -> &'static str {
-        tokio::select! {
-            _ = self.terminate.recv() => "SIGTERM",
-            _ = self.interrupt.recv() => "SIGINT",
-        }
-    }
 }

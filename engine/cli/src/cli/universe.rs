@@ -23,7 +23,7 @@ pub struct UniverseArgs {
 
 pub fn run(args: UniverseArgs) -> anyhow::Result<u8> {
     let config = Config::from_file(&args.config)?;
-    let _log_guard = super::run::init_logging("warn");
+    let _log_guard = super::process::init_logging("warn");
     let started = Instant::now();
     let (selected, discovered) = if universe::discovers(&config) {
         let runtime = tokio::runtime::Builder::new_current_thread()
