@@ -539,8 +539,9 @@ impl EngineMetrics {
     }
 }
 
-/// This process's resident memory from /proc (0 where /proc is unavailable).
-fn process_resident_bytes() -> u64 {
+/// This process's resident memory from /proc (0 where /proc is unavailable): the metrics' RSS
+/// gauge and the telemetry record's `rss_bytes`.
+pub fn process_resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {

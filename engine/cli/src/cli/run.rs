@@ -277,7 +277,7 @@ fn telemetry_record(
     tickflow_core::records::Telemetry {
         ts_ns: tickflow_core::record::now_ns(),
         uptime_ns: started.elapsed().as_nanos() as i64,
-        rss_bytes: resident_bytes(),
+        rss_bytes: tickflow::metrics::process_resident_bytes(),
         budget_bytes: budget.total_bytes as u64,
         records_in: totals.records,
         records_out: sinks.iter().map(|sink| sink.delivered).sum(),
@@ -291,20 +291,6 @@ fn telemetry_record(
         shards: pipeline.shard_count() as u32,
         reserved: [0; 8],
     }
-}
-
-/// This process's resident memory from /proc (0 where /proc is unavailable).
-fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|line| line.strip_prefix("VmRSS:"))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
 }
 
 pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
