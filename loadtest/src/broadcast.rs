@@ -7,10 +7,14 @@
 //! records stamped with their generation time as `ts_recv_ns`). The clients (fastwebsockets, in
 //! this process) subscribe to `quotes:` and `spreads:` of their symbols; two phases per server:
 //! all fast, then a share slow (reading with a delay) and a share dead (never reading, never
-//! answering pings). Fast clients record record-receive → client-receive latency from every
-//! quote's `ts_recv_ns` in an HdrHistogram corrected for coordinated omission (expected interval:
-//! the flush interval). The server's CPU and RSS come from /proc; frames and bytes per second are
-//! counted by the clients.
+//! answering pings). Fast clients record generation → client-receive latency from every
+//! quote's `ts_recv_ns` in an HdrHistogram, one sample per quote: the latency is measured from
+//! the record's own generation time, not from when a client asked, so a stalled server shows up
+//! in every late record and no coordinated-omission correction applies. The server's CPU and RSS
+//! come from /proc; frames and bytes per second are counted by the clients (each in locals,
+//! added to the totals once when it ends). Client sockets get a 256 KiB `SO_RCVBUF` and the
+//! sink's a 256 KiB `SO_SNDBUF` (`socket_send_buffer_bytes`), so what the kernel holds for a slow
+//! or dead client is bounded; the Node server keeps the kernel's defaults.
 
 use std::io::{BufRead, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -275,8 +279,19 @@ where
 
 type Socket = fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
+/// `SO_RCVBUF` of each client socket, and `socket_send_buffer_bytes` of the sink's.
+const SOCKET_BUFFER_BYTES: u32 = 256 * 1024;
+
 async fn connect(addr: SocketAddr) -> Option<Socket> {
-    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .ok()?;
+    // Before connect, so the window scale is negotiated for it.
+    socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES).ok()?;
+    let stream = socket.connect(addr).await.ok()?;
     let request = hyper::Request::builder()
         .method("GET")
         .uri(format!("http://{addr}/ws"))
@@ -325,7 +340,6 @@ async fn run_client(
     channels: Vec<String>,
     role: Role,
     slow_delay: Duration,
-    expected_interval_us: u64,
     measuring: Arc<AtomicBool>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     totals: Arc<ClientTotals>,
@@ -367,6 +381,8 @@ async fn run_client(
         let _ = stop.changed().await;
         return None;
     }
+    // Counted here, added to the shared totals once at the end.
+    let (mut frames, mut bytes) = (0u64, 0u64);
     loop {
         let frame = tokio::select! {
             _ = stop.changed() => break,
@@ -388,15 +404,13 @@ async fn run_client(
             _ => continue,
         }
         if measuring.load(Ordering::Relaxed) {
-            totals.frames.fetch_add(1, Ordering::Relaxed);
-            totals
-                .bytes
-                .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+            frames += 1;
+            bytes += frame.payload.len() as u64;
             if role == Role::Fast {
                 let received = now_ns();
                 for_each_ts_recv(&frame.payload, |sent| {
                     let latency_us = ((received - sent).max(1) / 1000) as u64;
-                    let _ = histogram.record_correct(latency_us.max(1), expected_interval_us);
+                    let _ = histogram.record(latency_us.max(1));
                 });
             }
         }
@@ -404,6 +418,8 @@ async fn run_client(
             tokio::time::sleep(slow_delay).await;
         }
     }
+    totals.frames.fetch_add(frames, Ordering::Relaxed);
+    totals.bytes.fetch_add(bytes, Ordering::Relaxed);
     (role == Role::Fast).then_some(histogram)
 }
 
@@ -528,7 +544,6 @@ fn run_phase(
     let measuring = Arc::new(AtomicBool::new(false));
     let totals = Arc::new(ClientTotals::default());
     let (stop_sender, stop) = tokio::sync::watch::channel(false);
-    let expected_interval_us = args.flush_interval_ms * 1000;
     let tasks: Vec<_> = (0..args.clients)
         .map(|client| {
             let role = if client < dead {
@@ -543,7 +558,6 @@ fn run_phase(
                 channels_of(client, args),
                 role,
                 Duration::from_millis(args.slow_delay_ms),
-                expected_interval_us,
                 measuring.clone(),
                 stop.clone(),
                 totals.clone(),
@@ -653,13 +667,15 @@ fn run_server(
 
 fn print_header() {
     println!(
-        "{:<14} {:<10} {:>5} {:>4} {:>4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>9} {:>8} {:>9}",
+        "{:<14} {:<10} {:>5} {:>4} {:>4} {:>6} {:>4} {:>6} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>9} {:>9} {:>8} {:>9}",
         "server",
         "phase",
         "fast",
         "slow",
         "dead",
         "conn",
+        "fail",
+        "closed",
         "p50 ms",
         "p99 ms",
         "p99.9 ms",
@@ -675,13 +691,15 @@ fn print_header() {
 
 fn print_row(row: &PhaseFigures) {
     println!(
-        "{:<14} {:<10} {:>5} {:>4} {:>4} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>8.1} {:>9.1} {:>9.0} {:>8.1} {:>9.0}",
+        "{:<14} {:<10} {:>5} {:>4} {:>4} {:>6} {:>4} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>8.1} {:>9.1} {:>9.0} {:>8.1} {:>9.0}",
         row.server,
         row.phase,
         row.fast,
         row.slow,
         row.dead,
         row.connected,
+        row.failed,
+        row.closed,
         row.p50_ms,
         row.p99_ms,
         row.p999_ms,
@@ -889,7 +907,7 @@ pub fn server_command(args: &BroadcastServerArgs) -> Result<(), BroadcastError> 
         return Err(fail("missing create, on_batch or destroy".to_string()));
     };
     let config = format!(
-        "bind = \"127.0.0.1:0\"\nthreads = {}\nflush_interval_ms = {}\nclients_max = {}\nsubscriptions_max = 1024\nclient_message_bytes_max = 65536\nchannels_max = 65536\n",
+        "bind = \"127.0.0.1:0\"\nthreads = {}\nflush_interval_ms = {}\nclients_max = {}\nsubscriptions_max = 1024\nclient_message_bytes_max = 65536\nchannels_max = 65536\nsocket_send_buffer_bytes = {SOCKET_BUFFER_BYTES}\n",
         args.sink_threads, args.flush_interval_ms, args.clients_max
     );
     let mut instance: *mut std::ffi::c_void = std::ptr::null_mut();

@@ -3,9 +3,12 @@
 //! the reader (client messages: size, rate, JSON, subscribe / unsubscribe).
 //!
 //! Nothing here waits on another client: the broadcast task only locks this client's queue for
-//! a push; a full queue skips conflated frames or counts lagged records, never waits.
+//! a push; a full queue skips conflated frames or counts lagged records, never waits. Skipping
+//! is O(1): a channel's queued conflated frame is overwritten in place (found through a map
+//! channel → sequence number), and older conflated frames are emptied in place, oldest first,
+//! never removed from the middle of the queue.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,14 +70,28 @@ pub struct ClientLimits {
 }
 
 struct Queued {
-    frame: Bytes,
+    /// `None` once skipped (emptied in place); the writer passes over it.
+    frame: Option<Bytes>,
     /// The channel of a shared conflated frame (skippable), or `None`.
     conflated_channel: Option<u32>,
 }
 
 #[derive(Default)]
 struct QueueState {
+    /// Live and emptied slots; slot `i` has sequence number `head_seq + i`. Emptied slots
+    /// are popped from the front and all dropped by `take`, so the length stays below
+    /// `queue_frames_max + lag_max_frames + 2` (past that many losses the client is closed).
     frames: VecDeque<Queued>,
+    /// Sequence number of `frames[0]`.
+    head_seq: u64,
+    /// Slots holding a frame (what `queue_frames_max` bounds).
+    live: usize,
+    /// No live conflated frame sits before this sequence number (where the oldest-first skip
+    /// resumes).
+    scan_seq: u64,
+    /// Channel → sequence number of its newest queued conflated frame. One entry per live
+    /// conflated slot at most, so bounded by `queue_frames_max`.
+    conflated_seq: HashMap<u32, u64>,
     bytes: usize,
     /// Frames lost (skipped or lagged) since the writer last took the queue.
     lost_since_taken: u64,
@@ -174,18 +191,28 @@ impl ClientShared {
         let len = frame.len();
         let limits = self.limits;
         let fits = |state: &QueueState| {
-            state.bytes + len <= limits.queue_bytes_max
-                && state.frames.len() < limits.queue_frames_max
+            state.bytes + len <= limits.queue_bytes_max && state.live < limits.queue_frames_max
         };
         if !fits(&state) {
             let mut skipped = 0u64;
             if conflated {
-                // Skip to the newest: drop this channel's older frames first, then the oldest
-                // conflated frames of any channel.
-                skipped += remove_conflated(&mut state, Some(channel), &fits);
-                if !fits(&state) {
-                    skipped += remove_conflated(&mut state, None, &fits);
+                // Skip to the newest: overwrite this channel's queued frame in place if the
+                // bytes allow, else empty it, then the oldest conflated frames of any channel.
+                if let Some(seq) = state.conflated_seq.get(&channel).copied() {
+                    let old_len = state.slot_len(seq);
+                    if state.bytes - old_len + len <= limits.queue_bytes_max {
+                        state.replace_in_place(seq, frame.clone());
+                        state.lost_since_taken += 1;
+                        Counters::add(&self.counters.skipped_frames, 1);
+                        return self.after_skip(state, limits);
+                    }
+                    state.empty_slot(seq);
+                    skipped += 1;
                 }
+                if !fits(&state) {
+                    skipped += state.empty_oldest_conflated(&fits);
+                }
+                state.pop_empty_front();
             }
             Counters::add(&self.counters.skipped_frames, skipped);
             state.lost_since_taken += skipped;
@@ -213,21 +240,12 @@ impl ClientShared {
             }
         }
         // Before the notice: the writer sleeps until the queue turns non-empty.
-        let was_empty = state.frames.is_empty();
-        if state.lagged_untold > 0 {
-            let notice = protocol::lagged_frame(state.lagged_untold);
-            state.lagged_untold = 0;
-            state.bytes += notice.len();
-            state.frames.push_back(Queued {
-                frame: notice,
-                conflated_channel: None,
-            });
+        let was_empty = state.live == 0;
+        state.push_lagged_notice();
+        let seq = state.push_back(frame.clone(), conflated.then_some(channel));
+        if conflated {
+            state.conflated_seq.insert(channel, seq);
         }
-        state.bytes += len;
-        state.frames.push_back(Queued {
-            frame: frame.clone(),
-            conflated_channel: conflated.then_some(channel),
-        });
         drop(state);
         if was_empty {
             self.wake.notify_one();
@@ -250,13 +268,32 @@ impl ClientShared {
             );
             return Pushed::Closing;
         }
-        state.bytes += frame.len();
-        state.frames.push_back(Queued {
-            frame,
-            conflated_channel: None,
-        });
+        state.push_back(frame, None);
         drop(state);
         self.wake.notify_one();
+        Pushed::Queued
+    }
+
+    /// After an in-place overwrite (the queue still holds frames, the writer is awake): the
+    /// lagged notice if one is owed, or the lag limit's close.
+    fn after_skip(
+        &self,
+        mut state: std::sync::MutexGuard<'_, QueueState>,
+        limits: ClientLimits,
+    ) -> Pushed {
+        let lost = state.lost_since_taken;
+        if lost > limits.lag_max_frames {
+            drop(state);
+            self.close(
+                CloseCause::Lagging,
+                Some(protocol::close_frame(
+                    1008,
+                    &format!("too slow: lost {lost} frames"),
+                )),
+            );
+            return Pushed::Closing;
+        }
+        state.push_lagged_notice();
         Pushed::Queued
     }
 
@@ -266,38 +303,115 @@ impl ClientShared {
         if let Some(close) = &state.close {
             return Some(close.clone());
         }
-        into.extend(state.frames.drain(..).map(|queued| queued.frame));
+        let taken = state.frames.len() as u64;
+        into.extend(state.frames.drain(..).filter_map(|queued| queued.frame));
+        state.head_seq += taken;
+        state.scan_seq = state.head_seq;
+        state.live = 0;
+        state.conflated_seq.clear();
         state.bytes = 0;
         state.lost_since_taken = 0;
         None
     }
 }
 
-/// Removes conflated frames (of `channel`, or any) from the front until `fits`; returns how
-/// many.
-fn remove_conflated(
-    state: &mut QueueState,
-    channel: Option<u32>,
-    fits: &impl Fn(&QueueState) -> bool,
-) -> u64 {
-    let mut removed = 0u64;
-    let mut index = 0;
-    while index < state.frames.len() && !fits(state) {
-        let matches = match (state.frames[index].conflated_channel, channel) {
-            (Some(queued), Some(wanted)) => queued == wanted,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        if matches {
-            if let Some(queued) = state.frames.remove(index) {
-                state.bytes -= queued.frame.len();
-                removed += 1;
-            }
-        } else {
-            index += 1;
+impl QueueState {
+    /// Appends a frame; returns its sequence number.
+    fn push_back(&mut self, frame: Bytes, conflated_channel: Option<u32>) -> u64 {
+        let seq = self.head_seq + self.frames.len() as u64;
+        self.bytes += frame.len();
+        self.live += 1;
+        self.frames.push_back(Queued {
+            frame: Some(frame),
+            conflated_channel,
+        });
+        seq
+    }
+
+    /// Queues `{"lagged":n}` if records were lost since the last notice.
+    fn push_lagged_notice(&mut self) {
+        if self.lagged_untold > 0 {
+            let notice = protocol::lagged_frame(self.lagged_untold);
+            self.lagged_untold = 0;
+            self.push_back(notice, None);
         }
     }
-    removed
+
+    fn slot(&mut self, seq: u64) -> Option<&mut Queued> {
+        let index = usize::try_from(seq.checked_sub(self.head_seq)?).ok()?;
+        self.frames.get_mut(index)
+    }
+
+    /// Bytes of the frame in slot `seq` (0 if emptied or gone).
+    fn slot_len(&mut self, seq: u64) -> usize {
+        self.slot(seq)
+            .and_then(|queued| queued.frame.as_ref())
+            .map_or(0, Bytes::len)
+    }
+
+    /// Overwrites the frame in slot `seq`, keeping its place.
+    fn replace_in_place(&mut self, seq: u64, frame: Bytes) {
+        let new_len = frame.len();
+        let Some(queued) = self.slot(seq) else {
+            return;
+        };
+        let old_len = queued.frame.replace(frame).map_or(0, |old| old.len());
+        if old_len == 0 {
+            // Only live slots are in `conflated_seq`; keep the counts whole regardless.
+            self.live += 1;
+        }
+        self.bytes = self.bytes - old_len + new_len;
+    }
+
+    /// Empties slot `seq` (a skipped conflated frame); returns whether it held one.
+    fn empty_slot(&mut self, seq: u64) -> bool {
+        let Some(queued) = self.slot(seq) else {
+            return false;
+        };
+        let channel = queued.conflated_channel;
+        let Some(old) = queued.frame.take() else {
+            return false;
+        };
+        self.bytes -= old.len();
+        self.live -= 1;
+        if let Some(channel) = channel
+            && self.conflated_seq.get(&channel) == Some(&seq)
+        {
+            self.conflated_seq.remove(&channel);
+        }
+        true
+    }
+
+    /// Empties conflated frames of any channel, oldest first, until `fits`; returns how many.
+    /// Resumes where the last call stopped, so a push costs O(1) amortized.
+    fn empty_oldest_conflated(&mut self, fits: &impl Fn(&QueueState) -> bool) -> u64 {
+        let mut emptied = 0u64;
+        let end = self.head_seq + self.frames.len() as u64;
+        let mut seq = self.scan_seq.max(self.head_seq);
+        while seq < end && !fits(self) {
+            let conflated = self
+                .slot(seq)
+                .is_some_and(|queued| queued.conflated_channel.is_some());
+            if conflated && self.empty_slot(seq) {
+                emptied += 1;
+            }
+            seq += 1;
+        }
+        self.scan_seq = seq;
+        emptied
+    }
+
+    /// Drops emptied slots at the front.
+    fn pop_empty_front(&mut self) {
+        while self
+            .frames
+            .front()
+            .is_some_and(|queued| queued.frame.is_none())
+        {
+            self.frames.pop_front();
+            self.head_seq += 1;
+        }
+    }
 }
 
 /// Most frames in one vectored write.
@@ -608,4 +722,89 @@ fn parse_command(
             channels: specs,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(queue_frames_max: usize, queue_bytes_max: usize) -> ClientShared {
+        let limits = ClientLimits {
+            queue_bytes_max,
+            queue_frames_max,
+            lag_max_frames: 1000,
+            write_timeout: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(10),
+            pong_timeout: Duration::from_secs(10),
+            message_bytes_max: 1024,
+            messages_per_s: 10.0,
+            subscriptions_max: 16,
+        };
+        ClientShared::new(1, limits, Arc::new(Counters::default()))
+    }
+
+    fn taken(client: &ClientShared) -> Vec<Bytes> {
+        let mut frames = Vec::new();
+        assert!(client.take(&mut frames).is_none());
+        frames
+    }
+
+    #[test]
+    fn a_full_queue_overwrites_the_channels_frame_in_place() {
+        let client = client(3, 1 << 20);
+        for frame in ["a1", "b1", "c1"] {
+            let channel = u32::from(frame.as_bytes()[0]);
+            let pushed = client.push_shared(&Bytes::from(frame), channel, true, 1);
+            assert_eq!(pushed, Pushed::Queued);
+        }
+        // Full: channel b's newest replaces its queued frame, keeping its place.
+        let b2 = Bytes::from_static(b"b2");
+        assert_eq!(
+            client.push_shared(&b2, u32::from(b'b'), true, 1),
+            Pushed::Queued
+        );
+        let b3 = Bytes::from_static(b"b3");
+        assert_eq!(
+            client.push_shared(&b3, u32::from(b'b'), true, 1),
+            Pushed::Queued
+        );
+        assert_eq!(client.counters.skipped_frames.load(Ordering::Relaxed), 2);
+        assert_eq!(taken(&client), ["a1", "b3", "c1"]);
+        assert_eq!(client.lock().bytes, 0);
+    }
+
+    #[test]
+    fn a_full_queue_empties_the_oldest_conflated_frames_when_in_place_cannot_fit() {
+        // Room for 9 bytes, 7 queued: a 6-byte frame of a new channel empties the two oldest
+        // conflated frames (not the control frame before them).
+        let client = client(10, 9);
+        client.push_control(Bytes::from_static(b"h"));
+        for frame in ["a1", "b1", "c1"] {
+            let channel = u32::from(frame.as_bytes()[0]);
+            client.push_shared(&Bytes::from(frame), channel, true, 1);
+        }
+        let big = Bytes::from_static(b"d12345");
+        assert_eq!(
+            client.push_shared(&big, u32::from(b'd'), true, 1),
+            Pushed::Queued
+        );
+        assert_eq!(client.counters.skipped_frames.load(Ordering::Relaxed), 2);
+        {
+            let state = client.lock();
+            assert_eq!((state.live, state.bytes), (3, 9));
+            assert!(!state.conflated_seq.contains_key(&u32::from(b'a')));
+            assert!(state.conflated_seq.contains_key(&u32::from(b'c')));
+        }
+        // Channel c fits in place; the emptied slots are passed over.
+        let c2 = Bytes::from_static(b"c2");
+        assert_eq!(
+            client.push_shared(&c2, u32::from(b'c'), true, 1),
+            Pushed::Queued
+        );
+        assert_eq!(client.counters.skipped_frames.load(Ordering::Relaxed), 3);
+        assert_eq!(taken(&client), ["h", "c2", "d12345"]);
+        // After a take the queue starts afresh.
+        client.push_shared(&Bytes::from_static(b"a3"), u32::from(b'a'), true, 1);
+        assert_eq!(taken(&client), ["a3"]);
+    }
 }
