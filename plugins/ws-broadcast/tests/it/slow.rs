@@ -155,12 +155,14 @@ fn a_client_that_never_answers_pings_is_closed_with_1008() {
         // Several more ping rounds for the healthy client (its pongs keep it open).
         tokio::time::sleep(Duration::from_millis(1000)).await;
         stop_sender.send(true).expect("the reader listens");
+        // The healthy client is kept (returned) until the counters are read: dropping it here
+        // would race its disconnect against the `clients` gauge.
         let alive = match healthy_task.await.expect("the healthy reader ends") {
             Some(mut healthy) => {
                 support::subscribe(&mut healthy, &["gaps"], false).await;
-                true
+                Some(healthy)
             }
-            None => false,
+            None => None,
         };
         (end, alive)
     });
@@ -171,10 +173,14 @@ fn a_client_that_never_answers_pings_is_closed_with_1008() {
         }
         other => panic!("expected a 1008 close, got {other:?}"),
     }
-    assert!(healthy_alive, "the client answering pings stays open");
+    assert!(
+        healthy_alive.is_some(),
+        "the client answering pings stays open"
+    );
     let counters = sink.counters();
     assert_eq!(counters.closed_pong_timeout, 1);
     assert_eq!(counters.clients, 1);
+    drop(healthy_alive);
     drop(sink);
 }
 
