@@ -1,5 +1,5 @@
 /*
- * tickflow_sink.h: the tickflow sink plugin ABI, version 1.2.
+ * tickflow_sink.h: the tickflow sink plugin ABI, version 1.3.
  *
  * A sink plugin is a shared library that exports one function, tickflow_sink_entry_v1, returning
  * a pointer to a static tf_sink_descriptor. The engine checks, in order: the entry symbol, magic,
@@ -38,7 +38,7 @@ extern "C" {
 
 #define TF_MAGIC 0x4B4E49534C464B54ULL /* "TKFLSINK" as a little-endian u64 */
 #define TF_ABI_MAJOR 1
-#define TF_ABI_MINOR 2
+#define TF_ABI_MINOR 3
 #define TF_ENTRY_SYMBOL "tickflow_sink_entry_v1"
 
 /* ---- status codes (int32_t) ------------------------------------------------------------- */
@@ -86,6 +86,7 @@ typedef int32_t tf_status;
 #define TF_KIND_OPPORTUNITY 3u
 #define TF_KIND_GAP 4u
 #define TF_KIND_TELEMETRY 5u
+#define TF_KIND_VENUE_STATUS 6u /* ABI 1.3 */
 #define TF_KIND_MASK(kind) (1u << (kind))
 
 /* tf_quote.flags / tf_trade.flags bits */
@@ -211,6 +212,19 @@ typedef struct tf_telemetry {
     uint32_t shards;
     uint64_t reserved[8]; /* zero now; later minors may fill them: readers ignore them */
 } tf_telemetry;
+
+/* ABI 1.3: once a second per enabled venue, how the engine's feed of that venue is doing. A
+ * collector engine publishes it as its heartbeat for the venue; an aggregator treats a venue whose
+ * heartbeat stops (or says connections_up == 0) like a dropped connection. */
+typedef struct tf_venue_status {
+    int64_t ts_ns;                /* when the engine took the status */
+    int64_t last_data_ns;         /* receive time of the venue's last data, 0 = never */
+    uint64_t reconnects;          /* total since start */
+    uint32_t connections_up;
+    uint32_t connections_planned;
+    uint16_t venue_id;
+    uint8_t reserved[6];
+} tf_venue_status;
 
 /* ---- host callbacks ------------------------------------------------------------------------ */
 
@@ -384,6 +398,9 @@ TF_STATIC_ASSERT_(sizeof(tf_telemetry) == 168, "tf_telemetry layout");
 TF_STATIC_ASSERT_(offsetof(tf_telemetry, sink_drops) == 88, "tf_telemetry layout");
 TF_STATIC_ASSERT_(offsetof(tf_telemetry, connections_up) == 96, "tf_telemetry layout");
 TF_STATIC_ASSERT_(offsetof(tf_telemetry, reserved) == 104, "tf_telemetry layout");
+TF_STATIC_ASSERT_(sizeof(tf_venue_status) == 40, "tf_venue_status layout");
+TF_STATIC_ASSERT_(offsetof(tf_venue_status, connections_up) == 24, "tf_venue_status layout");
+TF_STATIC_ASSERT_(offsetof(tf_venue_status, venue_id) == 32, "tf_venue_status layout");
 TF_STATIC_ASSERT_(sizeof(tf_str) == 16, "tf_str layout");
 TF_STATIC_ASSERT_(sizeof(tf_plugin_stats) == 40, "tf_plugin_stats layout");
 TF_STATIC_ASSERT_(sizeof(tf_host) == TF_HOST_SIZE_V1_2, "tf_host layout");

@@ -19,7 +19,7 @@ pub const ABI_MAJOR: u16 = 1;
 /// Compatible additions (fields at the end of a table: descriptor, host callbacks, stats; or a
 /// meaning given to a record's reserved field) bump the minor version; the host refuses a plugin
 /// built against a newer minor than its own. A record's layout never changes within a major.
-pub const ABI_MINOR: u16 = 2;
+pub const ABI_MINOR: u16 = 3;
 
 /// The one symbol a plugin exports. Its name carries the ABI major version so that a plugin built
 /// for another major is refused before anything is read.

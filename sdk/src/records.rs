@@ -306,6 +306,26 @@ pub struct Telemetry {
     pub reserved: [u64; 8],
 }
 
+/// Once a second per enabled venue the engine publishes how that venue's feed is doing (kind
+/// [`RecordKind::VenueStatus`], ABI 1.3): a collector engine's heartbeat for the venue, which an
+/// aggregator uses to tell a silent or dead collector from a quiet market.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VenueStatus {
+    /// When the engine took the status.
+    pub ts_ns: TimestampNs,
+    /// Receive time of the venue's last data (any connection), 0 = never.
+    pub last_data_ns: TimestampNs,
+    /// The venue's reconnects since start.
+    pub reconnects: u64,
+    /// The venue's connections up now.
+    pub connections_up: u32,
+    /// The venue's connections in the plan (slots).
+    pub connections_planned: u32,
+    pub venue_id: VenueId,
+    pub reserved: [u8; 6],
+}
+
 /// Record kinds that cross the ABI; values are stable. Used as a bit index in a plugin's
 /// `record_kinds` mask.
 #[repr(u32)]
@@ -317,16 +337,19 @@ pub enum RecordKind {
     Opportunity = 3,
     Gap = 4,
     Telemetry = 5,
+    /// [`VenueStatus`], ABI 1.3.
+    VenueStatus = 6,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
+    pub const ALL: [RecordKind; 7] = [
         RecordKind::Quote,
         RecordKind::Trade,
         RecordKind::SpreadSample,
         RecordKind::Opportunity,
         RecordKind::Gap,
         RecordKind::Telemetry,
+        RecordKind::VenueStatus,
     ];
     pub fn mask_bit(self) -> u32 {
         1 << (self as u32)
@@ -342,6 +365,7 @@ impl RecordKind {
             RecordKind::Opportunity => "opportunity",
             RecordKind::Gap => "gap",
             RecordKind::Telemetry => "telemetry",
+            RecordKind::VenueStatus => "venue_status",
         }
     }
 }
@@ -374,6 +398,12 @@ const _: () = assert!(offset_of!(Telemetry, sink_drops) == 88);
 const _: () = assert!(offset_of!(Telemetry, connections_up) == 96);
 const _: () = assert!(offset_of!(Telemetry, shards) == 100);
 const _: () = assert!(offset_of!(Telemetry, reserved) == 104);
+const _: () = assert!(size_of::<VenueStatus>() == 40);
+const _: () = assert!(offset_of!(VenueStatus, reconnects) == 16);
+const _: () = assert!(offset_of!(VenueStatus, connections_up) == 24);
+const _: () = assert!(offset_of!(VenueStatus, connections_planned) == 28);
+const _: () = assert!(offset_of!(VenueStatus, venue_id) == 32);
+const _: () = assert!(offset_of!(VenueStatus, reserved) == 34);
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use crate::abi::*;
 use crate::records::{
     GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, SymbolId, Telemetry, Trade,
-    VenueId,
+    VenueId, VenueStatus,
 };
 
 /// A batch of records borrowed from the host for one `on_batch` call.
@@ -22,6 +22,8 @@ pub enum Batch<'a> {
     Opportunities(&'a [OpportunityEvent]),
     Gaps(&'a [GapEvent]),
     Telemetry(&'a [Telemetry]),
+    /// ABI 1.3.
+    VenueStatus(&'a [VenueStatus]),
 }
 
 impl Batch<'_> {
@@ -33,6 +35,7 @@ impl Batch<'_> {
             Batch::Opportunities(_) => RecordKind::Opportunity,
             Batch::Gaps(_) => RecordKind::Gap,
             Batch::Telemetry(_) => RecordKind::Telemetry,
+            Batch::VenueStatus(_) => RecordKind::VenueStatus,
         }
     }
     pub fn len(&self) -> usize {
@@ -43,6 +46,7 @@ impl Batch<'_> {
             Batch::Opportunities(records) => records.len(),
             Batch::Gaps(records) => records.len(),
             Batch::Telemetry(records) => records.len(),
+            Batch::VenueStatus(records) => records.len(),
         }
     }
     pub fn is_empty(&self) -> bool {
@@ -68,6 +72,7 @@ impl Batch<'_> {
                 RecordKind::Opportunity => Batch::Opportunities(&[]),
                 RecordKind::Gap => Batch::Gaps(&[]),
                 RecordKind::Telemetry => Batch::Telemetry(&[]),
+                RecordKind::VenueStatus => Batch::VenueStatus(&[]),
             });
         }
         // SAFETY: the caller guarantees `records` holds `len` records of `kind`'s layout for 'a.
@@ -89,6 +94,9 @@ impl Batch<'_> {
                 RecordKind::Telemetry => {
                     Batch::Telemetry(core::slice::from_raw_parts(records.cast(), len))
                 }
+                RecordKind::VenueStatus => {
+                    Batch::VenueStatus(core::slice::from_raw_parts(records.cast(), len))
+                }
             })
         }
     }
@@ -102,6 +110,7 @@ impl Batch<'_> {
             Batch::Opportunities(records) => (records.as_ptr().cast(), records.len()),
             Batch::Gaps(records) => (records.as_ptr().cast(), records.len()),
             Batch::Telemetry(records) => (records.as_ptr().cast(), records.len()),
+            Batch::VenueStatus(records) => (records.as_ptr().cast(), records.len()),
         };
         (self.kind() as u32, records, len)
     }

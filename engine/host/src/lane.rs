@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_queue::ArrayQueue;
 use crossbeam_utils::CachePadded;
 use tickflow_sdk::records::{
-    GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade,
+    GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade, VenueStatus,
 };
 
 use super::config::{SinkConfig, SinkPolicy};
@@ -32,6 +32,8 @@ pub enum Item {
     Opportunity(OpportunityEvent),
     Gap(GapEvent),
     Telemetry(TelemetryCounters),
+    /// ABI 1.3, through the telemetry lane.
+    VenueStatus(VenueStatus),
 }
 
 /// A [`Telemetry`] record without its reserved words (zero until a later minor version gives
@@ -112,7 +114,7 @@ pub fn sink_budget_bytes(sink: &SinkConfig, lanes: usize) -> usize {
     } else {
         0
     };
-    let batches = sink.batch_max_records * ITEM_SIZE_BYTES * 6;
+    let batches = sink.batch_max_records * ITEM_SIZE_BYTES * RECORD_KINDS;
     lanes * (ring + conflation) + batches
 }
 
@@ -135,6 +137,7 @@ impl Item {
             Item::Opportunity(_) => RecordKind::Opportunity,
             Item::Gap(_) => RecordKind::Gap,
             Item::Telemetry(_) => RecordKind::Telemetry,
+            Item::VenueStatus(_) => RecordKind::VenueStatus,
         }
     }
 
@@ -150,6 +153,7 @@ impl Item {
                 sample.sell_venue_id.0,
             ),
             Item::Telemetry(_) => (5, 0, 0, 0),
+            Item::VenueStatus(status) => (6, 0, status.venue_id.0, 0),
             Item::Opportunity(_) | Item::Gap(_) => return None,
         };
         // 3 bits of kind, 32 of symbol, 12 + 12 of venue ids (venue ids are < 4096).
@@ -640,6 +644,11 @@ impl SinkOutbound {
     /// Hands the once-a-second telemetry record to the sinks that want it.
     pub fn emit_telemetry(&mut self, telemetry: &Telemetry) {
         self.offer(Item::Telemetry(TelemetryCounters::from_record(telemetry)));
+    }
+
+    /// Hands one venue's once-a-second status (ABI 1.3) to the sinks that want it.
+    pub fn emit_venue_status(&mut self, status: &VenueStatus) {
+        self.offer(Item::VenueStatus(*status));
     }
 }
 

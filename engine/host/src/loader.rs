@@ -316,8 +316,11 @@ fn load_labelled(plugin: String, path: &Path) -> Result<LoadedPlugin, Refusal> {
     }
     let name = label(&plugin, "name", descriptor.name)?;
     let version = label(&plugin, "version", descriptor.version)?;
+    // A kind exists from the minor that added it: a plugin claiming an older minor cannot ask
+    // for a newer kind (a 1.0–1.2 plugin never sees `VenueStatus`).
     let known_kinds = RecordKind::ALL
         .iter()
+        .filter(|kind| abi_minor >= kind_added_in_minor(**kind))
         .fold(0u32, |mask, kind| mask | kind.mask_bit());
     if descriptor.record_kinds == 0 || descriptor.record_kinds & !known_kinds != 0 {
         return Err(refusal(
@@ -385,4 +388,12 @@ fn label(plugin: &str, field: &'static str, text: abi::StrRef) -> Result<&'stati
     // SAFETY: the descriptor promises `len` readable bytes in the never-unloaded library.
     let bytes: &'static [u8] = unsafe { std::slice::from_raw_parts(text.ptr, text.len) };
     std::str::from_utf8(bytes).map_err(|_| refusal(plugin, field, "not UTF-8", "UTF-8 text"))
+}
+
+/// The ABI minor version that added `kind`.
+fn kind_added_in_minor(kind: RecordKind) -> u16 {
+    match kind {
+        RecordKind::VenueStatus => 3,
+        _ => 0,
+    }
 }

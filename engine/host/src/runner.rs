@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use tickflow_sdk::abi::{self, Descriptor, PluginStats, STATUS_OK, Status};
 use tickflow_sdk::records::{
-    GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade,
+    GapEvent, OpportunityEvent, Quote, RecordKind, SpreadSample, Telemetry, Trade, VenueStatus,
 };
 
 use super::callbacks::BindingLease;
@@ -139,6 +139,7 @@ struct Batches {
     opportunities: Vec<OpportunityEvent>,
     gaps: Vec<GapEvent>,
     telemetry: Vec<Telemetry>,
+    venue_status: Vec<VenueStatus>,
 }
 
 impl Batches {
@@ -150,6 +151,7 @@ impl Batches {
             opportunities: Vec::with_capacity(capacity),
             gaps: Vec::with_capacity(capacity),
             telemetry: Vec::with_capacity(capacity),
+            venue_status: Vec::with_capacity(capacity),
         }
     }
 
@@ -180,6 +182,10 @@ impl Batches {
                 self.telemetry.push(record.to_record());
                 self.telemetry.len()
             }
+            Item::VenueStatus(record) => {
+                self.venue_status.push(record);
+                self.venue_status.len()
+            }
         };
         (length >= capacity).then(|| item.kind())
     }
@@ -195,6 +201,7 @@ impl Batches {
             }
             RecordKind::Gap => (self.gaps.as_ptr().cast(), self.gaps.len()),
             RecordKind::Telemetry => (self.telemetry.as_ptr().cast(), self.telemetry.len()),
+            RecordKind::VenueStatus => (self.venue_status.as_ptr().cast(), self.venue_status.len()),
         }
     }
 
@@ -206,6 +213,7 @@ impl Batches {
             RecordKind::Opportunity => self.opportunities.clear(),
             RecordKind::Gap => self.gaps.clear(),
             RecordKind::Telemetry => self.telemetry.clear(),
+            RecordKind::VenueStatus => self.venue_status.clear(),
         }
     }
 }

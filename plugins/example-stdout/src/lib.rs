@@ -188,6 +188,22 @@ impl Sink for StdoutSink {
                     self.end()?;
                 }
             }
+            Batch::VenueStatus(statuses) => {
+                for status in statuses {
+                    self.line.clear();
+                    let _ = write!(
+                        self.line,
+                        "{{\"kind\":\"venue_status\",\"ts_ns\":{},\"venue_id\":{},\"last_data_ns\":{},\"reconnects\":{},\"connections_up\":{},\"connections_planned\":{}}}",
+                        status.ts_ns,
+                        status.venue_id.0,
+                        status.last_data_ns,
+                        status.reconnects,
+                        status.connections_up,
+                        status.connections_planned
+                    );
+                    self.end()?;
+                }
+            }
         }
         if let Some(metric) = &self.records_metric {
             metric.add(batch.len() as u64);

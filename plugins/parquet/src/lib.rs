@@ -521,7 +521,7 @@ impl Sink for ParquetSink {
             }
             Batch::Opportunities(records) => self.push_all(records, |_| true),
             Batch::Gaps(records) => self.push_all(records, |_| true),
-            Batch::Telemetry(_) => {}
+            Batch::Telemetry(_) | Batch::VenueStatus(_) => {}
         }
         Ok(())
     }

@@ -252,6 +252,8 @@ impl Sink for WsBroadcast {
             Batch::Opportunities(records) => Ingest::Opportunities(records.to_vec()),
             Batch::Gaps(records) => Ingest::Gaps(records.to_vec()),
             Batch::Telemetry(records) => Ingest::Telemetry(records.to_vec()),
+            // ABI 1.3 venue heartbeats: not broadcast (the control plane shows venue health).
+            Batch::VenueStatus(_) => return Ok(()),
         };
         self.enqueue(ingest);
         Ok(())

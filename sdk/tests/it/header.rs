@@ -116,6 +116,19 @@ fn expected() -> Vec<(String, u64)> {
             reserved
         ]
     );
+    layout!(
+        "tf_venue_status",
+        VenueStatus,
+        [
+            ts_ns,
+            last_data_ns,
+            reconnects,
+            connections_up,
+            connections_planned,
+            venue_id,
+            reserved
+        ]
+    );
     layout!("tf_str", StrRef, [ptr, len]);
     layout!(
         "tf_plugin_stats",
@@ -214,6 +227,7 @@ fn expected() -> Vec<(String, u64)> {
         ("TF_KIND_OPPORTUNITY", RecordKind::Opportunity as u64),
         ("TF_KIND_GAP", RecordKind::Gap as u64),
         ("TF_KIND_TELEMETRY", RecordKind::Telemetry as u64),
+        ("TF_KIND_VENUE_STATUS", RecordKind::VenueStatus as u64),
         ("TF_FLAG_HAS_TS_EXCHANGE", FLAG_HAS_TS_EXCHANGE.into()),
         ("TF_FLAG_HAS_SEQ", FLAG_HAS_SEQ.into()),
         ("TF_FLAG_TRADE_ID_UUID", FLAG_TRADE_ID_UUID.into()),
