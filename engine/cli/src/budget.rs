@@ -42,6 +42,20 @@ pub fn memory_budget_with_bounds(
             shards + 1
         ),
     });
+    if !config.sources.is_empty() {
+        lines.push(BudgetLine {
+            name: "nats sources",
+            bytes: config
+                .sources
+                .iter()
+                .map(|source| tickflow_source_nats::budget_bytes(source, engine.max_symbols))
+                .sum(),
+            detail: format!(
+                "{} sources: unacknowledged messages (max_ack_pending per consumer), duplicate filter, liveness, names",
+                config.sources.len()
+            ),
+        });
+    }
     let mut budget = MemoryBudget::from_lines(lines);
     // One line per sink, stated or not (`add` keeps a line of 0 bytes, so "not stated" shows).
     for (name, bound) in sink_bounds {

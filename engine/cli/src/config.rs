@@ -15,6 +15,7 @@ pub use tickflow_core::config::{
 use tickflow_core::venue::Venue;
 pub use tickflow_feed::config::{Channel, FeedsConfig};
 pub use tickflow_host::config::{SinkConfig, SinkConfigError};
+pub use tickflow_source_nats::{SourceConfig, SourceConfigError};
 pub use tickflow_universe::UniverseConfig;
 
 /// Records a sink lane holds beyond one sample per window of its shard (quotes, trades, events).
@@ -33,6 +34,9 @@ pub struct Config {
     /// `[http]`: the control plane (tickflow-control).
     pub http: HttpConfig,
     pub sinks: Vec<SinkConfig>,
+    /// `[[sources]]`: inputs beside the feeds (a NATS JetStream consumer, tickflow-source-nats);
+    /// each takes one connection slot's producer.
+    pub sources: Vec<SourceConfig>,
 }
 
 impl Default for Config {
@@ -44,6 +48,7 @@ impl Default for Config {
             universe: UniverseConfig::default(),
             http: HttpConfig::default(),
             sinks: Vec::new(),
+            sources: Vec::new(),
         };
         config.derive_across_sections();
         config
@@ -64,6 +69,9 @@ pub enum ConfigError {
     Value(#[from] ConfigValueError),
     #[error(transparent)]
     Sinks(#[from] SinkConfigError),
+    /// A value of `[[sources]]`.
+    #[error(transparent)]
+    Sources(#[from] SourceConfigError),
     /// A value of `[http]`.
     #[error(transparent)]
     Http(#[from] tickflow_control::HttpConfigError),
@@ -117,11 +125,16 @@ impl Config {
             self.engine.quote_age_limited[venue as usize] =
                 tickflow_feed::protocol::channel_resends_when_unchanged(venue, Channel::Bbo);
         }
-        let windows_per_shard = tickflow_core::shard::windows_per_shard(
-            self.windows.max_windows,
-            self.engine.max_symbols,
-            self.engine.shard_count(),
-        );
+        // Pass-through (a collector) emits no spread samples: the headroom alone.
+        let windows_per_shard = if self.windows.enabled {
+            tickflow_core::shard::windows_per_shard(
+                self.windows.max_windows,
+                self.engine.max_symbols,
+                self.engine.shard_count(),
+            )
+        } else {
+            0
+        };
         let lane_records = windows_per_shard
             .saturating_add(SINK_LANE_HEADROOM_RECORDS)
             .min(SINK_LANE_MAX_RECORDS);
@@ -144,8 +157,24 @@ impl Config {
         self.http.validate()?;
         // The connection plan the feeds will start with (on a throwaway registry), so a config
         // that needs more slots or symbols than `[engine]` allows is refused here, not at start.
+        for (index, source) in self.sources.iter().enumerate() {
+            source.validate(index)?;
+        }
+        // Each source takes a connection slot's producer: the feeds plan within the rest.
+        let Some(feed_slots) = self
+            .engine
+            .max_connection_slots
+            .checked_sub(self.sources.len())
+        else {
+            return Err(ConfigValueError::new(
+                "engine.max_connection_slots",
+                self.engine.max_connection_slots,
+                "must leave one slot per [[sources]]",
+            )
+            .into());
+        };
         let registry = tickflow_core::registry::SymbolRegistry::new(self.engine.max_symbols);
-        tickflow_feed::plan(&self.feeds, &registry, self.engine.max_connection_slots)?;
+        tickflow_feed::plan(&self.feeds, &registry, feed_slots)?;
         Ok(())
     }
 }
@@ -178,6 +207,33 @@ mod tests {
         )
         .expect("canonical names");
         assert!(config.feeds.has_symbol_list());
+    }
+
+    #[test]
+    fn sources_are_validated_and_take_their_slots() {
+        let source = "[[sources]]\nkind = \"nats\"\nurl = [\"nats://127.0.0.1:4222\"]\n\
+                      durable = \"agg-0\"\npartition_count = 4\n";
+        let config = Config::from_toml_str(&format!("{source}partitions = [0, 3]\n"))
+            .expect("a valid source");
+        assert_eq!(config.sources.len(), 1);
+        check_invalid(
+            &format!("{source}partitions = [4]\n"),
+            "sources[0].partitions",
+        );
+        check_invalid(&format!("{source}partitions = [0]\nbogus = 1\n"), "bogus");
+        check_invalid(
+            &format!(
+                "[engine]\nmax_connection_slots = 1\n{source}partitions = [0]\n{source}partitions = [1]\n"
+            ),
+            "engine.max_connection_slots",
+        );
+        // Pass-through and event time parse as keys of [windows].
+        let config = Config::from_toml_str(
+            "[windows]\nenabled = false\nclock = \"event\"\nevent_lateness_ms = 500\n",
+        )
+        .expect("valid [windows]");
+        assert!(!config.windows.enabled);
+        check_invalid("[windows]\nclock = \"wall\"\n", "clock");
     }
 
     #[test]

@@ -33,7 +33,12 @@ pub struct MemoryBudget {
 pub fn core_lines(engine: &EngineConfig, windows: &WindowsConfig) -> Vec<BudgetLine> {
     let shards = engine.shard_count();
     let local_symbols = local_symbol_capacity(engine.max_symbols, shards);
-    let shard_windows = windows_per_shard(windows.max_windows, engine.max_symbols, shards);
+    // Pass-through (`windows.enabled = false`, a collector) holds one window slot per shard.
+    let shard_windows = if windows.enabled {
+        windows_per_shard(windows.max_windows, engine.max_symbols, shards)
+    } else {
+        1
+    };
     let ring_bytes = engine.max_connection_slots
         * shards
         * engine.ring_capacity_records

@@ -115,6 +115,27 @@ pub struct WindowsConfig {
     /// Warm start: at start, seed each window from the Parquet sink's history (its `root`) of
     /// the last window length, so bands and cycles are meaningful at once (README, `[windows]`).
     pub warm_start: bool,
+    /// `false`: pass-through (a collector engine): records go from the feeds to the sinks with no
+    /// spread or window work, and the budget holds no windows (docs/scale-out.md).
+    pub enabled: bool,
+    /// Which clock closes buckets, expires windows and ages quotes out: the shard's wall clock
+    /// (`system`), or the records' own receive times (`event`: an aggregator fed by collectors
+    /// computes what one engine fed the same records computes, whatever the arrival order).
+    pub clock: WindowClock,
+    /// `clock = "event"`: how far a shard's event clock trails the newest receive time it saw,
+    /// so records of other collectors arriving late still land in their bucket.
+    pub event_lateness_ms: u64,
+}
+
+/// `[windows] clock`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowClock {
+    /// The shard's wall clock.
+    #[default]
+    System,
+    /// The newest receive time the shard has seen, less `event_lateness_ms`.
+    Event,
 }
 
 /// Which spread opportunity cycles compare with their thresholds.
@@ -167,6 +188,9 @@ impl Default for WindowsConfig {
             cycles_on: SpreadBasis::Gross,
             min_top_notional: 0.0,
             warm_start: false,
+            enabled: true,
+            clock: WindowClock::System,
+            event_lateness_ms: 2_000,
         }
     }
 }
@@ -308,6 +332,13 @@ impl EngineConfig {
 impl WindowsConfig {
     pub fn validate(&self) -> Result<(), ConfigValueError> {
         let windows = self;
+        if windows.event_lateness_ms > MAX_DURATION_MS {
+            return Err(invalid(
+                "windows.event_lateness_ms",
+                windows.event_lateness_ms,
+                "must be at most 86400000",
+            ));
+        }
         if windows.bucket_ms == 0 || windows.bucket_ms > 3_600_000 {
             return Err(invalid(
                 "windows.bucket_ms",

@@ -30,6 +30,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tickflow-sim",
             "tickflow-history",
             "tickflow-control",
+            "tickflow-source-nats",
+            "tickflow-formats",
         ],
     ),
     (
@@ -57,7 +59,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     ("tickflow-example-stdout", &["tickflow-sdk"]),
     ("tickflow-test-sink", &["tickflow-sdk"]),
-    ("tickflow-formats", &[]),
+    ("tickflow-formats", &["tickflow-sdk"]),
     ("tickflow-history", &["tickflow-formats"]),
     (
         "tickflow-control",
@@ -71,6 +73,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("tickflow-parquet", &["tickflow-sdk", "tickflow-formats"]),
     ("tickflow-ws-broadcast", &["tickflow-sdk"]),
     ("tickflow-metrics", &["tickflow-sdk"]),
+    ("tickflow-nats", &["tickflow-sdk", "tickflow-formats"]),
+    (
+        "tickflow-source-nats",
+        &["tickflow-core", "tickflow-formats"],
+    ),
 ];
 
 /// Crates below the line: they may not reach any of `BANNED_BELOW_THE_LINE`.
@@ -99,6 +106,7 @@ const BANNED_BELOW_THE_LINE: &[&str] = &[
     "webpki-roots",
     "ring",
     "libloading",
+    "async-nats",
 ];
 
 /// Besides a crate's own layer, what its tests (dev-dependencies) may use.

@@ -577,8 +577,8 @@ fn refused_fixtures(dir: &Path) -> Vec<(PathBuf, &'static str, &'static str)> {
         ),
         (
             c_fixture(dir, "FIXTURE_NEWER_MINOR"),
-            "abi_minor is 3",
-            "the engine expects at most 2",
+            "abi_minor is 4",
+            "the engine expects at most 3",
         ),
         (
             c_fixture(dir, "FIXTURE_SHORT_STRUCT"),

@@ -1,4 +1,5 @@
 //! tickflow-core integration tests: shards, windows and the pipeline driven directly.
 
+mod event_time;
 mod seed;
 mod shard;

@@ -1,0 +1,345 @@
+//! Applied-once filtering, no I/O, fixed-size.
+//!
+//! *Redeliveries* are told by JetStream's own numbers: per consumer, the stream sequences this
+//! source handled ([`StreamPositions`]: the highest and a bitmap of the [`STREAM_WINDOW_SEQS`]
+//! below it). A stream sequence already handled is a redelivery (an acknowledgement lost, or
+//! the ack wait expired while the record waited for ring room) and is skipped. A lower number
+//! never handled is *not* one: a message lost in transit (a dropped connection, a session
+//! restarted with messages buffered) comes back after newer ones and is applied. Below the window
+//! nothing is known, so the message is applied (at least once, never lost).
+//!
+//! *Publish duplicates* (a collector re-sending a message JetStream already stored) are
+//! JetStream's job: the sink sets `Nats-Msg-Id` (`<collector>-<seq>`) and the stream drops a
+//! repeated id within its duplicate window.
+//!
+//! As a secondary check, [`SequenceFilter`] keeps, per (consumer, collector), the highest
+//! collector sequence number (`seq`) applied and a bitmap of the [`WINDOW_SEQS`] numbers below
+//! it: a number inside the window already applied is a record stored twice (re-published under
+//! another id, after the duplicate window) and is skipped. A number below the highest that the
+//! window cannot vouch for — older than the window, or never seen — is *applied* and reported as
+//! out of order (counted by the caller): a re-send stored far behind newer messages is an
+//! acknowledged record and is never dropped for its age.
+
+use std::collections::HashMap;
+
+/// Sequence numbers below the highest applied that are still told apart.
+pub const WINDOW_SEQS: u64 = 4_096;
+/// Stream sequence numbers below the highest handled on a consumer that are still told apart.
+pub const STREAM_WINDOW_SEQS: u64 = 16_384;
+
+/// What [`SequenceFilter::admit`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    /// Never applied, above every number applied: apply it (it is now marked applied).
+    Apply,
+    /// Below the highest number applied and not known to be applied (a hole filled late, or
+    /// older than the window): apply it, and count it out of order.
+    OutOfOrder,
+    /// Applied before (inside the window): acknowledge and skip.
+    Duplicate,
+}
+
+/// The numbers applied from one series: the highest, and a bitmap of the `bits` numbers below it.
+#[derive(Clone, Debug)]
+struct Window {
+    highest: u64,
+    /// Bit `i` (word `i / 64`, bit `i % 64`): `highest - 1 - i` was applied.
+    below: Box<[u64]>,
+}
+
+impl Window {
+    fn new(seq: u64, bits: u64) -> Window {
+        Window {
+            highest: seq,
+            below: vec![0; bits.div_ceil(64) as usize].into_boxed_slice(),
+        }
+    }
+
+    fn bits(&self) -> u64 {
+        self.below.len() as u64 * 64
+    }
+
+    fn peek(&self, seq: u64) -> Admit {
+        if seq > self.highest {
+            return Admit::Apply;
+        }
+        if seq == self.highest {
+            return Admit::Duplicate;
+        }
+        let offset = self.highest - 1 - seq;
+        if offset >= self.bits() {
+            return Admit::OutOfOrder;
+        }
+        if self.below[(offset / 64) as usize] & (1 << (offset % 64)) != 0 {
+            Admit::Duplicate
+        } else {
+            Admit::OutOfOrder
+        }
+    }
+
+    fn admit(&mut self, seq: u64) -> Admit {
+        let admit = self.peek(seq);
+        match admit {
+            Admit::Apply => {
+                self.shift(seq - self.highest);
+                self.highest = seq;
+            }
+            Admit::OutOfOrder => {
+                let offset = self.highest - 1 - seq;
+                if offset < self.bits() {
+                    self.set(offset);
+                }
+            }
+            Admit::Duplicate => {}
+        }
+        admit
+    }
+
+    /// The highest moves up by `by`: the old highest becomes offset `by - 1`.
+    fn shift(&mut self, by: u64) {
+        let bits = self.bits();
+        if by >= bits {
+            self.below.fill(0);
+            if by == bits {
+                self.set(bits - 1);
+            }
+            return;
+        }
+        let (words, shift) = ((by / 64) as usize, (by % 64) as u32);
+        for index in (0..self.below.len()).rev() {
+            let value = match index.checked_sub(words) {
+                Some(source) => {
+                    let mut value = self.below[source] << shift;
+                    if shift > 0 && source > 0 {
+                        value |= self.below[source - 1] >> (64 - shift);
+                    }
+                    value
+                }
+                None => 0,
+            };
+            self.below[index] = value;
+        }
+        self.set(by - 1);
+    }
+
+    fn set(&mut self, offset: u64) {
+        self.below[(offset / 64) as usize] |= 1 << (offset % 64);
+    }
+}
+
+/// Per (consumer, collector index): the applied numbers. Bounded by the number of consumers ×
+/// `max_collectors` (the collectors' table is bounded by the caller).
+#[derive(Debug, Default)]
+pub struct SequenceFilter {
+    windows: HashMap<(u16, u16), Window>,
+}
+
+impl SequenceFilter {
+    /// Decides whether message `seq` of `collector` on `consumer` is applied.
+    pub fn admit(&mut self, consumer: u16, collector: u16, seq: u64) -> Admit {
+        match self.windows.get_mut(&(consumer, collector)) {
+            Some(window) => window.admit(seq),
+            None => {
+                self.windows
+                    .insert((consumer, collector), Window::new(seq, WINDOW_SEQS));
+                Admit::Apply
+            }
+        }
+    }
+
+    /// What [`SequenceFilter::admit`] would decide, without marking anything.
+    pub fn peek(&self, consumer: u16, collector: u16, seq: u64) -> Admit {
+        self.windows
+            .get(&(consumer, collector))
+            .map_or(Admit::Apply, |window| window.peek(seq))
+    }
+
+    /// Bytes one (consumer, collector) entry takes, for the memory budget.
+    pub const fn entry_bytes() -> usize {
+        std::mem::size_of::<Window>() + 16 + (WINDOW_SEQS / 8) as usize
+    }
+}
+
+/// Per consumer (by its index in the session's consumer list, stable for a configuration): the
+/// stream sequences handled, exact for the [`STREAM_WINDOW_SEQS`] below the highest. Bounded by
+/// the number of consumers (`MAX_SUBJECTS` + 1).
+#[derive(Debug, Default)]
+pub struct StreamPositions {
+    windows: Vec<Option<Window>>,
+}
+
+impl StreamPositions {
+    /// True when `stream_sequence` on `consumer` was already handled (a redelivery). A number
+    /// below the window is not known handled: false (applied again rather than lost).
+    pub fn is_redelivery(&self, consumer: u16, stream_sequence: u64) -> bool {
+        self.windows
+            .get(consumer as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|window| window.peek(stream_sequence) == Admit::Duplicate)
+    }
+
+    /// `stream_sequence` on `consumer` is handled (applied, or skipped on purpose).
+    pub fn handled(&mut self, consumer: u16, stream_sequence: u64) {
+        let index = consumer as usize;
+        if self.windows.len() <= index {
+            self.windows.resize_with(index + 1, || None);
+        }
+        match &mut self.windows[index] {
+            Some(window) => {
+                window.admit(stream_sequence);
+            }
+            slot @ None => *slot = Some(Window::new(stream_sequence, STREAM_WINDOW_SEQS)),
+        }
+    }
+
+    /// Bytes one consumer's entry takes, for the memory budget.
+    pub const fn entry_bytes() -> usize {
+        std::mem::size_of::<Window>() + (STREAM_WINDOW_SEQS / 8) as usize
+    }
+}
+
+/// Collector ids seen, interned to small indexes; at most `capacity` (then `None`, counted by
+/// the caller).
+#[derive(Debug)]
+pub struct Collectors {
+    indexes: HashMap<String, u16>,
+    names: Vec<String>,
+    capacity: usize,
+}
+
+impl Collectors {
+    pub fn new(capacity: usize) -> Collectors {
+        Collectors {
+            indexes: HashMap::with_capacity(capacity),
+            names: Vec::with_capacity(capacity),
+            capacity: capacity.min(u16::MAX as usize),
+        }
+    }
+
+    /// The index of `name`, interning it when new and there is room.
+    pub fn index(&mut self, name: &str) -> Option<u16> {
+        if let Some(index) = self.indexes.get(name) {
+            return Some(*index);
+        }
+        if self.names.len() >= self.capacity {
+            return None;
+        }
+        let index = self.names.len() as u16;
+        self.names.push(name.to_string());
+        self.indexes.insert(name.to_string(), index);
+        Some(index)
+    }
+
+    pub fn name(&self, index: u16) -> Option<&str> {
+        self.names.get(index as usize).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(seqs: &[u64], expected: &[Admit]) {
+        let mut filter = SequenceFilter::default();
+        let got: Vec<Admit> = seqs.iter().map(|seq| filter.admit(0, 0, *seq)).collect();
+        assert_eq!(got, expected, "seqs {seqs:?}");
+    }
+
+    #[test]
+    fn in_order_then_redelivered() {
+        use Admit::*;
+        check(
+            &[10, 11, 12, 11, 12, 10],
+            &[Apply, Apply, Apply, Duplicate, Duplicate, Duplicate],
+        );
+    }
+
+    #[test]
+    fn a_hole_filled_later_is_applied_once() {
+        use Admit::*;
+        // 101 arrives after 103 (a re-publish stored late): applied once, then a duplicate.
+        check(
+            &[100, 102, 103, 101, 101, 102],
+            &[Apply, Apply, Apply, OutOfOrder, Duplicate, Duplicate],
+        );
+    }
+
+    #[test]
+    fn far_jumps_and_the_window_edge() {
+        use Admit::*;
+        let high = 1_000_000;
+        check(
+            &[5, high, high - WINDOW_SEQS, high - WINDOW_SEQS - 1, 6],
+            &[Apply, Apply, OutOfOrder, OutOfOrder, OutOfOrder],
+        );
+        // Shifting by exactly the window keeps the old highest as the window's last number.
+        check(
+            &[7, 7 + WINDOW_SEQS, 7, 8],
+            &[Apply, Apply, Duplicate, OutOfOrder],
+        );
+        // Shifts across word boundaries keep every bit.
+        let seqs: Vec<u64> = (0..300).map(|step| step * 3).collect();
+        let mut filter = SequenceFilter::default();
+        for seq in &seqs {
+            assert_eq!(filter.admit(1, 2, *seq), Apply);
+        }
+        for seq in &seqs {
+            assert_eq!(filter.peek(1, 2, *seq), Duplicate, "{seq}");
+            assert_eq!(filter.admit(1, 2, *seq), Duplicate, "{seq}");
+        }
+        assert_eq!(filter.peek(1, 2, 1), OutOfOrder);
+        assert_eq!(filter.admit(1, 2, 1), OutOfOrder);
+        // Another consumer or collector has its own numbers.
+        assert_eq!(filter.admit(2, 2, 3), Apply);
+        assert_eq!(filter.admit(1, 3, 3), Apply);
+    }
+
+    #[test]
+    fn numbers_older_than_the_window_are_applied_not_dropped() {
+        use Admit::*;
+        // A re-send stored 10 000 numbers behind newer messages: applied (out of order).
+        check(&[20_000, 20_001, 10_000], &[Apply, Apply, OutOfOrder]);
+    }
+
+    #[test]
+    fn stream_positions_tell_redeliveries_per_consumer() {
+        let mut positions = StreamPositions::default();
+        assert!(!positions.is_redelivery(0, 1));
+        positions.handled(0, 1);
+        positions.handled(0, 5);
+        assert!(positions.is_redelivery(0, 1));
+        assert!(positions.is_redelivery(0, 5));
+        assert!(!positions.is_redelivery(0, 6));
+        // A number below the highest never handled (lost in transit, delivered again after
+        // newer ones) is not a redelivery: applied, then known.
+        assert!(!positions.is_redelivery(0, 3));
+        positions.handled(0, 3);
+        assert!(positions.is_redelivery(0, 3));
+        assert!(positions.is_redelivery(0, 5));
+        // Another consumer has its own numbers.
+        assert!(!positions.is_redelivery(3, 2));
+        positions.handled(3, 2);
+        assert!(positions.is_redelivery(3, 2));
+        // Below the window: not known, so applied rather than lost.
+        positions.handled(0, 100 + STREAM_WINDOW_SEQS);
+        assert!(!positions.is_redelivery(0, 5));
+    }
+
+    #[test]
+    fn collectors_are_bounded() {
+        let mut collectors = Collectors::new(2);
+        assert_eq!(collectors.index("a"), Some(0));
+        assert_eq!(collectors.index("b"), Some(1));
+        assert_eq!(collectors.index("a"), Some(0));
+        assert_eq!(collectors.index("c"), None);
+        assert_eq!(collectors.name(1), Some("b"));
+    }
+}
