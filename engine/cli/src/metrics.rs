@@ -23,6 +23,8 @@ pub struct EngineMetrics {
     registry: Arc<SymbolRegistry>,
     budget: MemoryBudget,
     started: Instant,
+    /// `[[sources]]`: (durable name, counters), set once at start.
+    sources: Mutex<Vec<(String, Arc<tickflow_source_nats::SourceCounters>)>>,
 }
 
 impl std::fmt::Debug for EngineMetrics {
@@ -46,7 +48,19 @@ impl EngineMetrics {
             registry,
             budget,
             started: Instant::now(),
+            sources: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The NATS sources to export (`tickflow_source_*{source="<durable>"}`).
+    pub fn set_sources(&self, sources: &[tickflow_source_nats::NatsSource]) {
+        *self
+            .sources
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = sources
+            .iter()
+            .map(|source| (source.name().to_string(), source.counters()))
+            .collect();
     }
 
     /// The feeds' slots now (after a refresh added slots or changed their plans).
@@ -171,7 +185,7 @@ const VENUE_COUNTERS: [SlotCounter; 21] = [
 
 type ShardCounter = (&'static str, &'static str, fn(&PipelineCounters) -> u64);
 
-const SHARD_COUNTERS: [ShardCounter; 16] = [
+const SHARD_COUNTERS: [ShardCounter; 17] = [
     (
         "tickflow_shard_quotes_total",
         "Quotes the shard applied",
@@ -216,6 +230,11 @@ const SHARD_COUNTERS: [ShardCounter; 16] = [
         "tickflow_shard_windows_evicted_total",
         "Windows evicted (least recently updated, window cap reached)",
         |c| c.windows_evicted,
+    ),
+    (
+        "tickflow_shard_windows_shed_total",
+        "Windows evicted because a critical memory alert lowered the cap (also in windows_evicted)",
+        |c| c.windows_shed,
     ),
     (
         "tickflow_shard_windows_expired_total",
@@ -285,6 +304,39 @@ impl EngineMetricsSource for EngineMetrics {
         visit_venues(&venues, out);
         visit_shards(&self.shards, out);
         self.visit_engine(out);
+        let sources = self
+            .sources
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone();
+        visit_sources(&sources, out);
+    }
+}
+
+/// Per NATS source: its counters as `tickflow_source_<name>_total`, and whether it is connected.
+fn visit_sources(
+    sources: &[(String, Arc<tickflow_source_nats::SourceCounters>)],
+    out: &mut dyn FnMut(&Sample<'_>),
+) {
+    for (name, counters) in sources {
+        let labels = [("source", name.as_str())];
+        for (field, value) in counters.to_json_fields() {
+            if field == "connected" {
+                out(&Sample::gauge(
+                    "tickflow_source_connected",
+                    "1 while the NATS source is connected to a server",
+                    &labels,
+                    value as f64,
+                ));
+                continue;
+            }
+            let family = format!("tickflow_source_{field}_total");
+            let help = format!(
+                "NATS source: {} (see docs/scale-out.md)",
+                field.replace('_', " ")
+            );
+            out(&Sample::counter(&family, &help, &labels, value));
+        }
     }
 }
 
@@ -443,14 +495,27 @@ fn visit_shards(shards: &ShardCountersHandle, out: &mut dyn FnMut(&Sample<'_>)) 
     let counters: Vec<(String, PipelineCounters)> = (0..shards.shard_count())
         .filter_map(|index| Some((index.to_string(), shards.shard(index)?)))
         .collect();
-    for (index, shard) in &counters {
-        let labels = [("shard", index.as_str())];
-        out(&Sample::gauge(
+    for (family, help, value) in [
+        (
             "tickflow_shard_windows_live",
             "Windows live in the shard",
-            &labels,
-            shard.windows_live as f64,
-        ));
+            (|c| c.windows_live) as fn(&PipelineCounters) -> u64,
+        ),
+        (
+            "tickflow_shard_windows_cap",
+            "Windows the shard may hold now (its capacity, lower while memory is shed)",
+            |c| c.windows_cap,
+        ),
+        (
+            "tickflow_shard_ring_fill_max_records",
+            "The fullest feed ring the shard drained over its last interval, in records",
+            |c| c.ring_fill_max_records,
+        ),
+    ] {
+        for (index, shard) in &counters {
+            let labels = [("shard", index.as_str())];
+            out(&Sample::gauge(family, help, &labels, value(shard) as f64));
+        }
     }
     for (family, help, value) in SHARD_COUNTERS {
         for (index, shard) in &counters {
@@ -537,6 +602,23 @@ impl EngineMetrics {
             ));
         }
     }
+}
+
+/// mimalloc's own statistics (the binary's global allocator; in a process that links another
+/// allocator they describe only what went through mimalloc's API, which is nothing).
+pub fn allocator_stats() -> Option<tickflow_control::memory::AllocatorStats> {
+    let json = mimalloc::MiMalloc::stats_json().ok()?;
+    let value: serde_json::Value = serde_json::from_slice(json.to_bytes()).ok()?;
+    let number = |pointer: &str| value.pointer(pointer).and_then(serde_json::Value::as_u64);
+    let version = number("/mimalloc_version").unwrap_or(0);
+    Some(tickflow_control::memory::AllocatorStats {
+        allocator: "mimalloc",
+        version: format!("{}.{}.{}", version / 100, version / 10 % 10, version % 10),
+        committed_bytes: number("/process/commit_current")?,
+        committed_peak_bytes: number("/process/commit_peak").unwrap_or(0),
+        reserved_bytes: number("/reserved/current"),
+        page_faults: number("/process/page_faults").unwrap_or(0),
+    })
 }
 
 /// This process's resident memory from /proc (0 where /proc is unavailable): the metrics' RSS

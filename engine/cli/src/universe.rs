@@ -207,6 +207,8 @@ pub struct Refreshed {
     pub feeds: tickflow_feed::RefreshReport,
     /// Symbols in the universe after the round.
     pub symbols: usize,
+    /// New listings not added because universe growth was paused (memory shedding).
+    pub listings_held_back: usize,
 }
 
 impl Refresher {
@@ -278,18 +280,35 @@ impl Refresher {
 
     /// Applies a finished round: the registry gets the new listings (retired ones leave it) and
     /// the feeds re-plan. A venue that failed kept its last list, so its symbols stay.
+    ///
+    /// With `growth_paused` (memory is being shed) the round adds nothing: symbols and listings
+    /// that are new are held back (counted, logged) and come with a later round; retirements
+    /// still apply.
     pub fn finish(
         &mut self,
         (discovery, selected): (Discovery, Universe),
         registry: &SymbolRegistry,
         feeds: &mut tickflow_feed::Feeds,
+        growth_paused: bool,
     ) -> anyhow::Result<Refreshed> {
+        let (selected, held_back) = if growth_paused {
+            selected.without_growth(&self.current)
+        } else {
+            (selected, 0)
+        };
+        if held_back > 0 {
+            tracing::warn!(
+                listings_held_back = held_back,
+                "universe growth paused while memory is shed: new listings held back"
+            );
+        }
         let applied = apply(registry, &selected, &self.venues);
         let feeds_report = feeds.refresh()?;
         let refreshed = Refreshed {
             applied,
             feeds: feeds_report,
             symbols: selected.symbols.len(),
+            listings_held_back: held_back,
         };
         tracing::info!(
             summary = %one_line(&selected),

@@ -45,6 +45,11 @@ pub struct AlertThresholds {
     pub ring_drops_per_s_critical: f64,
     pub sink_drops_per_s_warning: f64,
     pub sink_drops_per_s_critical: f64,
+    /// While a memory alert (RSS against the budget, system memory) is critical, each shard keeps
+    /// at most this percent of its window capacity, evicting the least recently updated windows
+    /// (1..=100; 100 sheds no windows). Universe growth pauses and new heavy requests get 429
+    /// either way.
+    pub shed_windows_percent: u32,
 }
 
 impl Default for AlertThresholds {
@@ -58,6 +63,7 @@ impl Default for AlertThresholds {
             ring_drops_per_s_critical: 1000.0,
             sink_drops_per_s_warning: 1.0,
             sink_drops_per_s_critical: 1000.0,
+            shed_windows_percent: 50,
         }
     }
 }
@@ -230,6 +236,13 @@ impl HttpConfig {
             }
         }
         let alerts = &self.alerts;
+        if !(1..=100).contains(&alerts.shed_windows_percent) {
+            return Err(refuse(
+                "http.alerts.shed_windows_percent",
+                alerts.shed_windows_percent,
+                "must be in 1..=100 (percent of each shard's window capacity kept while memory is shed)",
+            ));
+        }
         let pairs = [
             (
                 "http.alerts.rss_budget_percent_critical",

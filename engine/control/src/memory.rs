@@ -1,6 +1,24 @@
 //! Memory as the kernel reports it: this process from `/proc/self/status`, the machine from
 //! `/proc/meminfo`. Reads only; 0 / None where /proc is unavailable.
 
+/// What the process's allocator says of itself (the binary reads it: the control plane does not
+/// know which allocator is linked in).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AllocatorStats {
+    /// "mimalloc", …
+    pub allocator: &'static str,
+    pub version: String,
+    /// Memory the allocator has committed from the OS now, and at most so far.
+    pub committed_bytes: u64,
+    pub committed_peak_bytes: u64,
+    /// Address space the allocator reserved (committed or not), when it reports it.
+    pub reserved_bytes: Option<u64>,
+    pub page_faults: u64,
+}
+
+/// Reads the allocator's statistics (None when it cannot say).
+pub type AllocatorStatsFn = fn() -> Option<AllocatorStats>;
+
 /// This process's memory (`VmRSS`, `VmHWM`, `VmSize`), in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessMemory {

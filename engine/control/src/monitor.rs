@@ -2,7 +2,9 @@
 //! `monitor_interval_ms` reads the published engine status and /proc, and writes only its own
 //! state: per-venue last-data and down-since times, the fixed memory-trend ring, the alerts
 //! (active, and a bounded history of transitions, each logged once) and the shedding flag that
-//! heavy routes read. It never writes to the engine.
+//! heavy routes read. Its one message to the engine is the shedding request
+//! (`tickflow_core::shed::ShedControl`), set once when a memory alert turns critical and cleared
+//! once when it ends; the shards and the universe refresh apply it themselves.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -18,6 +20,24 @@ use crate::state::{EngineStatus, EngineView};
 
 /// What a critical memory alert sheds (said in the alert and in `/api/monitoring/memory`).
 pub const SHED_HEAVY_REQUESTS: &str = "new heavy requests refused with 429";
+/// Said when a critical memory alert pauses the universe refresh's additions.
+pub const SHED_UNIVERSE_GROWTH: &str = "universe growth paused (new listings held back)";
+
+/// What a critical memory alert sheds in an engine configured with `config`: heavy requests,
+/// universe growth, and windows down to `shed_windows_percent` unless that is 100.
+pub fn shed_actions(config: &HttpConfig, live: bool) -> Vec<String> {
+    let mut actions = vec![SHED_HEAVY_REQUESTS.to_string()];
+    if live {
+        let percent = config.alerts.shed_windows_percent;
+        if percent < 100 {
+            actions.push(format!(
+                "windows evicted to {percent}% of capacity, least recently updated first"
+            ));
+        }
+        actions.push(SHED_UNIVERSE_GROWTH.to_string());
+    }
+    actions
+}
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -63,7 +83,7 @@ pub struct ActiveAlert {
     pub threshold: f64,
     pub since_ms: i64,
     pub message: String,
-    pub shed: Vec<&'static str>,
+    pub shed: Vec<String>,
 }
 
 /// One change of an alert's level.
@@ -283,8 +303,15 @@ impl Monitor {
             }
         }
         let now_wall_ms = now_ms();
+        let shed_actions = shed_actions(config, view.live.is_some());
         for evaluation in evaluations {
-            apply(&mut state, evaluation, now_wall_ms, self.history_capacity);
+            apply(
+                &mut state,
+                evaluation,
+                now_wall_ms,
+                self.history_capacity,
+                &shed_actions,
+            );
         }
         let shedding = ["rss_budget", "system_memory"].iter().any(|id| {
             state
@@ -292,7 +319,17 @@ impl Monitor {
                 .get(*id)
                 .is_some_and(|alert| alert.level == Level::Critical)
         });
-        self.shedding.store(shedding, Ordering::Relaxed);
+        let was_shedding = self.shedding.swap(shedding, Ordering::Relaxed);
+        // The engine is asked once per change (its shards and universe refresh apply it).
+        if let Some(live) = view.live.as_ref()
+            && shedding != was_shedding
+        {
+            if shedding {
+                live.shed.engage(config.alerts.shed_windows_percent);
+            } else {
+                live.shed.release();
+            }
+        }
         let trend_due = state.last_trend_at.is_none_or(|at| {
             now.duration_since(at) >= Duration::from_millis(config.trend_interval_ms)
         });
@@ -327,7 +364,13 @@ fn level_of(value: f64, warning: f64, critical: f64) -> (Level, f64) {
 }
 
 /// Updates one alert; a change of level is recorded in the history and logged once.
-fn apply(state: &mut MonitorState, evaluation: Evaluation, ts_ms: i64, history_capacity: usize) {
+fn apply(
+    state: &mut MonitorState,
+    evaluation: Evaluation,
+    ts_ms: i64,
+    history_capacity: usize,
+    shed_actions: &[String],
+) {
     let (level, threshold) = evaluation
         .decided
         .unwrap_or_else(|| level_of(evaluation.value, evaluation.warning, evaluation.critical));
@@ -337,7 +380,7 @@ fn apply(state: &mut MonitorState, evaluation: Evaluation, ts_ms: i64, history_c
         .map_or(Level::Ok, |alert| alert.level);
     let memory_alert = evaluation.id == "rss_budget" || evaluation.id == "system_memory";
     let shed = if memory_alert && level == Level::Critical {
-        vec![SHED_HEAVY_REQUESTS]
+        shed_actions.to_vec()
     } else {
         Vec::new()
     };

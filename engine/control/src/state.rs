@@ -14,6 +14,9 @@ use tickflow_core::config::SpreadBasis;
 use tickflow_core::pipeline::{Pipeline, PipelineCounters};
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::shard::ShardSnapshot;
+use tickflow_core::shed::ShedControl;
+
+use crate::memory::AllocatorStatsFn;
 use tickflow_feed::{Feeds, SlotHandle};
 use tickflow_host::{SinkEndpoint, SinkHost, SinkStats};
 
@@ -55,6 +58,8 @@ pub struct EngineStatus {
     pub shard_count: usize,
     pub dead_shards: Vec<usize>,
     pub counters: PipelineCounters,
+    /// Records one feed → shard ring holds (`engine.ring_capacity_records`).
+    pub ring_capacity_records: usize,
     pub sinks: Vec<SinkStats>,
     pub endpoints: Vec<SinkEndpoint>,
 }
@@ -99,6 +104,7 @@ impl EngineBoard {
             shard_count: pipeline.shard_count(),
             dead_shards: pipeline.dead_shards(),
             counters: pipeline.counters(),
+            ring_capacity_records: pipeline.ring_capacity_records(),
             sinks: sinks.map(SinkHost::stats).unwrap_or_default(),
             endpoints: sinks.map(SinkHost::endpoints).unwrap_or_default(),
         });
@@ -125,6 +131,8 @@ pub struct LiveEngine {
     pub max_symbols: usize,
     /// Which spread the opportunity cycles compare with their thresholds.
     pub cycles_on: SpreadBasis,
+    /// Where a critical memory alert asks the engine to shed (`Pipeline::shed_control`).
+    pub shed: Arc<ShedControl>,
 }
 
 impl std::fmt::Debug for LiveEngine {
@@ -145,6 +153,9 @@ pub struct EngineView {
     /// `windows.thresholds_bp`: the values `threshold_bp` may take.
     pub thresholds_bp: Vec<f64>,
     pub budget: MemoryBudget,
+    /// The allocator's own statistics for `/api/monitoring/memory` (the binary knows which
+    /// allocator it links).
+    pub allocator_stats: Option<AllocatorStatsFn>,
 }
 
 impl EngineView {

@@ -13,6 +13,7 @@ pub mod record;
 pub mod registry;
 pub mod ring;
 pub mod shard;
+pub mod shed;
 pub mod venue;
 
 pub use record::records;

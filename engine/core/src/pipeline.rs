@@ -18,6 +18,7 @@ use crate::shard::thread::{ReadyRings, run_shard, shard_params};
 use crate::shard::{
     SeedMessage, ShardClock, ShardCounters, ShardSnapshot, ShardState, ShardWaker, WindowSeed,
 };
+use crate::shed::ShedControl;
 
 /// Pairs of warm-start history queued per shard at most (each one pair's samples): the seeding
 /// thread waits for room, so memory is a few pairs whatever the history holds.
@@ -85,6 +86,20 @@ impl SlotProducer {
                 false
             }
         }
+    }
+
+    /// Routes `event` to its symbol's shard like [`push`](Self::push), but a full ring is not a
+    /// drop: `false` is returned and nothing counted, for a producer that waits and retries (the
+    /// NATS source, whose unacknowledged messages JetStream keeps).
+    #[inline]
+    pub fn try_push(&mut self, event: FeedEvent) -> bool {
+        let shard = event.symbol_id().0 as usize % self.rings.len();
+        if self.rings[shard].push(event).is_err() {
+            return false;
+        }
+        self.mark_pending(shard);
+        self.counters.pushed.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Pushes one frame's records; returns how many were accepted. A frame is almost always one
@@ -170,6 +185,13 @@ pub struct PipelineCounters {
     pub windows_live: u64,
     pub windows_created: u64,
     pub windows_evicted: u64,
+    /// Windows evicted by memory shedding (also in `windows_evicted`), and the cap in force
+    /// (summed over shards: their capacity, or lower while memory is shed).
+    pub windows_shed: u64,
+    pub windows_cap: u64,
+    /// The fullest feed ring any shard drained over its last interval, in records (of
+    /// `engine.ring_capacity_records`).
+    pub ring_fill_max_records: u64,
     pub windows_expired: u64,
     pub samples_emitted: u64,
     pub opportunities_emitted: u64,
@@ -220,6 +242,9 @@ pub struct Pipeline {
     producers: Vec<SlotProducer>,
     slot_counters: Vec<Arc<SlotCounters>>,
     stop: Arc<AtomicBool>,
+    /// The shedding request every shard follows (see `shed_control`).
+    shed: Arc<ShedControl>,
+    ring_capacity_records: usize,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -233,13 +258,20 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// Starts `engine.shard_count()` shard threads with the system clock.
+    /// Starts `engine.shard_count()` shard threads with the clock `windows.clock` names (the
+    /// system clock, or event time: each shard's own newest receive time).
     pub fn start(
         engine: &EngineConfig,
         windows: &WindowsConfig,
         outbounds: Vec<Box<dyn Outbound>>,
     ) -> Result<Pipeline, PipelineError> {
-        Pipeline::start_with_clock(engine, windows, outbounds, ShardClock::System)
+        let clock = match windows.clock {
+            crate::config::WindowClock::System => ShardClock::System,
+            crate::config::WindowClock::Event => {
+                ShardClock::event(windows.event_lateness_ms as i64 * 1_000_000)
+            }
+        };
+        Pipeline::start_with_clock(engine, windows, outbounds, clock)
     }
 
     pub fn start_with_clock(
@@ -286,6 +318,7 @@ impl Pipeline {
             }
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let shed = Arc::new(ShedControl::default());
         let ready: Vec<Arc<ReadyRings>> = (0..shard_count)
             .map(|_| Arc::new(ReadyRings::new(slots)))
             .collect();
@@ -295,7 +328,8 @@ impl Pipeline {
             consumers_by_shard.into_iter().zip(outbounds).enumerate()
         {
             let params = shard_params(engine, windows, shard_index, shard_count, clock.clone());
-            let state = ShardState::new(params, outbound);
+            let mut state = ShardState::new(params, outbound);
+            state.set_shed_control(Arc::clone(&shed));
             let waker = Arc::new(ShardWaker::default());
             let counters = state.counters();
             let snapshot = state.snapshot_handle();
@@ -353,7 +387,20 @@ impl Pipeline {
             producers,
             slot_counters,
             stop,
+            shed,
+            ring_capacity_records: capacity,
         })
+    }
+
+    /// Records one feed → shard ring holds.
+    pub fn ring_capacity_records(&self) -> usize {
+        self.ring_capacity_records
+    }
+
+    /// The cell through which the engine is asked to shed memory (a critical memory alert):
+    /// every shard reads it in housekeeping and evicts down to the lower window cap itself.
+    pub fn shed_control(&self) -> Arc<ShedControl> {
+        Arc::clone(&self.shed)
     }
 
     /// The producer for the next connection slot; `None` when all `max_connection_slots` are taken.
@@ -522,6 +569,11 @@ fn add_shard_counters(total: &mut PipelineCounters, shard: &ShardCounters) {
     total.windows_live += load(&shard.windows_live);
     total.windows_created += load(&shard.windows_created);
     total.windows_evicted += load(&shard.windows_evicted);
+    total.windows_shed += load(&shard.windows_shed);
+    total.windows_cap += load(&shard.windows_cap);
+    total.ring_fill_max_records = total
+        .ring_fill_max_records
+        .max(load(&shard.ring_fill_max_records));
     total.windows_expired += load(&shard.windows_expired);
     total.samples_emitted += load(&shard.samples_emitted);
     total.opportunities_emitted += load(&shard.opportunities_emitted);

@@ -435,6 +435,33 @@ impl Universe {
         self.symbols.iter().map(UniverseSymbol::name).collect()
     }
 
+    /// This universe without growth past `previous` (memory shedding pauses growth): only the
+    /// symbols `previous` has, each with only the listings it had there; what left since is
+    /// still gone. Returns it and the number of listings held back.
+    pub fn without_growth(&self, previous: &Universe) -> (Universe, usize) {
+        let mut held_back = 0;
+        let mut kept = self.clone();
+        kept.symbols.retain_mut(|symbol| {
+            let Some(before) = previous
+                .symbols
+                .iter()
+                .find(|old| old.base == symbol.base && old.quote == symbol.quote)
+            else {
+                held_back += symbol.listings.len();
+                return false;
+            };
+            let listings_before = symbol.listings.len();
+            symbol.listings.retain(|listing| {
+                before.listings.iter().any(|old| {
+                    old.venue == listing.venue && old.venue_symbol == listing.venue_symbol
+                })
+            });
+            held_back += listings_before - symbol.listings.len();
+            !symbol.listings.is_empty()
+        });
+        (kept, held_back)
+    }
+
     /// Exclusions counted by reason.
     pub fn excluded_counts(&self) -> BTreeMap<ExclusionReason, usize> {
         let mut counts = BTreeMap::new();

@@ -39,9 +39,11 @@ pub(crate) fn start_for_engine(
             max_windows: config.windows.max_windows,
             max_symbols: config.engine.max_symbols,
             cycles_on: config.windows.cycles_on,
+            shed: pipeline.shed_control(),
         }),
         thresholds_bp: config.windows.thresholds_bp.clone(),
         budget: budget.clone(),
+        allocator_stats: Some(tickflow::metrics::allocator_stats),
     };
     let control = ControlPlane::start(config.http.clone(), view)
         .context("cannot start the control plane ([http])")?;
@@ -73,6 +75,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         live: None,
         thresholds_bp: config.windows.thresholds_bp.clone(),
         budget: MemoryBudget::from_lines(Vec::new()),
+        allocator_stats: Some(tickflow::metrics::allocator_stats),
     };
     let control = ControlPlane::start(config.http.clone(), view)
         .context("cannot start the control plane ([http])")?;

@@ -44,6 +44,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     let mut telemetry = sink_host.take_telemetry_outbound();
     let mut pipeline =
         Pipeline::start(&config.engine, &config.windows, sink_host.take_outbounds())?;
+    // Memory shedding's request (a critical memory alert): the shards apply the window cap, the
+    // universe refresh below holds growth back.
+    let shed = pipeline.shed_control();
     // The control plane (its own runtime and thread): "starting" until the feeds are up.
     let control = super::control::start_for_engine(&config, &pipeline, &registry, &budget)?;
     if let Some((control, _)) = &control {
@@ -76,6 +79,20 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
         // WARM START: windows seeded from the Parquet history before any record ([windows]
         // warm_start); a missing or damaged history is a warning.
         tickflow::warm_start::warm_start_if_configured(&config, &registry, &mut pipeline);
+        // SOURCES: each [[sources]] takes a connection slot's producer before the feeds take the
+        // rest (the config's plan left one per source).
+        let mut sources = Vec::with_capacity(config.sources.len());
+        for source in &config.sources {
+            let producer = pipeline
+                .take_producer()
+                .context("no producer left for a [[sources]] table (engine.max_connection_slots)")?;
+            sources.push(tickflow_source_nats::NatsSource::start(
+                source,
+                Arc::clone(&registry),
+                producer,
+                &tokio::runtime::Handle::current(),
+            ));
+        }
         let mut feeds = Feeds::start(&config.feeds, &config.engine, Arc::clone(&registry), || pipeline.take_producer())?;
         // METRICS: what the sinks' `metrics_snapshot` (ABI 1.2) exports of the engine itself.
         let engine_metrics = Arc::new(tickflow::metrics::EngineMetrics::new(
@@ -84,6 +101,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             Arc::clone(&registry),
             budget.clone(),
         ));
+        engine_metrics.set_sources(&sources);
         sink_host.set_engine_metrics(engine_metrics.clone());
         eprintln!(
             "tickflow: {} connection slots over {} venues, {} symbols, {} shards; stats every {} ms on stderr",
@@ -97,7 +115,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             board.publish(&feeds, &pipeline, Some(&sink_host));
             board.set_phase(tickflow_control::Phase::Running);
         }
-        if feeds.slots().is_empty() {
+        if feeds.slots().is_empty() && sources.is_empty() {
             eprintln!(
                 "tickflow: no feeds: add [feeds] symbols and [feeds.venue.<name>] sections (see config/live.toml)"
             );
@@ -134,7 +152,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                 }
                 round = async { refresher.as_mut().expect("guarded by is_some").next().await }, if refresher.is_some() => {
                     if let Some(refresher) = refresher.as_mut() {
-                        let finished = refresher.finish(round, &registry, &mut feeds);
+                        let finished = refresher.finish(round, &registry, &mut feeds, shed.universe_growth_paused());
                         engine_metrics.set_slots(feeds.slots());
                         match finished {
                             Ok(refreshed) => eprintln!(
@@ -166,11 +184,15 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                     if let Some(outbound) = telemetry.as_mut() {
                         let record = telemetry_record(&feeds, &pipeline, &sink_host, &budget, started);
                         outbound.emit_telemetry(&record);
+                        // ABI 1.3: one status per enabled venue (a collector's heartbeat).
+                        for status in venue_statuses(&config, &feeds, record.ts_ns) {
+                            outbound.emit_venue_status(&status);
+                        }
                         tickflow_core::outbound::Outbound::flush(outbound);
                     }
                 }
                 _ = stats_tick.tick(), if config.feeds.stats_interval_ms > 0 => {
-                    eprintln!("tickflow-stats {}", stats_json(&feeds, &pipeline, &registry, &sink_host.stats(), started));
+                    eprintln!("tickflow-stats {}", with_sources(stats_json(&feeds, &pipeline, &registry, &sink_host.stats(), started), &sources));
                 }
             }
         }
@@ -187,6 +209,14 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             name = signals.next() => {
                 eprintln!("tickflow: second {name}: exiting now");
                 std::process::exit(130);
+            }
+        }
+        // The sources stop like the feeds: their producers go with their tasks; a message not in
+        // its ring yet stays unacknowledged (JetStream redelivers it to the next run).
+        for source in sources {
+            let name = source.name().to_string();
+            if !source.shutdown(Duration::from_millis(config.feeds.shutdown_deadline_ms)).await {
+                tracing::warn!(source = %name, "a NATS source did not stop within feeds.shutdown_deadline_ms");
             }
         }
         anyhow::Ok(exit_code)
@@ -293,6 +323,63 @@ fn telemetry_record(
     }
 }
 
+/// The stats line with each `[[sources]]`' counters under `sources` (`name` = its durable).
+fn with_sources(line: String, sources: &[tickflow_source_nats::NatsSource]) -> String {
+    if sources.is_empty() {
+        return line;
+    }
+    let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&line) else {
+        return line;
+    };
+    let list: Vec<serde_json::Value> = sources
+        .iter()
+        .map(|source| {
+            let mut object = serde_json::Map::new();
+            object.insert("name".into(), source.name().into());
+            for (key, count) in source.counters().to_json_fields() {
+                object.insert(key.into(), count.into());
+            }
+            serde_json::Value::Object(object)
+        })
+        .collect();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("sources".into(), list.into());
+    }
+    value.to_string()
+}
+
+/// The once-a-second `VenueStatus` records (ABI 1.3), one per enabled venue, from its slots'
+/// counters: connections up and planned, the latest data's receive time, reconnects.
+pub(crate) fn venue_statuses(
+    config: &Config,
+    feeds: &Feeds,
+    ts_ns: i64,
+) -> Vec<tickflow_core::records::VenueStatus> {
+    use std::sync::atomic::Ordering;
+    config
+        .feeds
+        .enabled_venues()
+        .map(|(venue, _)| {
+            let mut status = tickflow_core::records::VenueStatus {
+                ts_ns,
+                venue_id: venue.id(),
+                ..Default::default()
+            };
+            for slot in feeds.slots().iter().filter(|slot| slot.plan.venue == venue) {
+                status.connections_planned += 1;
+                if slot.counters.connected.load(Ordering::Relaxed) {
+                    status.connections_up += 1;
+                }
+                status.reconnects += slot.counters.reconnects.load(Ordering::Relaxed);
+                status.last_data_ns = status
+                    .last_data_ns
+                    .max(slot.counters.last_data_ns.load(Ordering::Relaxed));
+            }
+            status
+        })
+        .collect()
+}
+
 pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
     let cores = config.feeds.worker_cores.clone();
     if !cores.is_empty() {
@@ -308,9 +395,13 @@ pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Ru
         }
     }
     let next_core = std::sync::atomic::AtomicUsize::new(0);
+    let batch_wait = std::time::Duration::from_micros(config.feeds.batch_wait_us);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.feeds.worker_threads.max(1))
         .thread_name("tickflow-feeds")
+        // Batched wake-ups (`feeds.batch_wait_us`): the thread sleeps for a batch of frames
+        // right before it parks, so the park finds them all ready (tickflow_feed's coalesce).
+        .on_thread_park(move || tickflow_feed::batch_wakeups_before_park(batch_wait))
         .on_thread_start(move || {
             if cores.is_empty() {
                 return;

@@ -67,6 +67,14 @@ struct Engine {
 
 impl Engine {
     fn start(tweak_http: impl FnOnce(&mut HttpConfig)) -> Engine {
+        Engine::start_with(tweak_http, |_| Box::new(DiscardOutbound))
+    }
+
+    /// As `start`, with each shard's outbound made by `outbound(shard_index)`.
+    fn start_with(
+        tweak_http: impl FnOnce(&mut HttpConfig),
+        outbound: impl Fn(usize) -> Box<dyn Outbound>,
+    ) -> Engine {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -94,9 +102,7 @@ impl Engine {
         tweak_http(&mut config.http);
         config.validate().expect("valid config");
         let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
-        let outbounds = (0..config.shard_count())
-            .map(|_| Box::new(DiscardOutbound) as Box<dyn Outbound>)
-            .collect();
+        let outbounds = (0..config.shard_count()).map(outbound).collect();
         let mut pipeline =
             Pipeline::start(&config.engine, &config.windows, outbounds).expect("pipeline");
         let board = Arc::new(EngineBoard::default());
@@ -109,9 +115,11 @@ impl Engine {
                 max_windows: config.windows.max_windows,
                 max_symbols: config.engine.max_symbols,
                 cycles_on: config.windows.cycles_on,
+                shed: pipeline.shed_control(),
             }),
             thresholds_bp: config.windows.thresholds_bp.clone(),
             budget: tickflow::budget::memory_budget(&config),
+            allocator_stats: Some(tickflow::metrics::allocator_stats),
         };
         let control = ControlPlane::start(config.http.clone(), view).expect("control plane starts");
         let feeds = {
@@ -297,6 +305,97 @@ fn memory_trend_and_alerts_with_shedding() {
     // No history directory here: the shedding check comes after it, so either answer is an error
     // JSON; with a history configured it is 429 (next test).
     assert!(shed.status == 503 || shed.status == 429, "{}", shed.status);
+}
+
+#[test]
+fn a_critical_memory_alert_sheds_windows_and_pauses_universe_growth_inside_the_engine() {
+    // Critical at 0 % of the budget from the start; windows shed to 1 % of the shard's 100.
+    let engine = Engine::start(|http| {
+        http.alerts.rss_budget_percent_warning = 0.0;
+        http.alerts.rss_budget_percent_critical = 0.0;
+        http.alerts.shed_windows_percent = 1;
+    });
+    let addr = engine.addr();
+    // Two symbols on two venues make four windows; the cap is one, so at least three are shed
+    // (and new ones keep replacing the least recently updated one).
+    let memory = engine.wait_for("/api/monitoring/memory", |response| {
+        response.body["shedding"]["windows_shed_total"]
+            .as_u64()
+            .is_some_and(|shed| shed >= 3)
+    });
+    let shedding = &memory.body["shedding"];
+    assert_eq!(shedding["active"], true);
+    assert_eq!(shedding["windows_cap"], 1);
+    assert_eq!(shedding["universe_growth_paused"], true);
+    let actions: Vec<&str> = shedding["actions"]
+        .as_array()
+        .expect("actions")
+        .iter()
+        .filter_map(|action| action.as_str())
+        .collect();
+    assert!(
+        actions.contains(&"new heavy requests refused with 429"),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|action| action.starts_with("windows evicted to 1%")),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|action| action.starts_with("universe growth paused")),
+        "{actions:?}"
+    );
+    // The snapshot never shows more live windows than the cap once it is in force.
+    let opportunities = engine.wait_for("/api/opportunities?limit=10", |response| {
+        response.body["total"]
+            .as_u64()
+            .is_some_and(|total| total <= 1)
+    });
+    assert!(opportunities.body["total"].as_u64().unwrap_or(u64::MAX) <= 1);
+    // The allocator and the rings' fill are reported beside the budget lines.
+    assert_eq!(memory.body["allocator"]["allocator"], "mimalloc");
+    assert!(memory.body["allocator"]["committed_bytes"].is_u64());
+    let rings = memory.body["components"]
+        .as_array()
+        .and_then(|lines| lines.iter().find(|line| line["name"] == "feed rings"))
+        .cloned()
+        .expect("feed rings line");
+    assert!(rings["fill"].is_number(), "{rings}");
+    let alerts = get(addr, "/api/monitoring/alerts");
+    let alert = alerts.body["active"]
+        .as_array()
+        .and_then(|active| active.iter().find(|alert| alert["id"] == "rss_budget"))
+        .cloned()
+        .expect("rss alert");
+    assert_eq!(alert["shed"].as_array().map(Vec::len), Some(3), "{alert}");
+}
+
+/// A shard outbound that panics at its first record: a real shard-thread death.
+struct PanickingOutbound;
+
+impl Outbound for PanickingOutbound {
+    fn emit(&mut self, _record: &tickflow_core::outbound::OutRecord) {
+        panic!("test: the shard's outbound fails (a shard thread dies)");
+    }
+}
+
+#[test]
+fn a_dead_shard_makes_health_503_naming_it() {
+    let engine = Engine::start_with(|_| {}, |_| Box::new(PanickingOutbound));
+    let health = engine.wait_for("/health", |response| {
+        response.status == 503 && response.body["shards"][0]["alive"] == false
+    });
+    assert_eq!(health.body["status"], "unhealthy", "{}", health.body);
+    assert_eq!(
+        health.body["reasons"][0], "shard 0: thread is dead",
+        "{}",
+        health.body
+    );
+    assert_eq!(health.body["tasks"]["shards"], 0);
 }
 
 #[test]

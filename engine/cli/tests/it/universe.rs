@@ -160,7 +160,7 @@ fn the_universe_comes_from_metadata_and_a_refresh_follows_listings() {
         refresher.begin();
         let round = refresher.next().await;
         let refreshed = refresher
-            .finish(round, &registry, &mut feeds)
+            .finish(round, &registry, &mut feeds, false)
             .expect("re-plans");
         assert_eq!(refreshed.applied.listings_added, change.venues.len());
         assert_eq!(refreshed.applied.listings_retired, 0);
@@ -190,7 +190,7 @@ fn the_universe_comes_from_metadata_and_a_refresh_follows_listings() {
         refresher.begin();
         let round = refresher.next().await;
         let again = refresher
-            .finish(round, &registry, &mut feeds)
+            .finish(round, &registry, &mut feeds, false)
             .expect("re-plans");
         assert_eq!(
             again.applied.listings_added + again.applied.listings_retired,
@@ -205,7 +205,7 @@ fn the_universe_comes_from_metadata_and_a_refresh_follows_listings() {
         refresher.begin();
         let round = refresher.next().await;
         let refreshed = refresher
-            .finish(round, &registry, &mut feeds)
+            .finish(round, &registry, &mut feeds, false)
             .expect("re-plans");
         assert!(refreshed.applied.listings_retired >= 1);
         assert!(registry.is_retired(new1), "NEW1 is listed nowhere now");
@@ -275,7 +275,7 @@ fn a_venue_that_does_not_answer_is_left_out_at_start_and_keeps_its_last_list_lat
         refresher.begin();
         let round = refresher.next().await;
         refresher
-            .finish(round, &registry, &mut feeds)
+            .finish(round, &registry, &mut feeds, false)
             .expect("re-plans");
         let gate_listings = registry.listings(Venue::Gate).len();
         assert!(gate_listings > 0);
@@ -286,7 +286,7 @@ fn a_venue_that_does_not_answer_is_left_out_at_start_and_keeps_its_last_list_lat
         refresher.begin();
         let round = refresher.next().await;
         let kept = refresher
-            .finish(round, &registry, &mut feeds)
+            .finish(round, &registry, &mut feeds, false)
             .expect("re-plans");
         assert_eq!(
             kept.applied.listings_retired, 0,

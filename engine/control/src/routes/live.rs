@@ -67,15 +67,25 @@ fn opportunities_json(
             .map(|name| name.as_str().to_owned())
             .unwrap_or_else(|| format!("#{}", window.symbol_id.0))
     };
+    // The threshold's place in the configured list (the parameter is one of them) picks its
+    // cycles out of each window's per-threshold counts.
+    let threshold_index = state
+        .view
+        .thresholds_bp
+        .iter()
+        .position(|&configured| configured == threshold_bp)
+        .unwrap_or(0);
+    let at_threshold =
+        |window: &WindowSummary| window.cycles[threshold_index.min(window.cycles.len() - 1)];
     let mut windows: Vec<&WindowSummary> = snapshots
         .iter()
         .flat_map(|snapshot| snapshot.windows.iter())
-        .filter(|window| u64::from(window.cycles_completed) >= min_cycles)
+        .filter(|window| u64::from(at_threshold(window).completed) >= min_cycles)
         .collect();
     let total = windows.len();
     match sort {
         "net_spread" => windows.sort_by(|a, b| b.net_last_bp.total_cmp(&a.net_last_bp)),
-        "cycles" => windows.sort_by_key(|window| std::cmp::Reverse(window.cycles_completed)),
+        "cycles" => windows.sort_by_key(|window| std::cmp::Reverse(at_threshold(window).completed)),
         "deviation" => windows.sort_by(|a, b| deviation(b).total_cmp(&deviation(a))),
         "symbol" => windows.sort_by_cached_key(|window| name(window)),
         _ => windows.sort_by(|a, b| b.last_bp.total_cmp(&a.last_bp)),
@@ -85,6 +95,7 @@ fn opportunities_json(
         .iter()
         .take(limit)
         .map(|window| {
+            let cycles = at_threshold(window);
             let cycle_spread = match live.cycles_on {
                 SpreadBasis::Gross => window.last_bp,
                 SpreadBasis::Net => window.net_last_bp,
@@ -96,7 +107,10 @@ fn opportunities_json(
                 "spread_bp": window.last_bp, "net_spread_bp": window.net_last_bp, "fees_bp": window.fees_bp,
                 "mean_bp": window.mean_bp, "std_bp": window.std_bp, "min_bp": window.min_bp, "max_bp": window.max_bp,
                 "upper_bp": window.band_upper_bp, "lower_bp": window.band_lower_bp,
-                "cycles": window.cycles_completed, "cycle_active": window.cycle_active,
+                "cycles": cycles.completed, "cycle_active": cycles.active,
+                "cycles_all_thresholds": window.cycles_completed,
+                "last_cycle_start_ms": (cycles.last_start_ns > 0).then_some(cycles.last_start_ns / 1_000_000),
+                "last_cycle_end_ms": (cycles.last_end_ns > 0).then_some(cycles.last_end_ns / 1_000_000),
                 "above_threshold": cycle_spread > threshold_bp,
                 "warming": window.warming, "buckets_filled": window.buckets_filled,
                 "last_update_ms": window.last_update_ns / 1_000_000,

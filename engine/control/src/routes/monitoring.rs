@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{Params, json_ok};
 use crate::memory::{process_memory, system_memory};
-use crate::monitor::SHED_HEAVY_REQUESTS;
+use crate::monitor::shed_actions;
 use crate::server::AppState;
 
 pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
@@ -17,6 +17,7 @@ pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
     let system = system_memory();
     let budget = &state.view.budget;
     let live = state.view.live.as_ref();
+    let status = live.and_then(|live| live.board.status());
     let windows_live: usize = live.map_or(0, |live| {
         live.snapshots
             .iter()
@@ -33,6 +34,13 @@ pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
                     format!(
                         "windows live {windows_live} / capacity {}",
                         live.max_windows
+                    ),
+                )),
+                "feed rings" => status.as_ref().filter(|status| status.ring_capacity_records > 0).map(|status| (
+                    status.counters.ring_fill_max_records as f64 / status.ring_capacity_records as f64,
+                    format!(
+                        "fullest ring over the last interval: {} of {} records (the rings are allocated and touched at start)",
+                        status.counters.ring_fill_max_records, status.ring_capacity_records
                     ),
                 )),
                 "symbol registry" if live.max_symbols > 0 => Some((
@@ -52,9 +60,15 @@ pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
                     "not measured while running: the line is the configured worst case".to_string(),
                 ),
             };
+            // The feed rings are allocated and touched at start: all resident whatever their fill.
+            let used_bytes = if line.name == "feed rings" && fill.is_some() {
+                Some(line.bytes as u64)
+            } else {
+                fill.map(|fill| (fill * line.bytes as f64) as u64)
+            };
             json!({
                 "name": line.name, "detail": line.detail, "budget_bytes": line.bytes,
-                "used_bytes": fill.map(|fill| (fill * line.bytes as f64) as u64),
+                "used_bytes": used_bytes,
                 "fill": fill, "basis": basis,
             })
         })
@@ -63,12 +77,19 @@ pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
     json_ok(json!({
         "process": {"rss_bytes": process.rss_bytes, "rss_peak_bytes": process.rss_peak_bytes, "virtual_bytes": process.virtual_bytes},
         "system": {"total_bytes": system.total_bytes, "available_bytes": system.available_bytes, "used_percent": system.used_percent()},
+        "allocator": state.view.allocator_stats.and_then(|read| read()),
         "budget": {
             "total_bytes": budget.total_bytes,
             "rss_percent_of_budget": if budget.total_bytes > 0 { 100.0 * process.rss_bytes as f64 / budget.total_bytes as f64 } else { 0.0 },
         },
         "components": components,
-        "shedding": {"active": shedding, "actions": if shedding { vec![SHED_HEAVY_REQUESTS] } else { Vec::new() }},
+        "shedding": {
+            "active": shedding,
+            "actions": if shedding { shed_actions(&state.config, live.is_some()) } else { Vec::new() },
+            "windows_shed_total": status.as_ref().map(|status| status.counters.windows_shed),
+            "windows_cap": status.as_ref().map(|status| status.counters.windows_cap),
+            "universe_growth_paused": live.map(|live| live.shed.universe_growth_paused()),
+        },
     }))
 }
 

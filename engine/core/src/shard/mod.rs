@@ -19,6 +19,7 @@ use tickflow_sdk::records::{
 use crate::config::MAX_THRESHOLDS;
 use crate::outbound::{OutRecord, Outbound};
 use crate::record::FeedEvent;
+use crate::shed::ShedControl;
 use crate::venue::VENUE_COUNT;
 use window::{SeedOutcome, WindowOutput, WindowParams, WindowStore, WindowSummary};
 
@@ -29,14 +30,56 @@ pub enum ShardClock {
     System,
     /// A clock the caller moves (tests, replays): nanoseconds since the epoch.
     Manual(Arc<AtomicI64>),
+    /// Event time (`[windows] clock = "event"`): the newest receive time of a quote or trade the
+    /// shard handled, less `lateness_ns` (0 until the first record). Each shard has its own
+    /// (`for_shard`); only its shard moves it.
+    Event {
+        newest_ns: Arc<AtomicI64>,
+        lateness_ns: i64,
+    },
 }
 
 impl ShardClock {
+    /// An event clock that trails the records by `lateness_ns`.
+    pub fn event(lateness_ns: i64) -> ShardClock {
+        ShardClock::Event {
+            newest_ns: Arc::new(AtomicI64::new(0)),
+            lateness_ns,
+        }
+    }
+
     #[inline]
     pub fn now_ns(&self) -> TimestampNs {
         match self {
             ShardClock::System => crate::record::now_ns(),
             ShardClock::Manual(now) => now.load(Ordering::Acquire),
+            ShardClock::Event {
+                newest_ns,
+                lateness_ns,
+            } => {
+                let newest = newest_ns.load(Ordering::Acquire);
+                if newest == 0 { 0 } else { newest - lateness_ns }
+            }
+        }
+    }
+
+    /// The clock one shard uses: an event clock is per shard (its own records move it); the
+    /// others are shared.
+    pub fn for_shard(&self) -> ShardClock {
+        match self {
+            ShardClock::Event { lateness_ns, .. } => ShardClock::event(*lateness_ns),
+            other => other.clone(),
+        }
+    }
+
+    /// A record with receive time `ts_ns` was handled: moves an event clock forward.
+    #[inline]
+    fn observe(&self, ts_ns: TimestampNs) {
+        if let ShardClock::Event { newest_ns, .. } = self {
+            // Single writer (the shard thread): load and store, no read-modify-write.
+            if ts_ns > newest_ns.load(Ordering::Relaxed) {
+                newest_ns.store(ts_ns, Ordering::Release);
+            }
         }
     }
 }
@@ -71,6 +114,12 @@ pub struct ShardCounters {
     pub windows_live: AtomicU64,
     pub windows_created: AtomicU64,
     pub windows_evicted: AtomicU64,
+    /// Windows evicted because memory shedding lowered the cap (also in `windows_evicted`).
+    pub windows_shed: AtomicU64,
+    /// The window cap in force (capacity, or lower while memory is shed).
+    pub windows_cap: AtomicU64,
+    /// The fullest feed ring this shard drained over the last interval, in records.
+    pub ring_fill_max_records: AtomicU64,
     pub windows_expired: AtomicU64,
     pub samples_emitted: AtomicU64,
     pub opportunities_emitted: AtomicU64,
@@ -168,6 +217,8 @@ pub struct ShardParams {
     /// The CPU to pin this shard's thread to, if any.
     pub pinned_core: Option<usize>,
     pub clock: ShardClock,
+    /// `[windows] enabled = false`: records go to the sinks with no spread or window work.
+    pub pass_through: bool,
 }
 
 /// Adapts the shard's `Outbound` to what windows emit.
@@ -219,9 +270,15 @@ pub struct ShardState {
     last_housekeeping_bucket: i64,
     /// Buckets of the current bucket change are still being closed (see `housekeeping`).
     closes_pending: bool,
+    /// The last housekeeping pass had closes pending and the sinks had no room for any.
+    closes_waiting_for_room: bool,
     /// From this time on, pending closes no longer wait for the sinks' room.
     closes_unpaced_after_ns: TimestampNs,
     last_snapshot_ns: TimestampNs,
+    /// The engine's shedding request (read in housekeeping).
+    shed: Arc<ShedControl>,
+    /// The fullest ring seen by a drain since the last `publish_counts`, in records.
+    ring_fill_max_records: usize,
 }
 
 /// Local symbols a shard owns at most: `ceil(max_symbols / shard_count)`.
@@ -260,10 +317,30 @@ impl ShardState {
             snapshot_building: None,
             last_housekeeping_bucket: i64::MIN,
             closes_pending: false,
+            closes_waiting_for_room: false,
             closes_unpaced_after_ns: 0,
             last_snapshot_ns: 0,
+            shed: Arc::new(ShedControl::default()),
+            ring_fill_max_records: 0,
             params,
         }
+    }
+
+    /// Bucket closes are pending and the last pass found no room in the sinks' lanes for any:
+    /// the shard should wait for a runner to drain rather than come straight back.
+    pub fn closes_waiting_for_room(&self) -> bool {
+        self.closes_pending && self.closes_waiting_for_room
+    }
+
+    /// Makes this shard follow `shed` (the pipeline gives every shard the same one).
+    pub fn set_shed_control(&mut self, shed: Arc<ShedControl>) {
+        self.shed = shed;
+    }
+
+    /// A drain found `records` waiting in one ring (kept as the interval's maximum).
+    #[inline]
+    pub(crate) fn note_ring_fill(&mut self, records: usize) {
+        self.ring_fill_max_records = self.ring_fill_max_records.max(records);
     }
 
     pub fn counters(&self) -> Arc<ShardCounters> {
@@ -343,6 +420,10 @@ impl ShardState {
         }
         self.pending_latency_ts.push(quote.ts_recv_ns);
         self.outbound.emit(&OutRecord::Quote(*quote));
+        if self.params.pass_through {
+            return;
+        }
+        self.params.clock.observe(quote.ts_recv_ns);
         let venue = quote.venue_id.0 as usize;
         let Some(local) = self.local_symbol(quote.symbol_id) else {
             return;
@@ -442,6 +523,9 @@ impl ShardState {
     fn handle_gap(&mut self, gap: &GapEvent) {
         self.local_counts.gaps += 1;
         self.outbound.emit(&OutRecord::Gap(*gap));
+        if self.params.pass_through {
+            return;
+        }
         let venue = gap.venue_id.0 as usize;
         let Some(local) = self.local_symbol(gap.symbol_id) else {
             return;
@@ -543,6 +627,7 @@ impl ShardState {
             } else {
                 room.min(BUCKET_CLOSES_PER_PASS)
             };
+            self.closes_waiting_for_room = slice == 0;
             if slice == 0 {
                 return true;
             }
@@ -575,6 +660,7 @@ impl ShardState {
             }
             self.flush();
         }
+        self.apply_shedding(now_ns);
         if self.snapshot_building.is_none()
             && now_ns - self.last_snapshot_ns >= self.params.snapshot_interval_ns
         {
@@ -588,6 +674,25 @@ impl ShardState {
         }
         self.continue_snapshot(now_ns);
         self.closes_pending
+    }
+
+    /// Follows the engine's shedding request: the window cap it sets, and while more windows are
+    /// live than that, evicts the least recently updated ones a slice per pass (each emits its
+    /// open bucket and ends its cycles first, flushed to the sinks).
+    fn apply_shedding(&mut self, now_ns: TimestampNs) {
+        let cap = self.shed.window_cap(self.params.windows.max_windows);
+        if cap != self.windows.live_cap() {
+            self.windows.set_live_cap(cap);
+        }
+        if self.windows.counts().live as usize > self.windows.live_cap() {
+            let mut output = EmitToOutbound {
+                outbound: self.outbound.as_mut(),
+            };
+            self.windows
+                .shed_to_cap(now_ns, BUCKET_CLOSES_PER_PASS, &mut output);
+            self.publish_counts();
+            self.flush();
+        }
     }
 
     fn publish_counts(&mut self) {
@@ -642,6 +747,14 @@ impl ShardState {
         counters
             .seed_skipped_capacity
             .store(counts.seed_skipped_capacity, Ordering::Relaxed);
+        counters.windows_shed.store(counts.shed, Ordering::Relaxed);
+        counters
+            .windows_cap
+            .store(self.windows.live_cap() as u64, Ordering::Relaxed);
+        counters
+            .ring_fill_max_records
+            .store(self.ring_fill_max_records as u64, Ordering::Relaxed);
+        self.ring_fill_max_records = 0;
     }
 
     /// Shutdown: emits every open bucket and ends every open cycle (a sink never sees a cycle

@@ -44,7 +44,12 @@ pub fn shard_params(
         windows: WindowParams {
             bucket_ns,
             buckets: windows.buckets,
-            max_windows: windows_per_shard(windows.max_windows, engine.max_symbols, shard_count),
+            // Pass-through holds no windows (one slot keeps the store's invariants).
+            max_windows: if windows.enabled {
+                windows_per_shard(windows.max_windows, engine.max_symbols, shard_count)
+            } else {
+                1
+            },
             local_symbols: local_symbol_capacity(engine.max_symbols, shard_count),
             band_k: windows.band_k,
             thresholds_bp: windows.thresholds_bp.clone(),
@@ -60,7 +65,8 @@ pub fn shard_params(
         batch_wait_us: engine.shard_batch_wait_us,
         pinned_core: (!engine.shard_cores.is_empty())
             .then(|| engine.shard_cores[shard_index % engine.shard_cores.len()]),
-        clock,
+        clock: clock.for_shard(),
+        pass_through: !windows.enabled,
     }
 }
 
@@ -120,11 +126,16 @@ impl ReadyRings {
     }
 }
 
+/// How long a shard waits for room in a full sink lane before it looks again (bucket closes
+/// pending): short against the half bucket the closes may wait, long against a yield's spin.
+const ROOM_WAIT: Duration = Duration::from_millis(1);
+
 /// Drains every ring once, up to `SHARD_BATCH_MAX_RECORDS` each; returns records handled. The
 /// slow path: at shutdown and after a park no producer ended (records pushed without a flush).
 pub(crate) fn drain_once(state: &mut ShardState, consumers: &mut [Consumer<FeedEvent>]) -> usize {
     let mut handled = 0;
     for consumer in consumers.iter_mut() {
+        state.note_ring_fill(consumer.slots());
         handled += ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| {
             state.handle(event)
         });
@@ -151,6 +162,7 @@ fn drain_marked(
                 *word &= !(1u64 << bit);
                 continue;
             };
+            state.note_ring_fill(consumer.slots());
             let count = ring::pop_batch(consumer, SHARD_BATCH_MAX_RECORDS, |event| {
                 state.handle(event)
             });
@@ -187,8 +199,8 @@ pub(crate) fn run_shard(
     state.publish_snapshot(state.now_ns());
     let mut pending = vec![0u64; ready.word_count()];
     let mut idle_iterations = 0u32;
-    // Whether to wait for a batch when the rings run dry: only while records come faster than
-    // one per batch wait (a batch arrived within one wait of the previous one). Slower than
+    // Whether to wait for a batch when the rings run dry: only while records come about as fast
+    // as one batch per wait (a batch arrived within two waits of the previous one). Slower than
     // that, a wait would mostly find nothing and cost a timed sleep per record on top of the
     // wake-up, so the shard parks until a producer wakes it.
     let mut batching = false;
@@ -222,7 +234,10 @@ pub(crate) fn run_shard(
             housekeeping_due = state.housekeeping() || state.snapshot_in_progress();
             idle_iterations = 0;
             let now = std::time::Instant::now();
-            batching = !batch_wait.is_zero() && now.duration_since(last_batch_at) < batch_wait;
+            // Within two waits: a batch found by a batch wait (which came one wait after the
+            // previous batch, plus the handling) keeps the shard batching instead of parking
+            // every other time and costing the producer a wake-up.
+            batching = !batch_wait.is_zero() && now.duration_since(last_batch_at) < batch_wait * 2;
             last_batch_at = now;
             continue;
         }
@@ -240,9 +255,16 @@ pub(crate) fn run_shard(
             let closes_pending = state.housekeeping();
             housekeeping_due = closes_pending || state.snapshot_in_progress();
             if closes_pending {
-                // Bucket closes are pending: let the sinks' runners take the slice just
-                // flushed, then come back for the next instead of spinning or parking.
-                std::thread::yield_now();
+                if state.closes_waiting_for_room() {
+                    // A sink's lane is full (a stalled or slow sink): wait a little for its
+                    // runner to drain instead of spinning on yield until half a bucket has
+                    // passed (records arriving meanwhile wait in the rings, taken next).
+                    std::thread::park_timeout(ROOM_WAIT);
+                } else {
+                    // Let the sinks' runners take the slice just flushed, then come back for
+                    // the next instead of spinning or parking.
+                    std::thread::yield_now();
+                }
                 idle_iterations = 0;
                 continue;
             }

@@ -83,8 +83,26 @@ pub(crate) fn index_bytes(local_symbols: usize) -> usize {
 #[derive(Clone, Copy, Debug, Default)]
 struct CycleState {
     active: bool,
+    /// Cycles of this threshold that ended.
+    completed: u32,
+    /// Start of the running cycle, or of the last one (0: none yet).
     started_ns: TimestampNs,
+    /// End of the last cycle that ended (0: none yet).
+    ended_ns: TimestampNs,
     peak_bp: f64,
+}
+
+/// One threshold's opportunity cycles of a window, as readers see them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ThresholdCycles {
+    /// Cycles at this threshold that ended.
+    pub completed: u32,
+    /// A cycle at this threshold is running.
+    pub active: bool,
+    /// Start of the running cycle, or of the last one (0: none yet).
+    pub last_start_ns: TimestampNs,
+    /// End of the last cycle that ended (0: none yet).
+    pub last_end_ns: TimestampNs,
 }
 
 /// One window's fixed-size state (the buckets live in the shared flat array). The first cache line
@@ -150,7 +168,9 @@ impl WindowHeader {
         cycles_completed: 0,
         cycles: [CycleState {
             active: false,
+            completed: 0,
             started_ns: 0,
+            ended_ns: 0,
             peak_bp: 0.0,
         }; MAX_THRESHOLDS],
         symbol_id: SymbolId(0),
@@ -193,8 +213,13 @@ pub struct WindowSummary {
     pub band_upper_bp: f64,
     /// Closed buckets with data in the window.
     pub buckets_filled: u32,
+    /// Cycles that ended, over every threshold.
     pub cycles_completed: u32,
+    /// A cycle of any threshold is running.
     pub cycle_active: bool,
+    /// Per configured threshold (`windows.thresholds_bp`, in its order; entries past the
+    /// configured count are zero): its cycles and the last cycle's start and end.
+    pub cycles: [ThresholdCycles; MAX_THRESHOLDS],
     /// Fewer than `warmup_buckets` buckets filled: the statistics are not yet meaningful.
     pub warming: bool,
     /// Both venues' taker fees: the net spread of any figure above is it minus this.
@@ -228,6 +253,9 @@ pub struct WindowCounts {
     pub seed_samples: u64,
     /// Pairs with history not seeded because the store had no free window (seeding never evicts).
     pub seed_skipped_capacity: u64,
+    /// Windows evicted because memory shedding lowered the cap below the capacity (also in
+    /// `evicted`).
+    pub shed: u64,
 }
 
 /// What [`WindowStore::seed`] did with one pair's history.
@@ -283,6 +311,9 @@ pub struct WindowStore {
     cached_bucket_start_ns: i64,
     cached_bucket_end_ns: i64,
     counts: WindowCounts,
+    /// Most live windows allowed now: `max_windows`, or lower while memory is shed
+    /// (`set_live_cap`).
+    live_cap: usize,
 }
 
 impl std::fmt::Debug for WindowStore {
@@ -336,8 +367,44 @@ impl WindowStore {
             cached_bucket: 0,
             cached_bucket_start_ns: 0,
             cached_bucket_end_ns: 0,
+            live_cap: params.max_windows,
             params,
         }
+    }
+
+    /// Sets the most live windows allowed (memory shedding), clamped to `1..=max_windows`. A
+    /// lower cap takes effect as windows are created (each new one beyond it replaces the least
+    /// recently updated) and through `shed_to_cap`; freed slots are reused first, so the bucket
+    /// pages in use stop growing.
+    pub fn set_live_cap(&mut self, cap: usize) {
+        self.live_cap = cap.clamp(1, self.params.max_windows.max(1));
+    }
+
+    pub fn live_cap(&self) -> usize {
+        self.live_cap
+    }
+
+    /// Evicts least-recently-updated windows while more than the cap are live, at most
+    /// `max_removals` in this call (each emits its open bucket and ends its cycles first); returns
+    /// how many it evicted.
+    pub fn shed_to_cap(
+        &mut self,
+        now_ns: TimestampNs,
+        max_removals: usize,
+        output: &mut impl WindowOutput,
+    ) -> usize {
+        let mut removed = 0;
+        while removed < max_removals
+            && self.counts.live as usize > self.live_cap
+            && self.lru_tail != NONE
+        {
+            let window = self.lru_tail;
+            self.remove(window, now_ns, output);
+            self.counts.evicted += 1;
+            self.counts.shed += 1;
+            removed += 1;
+        }
+        removed
     }
 
     pub fn counts(&self) -> WindowCounts {
@@ -559,6 +626,8 @@ impl WindowStore {
                 cycle.peak_bp = cycle.peak_bp.max(spread_bp);
                 if spread_bp < threshold_bp / 2.0 {
                     cycle.active = false;
+                    cycle.completed += 1;
+                    cycle.ended_ns = ts_ns;
                     header.cycles_active_mask &= !(1 << threshold_index);
                     header.cycles_completed += 1;
                     OPPORTUNITY_END
@@ -735,6 +804,8 @@ impl WindowStore {
                 continue;
             }
             cycle.active = false;
+            cycle.completed += 1;
+            cycle.ended_ns = ts_ns;
             header.cycles_active_mask &= !(1 << threshold_index);
             header.cycles_completed += 1;
             self.counts.opportunities += 1;
@@ -837,7 +908,8 @@ impl WindowStore {
         ts_ns: TimestampNs,
         output: &mut impl WindowOutput,
     ) -> u32 {
-        let window = match self.free.pop() {
+        let at_cap = self.counts.live as usize >= self.live_cap;
+        let window = match if at_cap { None } else { self.free.pop() } {
             Some(window) => window,
             None => {
                 let victim = self.lru_tail;
@@ -847,6 +919,9 @@ impl WindowStore {
                 );
                 self.remove(victim, ts_ns, output);
                 self.counts.evicted += 1;
+                if self.live_cap < self.params.max_windows {
+                    self.counts.shed += 1;
+                }
                 self.free
                     .pop()
                     .expect("remove() just returned a window to the free list")
@@ -1061,6 +1136,12 @@ impl WindowStore {
             buckets_filled: header.window_count,
             cycles_completed: header.cycles_completed,
             cycle_active,
+            cycles: header.cycles.map(|cycle| ThresholdCycles {
+                completed: cycle.completed,
+                active: cycle.active,
+                last_start_ns: cycle.started_ns,
+                last_end_ns: cycle.ended_ns,
+            }),
             warming: self.is_warming(window),
             fees_bp: self.pair_fees_bp(header.buy_venue, header.sell_venue),
             net_last_bp: header.open_last - self.pair_fees_bp(header.buy_venue, header.sell_venue),

@@ -299,6 +299,98 @@ fn opportunity_cycle_rises_above_threshold_and_ends_below_half() {
 }
 
 #[test]
+fn cycles_are_counted_per_threshold_with_the_last_start_and_end() {
+    let mut windows = store(10, 4, vec![20.0, 40.0]);
+    let mut events = WindowEvents::default();
+    let (a, b) = (VenueId(0), VenueId(1));
+    // 25 starts the 20 bp cycle; 45 starts the 40 bp one; 15 ends the 40 bp one (< 20) but not
+    // the 20 bp one (>= 10); 5 ends it; 30 starts a second 20 bp cycle.
+    for (step, spread) in [25.0, 45.0, 15.0, 5.0, 30.0].iter().enumerate() {
+        windows.update(SymbolId(1), 0, a, b, *spread, T0 + step as i64, &mut events);
+    }
+    let summary = summary_of(&windows);
+    let low = summary.cycles[0];
+    let high = summary.cycles[1];
+    assert_eq!((low.completed, low.active), (1, true));
+    assert_eq!(low.last_start_ns, T0 + 4, "the running cycle's start");
+    assert_eq!(low.last_end_ns, T0 + 3);
+    assert_eq!((high.completed, high.active), (1, false));
+    assert_eq!((high.last_start_ns, high.last_end_ns), (T0 + 1, T0 + 2));
+    assert_eq!(
+        summary.cycles[2],
+        Default::default(),
+        "an unconfigured threshold stays empty"
+    );
+    assert_eq!(summary.cycles_completed, 2);
+    assert!(summary.cycle_active);
+}
+
+#[test]
+fn a_lower_cap_sheds_the_least_recently_updated_windows_and_ends_their_cycles() {
+    let mut windows = store(10, 8, vec![40.0]);
+    let mut events = WindowEvents::default();
+    // Eight windows (symbols 0..4, both directions of venues 0/1), updated in symbol order, so
+    // symbol 0's are the least recently updated. Symbol 0's first window opens a cycle.
+    for local in 0..4u32 {
+        let (a, b) = (VenueId(0), VenueId(1));
+        let ts = T0 + i64::from(local);
+        let spread = if local == 0 { 50.0 } else { 1.0 };
+        windows.update(SymbolId(local + 1), local, a, b, spread, ts, &mut events);
+        windows.update(SymbolId(local + 1), local, b, a, -spread, ts, &mut events);
+    }
+    assert_eq!(windows.counts().live, 8);
+    let starts = events.opportunities.len();
+    windows.set_live_cap(5);
+    assert_eq!(
+        windows.shed_to_cap(T0 + 10, 2, &mut events),
+        2,
+        "a slice at a time"
+    );
+    assert_eq!(windows.shed_to_cap(T0 + 10, 100, &mut events), 1);
+    assert_eq!(windows.shed_to_cap(T0 + 10, 100, &mut events), 0);
+    let counts = windows.counts();
+    assert_eq!((counts.live, counts.shed, counts.evicted), (5, 3, 3));
+    // The evicted: symbol 1's two windows and symbol 2's first (oldest first); the cycle of
+    // symbol 1 ended with them, and their open buckets were emitted.
+    let ended: Vec<_> = events.opportunities[starts..]
+        .iter()
+        .map(|event| (event.kind, event.symbol_id))
+        .collect();
+    assert_eq!(ended, vec![(OPPORTUNITY_END, SymbolId(1))]);
+    let emitted: Vec<u32> = events
+        .samples
+        .iter()
+        .map(|sample| sample.symbol_id.0)
+        .collect();
+    assert_eq!(emitted, vec![1, 1, 2]);
+    // At the cap, a new window replaces the least recently updated one instead of growing.
+    windows.update(
+        SymbolId(9),
+        0,
+        VenueId(2),
+        VenueId(3),
+        1.0,
+        T0 + 11,
+        &mut events,
+    );
+    let counts = windows.counts();
+    assert_eq!((counts.live, counts.shed), (5, 4));
+    // Back to the full capacity: new windows take free slots again.
+    windows.set_live_cap(usize::MAX);
+    assert_eq!(windows.live_cap(), 8);
+    windows.update(
+        SymbolId(9),
+        0,
+        VenueId(3),
+        VenueId(2),
+        1.0,
+        T0 + 12,
+        &mut events,
+    );
+    assert_eq!(windows.counts().live, 6);
+}
+
+#[test]
 fn window_statistics_roll_over_the_configured_buckets() {
     let buckets = 4;
     let mut windows = store(buckets, 4, vec![40.0]);

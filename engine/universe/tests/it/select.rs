@@ -517,3 +517,46 @@ fn diff_adds_retires_and_changes_listings() {
     assert_eq!(back.added_symbols, ["LUNA-USDT"]);
     assert_eq!(back.retired_symbols, ["WIF-USDT"]);
 }
+
+#[test]
+fn without_growth_keeps_only_what_the_previous_universe_had_and_still_retires() {
+    let config = config("");
+    let before = select(
+        &config,
+        &lists(vec![
+            listing(Venue::Binance, "BTCUSDT", "BTC", "USDT"),
+            listing(Venue::Okx, "BTC-USDT", "BTC", "USDT"),
+            listing(Venue::Binance, "ETHUSDT", "ETH", "USDT"),
+            listing(Venue::Okx, "ETH-USDT", "ETH", "USDT"),
+        ]),
+    );
+    // The next round: SOL is new, Bybit newly lists BTC, ETH left OKX (so ETH is on one venue).
+    let after = reselect(
+        &config,
+        &lists(vec![
+            listing(Venue::Binance, "BTCUSDT", "BTC", "USDT"),
+            listing(Venue::Okx, "BTC-USDT", "BTC", "USDT"),
+            listing(Venue::Bybit, "BTCUSDT", "BTC", "USDT"),
+            listing(Venue::Binance, "ETHUSDT", "ETH", "USDT"),
+            listing(Venue::Binance, "SOLUSDT", "SOL", "USDT"),
+            listing(Venue::Okx, "SOL-USDT", "SOL", "USDT"),
+        ]),
+        Some(&before),
+    );
+    assert_eq!(
+        symbols(&after),
+        vec![
+            "BTC-USDT binance:BTCUSDT bybit:BTCUSDT okx:BTC-USDT",
+            "SOL-USDT binance:SOLUSDT okx:SOL-USDT"
+        ]
+    );
+    let (held, held_back) = after.without_growth(&before);
+    assert_eq!(
+        symbols(&held),
+        vec!["BTC-USDT binance:BTCUSDT okx:BTC-USDT"]
+    );
+    assert_eq!(
+        held_back, 3,
+        "Bybit's BTC and SOL's two listings wait for a later round"
+    );
+}
