@@ -48,6 +48,8 @@ pub(crate) struct AppState {
     pub heavy: Arc<Semaphore>,
     pub started: Instant,
     pub history: Result<tickflow_history::History, String>,
+    /// How the `/api/dashboard_data` streams went.
+    pub streams: Arc<crate::routes::StreamCounters>,
 }
 
 /// The running control plane. Dropping it stops and joins it.
@@ -100,6 +102,7 @@ impl ControlPlane {
             heavy: Arc::new(Semaphore::new(config.heavy_requests_max)),
             started: Instant::now(),
             history,
+            streams: Arc::default(),
             view,
             config,
         });

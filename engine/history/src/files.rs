@@ -118,18 +118,21 @@ pub(crate) fn open_day(
     page_index: bool,
     skipped: &mut Skipped,
 ) -> Result<Vec<OpenFile>, HistoryError> {
-    open_hours(root, dataset, date, 0..=23, page_index, skipped)
+    open_hours(root, dataset, date, 0..=23, page_index, skipped, Ok)
 }
 
-/// [`open_day`] for the hours `hours` (UTC) of the day only.
-pub(crate) fn open_hours(
+/// [`open_day`] for the hours `hours` (UTC) of the day only, each file handed to `prepare` as
+/// soon as it is open (so what a caller drops of a file's metadata is dropped before the next
+/// file is read); a file `prepare` refuses is skipped with its reason.
+pub(crate) fn open_hours<T>(
     root: &Path,
     dataset: Dataset,
     date: Date,
     hours: RangeInclusive<u32>,
     page_index: bool,
     skipped: &mut Skipped,
-) -> Result<Vec<OpenFile>, HistoryError> {
+    mut prepare: impl FnMut(OpenFile) -> Result<T, (PathBuf, String)>,
+) -> Result<Vec<T>, HistoryError> {
     let mut opened = Vec::new();
     for hour_dir in hour_dirs(root, dataset, date, &hours)? {
         let mut attempt = 0;
@@ -154,11 +157,14 @@ pub(crate) fn open_hours(
                 };
                 let options = ArrowReaderOptions::new().with_page_index(page_index);
                 match ArrowReaderMetadata::load(&file, options) {
-                    Ok(metadata) => hour_files.push(OpenFile {
+                    Ok(metadata) => match prepare(OpenFile {
                         path,
                         file,
                         metadata,
-                    }),
+                    }) {
+                        Ok(prepared) => hour_files.push(prepared),
+                        Err((path, reason)) => hour_skipped.add(&path, reason),
+                    },
                     Err(error) => hour_skipped.add(&path, error.to_string()),
                 }
             }

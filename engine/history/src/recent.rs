@@ -9,7 +9,7 @@ use tickflow_formats::Dataset;
 
 use crate::files::{Skipped, open_hours};
 use crate::opportunities::PairKey;
-use crate::series::{SpreadsFile, distinct_pairs, read_pair_rows, spreads_files};
+use crate::series::{SpreadsFile, distinct_pairs, read_pair_rows, spreads_file};
 use crate::{Date, HistoryError};
 
 /// One pair's samples in the range, in time order without repeats (parallel vectors):
@@ -74,12 +74,13 @@ pub(crate) fn start(
                 first_hour..=last_hour,
                 true,
                 &mut skipped,
+                spreads_file,
             )?);
             day_start_ms += DAY_MS;
         }
     }
     let files_found = opened.len() + skipped.files as usize;
-    let mut files = spreads_files(opened, &mut skipped);
+    let mut files = opened;
     let mut pairs = std::collections::BTreeSet::new();
     let mut index = 0;
     while index < files.len() {

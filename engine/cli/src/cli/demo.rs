@@ -5,7 +5,9 @@
 //! through the Parquet sink plugin found next to the binary, under `--data-dir` (printed), and
 //! serves live data (the ws-broadcast sink) and Prometheus metrics (the metrics sink), both found
 //! next to the binary too, on loopback: the default port when free, else one the OS picks
-//! (printed), so demos can run side by side.
+//! (printed), so demos can run side by side. With `--seed-history-hours N` it first writes N
+//! simulated hours ending now (tickflow-sim's `SeedHistory`) through the same Parquet sink
+//! plugin, so the dashboard's history view has a day with cycles on a first run.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -59,7 +61,20 @@ pub struct DemoArgs {
     /// Write no history.
     #[arg(long)]
     pub no_history: bool,
+    /// Before going live, write this many simulated hours of history ending now (spread samples
+    /// every 15 s for every venue pair, and their opportunity cycles) through the Parquet sink,
+    /// so the dashboard's history view is not empty on a first run (0 = none; at most 24).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=24))]
+    pub seed_history_hours: u32,
 }
+
+/// Seconds between two seeded spread samples of a pair: 448 pairs × 240 an hour, about 110 000
+/// rows an hour, written in about a second per hour by a release build.
+const SEED_INTERVAL_S: u64 = 15;
+/// Records in the seeding sink's ring.
+const SEED_RING_RECORDS: usize = 65_536;
+/// Longest the seeding waits for room in the sink's ring before giving up on the seed.
+const SEED_STALL: Duration = Duration::from_secs(30);
 
 /// The Parquet sink's library, next to the running binary (where `cargo build` puts both).
 const PARQUET_PLUGIN_FILE: &str = "libtickflow_parquet.so";
@@ -252,6 +267,94 @@ fn history_sink_toml(history: &History) -> String {
     )
 }
 
+/// Writes `hours` simulated hours ending now under the history's root through the Parquet sink
+/// plugin (its own sink host, shut down before the live one starts: one writer at a time),
+/// printing progress. Pairs are the demo symbols' ordered venue pairs; cycles are at the demo's
+/// threshold. Returns a line saying what was written.
+fn seed_history(history: &History, hours: u32, threshold_bp: f64) -> anyhow::Result<String> {
+    use tickflow_core::outbound::OutRecord;
+    let started = Instant::now();
+    let registry = Arc::new(SymbolRegistry::new(DEMO_SYMBOLS.len()));
+    let mut symbols = Vec::with_capacity(DEMO_SYMBOLS.len());
+    for name in DEMO_SYMBOLS {
+        symbols.push(registry.register(name)?);
+    }
+    let venues: Vec<VenueId> = Venue::ALL.iter().map(|venue| venue.id()).collect();
+    let now_ns = tickflow_core::record::now_ns();
+    let from_ns = now_ns - i64::from(hours) * 3_600 * 1_000_000_000;
+    let mut seed = tickflow_sim::SeedHistory::new(
+        &symbols,
+        &venues,
+        from_ns,
+        now_ns,
+        SEED_INTERVAL_S,
+        threshold_bp,
+    );
+    let quoted =
+        |path: &std::path::Path| toml::Value::String(path.display().to_string()).to_string();
+    let mut sink = tickflow_host::SinkConfig::new("history-seed", &history.plugin);
+    sink.policy = tickflow_host::SinkPolicy::Block;
+    sink.ring_capacity_records = SEED_RING_RECORDS;
+    sink.config = toml::from_str(&format!(
+        "root = {}\nspreads_every_n_buckets = 1\n",
+        quoted(&history.root)
+    ))?;
+    let mut host = SinkHost::start(&[sink], 1, Some(Arc::clone(&registry)))?;
+    let mut outbound = host
+        .take_outbounds()
+        .pop()
+        .ok_or_else(|| anyhow::anyhow!("the seeding sink has no lane"))?;
+    println!(
+        "  seeding  {hours} simulated hours of history ({} pairs, a sample every {SEED_INTERVAL_S} s) under {}",
+        seed.pairs(),
+        history.root.display()
+    );
+    let total_buckets = seed.buckets_left().max(1);
+    let per_hour = (3_600 / SEED_INTERVAL_S).max(1);
+    let mut bucket = Vec::with_capacity(seed.pairs() * 2);
+    let (mut written, mut done_buckets, mut cycles) = (0u64, 0u64, 0u64);
+    while seed.next_bucket(&mut bucket) {
+        // Paced by the lane's room: a bucket goes in whole, nothing is dropped.
+        let waiting = Instant::now();
+        while outbound.free_slots_hint() < bucket.len() {
+            outbound.flush();
+            if waiting.elapsed() > SEED_STALL {
+                anyhow::bail!("the Parquet sink took no records for {SEED_STALL:?}");
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        for record in bucket.drain(..) {
+            if let OutRecord::Opportunity(event) = &record
+                && event.kind == tickflow_core::records::OPPORTUNITY_START
+            {
+                cycles += 1;
+            }
+            outbound.emit(&record);
+            written += 1;
+        }
+        outbound.flush();
+        done_buckets += 1;
+        if done_buckets % per_hour == 0 {
+            println!(
+                "  seeding  {:>3.0} % ({written} records)",
+                done_buckets as f64 * 100.0 / total_buckets as f64
+            );
+        }
+    }
+    drop(outbound);
+    let stats = host.shutdown();
+    let lost: u64 = stats.iter().map(|sink| sink.lost()).sum();
+    Ok(format!(
+        "  seeded   {written} records ({cycles} opportunity cycles at {threshold_bp} bp) in {:.1} s{}",
+        started.elapsed().as_secs_f64(),
+        if lost > 0 {
+            format!(", {lost} lost (see the log)")
+        } else {
+            String::new()
+        }
+    ))
+}
+
 fn demo_config(
     sim: &SimVenues,
     history: Option<&History>,
@@ -324,6 +427,24 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
     });
     let live = live_servers();
     let config = Arc::new(demo_config(&sim, history.as_ref(), &live)?);
+    match (&history, args.seed_history_hours) {
+        (Some(history), hours) if hours > 0 => {
+            let threshold_bp = config
+                .windows
+                .thresholds_bp
+                .first()
+                .copied()
+                .unwrap_or(20.0);
+            match seed_history(history, hours, threshold_bp) {
+                Ok(line) => println!("{line}"),
+                Err(error) => println!("history: seeding failed: {error:#}; going on without it"),
+            }
+        }
+        (None, hours) if hours > 0 => {
+            println!("history: none is written, so --seed-history-hours {hours} is ignored");
+        }
+        _ => {}
+    }
     let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
     // The history sink (if any) through the plugin host, as `tickflow run` wires `[[sinks]]`.
     let mut sink_host = SinkHost::start(
@@ -338,6 +459,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
         sink_host.take_outbounds()
     };
     let mut pipeline = Pipeline::start(&config.engine, &config.windows, outbounds)?;
+    // Memory shedding's request (a critical memory alert): the shards apply the window cap, the
+    // universe refresh below holds growth back.
+    let shed = pipeline.shed_control();
 
     println!(
         "tickflow demo: the engine against simulated venues on 127.0.0.1 (no network, no config)"
@@ -463,7 +587,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<u8> {
                 }
                 _ = refresh_tick.tick() => refresher.begin(),
                 round = refresher.next() => {
-                    let finished = refresher.finish(round, &registry, &mut feeds);
+                    let finished = refresher.finish(round, &registry, &mut feeds, shed.universe_growth_paused());
                     engine_metrics.set_slots(feeds.slots());
                     match finished {
                         Ok(refreshed) => println!(

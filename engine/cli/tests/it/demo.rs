@@ -2,7 +2,8 @@
 //! the OS picks and says so; its metrics URL answers with `tickflow_` metrics (the engine's own
 //! per venue included) and its broadcast URL accepts a WebSocket upgrade and sends the hello.
 //! The real binary with the real plugins over real loopback sockets. (Its Parquet history is
-//! tested in parquet_sink.rs.)
+//! tested in parquet_sink.rs.) `--seed-history-hours` writes simulated hours through the Parquet
+//! sink first: the control plane's history route then has pairs with cycles today.
 
 use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
@@ -80,6 +81,11 @@ impl Drop for Demo {
 }
 
 fn start_demo(dir: &std::path::Path) -> Demo {
+    start_demo_with(dir, &["--no-history"])
+}
+
+/// The demo for ten minutes, no cuts, no summaries, with `extra` flags.
+fn start_demo_with(dir: &std::path::Path, extra: &[&str]) -> Demo {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tickflow"))
         .args([
             "demo",
@@ -89,8 +95,8 @@ fn start_demo(dir: &std::path::Path) -> Demo {
             "0",
             "--summary-every-s",
             "600",
-            "--no-history",
         ])
+        .args(extra)
         .current_dir(dir)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -276,4 +282,57 @@ fn demo_serves_live_data_and_metrics_on_the_urls_it_prints_falling_back_when_por
         stopped |= line.starts_with("stopped: ");
     }
     assert!(stopped, "{}", demo.seen.join("\n"));
+}
+
+#[test]
+fn demo_seeds_simulated_hours_of_history_the_history_route_reads() {
+    built_plugin("tickflow-parquet", "tickflow_parquet");
+    let dir = scratch_dir("seed");
+    let mut demo = start_demo_with(
+        &dir,
+        &["--seed-history-hours", "2", "--data-dir", "history"],
+    );
+    let seeded = demo.line_starting("seeded ");
+    assert!(
+        seeded.contains("records") && !seeded.contains("lost"),
+        "{seeded}"
+    );
+    let dashboard = demo.line_starting("dashboard ");
+    let url = dashboard.split_whitespace().next().expect("a URL");
+    let (port, _) = port_and_path(url);
+    // The two hours end now: today's partition has them (and yesterday's too just after 00:00
+    // UTC, when the hours straddle midnight).
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_millis() as i64;
+    let mut pairs = 0;
+    for at_ms in [now_ms, now_ms - 2 * 3_600_000] {
+        let date = tickflow_history::Date::of_ms(at_ms);
+        let response = http_get(
+            port,
+            &format!("/api/history/opportunities?date={date}&threshold_bp=20"),
+        );
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let body: serde_json::Value =
+            serde_json::from_str(response.split_once("\r\n\r\n").map_or("", |(_, body)| body))
+                .expect("JSON");
+        let listed = body["pairs"].as_array().expect("pairs");
+        for pair in listed {
+            assert!(pair["cycles"].as_u64().unwrap_or(0) > 0, "{pair}");
+            assert!(
+                pair["symbol"]
+                    .as_str()
+                    .is_some_and(|symbol| symbol.ends_with("-USDT"))
+            );
+        }
+        pairs += listed.len();
+        if date == tickflow_history::Date::of_ms(now_ms) {
+            assert!(!listed.is_empty(), "today has seeded cycles: {body}");
+        }
+    }
+    assert!(pairs > 0);
+    // Stopped (killed) on drop: a clean stop is the test above's; here the demo may still be
+    // starting its feeds, before it handles SIGTERM.
+    drop(demo);
 }

@@ -2,6 +2,7 @@
 
 mod budget;
 mod control;
+mod control_http;
 mod dashboard;
 mod decode_cli;
 mod demo;
@@ -14,6 +15,7 @@ mod metrics_sink;
 mod parquet_sink;
 mod plugin_host;
 mod real_rates_smoke;
+mod scale_out;
 mod sink_budget;
 mod tidy;
 mod universe;

@@ -18,6 +18,8 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::server::{AppState, guard};
 
+pub(crate) use history::StreamCounters;
+
 pub(crate) fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/health", get(health::health))
@@ -29,6 +31,7 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         .route("/api/endpoints", get(live::endpoints))
         .route("/api/history/opportunities", get(history::opportunities))
         .route("/api/dashboard_data", get(history::dashboard_data))
+        .route("/api/history/streams", get(history::streams))
         .route("/", get(asset_index))
         .route("/assets/{*path}", get(asset))
         .fallback(|| async {

@@ -381,6 +381,19 @@ fn a_damaged_file_is_skipped_and_counted() {
     assert_eq!(day.skipped().files, 2, "{:?}", day.skipped());
     // Hour 1 lost the half of its buckets that were in the damaged file.
     assert_eq!(pair.ts_ms.len(), BUCKETS as usize - 1_800);
+    // Every pair (found run by run rather than listed): the same files skipped, the same loss.
+    let mut day = history
+        .day_series(date(), query(40, 0, None))
+        .expect("the day opens");
+    let pairs: Vec<PairSeries> = day
+        .by_ref()
+        .collect::<Result<_, _>>()
+        .expect("every pair reads");
+    assert_eq!(pairs.len(), PAIRS.len());
+    assert_eq!(day.skipped().files, 2, "{:?}", day.skipped());
+    for pair in &pairs {
+        assert_eq!(pair.ts_ms.len(), BUCKETS as usize - 1_800, "{pair:?}");
+    }
 }
 
 #[test]
