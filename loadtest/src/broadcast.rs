@@ -265,7 +265,7 @@ struct ClientTotals {
     closed: AtomicU64,
 }
 
-struct SpawnExecutor;
+pub(crate) struct SpawnExecutor;
 
 impl<F> hyper::rt::Executor<F> for SpawnExecutor
 where
@@ -277,12 +277,13 @@ where
     }
 }
 
-type Socket = fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+pub(crate) type Socket =
+    fastwebsockets::WebSocket<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
 
 /// `SO_RCVBUF` of each client socket, and `socket_send_buffer_bytes` of the sink's.
 const SOCKET_BUFFER_BYTES: u32 = 256 * 1024;
 
-async fn connect(addr: SocketAddr) -> Option<Socket> {
+pub(crate) async fn connect(addr: SocketAddr) -> Option<Socket> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
     } else {
@@ -312,19 +313,26 @@ async fn connect(addr: SocketAddr) -> Option<Socket> {
 }
 
 /// Every `"ts_recv_ns":<digits>` value in a frame.
-fn for_each_ts_recv(payload: &[u8], mut each: impl FnMut(i64)) {
-    const KEY: &[u8] = b"\"ts_recv_ns\":";
+fn for_each_ts_recv(payload: &[u8], each: impl FnMut(i64)) {
+    for_each_field(payload, b"\"ts_recv_ns\":", each);
+}
+
+/// Every `<key><digits>` value in a frame (`key` is `"name":` with its quotes and colon).
+pub(crate) fn for_each_field(payload: &[u8], key: &[u8], mut each: impl FnMut(i64)) {
+    let key_len = key.len();
     let mut index = 0;
-    while index + KEY.len() < payload.len() {
+    while index + key_len < payload.len() {
         let Some(offset) = payload[index..].iter().position(|byte| *byte == b'"') else {
             return;
         };
         index += offset;
-        if payload[index..].starts_with(KEY) {
-            index += KEY.len();
+        if payload[index..].starts_with(key) {
+            index += key_len;
             let mut value: i64 = 0;
             while index < payload.len() && payload[index].is_ascii_digit() {
-                value = value * 10 + i64::from(payload[index] - b'0');
+                value = value
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(payload[index] - b'0'));
                 index += 1;
             }
             each(value);

@@ -63,6 +63,9 @@ pub struct EngineOptions {
     /// Discover the universe from the simulators' instrument lists (`[universe]` pointing at
     /// their REST endpoints) instead of listing the symbols in `[feeds]`.
     pub discover: bool,
+    /// `engine.shard_batch_wait_us` and `feeds.batch_wait_us`; `None` leaves the engine's default.
+    pub shard_batch_wait_us: Option<u64>,
+    pub feeds_batch_wait_us: Option<u64>,
 }
 
 impl Default for EngineOptions {
@@ -80,6 +83,8 @@ impl Default for EngineOptions {
             tls_extra_roots_pem: None,
             sink: None,
             discover: false,
+            shard_batch_wait_us: None,
+            feeds_batch_wait_us: None,
         }
     }
 }
@@ -188,6 +193,9 @@ pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
             "# the feeds plan {slots_needed} connection slots: the default max_connection_slots holds them\n"
         )),
     }
+    if let Some(wait_us) = options.shard_batch_wait_us {
+        text.push_str(&format!("shard_batch_wait_us = {wait_us}\n"));
+    }
     text.push_str(&format!(
         "[windows]\nbucket_ms = 1000\nbuckets = {}\nmax_windows = {}\nsnapshot_interval_ms = 1000\n\
          [feeds]\n{}channels = {channels}\nworker_threads = {}\nstats_interval_ms = {}\n\
@@ -206,6 +214,9 @@ pub fn engine_config_toml(sim: &SimVenues, options: &EngineOptions) -> String {
     ));
     if let Some(path) = &options.tls_extra_roots_pem {
         text.push_str(&format!("tls_extra_roots_pem = {}\n", toml_string(path)));
+    }
+    if let Some(wait_us) = options.feeds_batch_wait_us {
+        text.push_str(&format!("batch_wait_us = {wait_us}\n"));
     }
     for venue in venues.iter().copied() {
         text.push_str(&format!("[feeds.venue.{}]\n", venue.name()));
@@ -313,25 +324,49 @@ impl EngineProcess {
         config_toml: &str,
         echo_logs: bool,
     ) -> Result<EngineProcess, EngineError> {
+        Self::start_with(engine_path, config_toml, echo_logs, false)
+    }
+
+    /// `start`, with the engine in a process group of its own: a terminal's Ctrl-C (sent to
+    /// the foreground group) does not reach it, so the only signal it gets is the harness's own
+    /// SIGTERM (a second signal would make the engine exit at once, skipping its drain). The
+    /// caller must stop it on every path (Ctrl-C included): `Drop` kills it.
+    pub fn start_own_group(
+        engine_path: &Path,
+        config_toml: &str,
+        echo_logs: bool,
+    ) -> Result<EngineProcess, EngineError> {
+        Self::start_with(engine_path, config_toml, echo_logs, true)
+    }
+
+    fn start_with(
+        engine_path: &Path,
+        config_toml: &str,
+        echo_logs: bool,
+        own_group: bool,
+    ) -> Result<EngineProcess, EngineError> {
         let config_path =
             std::env::temp_dir().join(format!("tickflow-load-{}.toml", std::process::id()));
         std::fs::write(&config_path, config_toml).map_err(|source| EngineError::WriteConfig {
             path: config_path.clone(),
             source,
         })?;
-        let mut child = Command::new(engine_path)
+        let mut command = Command::new(engine_path);
+        command
             .arg("run")
             .arg("--config")
             .arg(&config_path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .env("RUST_LOG", "error")
-            .spawn()
-            .map_err(|source| EngineError::Spawn {
-                path: engine_path.to_owned(),
-                source,
-            })?;
+            .env("RUST_LOG", "error");
+        if own_group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
+        let mut child = command.spawn().map_err(|source| EngineError::Spawn {
+            path: engine_path.to_owned(),
+            source,
+        })?;
         let latest_stats = Arc::new(Mutex::new(None));
         let shutdown_line = Arc::new(Mutex::new(None));
         let stderr_closed = Arc::new(AtomicBool::new(false));
@@ -422,6 +457,22 @@ impl EngineProcess {
         })
     }
 
+    /// Whether the engine exited (its stderr closed).
+    pub fn exited(&self) -> bool {
+        self.stderr_closed.load(Ordering::Acquire)
+    }
+
+    /// SIGKILL (no shutdown at all: a crash, mid-write for a sink) and waits for it to go.
+    pub fn kill(mut self) -> Result<(), EngineError> {
+        self.child.kill().map_err(EngineError::Signal)?;
+        self.child.wait().map_err(EngineError::Signal)?;
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let _ = std::fs::remove_file(&self.config_path);
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit code (None = killed by a signal).
     pub fn terminate(self) -> Result<Option<i32>, EngineError> {
         Ok(self.terminate_with_report()?.code)
@@ -468,6 +519,38 @@ impl Drop for EngineProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The process group of `pid` (the fifth field of /proc/PID/stat).
+    fn process_group(pid: &str) -> u32 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let (_, after_name) = stat.rsplit_once(')').unwrap();
+        after_name
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_engine_in_its_own_group_is_out_of_reach_of_the_terminals_ctrl_c() {
+        // A stand-in for the engine binary: a real process that waits (killed on drop).
+        let dir = std::env::temp_dir().join(format!("tf-load-pgrp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("engine.sh");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let ours = process_group("self");
+        let own = EngineProcess::start_own_group(&script, "", false).unwrap();
+        assert_eq!(process_group(&own.pid().to_string()), own.pid());
+        assert_ne!(own.pid(), ours);
+        let shared = EngineProcess::start(&script, "", false).unwrap();
+        assert_eq!(process_group(&shared.pid().to_string()), ours);
+        drop(own);
+        drop(shared);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn slots_needed_follow_the_engines_plan_of_the_default_universe() {

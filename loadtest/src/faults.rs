@@ -17,6 +17,9 @@ pub struct FaultRates {
     /// Stalls (no data, no pongs) per minute per venue, each lasting `stall_ms`.
     pub stalls_per_min: f64,
     pub stall_ms: u64,
+    /// Refused connects per minute per venue: the venue's next connect gets HTTP 429 with
+    /// `Retry-After`, and its connections are cut so that one comes.
+    pub http_429_per_min: f64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -26,6 +29,7 @@ enum Fault {
     Oversized,
     Notice,
     Stall,
+    Refuse,
 }
 
 /// Counts of faults injected.
@@ -36,6 +40,7 @@ pub struct FaultCounts {
     pub oversized: u64,
     pub notices: u64,
     pub stalls: u64,
+    pub refusals: u64,
 }
 
 /// Runs the fault schedule against `sim` until `cancel`; returns what was injected.
@@ -49,6 +54,7 @@ pub async fn run(sim: &SimVenues, rates: FaultRates, cancel: CancellationToken) 
         (Fault::Oversized, rates.oversized_per_min),
         (Fault::Notice, rates.notices_per_min),
         (Fault::Stall, rates.stalls_per_min),
+        (Fault::Refuse, rates.http_429_per_min),
     ] {
         if per_min > 0.0 {
             let period = Duration::from_secs_f64(60.0 / per_min / venues.len().max(1) as f64);
@@ -56,7 +62,7 @@ pub async fn run(sim: &SimVenues, rates: FaultRates, cancel: CancellationToken) 
         }
     }
     let mut counts = FaultCounts::default();
-    let mut next_venue = [0usize; 5];
+    let mut next_venue = [0usize; 6];
     let mut stalled_until: Vec<Option<tokio::time::Instant>> = vec![None; venues.len()];
     let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
     loop {
@@ -85,7 +91,9 @@ pub async fn run(sim: &SimVenues, rates: FaultRates, cancel: CancellationToken) 
                     let control = sim.control(venues[index]);
                     match fault {
                         Fault::Disconnect => {
-                            control.disconnect_all();
+                            // One connection per event: a storm of 100 a minute cuts 100
+                            // connections, not the whole venue 100 times.
+                            control.disconnect_one();
                             counts.disconnects += 1;
                         }
                         Fault::Malformed => {
@@ -105,13 +113,65 @@ pub async fn run(sim: &SimVenues, rates: FaultRates, cancel: CancellationToken) 
                             stalled_until[index] = Some(now + Duration::from_millis(rates.stall_ms));
                             counts.stalls += 1;
                         }
+                        Fault::Refuse => {
+                            control.reject_next_connects(1);
+                            control.disconnect_all();
+                            counts.refusals += 1;
+                        }
                     }
                 }
             }
         }
     }
     for venue in &venues {
-        sim.control(*venue).set_stalled(false);
+        let control = sim.control(*venue);
+        control.set_stalled(false);
+        if rates.disconnects_per_min > 0.0 {
+            // Cuts asked but not yet taken must not land after the storm.
+            control.clear_disconnects();
+        }
     }
     counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickflow_sim::SimConfig;
+
+    #[test]
+    fn cuts_not_taken_when_the_storm_ends_are_cleared() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let sim = SimVenues::start(SimConfig {
+                venues: vec![Venue::Binance, Venue::Okx],
+                symbols: crate::symbol_names(2),
+                ..SimConfig::default()
+            })
+            .await
+            .unwrap();
+            // No session is up: every cut stays pending until the schedule ends.
+            let rates = FaultRates {
+                disconnects_per_min: 600_000.0,
+                ..FaultRates::default()
+            };
+            let cancel = CancellationToken::new();
+            let storm = run(&sim, rates, cancel.clone());
+            let stop = async {
+                while sim.control(Venue::Okx).pending_disconnects() == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                cancel.cancel();
+            };
+            let (counts, ()) = tokio::join!(storm, stop);
+            assert!(counts.disconnects > 0);
+            for venue in [Venue::Binance, Venue::Okx] {
+                assert_eq!(sim.control(venue).pending_disconnects(), 0, "{venue:?}");
+            }
+            sim.shutdown().await;
+        });
+    }
 }

@@ -1,7 +1,7 @@
 //! The `tickflow-load` binary: `venues` (serve the simulated venues), `storm` (reconnect storm
 //! against a real engine process), `load` (CPU per quote and the highest rate without ring drops or
 //! sink losses) and `real-rates` (CPU per message with every frame on its own over TLS, idle and at
-//! set rates).
+//! set rates); `scenario` runs a load scenario from a file, with its report, plots and limits.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -161,6 +161,12 @@ enum Command {
         /// The tickflow binary (default: next to this one).
         #[arg(long)]
         engine: Option<PathBuf>,
+        /// `engine.shard_batch_wait_us` for the engine (default: the engine's default).
+        #[arg(long)]
+        shard_batch_wait_us: Option<u64>,
+        /// `feeds.batch_wait_us` for the engine (default: the engine's default).
+        #[arg(long)]
+        feeds_batch_wait_us: Option<u64>,
     },
     /// Parquet sink: write throughput of the plugin path beside pyarrow and a bare ArrowWriter
     /// (same quote rows, zstd 1), and reading one pair's day from compacted spread files.
@@ -173,9 +179,145 @@ enum Command {
     /// WebSocket broadcast: the ws-broadcast sink beside a Node `ws` server, same feed and
     /// clients (fast, then slow + dead): latency, CPU, RSS, frames and bytes per second.
     Broadcast(tickflow_load::broadcast::BroadcastArgs),
+    /// Run a scenario file: simulated venues, the engine (child or --target), sinks, browsers,
+    /// phases and limits; writes report.json, summary.txt and SVG plots. Exit 0: every limit
+    /// held; 1: a limit failed (or the run failed or was interrupted); 2: bad scenario or usage.
+    Scenario(ScenarioArgs),
     /// (Used by `broadcast`.) The ws-broadcast sink in its own process, fed over TCP.
     #[command(hide = true)]
     BroadcastServer(tickflow_load::broadcast::BroadcastServerArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ScenarioArgs {
+    /// The scenario file (loadtest/scenarios/NAME.toml).
+    file: PathBuf,
+    /// Where report.json, summary.txt, the plots and the engine's config go (default:
+    /// loadtest-report/<scenario name>-<unix time>).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Scale the measured phases to last this long together (unmeasured phases, a warm-up,
+    /// keep their configured length).
+    #[arg(long)]
+    duration_s: Option<u64>,
+    /// The tickflow binary (default: next to this one).
+    #[arg(long, conflicts_with = "target")]
+    engine: Option<PathBuf>,
+    /// Drive an engine already running: its control-plane URL (http://127.0.0.1:8080).
+    #[arg(long)]
+    target: Option<String>,
+    /// With --target: the engine's pid on this machine, for /proc sampling.
+    #[arg(long, requires = "target")]
+    target_pid: Option<u32>,
+    /// Where the sink plugins' libraries are (default: next to this binary).
+    #[arg(long)]
+    plugins_dir: Option<PathBuf>,
+}
+
+/// `tickflow-load scenario`: the exit code.
+fn scenario_command(args: ScenarioArgs) -> i32 {
+    use tickflow_load::scenario::{Scenario, run};
+    let mut scenario = match Scenario::load(&args.file) {
+        Ok(scenario) => scenario,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return 2;
+        }
+    };
+    if let Some(total_s) = args.duration_s {
+        if total_s == 0 {
+            eprintln!("error: --duration-s must be at least 1");
+            return 2;
+        }
+        scenario.scale_to(total_s);
+    }
+    let report_dir = args.report.clone().unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_secs());
+        PathBuf::from("loadtest-report").join(format!("{}-{now}", scenario.name))
+    });
+    let options = run::RunOptions {
+        report_dir: report_dir.clone(),
+        duration_s: args.duration_s,
+        engine: args.engine,
+        target: args.target,
+        target_pid: args.target_pid,
+        plugins_dir: args.plugins_dir,
+        scenario_path: args.file.display().to_string(),
+    };
+    // SIGINT / SIGTERM: the run stops at its next check and still writes its report. The
+    // handlers are registered here, before the run starts (a signal from now on is caught), on a
+    // runtime of their own that the signal thread owns and drives (`Runtime::block_on`: its
+    // signal driver runs on that thread, whatever the other runtimes do).
+    let cancel = CancellationToken::new();
+    let signals = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the signal runtime: {error}");
+            return 1;
+        }
+    };
+    let handlers = {
+        let _entered = signals.enter();
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::interrupt()).and_then(|interrupt| {
+            signal(SignalKind::terminate()).map(|terminate| (interrupt, terminate))
+        })
+    };
+    let (mut interrupt, mut terminate) = match handlers {
+        Ok(handlers) => handlers,
+        Err(error) => {
+            eprintln!("error: cannot handle SIGINT and SIGTERM: {error}");
+            return 1;
+        }
+    };
+    let signal_thread = {
+        let cancel = cancel.clone();
+        std::thread::Builder::new()
+            .name("load-signals".into())
+            .spawn(move || {
+                signals.block_on(async {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                    eprintln!("scenario: interrupted; stopping and writing the report");
+                    cancel.cancel();
+                });
+            })
+    };
+    if let Err(error) = &signal_thread {
+        eprintln!("error: cannot start the signal thread: {error}");
+        return 1;
+    }
+    let outcome = run::run(&scenario, &options, &cancel);
+    cancel.cancel();
+    if let Ok(thread) = signal_thread {
+        let _ = thread.join();
+    }
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("error: scenario {}: {error}", scenario.name);
+            return 1;
+        }
+    };
+    match tickflow_load::scenario::write_report(&outcome.record) {
+        Ok((passed, summary)) => {
+            print!("{summary}");
+            println!("report: {}", report_dir.join("report.json").display());
+            if passed { 0 } else { 1 }
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            1
+        }
+    }
 }
 
 fn sim_config(venue: &VenueArgs) -> SimConfig {
@@ -225,6 +367,7 @@ fn main() -> anyhow::Result<()> {
                 notices_per_min,
                 stalls_per_min,
                 stall_ms,
+                http_429_per_min: 0.0,
             };
             let options = EngineOptions {
                 discover,
@@ -307,6 +450,8 @@ fn main() -> anyhow::Result<()> {
             engine_threads,
             sim_threads,
             engine,
+            shard_batch_wait_us,
+            feeds_batch_wait_us,
         } => {
             let venues = venues
                 .iter()
@@ -327,6 +472,8 @@ fn main() -> anyhow::Result<()> {
                 engine_threads,
                 sim_threads,
                 engine: engine.unwrap_or_else(default_engine_path),
+                shard_batch_wait_us,
+                feeds_batch_wait_us,
                 ..RealRatesSettings::default()
             };
             real_rates_command(&settings)
@@ -337,6 +484,7 @@ fn main() -> anyhow::Result<()> {
         Command::Broadcast(args) => tickflow_load::broadcast::command(&args)
             .map(|_| ())
             .map_err(Into::into),
+        Command::Scenario(args) => std::process::exit(scenario_command(args)),
         Command::BroadcastServer(args) => {
             tickflow_load::broadcast::server_command(&args).map_err(Into::into)
         }

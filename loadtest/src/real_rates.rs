@@ -36,6 +36,9 @@ pub struct RealRatesSettings {
     pub stats_interval_ms: u64,
     pub engine: PathBuf,
     pub echo_engine_logs: bool,
+    /// `engine.shard_batch_wait_us` / `feeds.batch_wait_us` for the run (`None`: the defaults).
+    pub shard_batch_wait_us: Option<u64>,
+    pub feeds_batch_wait_us: Option<u64>,
 }
 
 impl Default for RealRatesSettings {
@@ -53,6 +56,8 @@ impl Default for RealRatesSettings {
             stats_interval_ms: 1_000,
             engine: default_engine_path(),
             echo_engine_logs: true,
+            shard_batch_wait_us: None,
+            feeds_batch_wait_us: None,
         }
     }
 }
@@ -348,6 +353,8 @@ fn run_phases(
         worker_threads: settings.engine_threads,
         stats_interval_ms: settings.stats_interval_ms,
         tls_extra_roots_pem: Some(ca_path.to_owned()),
+        shard_batch_wait_us: settings.shard_batch_wait_us,
+        feeds_batch_wait_us: settings.feeds_batch_wait_us,
         ..EngineOptions::default()
     };
     let process = EngineProcess::start(

@@ -19,6 +19,7 @@
 //! `SimVenues` tracker and stopped by `shutdown`, as is the pacer thread of paced mode.
 
 mod fault_frames;
+mod history;
 mod listings;
 mod pacer;
 mod prices;
@@ -26,6 +27,7 @@ mod rest;
 mod session;
 mod wire;
 
+pub use history::SeedHistory;
 pub use listings::{
     ListingChange, ListingError, ListingOrigin, ListingState, MAX_ADDED_INSTRUMENTS, SimListing,
     churn_listing_venues,
@@ -114,11 +116,17 @@ impl Default for SimConfig {
     }
 }
 
+/// Pending one-connection cuts kept at most (`VenueControl::disconnect_one`).
+const DISCONNECT_TICKETS_MAX: u64 = 16;
+
 /// Faults and counters of one simulated venue. Faults are generation counters: every session
 /// compares what it saw last and acts once per bump, so one call reaches every live session.
 #[derive(Debug, Default)]
 pub struct VenueControl {
     disconnect_generation: AtomicU64,
+    /// Cuts still to make, one connection each (`disconnect_one`): the first session to take a
+    /// ticket drops its connection.
+    disconnect_tickets: AtomicU64,
     malformed_generation: AtomicU64,
     oversized_generation: AtomicU64,
     /// Fragmented, many-trade and unread faults (`fault_frames`).
@@ -211,6 +219,37 @@ impl VenueControl {
     /// Drops every live connection of this venue at once (no close frame: a network cut).
     pub fn disconnect_all(&self) {
         self.disconnect_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Drops one live connection of this venue (whichever session looks first among those up
+    /// at least one tick; no close frame), the others stay up: one event of a reconnect storm.
+    pub fn disconnect_one(&self) {
+        // Bounded: cuts asked while no session is up do not pile up into a burst later.
+        let _ =
+            self.disconnect_tickets
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |tickets| {
+                    Some((tickets + 1).min(DISCONNECT_TICKETS_MAX))
+                });
+    }
+
+    /// Forgets every pending `disconnect_one` cut (a storm ended: cuts not yet taken must not
+    /// land after it).
+    pub fn clear_disconnects(&self) {
+        self.disconnect_tickets.store(0, Ordering::SeqCst);
+    }
+
+    /// Pending `disconnect_one` cuts not yet taken by a session.
+    pub fn pending_disconnects(&self) -> u64 {
+        self.disconnect_tickets.load(Ordering::SeqCst)
+    }
+
+    /// A session takes one pending `disconnect_one` cut, if any.
+    pub(crate) fn take_disconnect_ticket(&self) -> bool {
+        self.disconnect_tickets
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |tickets| {
+                tickets.checked_sub(1)
+            })
+            .is_ok()
     }
     /// Each live session sends one malformed frame.
     pub fn send_malformed(&self) {
@@ -306,6 +345,9 @@ pub(crate) struct SimShared {
     pub tracker: TaskTracker,
     /// Paced mode's tickets (`SimConfig::paced`).
     pub pacer: Option<Arc<pacer::Pacer>>,
+    /// Batched mode's best bid/ask rate per symbol (f64 bits): `config.bbo_per_s_per_symbol`
+    /// until `SimVenues::set_bbo_per_s_per_symbol`.
+    pub bbo_per_s_per_symbol_bits: std::sync::atomic::AtomicU64,
 }
 
 impl SimShared {
@@ -391,7 +433,10 @@ impl SimVenues {
             addresses[venue.index()] = Some(listener.local_addr()?);
             listeners.push((venue, listener));
         }
+        let bbo_per_s_per_symbol_bits =
+            std::sync::atomic::AtomicU64::new(config.bbo_per_s_per_symbol.to_bits());
         let shared = Arc::new(SimShared {
+            bbo_per_s_per_symbol_bits,
             config,
             listings: std::sync::RwLock::new(listings),
             controls: std::array::from_fn(|_| VenueControl::default()),
@@ -499,6 +544,29 @@ impl SimVenues {
             Some(pacer) => pacer.set_frames_per_s(frames_per_s),
             None => tracing::warn!("sim: set_paced_frames_per_s without SimConfig::paced"),
         }
+    }
+
+    /// Batched mode: sets the best bid/ask updates per second per symbol of every session from
+    /// their next tick on (a rate search raises it step by step on the same connections).
+    /// Negative or non-finite rates count as 0.
+    pub fn set_bbo_per_s_per_symbol(&self, updates_per_s: f64) {
+        let rate = if updates_per_s.is_finite() {
+            updates_per_s.max(0.0)
+        } else {
+            0.0
+        };
+        self.shared
+            .bbo_per_s_per_symbol_bits
+            .store(rate.to_bits(), Ordering::Relaxed);
+    }
+
+    /// Batched mode: the best bid/ask rate per symbol now.
+    pub fn bbo_per_s_per_symbol(&self) -> f64 {
+        f64::from_bits(
+            self.shared
+                .bbo_per_s_per_symbol_bits
+                .load(Ordering::Relaxed),
+        )
     }
 
     /// Paced mode: frames the schedule owed that no session took in time, because the sessions
@@ -716,5 +784,24 @@ fn handle_http(
             Response::from_parts(parts, Full::new(Bytes::new()))
         }
         Err(_) => respond(StatusCode::BAD_REQUEST, String::new()),
+    }
+}
+
+#[cfg(test)]
+mod disconnect_tests {
+    use super::*;
+
+    #[test]
+    fn pending_cuts_are_bounded_and_cleared() {
+        let control = VenueControl::default();
+        for _ in 0..40 {
+            control.disconnect_one();
+        }
+        assert_eq!(control.pending_disconnects(), DISCONNECT_TICKETS_MAX);
+        assert!(control.take_disconnect_ticket());
+        assert_eq!(control.pending_disconnects(), DISCONNECT_TICKETS_MAX - 1);
+        control.clear_disconnects();
+        assert_eq!(control.pending_disconnects(), 0);
+        assert!(!control.take_disconnect_ticket());
     }
 }

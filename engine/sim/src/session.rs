@@ -149,6 +149,9 @@ pub(super) async fn run(
     let mut next_server_ping = Instant::now() + server_ping_interval;
     let mut close_at: Option<Instant> = None;
     let mut last_tick = Instant::now();
+    // Ticks this session has seen: a session takes a `disconnect_one` cut only once it has been
+    // up a whole tick, so a reconnect is not cut again before it serves anything.
+    let mut ticks_seen: u64 = 0;
     let mut sequence: u64 = 1;
     let mut noise_bp: f64 = 0.0;
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng());
@@ -255,7 +258,10 @@ pub(super) async fn run(
                 let now = Instant::now();
                 let elapsed_s = now.duration_since(last_tick).as_secs_f64();
                 last_tick = now;
-                if generation(&control.disconnect_generation) != seen_disconnect {
+                ticks_seen = ticks_seen.saturating_add(1);
+                if generation(&control.disconnect_generation) != seen_disconnect
+                    || (ticks_seen > 1 && control.take_disconnect_ticket())
+                {
                     // A network cut: no close frame.
                     return;
                 }
@@ -346,6 +352,7 @@ pub(super) async fn run(
                 }
                 let t_s = shared.started.elapsed().as_secs_f64();
                 let now_ms = tickflow_core::record::now_ns() / 1_000_000;
+                let bbo_per_s_per_symbol = f64::from_bits(shared.bbo_per_s_per_symbol_bits.load(Ordering::Relaxed));
                 for subscription in subscriptions.iter_mut() {
                     let instrument = &subscription.instrument;
                     if instrument.state(venue) != ListingState::Trading {
@@ -355,7 +362,7 @@ pub(super) async fn run(
                     }
                     let symbol = &instrument.ws_symbol[venue.index()];
                     if subscription.bbo {
-                        subscription.bbo_credit = (subscription.bbo_credit + config.bbo_per_s_per_symbol * elapsed_s).min(MAX_CREDIT_UPDATES);
+                        subscription.bbo_credit = (subscription.bbo_credit + bbo_per_s_per_symbol * elapsed_s).min(MAX_CREDIT_UPDATES);
                     }
                     if subscription.trades {
                         subscription.trade_credit = (subscription.trade_credit + config.trades_per_s_per_symbol * elapsed_s).min(MAX_CREDIT_UPDATES);

@@ -2,3 +2,4 @@
 
 mod engine_config;
 mod real_rates;
+mod scenario;
