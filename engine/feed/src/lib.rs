@@ -32,7 +32,7 @@ use tickflow_core::venue::{VENUE_COUNT, Venue};
 use tickflow_decode::DecodeLimits;
 
 pub use planner::{PlanError, Replan, SlotEndpoint, SlotPlan, plan, register_configured, replan};
-pub use slot::{SlotTimings, backoff_delay};
+pub use slot::{SlotTimings, backoff_delay, batch_wakeups_before_park};
 pub use ws::{ConnectError, Endpoint, HttpResponse, TlsRootsError, http_get, tls_connector};
 
 /// Where a slot puts decoded events: the pipeline's `SlotProducer` (or a test's ring).
