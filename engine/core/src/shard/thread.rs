@@ -199,8 +199,10 @@ pub(crate) fn run_shard(
     state.publish_snapshot(state.now_ns());
     let mut pending = vec![0u64; ready.word_count()];
     let mut idle_iterations = 0u32;
-    // Whether to wait for a batch when the rings run dry: only while records come about as fast
-    // as one batch per wait (a batch arrived within two waits of the previous one). Slower than
+    // Whether to wait for a batch when the rings run dry: only while records come faster than
+    // one per batch wait (a batch arrived within one wait of the previous one). Waiting again
+    // after a wait that found a batch was measured to cost the shard more (its timed waits then
+    // often miss the feeds' cadence and it parks anyway). Slower than
     // that, a wait would mostly find nothing and cost a timed sleep per record on top of the
     // wake-up, so the shard parks until a producer wakes it.
     let mut batching = false;
@@ -234,10 +236,7 @@ pub(crate) fn run_shard(
             housekeeping_due = state.housekeeping() || state.snapshot_in_progress();
             idle_iterations = 0;
             let now = std::time::Instant::now();
-            // Within two waits: a batch found by a batch wait (which came one wait after the
-            // previous batch, plus the handling) keeps the shard batching instead of parking
-            // every other time and costing the producer a wake-up.
-            batching = !batch_wait.is_zero() && now.duration_since(last_batch_at) < batch_wait * 2;
+            batching = !batch_wait.is_zero() && now.duration_since(last_batch_at) < batch_wait;
             last_batch_at = now;
             continue;
         }
