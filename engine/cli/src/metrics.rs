@@ -614,7 +614,12 @@ pub fn allocator_stats() -> Option<tickflow_control::memory::AllocatorStats> {
     Some(tickflow_control::memory::AllocatorStats {
         allocator: "mimalloc",
         // mimalloc 3 spells 3.3.2 as 30302 (major, two digits of minor, two of patch).
-        version: format!("{}.{}.{}", version / 10_000, version / 100 % 100, version % 100),
+        version: format!(
+            "{}.{}.{}",
+            version / 10_000,
+            version / 100 % 100,
+            version % 100
+        ),
         committed_bytes: number("/process/commit_current")?,
         committed_peak_bytes: number("/process/commit_peak").unwrap_or(0),
         reserved_bytes: number("/reserved/current"),
