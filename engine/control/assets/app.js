@@ -596,6 +596,12 @@
     $("sys-text").textContent = `${fmtBytes(body.system.total_bytes - body.system.available_bytes)} of ${fmtBytes(body.system.total_bytes)} (${body.system.used_percent.toFixed(1)}%)`;
     const kv = [["RSS peak", fmtBytes(body.process.rss_peak_bytes)], ["virtual", fmtBytes(body.process.virtual_bytes)],
       ["shedding", body.shedding && body.shedding.active ? body.shedding.actions.join("; ") : "no"]];
+    if (body.allocator) {
+      kv.push([`${body.allocator.allocator} committed`, `${fmtBytes(body.allocator.committed_bytes)} (peak ${fmtBytes(body.allocator.committed_peak_bytes)})`]);
+    }
+    if (body.shedding && body.shedding.windows_cap !== null && body.shedding.windows_cap !== undefined) {
+      kv.push(["window cap", `${body.shedding.windows_cap} (shed so far: ${body.shedding.windows_shed_total ?? 0})`]);
+    }
     $("mem-kv").replaceChildren(...kv.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
     $("components-table").tBodies[0].replaceChildren(...(body.components || []).map((c) => {
       const fill = el("td", { class: "fill" });
