@@ -14,7 +14,7 @@ pub mod state;
 
 pub use config::{AlertThresholds, HttpConfig, HttpConfigError};
 pub use server::{ControlError, ControlPlane};
-pub use state::{EngineBoard, EngineStatus, EngineView, LiveEngine, Phase};
+pub use state::{EngineBoard, EngineStatus, EngineView, LiveEngine, Phase, SourceStatus};
 
 /// The API version every JSON response carries (`api_version`).
 pub const API_VERSION: u32 = 1;

@@ -62,6 +62,32 @@ pub struct EngineStatus {
     pub ring_capacity_records: usize,
     pub sinks: Vec<SinkStats>,
     pub endpoints: Vec<SinkEndpoint>,
+    /// The `[[sources]]` inputs (NATS consumers of an aggregator), as the binary read them.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// One `[[sources]]` input as `/health` reports it; the binary fills it from the source's own
+/// counters (the control plane does not link the sources).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SourceStatus {
+    pub name: String,
+    pub kind: &'static str,
+    pub connected: bool,
+    /// How long it has been without a connection; 0 while connected.
+    pub down_for_ms: u64,
+    /// Since the last message of any consumer; `None` before the first.
+    pub last_message_age_ms: Option<u64>,
+    pub sessions: u64,
+    pub messages: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub redeliveries: u64,
+    /// Records refused by the checks (timestamps, prices) or the codec.
+    pub refused: u64,
+    /// (collector, venue)s declared not live so far.
+    pub venues_silenced: u64,
+    /// Records held in the reorder buffer now.
+    pub reorder_held: u64,
 }
 
 /// The cell the binary publishes [`EngineStatus`] into and sets the [`Phase`] of.
@@ -97,6 +123,17 @@ impl EngineBoard {
     /// Publishes what the engine's owner sees now (cold path: a few hundred bytes per slot and
     /// sink, a handful of times a second).
     pub fn publish(&self, feeds: &Feeds, pipeline: &Pipeline, sinks: Option<&SinkHost>) {
+        self.publish_with_sources(feeds, pipeline, sinks, Vec::new());
+    }
+
+    /// [`EngineBoard::publish`] with the `[[sources]]`' status.
+    pub fn publish_with_sources(
+        &self,
+        feeds: &Feeds,
+        pipeline: &Pipeline,
+        sinks: Option<&SinkHost>,
+        sources: Vec<SourceStatus>,
+    ) {
         self.publish_status(EngineStatus {
             published_at: Instant::now(),
             slots: feeds.slots().to_vec(),
@@ -107,6 +144,7 @@ impl EngineBoard {
             ring_capacity_records: pipeline.ring_capacity_records(),
             sinks: sinks.map(SinkHost::stats).unwrap_or_default(),
             endpoints: sinks.map(SinkHost::endpoints).unwrap_or_default(),
+            sources,
         });
     }
 

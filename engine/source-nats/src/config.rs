@@ -85,6 +85,13 @@ pub struct SourceConfig {
     /// `create_stream`: the window within which JetStream drops a message id it already stored.
     #[serde(default = "default_duplicate_window_ms")]
     pub duplicate_window_ms: u64,
+    /// Hold records up to this long and release them in receive-time order (`reorder.rs`), so
+    /// collectors' messages interleaved differently in the stream reach the shards in the order
+    /// they were received: with `[windows] clock = "event"`, the aggregators' answer then does not
+    /// depend on arrival order. Adds up to this much latency. 0: records go on as they arrive.
+    /// Must stay below half of `ack_wait_ms` (held records are not acknowledged yet).
+    #[serde(default)]
+    pub reorder_window_ms: u64,
 }
 
 fn default_stream() -> String {
@@ -345,6 +352,13 @@ impl SourceConfig {
         if self.max_collectors == 0 || self.max_collectors > 4_096 {
             return fail("max_collectors", &self.max_collectors, "must be 1 to 4096");
         }
+        if self.reorder_window_ms > 0 && self.reorder_window_ms * 2 > self.ack_wait_ms {
+            return fail(
+                "reorder_window_ms",
+                &self.reorder_window_ms,
+                "must be below half of ack_wait_ms (held records are not acknowledged yet)",
+            );
+        }
         Ok(())
     }
 
@@ -397,6 +411,10 @@ mod tests {
                 "sources[2].kinds",
             ),
             ("", "sources[2].subjects"),
+            (
+                "partitions = [1]\nack_wait_ms = 1000\nreorder_window_ms = 600\n",
+                "sources[2].reorder_window_ms",
+            ),
         ];
         for (extra, key) in cases {
             let error = parse(&format!("{BASE}{extra}"))

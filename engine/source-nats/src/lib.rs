@@ -3,7 +3,7 @@
 //! published (`tickflow-formats`' wire codec) into the same rings and shards as a feed slot
 //! does, through a `SlotProducer` of its own, applied once (redeliveries told by JetStream's
 //! per-consumer stream sequence, publish duplicates left to JetStream's `Nats-Msg-Id`
-//! de-duplication), refusing records with impossible timestamps or prices (`checks.rs`), and turns a collector's silence into `GAP_DISCONNECT`s (liveness).
+//! de-duplication), in receive-time order when `reorder_window_ms` asks (`reorder.rs`), refusing records with impossible timestamps or prices (`checks.rs`), and turns a collector's silence into `GAP_DISCONNECT`s (liveness).
 //!
 //! Entry points: [`NatsSource::start`] (a task on the caller's runtime, owned, joined by
 //! [`NatsSource::shutdown`]), [`SourceConfig`] (`config.rs`), [`budget_bytes`].
@@ -14,6 +14,7 @@ pub mod checks;
 pub mod config;
 pub mod dedupe;
 pub mod liveness;
+pub mod reorder;
 pub mod source;
 
 use std::sync::Arc;
@@ -100,5 +101,13 @@ pub fn budget_bytes(config: &SourceConfig, max_symbols: usize) -> usize {
         + consumers * dedupe::StreamPositions::entry_bytes();
     let liveness = liveness::Liveness::budget_bytes(config.max_collectors, max_symbols);
     let names = max_symbols * (64 + 16) + tickflow_core::venue::VENUE_COUNT * max_symbols / 8;
-    in_flight + filter + liveness + names
+    // Held records are messages counted in flight; the buffer adds the record and its slot.
+    let reorder = if config.reorder_window_ms > 0 {
+        consumers
+            * source::reorder_capacity(config)
+            * (std::mem::size_of::<tickflow_core::record::FeedEvent>() + 64)
+    } else {
+        0
+    };
+    in_flight + filter + liveness + names + reorder
 }

@@ -28,6 +28,7 @@ use crate::checks::{self, Refusal};
 use crate::config::SourceConfig;
 use crate::dedupe::{Admit, Collectors, SequenceFilter, StreamPositions};
 use crate::liveness::Liveness;
+use crate::reorder::{Released, ReorderBuffer};
 
 /// The source's counters (totals since start), written by its task, read by anyone.
 #[derive(Debug, Default)]
@@ -84,6 +85,15 @@ pub struct SourceCounters {
     pub connected: AtomicBool,
     /// Local receive time of the last message, ns (0 = none yet).
     pub last_message_ns: AtomicI64,
+    /// Since when no connection is up, ns since the epoch (0 while connected).
+    pub down_since_ns: AtomicI64,
+    /// Records held in the reorder buffer now (`reorder_window_ms`).
+    pub reorder_held: AtomicU64,
+    /// Records that arrived behind what the reorder buffer had already released (applied at
+    /// once, out of receive-time order).
+    pub reorder_late: AtomicU64,
+    /// Records the reorder buffer released before their window was over because it was full.
+    pub reorder_overflow: AtomicU64,
 }
 
 impl SourceCounters {
@@ -116,6 +126,9 @@ impl SourceCounters {
             ("sessions", get(&self.sessions)),
             ("connect_failures", get(&self.connect_failures)),
             ("stream_errors", get(&self.stream_errors)),
+            ("reorder_held", get(&self.reorder_held)),
+            ("reorder_late", get(&self.reorder_late)),
+            ("reorder_overflow", get(&self.reorder_overflow)),
             (
                 "connected",
                 u64::from(self.connected.load(Ordering::Relaxed)),
@@ -146,6 +159,12 @@ pub(crate) struct SourceTask {
     applies: [bool; 3],
     /// `max_clock_ahead_ms` in ns.
     max_clock_ahead_ns: i64,
+    /// Records held for receive-time order with the messages that acknowledge them
+    /// (`reorder_window_ms` > 0), one buffer per consumer, in the order of `connect`'s streams
+    /// (empty when off).
+    reorder: Vec<ReorderBuffer<(FeedEvent, jetstream::Message)>>,
+    /// Messages whose records were pushed, acknowledged once the batch is flushed (reused).
+    to_ack: Vec<jetstream::Message>,
 }
 
 const KIND_QUOTE: usize = 0;
@@ -185,6 +204,24 @@ impl SourceTask {
             listed: vec![vec![0; max_symbols.div_ceil(64)]; VENUE_COUNT],
             applies,
             max_clock_ahead_ns: config.max_clock_ahead_ms as i64 * 1_000_000,
+            reorder: if config.reorder_window_ms > 0 {
+                let consumers = config.subject_filters().len()
+                    + usize::from(config.heartbeat_filter().is_some());
+                (0..consumers)
+                    .map(|_| {
+                        ReorderBuffer::new(
+                            Duration::from_millis(config.reorder_window_ms),
+                            reorder_capacity(&config),
+                            // Held records are unacknowledged: JetStream redelivers them after
+                            // `ack_wait_ms`.
+                            Duration::from_millis(config.ack_wait_ms / 2),
+                        )
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            to_ack: Vec::new(),
             config,
             registry,
             producer,
@@ -195,6 +232,9 @@ impl SourceTask {
 
     /// Sessions until cancelled, with a doubling backoff between failed ones.
     pub(crate) async fn run(mut self) {
+        self.counters
+            .down_since_ns
+            .store(now_ns(), Ordering::Relaxed);
         let initial = Duration::from_millis(self.config.reconnect_backoff_initial_ms);
         let most = Duration::from_millis(self.config.reconnect_backoff_max_ms);
         let mut backoff = initial;
@@ -207,6 +247,12 @@ impl SourceTask {
                 backoff = initial;
             }
             self.counters.connected.store(false, Ordering::Relaxed);
+            let _ = self.counters.down_since_ns.compare_exchange(
+                0,
+                now_ns(),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
             match end {
                 SessionEnd::Cancelled => return,
                 SessionEnd::Failed(reason) => {
@@ -233,7 +279,48 @@ impl SourceTask {
             _ = self.cancel.cancelled() => return SessionEnd::Cancelled,
             connected = connect(&config) => connected,
         };
-        self.consume(connected).await
+        let end = self.consume(connected).await;
+        match end {
+            // Held records are applied: they were taken for handled, so their redeliveries in
+            // the next session are skipped (their acknowledgements through the old connection
+            // may fail; JetStream redelivers, the positions say handled).
+            SessionEnd::Failed(_) => {
+                if !self.apply_held().await {
+                    return SessionEnd::Cancelled;
+                }
+            }
+            // Stopping: held records were never acknowledged; the next run gets them again.
+            SessionEnd::Cancelled => {
+                for reorder in &mut self.reorder {
+                    reorder.drain_in_order();
+                }
+            }
+        }
+        self.counters.reorder_held.store(0, Ordering::Relaxed);
+        end
+    }
+}
+
+/// One reorder buffer's capacity: half of what JetStream delivers unacknowledged to its consumer,
+/// so holding records never stops the consumer's deliveries (the event horizon would stall).
+pub fn reorder_capacity(config: &SourceConfig) -> usize {
+    (config.max_ack_pending as usize / 2).max(1)
+}
+
+/// A record's receive time (a gap's own time).
+fn received_ns(event: &FeedEvent) -> i64 {
+    match event {
+        FeedEvent::Quote(quote) => quote.ts_recv_ns,
+        FeedEvent::Trade(trade) => trade.ts_recv_ns,
+        FeedEvent::Gap(gap) => gap.ts_ns,
+    }
+}
+
+/// Sleeps until `due`, or forever when there is nothing due.
+async fn sleep_until_due(due: Option<std::time::Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -325,6 +412,7 @@ impl SourceTask {
         };
         bump(&self.counters.sessions);
         self.counters.connected.store(true, Ordering::Relaxed);
+        self.counters.down_since_ns.store(0, Ordering::Relaxed);
         tracing::info!(
             stream = %self.config.stream,
             durable = %self.config.durable,
@@ -345,13 +433,33 @@ impl SourceTask {
         let mut liveness_tick = tokio::time::interval(check_every);
         liveness_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let reorder_due = self
+                .reorder
+                .iter()
+                .filter_map(ReorderBuffer::next_due)
+                .min();
             tokio::select! {
                 _ = self.cancel.cancelled() => return SessionEnd::Cancelled,
+                _ = sleep_until_due(reorder_due) => {
+                    if !self.release_ready().await {
+                        return SessionEnd::Cancelled;
+                    }
+                }
                 _ = liveness_tick.tick() => {
-                    self.counters.connected.store(
-                        client.connection_state() == async_nats::connection::State::Connected,
-                        Ordering::Relaxed,
-                    );
+                    // The client reconnects on its own within a session: tell it apart here.
+                    let connected =
+                        client.connection_state() == async_nats::connection::State::Connected;
+                    self.counters.connected.store(connected, Ordering::Relaxed);
+                    if connected {
+                        self.counters.down_since_ns.store(0, Ordering::Relaxed);
+                    } else {
+                        let _ = self.counters.down_since_ns.compare_exchange(
+                            0,
+                            now_ns(),
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
                     if !self.check_liveness().await {
                         return SessionEnd::Cancelled;
                     }
@@ -375,21 +483,54 @@ impl SourceTask {
                             message.info().ok().map(|info| info.stream_sequence);
                         let redelivered = stream_sequence
                             .is_some_and(|sequence| self.positions.is_redelivery(consumer, sequence));
-                        if redelivered {
+                        let event = if redelivered {
                             bump(&self.counters.messages);
                             bump(&self.counters.redeliveries);
+                            None
                         } else {
-                            if !self.apply(consumer, &message.payload).await {
-                                // Cancelled while waiting for ring room: not acknowledged, so
-                                // JetStream redelivers it to the next run.
-                                return SessionEnd::Cancelled;
-                            }
+                            self.prepare(consumer, &message.payload)
+                        };
+                        let Some(event) = event else {
                             if let Some(sequence) = stream_sequence {
                                 self.positions.handled(consumer, sequence);
                             }
+                            if message.ack().await.is_err() {
+                                bump(&self.counters.ack_failures);
+                            }
+                            continue;
+                        };
+                        let late = match self.reorder.get_mut(usize::from(consumer)) {
+                            None => Some((event, message)),
+                            Some(reorder) => {
+                                // JetStream says how many messages are pending behind this one.
+                                let more_coming = message
+                                    .info()
+                                    .is_ok_and(|info| info.pending > 0);
+                                let late = reorder.insert(
+                                    received_ns(&event),
+                                    (event, message),
+                                    std::time::Instant::now(),
+                                    more_coming,
+                                );
+                                if late.is_some() {
+                                    bump(&self.counters.reorder_late);
+                                }
+                                late
+                            }
+                        };
+                        let applied = match late {
+                            // Cancelled while waiting for ring room: not acknowledged, so
+                            // JetStream redelivers it to the next run.
+                            Some((event, message)) => self.apply_now(event, message).await,
+                            None => self.release_ready().await,
+                        };
+                        if !applied {
+                            return SessionEnd::Cancelled;
                         }
-                        if message.ack().await.is_err() {
-                            bump(&self.counters.ack_failures);
+                        // Handled once its record is in a ring or held (held records are
+                        // applied even when the session fails: `session`).
+                        if let Some(sequence) = stream_sequence {
+                            self.positions.handled(consumer, sequence);
                         }
                     }
                 }
@@ -397,8 +538,74 @@ impl SourceTask {
         }
     }
 
-    /// Applies one payload; false only when cancelled before its records were in the rings.
-    async fn apply(&mut self, consumer: u16, payload: &[u8]) -> bool {
+    /// Pushes one record, flushes, then acknowledges its message; false when cancelled before
+    /// it was in its ring (not acknowledged).
+    async fn apply_now(&mut self, event: FeedEvent, message: jetstream::Message) -> bool {
+        if !self.push_waiting(event).await {
+            return false;
+        }
+        self.producer.flush();
+        if message.ack().await.is_err() {
+            bump(&self.counters.ack_failures);
+        }
+        true
+    }
+
+    /// Applies the records the reorder buffers release now (pushed, flushed, then
+    /// acknowledged); false when cancelled meanwhile.
+    async fn release_ready(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        for index in 0..self.reorder.len() {
+            while let Some(((event, message), why)) = self.reorder[index].pop_ready(now) {
+                if why == Released::Overflow {
+                    bump(&self.counters.reorder_overflow);
+                }
+                if !self.push_waiting(event).await {
+                    return false;
+                }
+                self.to_ack.push(message);
+            }
+        }
+        self.ack_pushed().await;
+        true
+    }
+
+    /// Applies everything held, in receive-time order per consumer; false when cancelled
+    /// meanwhile.
+    async fn apply_held(&mut self) -> bool {
+        for index in 0..self.reorder.len() {
+            for (event, message) in self.reorder[index].drain_in_order() {
+                if !self.push_waiting(event).await {
+                    return false;
+                }
+                self.to_ack.push(message);
+            }
+        }
+        self.ack_pushed().await;
+        true
+    }
+
+    /// Flushes what was pushed, then acknowledges its messages.
+    async fn ack_pushed(&mut self) {
+        if !self.to_ack.is_empty() {
+            self.producer.flush();
+        }
+        let mut to_ack = std::mem::take(&mut self.to_ack);
+        for message in to_ack.drain(..) {
+            if message.ack().await.is_err() {
+                bump(&self.counters.ack_failures);
+            }
+        }
+        self.to_ack = to_ack;
+        let held: usize = self.reorder.iter().map(ReorderBuffer::len).sum();
+        self.counters
+            .reorder_held
+            .store(held as u64, Ordering::Relaxed);
+    }
+
+    /// Decodes and checks one payload: the record to push, or `None` when there is nothing to
+    /// push (counted: a duplicate, a heartbeat, a refusal, …).
+    fn prepare(&mut self, consumer: u16, payload: &[u8]) -> Option<FeedEvent> {
         bump(&self.counters.messages);
         let now = now_ns();
         self.counters.last_message_ns.store(now, Ordering::Relaxed);
@@ -407,7 +614,7 @@ impl SourceTask {
             Err(error) => {
                 bump(&self.counters.decode_errors);
                 tracing::debug!(%error, "NATS source: payload refused");
-                return true;
+                return None;
             }
         };
         let collector = match self.collectors.index(record.collector) {
@@ -423,11 +630,11 @@ impl SourceTask {
         let admit = collector.map(|index| self.filter.peek(consumer, index, record.seq));
         if admit == Some(Admit::Duplicate) {
             bump(&self.counters.duplicates);
-            return true;
+            return None;
         }
         let Some(venue) = Venue::from_name(record.names.venue) else {
             bump(&self.counters.unknown_venues);
-            return true;
+            return None;
         };
         let event = match record.body {
             WireBody::VenueStatus(status) => {
@@ -436,14 +643,14 @@ impl SourceTask {
                     self.filter.admit(consumer, collector, record.seq);
                     self.liveness.heartbeat(collector, venue, &status, now);
                 }
-                return true;
+                return None;
             }
             WireBody::Quote(quote) if self.applies[KIND_QUOTE] => FeedEvent::Quote(quote),
             WireBody::Trade(trade) if self.applies[KIND_TRADE] => FeedEvent::Trade(trade),
             WireBody::Gap(gap) if self.applies[KIND_GAP] => FeedEvent::Gap(gap),
             _ => {
                 bump(&self.counters.skipped_kinds);
-                return true;
+                return None;
             }
         };
         if let Err(refusal) = checks::check(&event, now, self.max_clock_ahead_ns) {
@@ -459,7 +666,7 @@ impl SourceTask {
                 collector = record.collector,
                 "NATS source: record refused"
             );
-            return true;
+            return None;
         }
         if let Some(collector) = collector
             && self.filter.admit(consumer, collector, record.seq) == Admit::OutOfOrder
@@ -468,7 +675,7 @@ impl SourceTask {
         }
         let Some(symbol) = self.resolve(venue, record.names.symbol) else {
             bump(&self.counters.symbols_refused);
-            return true;
+            return None;
         };
         let event = match event {
             FeedEvent::Quote(mut quote) => {
@@ -490,11 +697,7 @@ impl SourceTask {
         if let Some(collector) = collector {
             self.liveness.data(collector, venue, symbol, now);
         }
-        if !self.push_waiting(event).await {
-            return false;
-        }
-        self.producer.flush();
-        true
+        Some(event)
     }
 
     /// Pushes into the ring, waiting while it is full; false when cancelled meanwhile.

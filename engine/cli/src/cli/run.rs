@@ -112,7 +112,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
             config.feeds.stats_interval_ms
         );
         if let Some(board) = &board {
-            board.publish(&feeds, &pipeline, Some(&sink_host));
+            board.publish_with_sources(&feeds, &pipeline, Some(&sink_host), source_statuses(&sources));
             board.set_phase(tickflow_control::Phase::Running);
         }
         if feeds.slots().is_empty() && sources.is_empty() {
@@ -170,7 +170,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                 }
                 _ = shard_watch_tick.tick() => {
                     if let Some(board) = &board {
-                        board.publish(&feeds, &pipeline, Some(&sink_host));
+                        board.publish_with_sources(&feeds, &pipeline, Some(&sink_host), source_statuses(&sources));
                     }
                     let dead = pipeline.dead_shards();
                     if !dead.is_empty() {
@@ -321,6 +321,53 @@ fn telemetry_record(
         shards: pipeline.shard_count() as u32,
         reserved: [0; 8],
     }
+}
+
+/// Each `[[sources]]`' status for `/health` (`name` = its durable).
+fn source_statuses(
+    sources: &[tickflow_source_nats::NatsSource],
+) -> Vec<tickflow_control::SourceStatus> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let now_ns = tickflow_core::record::now_ns();
+    let age_ms = |since_ns: i64| ((now_ns - since_ns).max(0) / 1_000_000) as u64;
+    sources
+        .iter()
+        .map(|source| {
+            let counters = source.counters();
+            let down_since_ns = counters.down_since_ns.load(Relaxed);
+            let last_message_ns = counters.last_message_ns.load(Relaxed);
+            let refused = [
+                &counters.refused_bad_timestamp,
+                &counters.refused_clock_ahead,
+                &counters.refused_non_finite,
+                &counters.refused_non_positive_price,
+                &counters.refused_crossed_book,
+                &counters.decode_errors,
+            ]
+            .iter()
+            .map(|counter| counter.load(Relaxed))
+            .sum();
+            tickflow_control::SourceStatus {
+                name: source.name().to_string(),
+                kind: "nats",
+                connected: counters.connected.load(Relaxed),
+                down_for_ms: if down_since_ns == 0 {
+                    0
+                } else {
+                    age_ms(down_since_ns)
+                },
+                last_message_age_ms: (last_message_ns > 0).then(|| age_ms(last_message_ns)),
+                sessions: counters.sessions.load(Relaxed),
+                messages: counters.messages.load(Relaxed),
+                applied: counters.applied.load(Relaxed),
+                duplicates: counters.duplicates.load(Relaxed),
+                redeliveries: counters.redeliveries.load(Relaxed),
+                refused,
+                venues_silenced: counters.venues_silenced.load(Relaxed),
+                reorder_held: counters.reorder_held.load(Relaxed),
+            }
+        })
+        .collect()
 }
 
 /// The stats line with each `[[sources]]`' counters under `sources` (`name` = its durable).

@@ -19,10 +19,10 @@ use tickflow_sim::{SimConfig, SimVenues};
 const DEADLINE: Duration = Duration::from_secs(20);
 const TOKEN: &str = "0123456789abcdef-test-token";
 
-struct Response {
-    status: u16,
+pub(crate) struct Response {
+    pub(crate) status: u16,
     head: String,
-    body: serde_json::Value,
+    pub(crate) body: serde_json::Value,
 }
 
 /// One HTTP/1.1 request over a fresh loopback connection.
@@ -52,7 +52,7 @@ fn request(addr: SocketAddr, path: &str, extra_headers: &str) -> Response {
     }
 }
 
-fn get(addr: SocketAddr, path: &str) -> Response {
+pub(crate) fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, path, "")
 }
 

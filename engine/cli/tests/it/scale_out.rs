@@ -31,6 +31,10 @@ impl NatsServer {
             .and_then(|listener| listener.local_addr())
             .expect("a free loopback port")
             .port();
+        NatsServer::start_on(store, port)
+    }
+
+    fn start_on(store: &Path, port: u16) -> NatsServer {
         let child = Command::new(nats_server_binary())
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(store)
@@ -71,6 +75,7 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 struct Engine {
     child: Child,
     stderr_path: PathBuf,
+    stdout_path: PathBuf,
     name: String,
 }
 
@@ -78,7 +83,11 @@ impl Engine {
     fn start(dir: &Path, name: &str, config: &toml::Table) -> Engine {
         // Several engines on one machine: each control plane on a port the OS picks.
         let mut config = config.clone();
-        let mut http = toml::Table::new();
+        let mut http = config
+            .get("http")
+            .and_then(toml::Value::as_table)
+            .cloned()
+            .unwrap_or_default();
         http.insert("bind".into(), "127.0.0.1:0".into());
         config.insert("http".into(), http.into());
         let config_path = dir.join(format!("{name}.toml"));
@@ -89,10 +98,12 @@ impl Engine {
         .expect("scratch is writable");
         let stderr_path = dir.join(format!("{name}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).expect("scratch is writable");
+        let stdout_path = dir.join(format!("{name}.stdout"));
+        let stdout = std::fs::File::create(&stdout_path).expect("scratch is writable");
         let child = Command::new(env!("CARGO_BIN_EXE_tickflow"))
             .args(["run", "--config"])
             .arg(&config_path)
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(stderr)
             .env("RUST_LOG", "warn")
             .env("NO_COLOR", "1")
@@ -101,8 +112,24 @@ impl Engine {
         Engine {
             child,
             stderr_path,
+            stdout_path,
             name: name.to_string(),
         }
+    }
+
+    /// The control plane's address, from the line the engine prints at start.
+    fn control_addr(&self) -> std::net::SocketAddr {
+        let mut addr = None;
+        wait_until(&format!("{} prints its control plane", self.name), || {
+            addr = std::fs::read_to_string(&self.stdout_path)
+                .unwrap_or_default()
+                .lines()
+                .find_map(|line| line.strip_prefix("tickflow: control plane on http://"))
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|host_port| host_port.parse().ok());
+            addr.is_some()
+        });
+        addr.expect("waited for it")
     }
 
     fn stderr(&self) -> String {
@@ -275,10 +302,20 @@ fn wait_drained(
     durable: &str,
     partitions: &[i64],
 ) {
+    wait_drained_stream(runtime, nats_url, "TICKFLOW", durable, partitions);
+}
+
+fn wait_drained_stream(
+    runtime: &tokio::runtime::Runtime,
+    nats_url: &str,
+    stream_name: &str,
+    durable: &str,
+    partitions: &[i64],
+) {
     let stream = runtime.block_on(async {
         let client = async_nats::connect(nats_url).await.expect("connects");
         async_nats::jetstream::new(client)
-            .get_stream("TICKFLOW")
+            .get_stream(stream_name)
             .await
             .expect("the collectors made the stream")
     });
@@ -538,4 +575,279 @@ fn nats_server_binary() -> &'static str {
     } else {
         "nats-server"
     }
+}
+
+/// Quotes of three venues (one collector each) for two symbols, 25 ms apart per venue with the
+/// venues' phases interleaved, prices on a deterministic walk; receive times from `start_ns`.
+/// Each collector's sequence numbers follow receive time.
+fn interleaved_quotes(start_ns: i64) -> Vec<(String, tickflow_core::record::Quote, String, u64)> {
+    let venues = [(Venue::Binance, 0), (Venue::Okx, 7), (Venue::Bybit, 13)];
+    let symbols = [("BTC-USDT", 100.0), ("ETH-USDT", 10.0)];
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut records = Vec::new();
+    for step in 0..60i64 {
+        for (venue, phase_ms) in venues {
+            for (symbol_index, (symbol, base)) in symbols.into_iter().enumerate() {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let wobble = ((state >> 33) % 200) as f64 / 10_000.0 - 0.01;
+                let mid = base * (1.0 + wobble);
+                let quote = tickflow_core::record::Quote {
+                    bid: mid * 0.9999,
+                    bid_qty: 1.0,
+                    ask: mid * 1.0001,
+                    ask_qty: 1.0,
+                    ts_exchange_ns: 0,
+                    ts_recv_ns: start_ns + (step * 25 + phase_ms) * 1_000_000,
+                    seq: 0,
+                    symbol_id: tickflow_core::record::SymbolId(0),
+                    venue_id: tickflow_core::record::VenueId(venue.id().0),
+                    flags: 0,
+                    reserved: 0,
+                };
+                records.push((
+                    venue.name().to_string(),
+                    quote,
+                    symbol.to_string(),
+                    step as u64 * symbols.len() as u64 + symbol_index as u64 + 1,
+                ));
+            }
+        }
+    }
+    records
+}
+
+/// Collectors' messages interleave in the stream in an order of their own (publish batching, a
+/// collector catching up): with `reorder_window_ms`, an aggregator in event time computes from
+/// a shuffled stream exactly what it computes from the same records in receive-time order;
+/// without it, the answer changes (so this test can tell).
+#[test]
+fn the_reorder_window_makes_the_stream_order_irrelevant() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("scale-out-reorder-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    let records_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
+    let server = NatsServer::start(&dir.join("store"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let jetstream = runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connects");
+        let jetstream = async_nats::jetstream::new(client);
+        for (name, prefix) in [("SORTED", "sorted"), ("SHUFFLED", "shuffled")] {
+            jetstream
+                .create_stream(async_nats::jetstream::stream::Config {
+                    name: name.into(),
+                    subjects: vec![format!("{prefix}.>")],
+                    ..Default::default()
+                })
+                .await
+                .expect("the stream is created");
+        }
+        jetstream
+    });
+
+    // The aggregators consume before anything is published, as they would live.
+    let outputs =
+        ["sorted", "reordered", "arrival-order"].map(|name| dir.join(format!("{name}.ndjson")));
+    let engines = [
+        ("sorted", "SORTED", "sorted", 1_000, &outputs[0]),
+        ("reordered", "SHUFFLED", "shuffled", 1_000, &outputs[1]),
+        ("arrival-order", "SHUFFLED", "shuffled", 0, &outputs[2]),
+    ]
+    .map(|(name, stream, prefix, reorder_window_ms, output)| {
+        let mut config = aggregator_config(name, &[0], 1, &server.url(), &records_plugin, output);
+        let source = first_of(&mut config, "sources");
+        source.insert("stream".into(), stream.into());
+        source.insert("prefix".into(), prefix.into());
+        source.insert("partition_count".into(), 1.into());
+        source.insert("reorder_window_ms".into(), reorder_window_ms.into());
+        (Engine::start(&dir, name, &config), stream)
+    });
+    for (engine, _) in &engines {
+        wait_until(&format!("{} consumes", engine.name), || {
+            engine
+                .stats()
+                .is_some_and(|stats| stats["sources"][0]["sessions"].as_u64().unwrap_or(0) >= 1)
+        });
+    }
+
+    // Receive times a minute old: the release order depends on the delivery order only, never
+    // on the wall clock. The shuffle moves each record by up to 300 ms of receive time, well
+    // inside the 1 000 ms window.
+    let start_ns = tickflow_core::record::now_ns() - 60_000_000_000;
+    let records = interleaved_quotes(start_ns);
+    let mut shuffled: Vec<usize> = (0..records.len()).collect();
+    shuffled.sort_by_key(|index| {
+        let jitter_ns = (*index as i64 * 7_919 % 300) * 1_000_000;
+        records[*index].1.ts_recv_ns + jitter_ns
+    });
+    assert_ne!(shuffled, (0..records.len()).collect::<Vec<_>>());
+    runtime.block_on(async {
+        for (prefix, order) in [
+            ("sorted", (0..records.len()).collect::<Vec<_>>()),
+            ("shuffled", shuffled),
+        ] {
+            for index in order {
+                let (venue, quote, symbol, seq) = &records[index];
+                let mut payload = Vec::new();
+                tickflow_formats::wire::encode_quote(
+                    quote,
+                    &tickflow_formats::wire::WireNames {
+                        venue,
+                        sell_venue: "",
+                        symbol,
+                    },
+                    &format!("collector-{venue}"),
+                    *seq,
+                    &mut payload,
+                )
+                .expect("encodes");
+                let subject = tickflow_formats::wire::subject(
+                    prefix,
+                    tickflow_formats::wire::WireKind::Quote,
+                    0,
+                    venue,
+                    symbol,
+                );
+                jetstream
+                    .publish(subject, payload.into())
+                    .await
+                    .expect("published")
+                    .await
+                    .expect("stored");
+            }
+        }
+    });
+
+    for (engine, stream) in &engines {
+        wait_drained_stream(&runtime, &server.url(), stream, &engine.name, &[0]);
+        // A stats line written after the last release (they come every 100 ms).
+        wait_until(
+            &format!("{}'s stats show every record applied", engine.name),
+            || {
+                engine.stats().is_some_and(|stats| {
+                    stats["sources"][0]["applied"] == records.len() as u64
+                        && stats["sources"][0]["reorder_held"] == 0
+                })
+            },
+        );
+    }
+    let counters: Vec<serde_json::Value> = engines
+        .iter()
+        .map(|(engine, _)| engine.stats().expect("stats")["sources"][0].clone())
+        .collect();
+    for (engine, _) in engines {
+        engine.stop();
+    }
+    for (name, source) in ["sorted", "reordered", "arrival-order"]
+        .iter()
+        .zip(&counters)
+    {
+        assert_eq!(source["applied"], records.len() as u64, "{name}: {source}");
+        assert_eq!(source["reorder_late"], 0, "{name}: {source}");
+        assert_eq!(source["reorder_overflow"], 0, "{name}: {source}");
+    }
+    assert!(
+        counters[1]["out_of_order"].as_u64().unwrap_or(0) > 0,
+        "the shuffled stream holds collector sequences out of order: {}",
+        counters[1]
+    );
+
+    let sorted = results(&outputs[0]);
+    let reordered = results(&outputs[1]);
+    let arrival_order = results(&outputs[2]);
+    assert!(
+        sorted
+            .keys()
+            .filter(|key| key.starts_with("spread_sample"))
+            .count()
+            > 20,
+        "spread samples from the sorted stream: {}",
+        sorted.len()
+    );
+    assert_eq!(
+        sorted.keys().collect::<Vec<_>>(),
+        reordered.keys().collect::<Vec<_>>()
+    );
+    for (key, value) in &sorted {
+        assert_eq!(&reordered[key], value, "{key}");
+    }
+    assert_ne!(
+        sorted, arrival_order,
+        "without the reorder window the shuffled stream gives another answer"
+    );
+}
+
+/// `/health` lists the `[[sources]]` and turns 503 while the aggregator has no connection to
+/// NATS for longer than `venue_down_after_ms`, naming the source; back to 200 once the server is
+/// back and the source has reconnected on its own.
+#[test]
+fn health_lists_the_sources_and_fails_while_nats_is_unreachable() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("scale-out-health-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    let records_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
+    let mut server = NatsServer::start(&dir.join("store"));
+    let mut config = aggregator_config(
+        "health",
+        &[0, 1],
+        1,
+        &server.url(),
+        &records_plugin,
+        &dir.join("records.ndjson"),
+    );
+    first_of(&mut config, "sources").insert("create_stream".into(), true.into());
+    let mut http = toml::Table::new();
+    http.insert("venue_down_after_ms".into(), 1_000.into());
+    config.insert("http".into(), http.into());
+    let engine = Engine::start(&dir, "health", &config);
+    let addr = engine.control_addr();
+    let health = || crate::control::get(addr, "/health");
+
+    wait_until("/health is ok with the source connected", || {
+        let response = health();
+        response.status == 200 && response.body["sources"][0]["connected"] == true
+    });
+    let body = health().body;
+    let source = &body["sources"][0];
+    assert_eq!(source["name"], "health", "{body}");
+    assert_eq!(source["kind"], "nats", "{body}");
+    assert_eq!(source["down_for_ms"], 0, "{body}");
+
+    let port = server.port;
+    drop(server);
+    wait_until("/health is 503 naming the source", || {
+        let response = health();
+        response.status == 503
+            && response.body["sources"][0]["connected"] == false
+            && response.body["reasons"].as_array().is_some_and(|reasons| {
+                reasons.iter().any(|reason| {
+                    reason
+                        .as_str()
+                        .is_some_and(|text| text.starts_with("source health: no connection"))
+                })
+            })
+    });
+    assert!(
+        health().body["sources"][0]["down_for_ms"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1_000,
+        "{}",
+        health().body
+    );
+
+    server = NatsServer::start_on(&dir.join("store"), port);
+    wait_until("/health is ok again after the source reconnected", || {
+        let response = health();
+        response.status == 200 && response.body["sources"][0]["connected"] == true
+    });
+    engine.stop();
+    drop(server);
 }

@@ -1,5 +1,6 @@
 //! `/health` and `/ready`: liveness with the checks of API.md (503 while starting, draining, a
-//! shard dead, a venue down too long, a required sink disabled) and readiness.
+//! shard dead, a venue or a `[[sources]]` input down too long, a required sink disabled) and
+//! readiness.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,7 +34,7 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
             json!({
                 "status": "ok", "mode": "history", "reasons": [],
                 "uptime_ms": state.started.elapsed().as_millis() as u64,
-                "venues": [], "shards": [], "sinks": [],
+                "venues": [], "shards": [], "sinks": [], "sources": [],
                 "tasks": {"feeds": 0, "shards": 0, "sinks": 0, "control": control_tasks},
                 "memory": memory,
             }),
@@ -47,6 +48,7 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
     let mut venues = Vec::new();
     let mut shards = Vec::new();
     let mut sinks = Vec::new();
+    let mut sources = Vec::new();
     let mut tasks = json!({"feeds": 0, "shards": 0, "sinks": 0, "control": control_tasks});
     if let Some(status) = &status {
         for venue in Venue::ALL {
@@ -116,6 +118,22 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
                 "drops": sink.lost(), "delivered": sink.delivered, "restarts": sink.restarts,
             }));
         }
+        for source in &status.sources {
+            if !source.connected && source.down_for_ms >= down_after.as_millis() as u64 {
+                reasons.push(format!(
+                    "source {}: no connection for {} ms",
+                    source.name, source.down_for_ms
+                ));
+            }
+            sources.push(json!({
+                "name": source.name, "kind": source.kind, "connected": source.connected,
+                "down_for_ms": source.down_for_ms, "last_message_age_ms": source.last_message_age_ms,
+                "sessions": source.sessions, "messages": source.messages, "applied": source.applied,
+                "duplicates": source.duplicates, "redeliveries": source.redeliveries,
+                "refused": source.refused, "venues_silenced": source.venues_silenced,
+                "reorder_held": source.reorder_held,
+            }));
+        }
         tasks = json!({
             "feeds": status.feed_tasks,
             "shards": status.shard_count - status.dead_shards.len(),
@@ -140,7 +158,8 @@ pub(crate) async fn health(State(state): State<Arc<AppState>>) -> Response {
         json!({
             "status": status_name, "mode": "engine", "reasons": reasons,
             "uptime_ms": state.started.elapsed().as_millis() as u64,
-            "venues": venues, "shards": shards, "sinks": sinks, "tasks": tasks, "memory": memory,
+            "venues": venues, "shards": shards, "sinks": sinks, "sources": sources,
+            "tasks": tasks, "memory": memory,
         }),
     )
 }
