@@ -345,8 +345,13 @@ impl EngineProcess {
         echo_logs: bool,
         own_group: bool,
     ) -> Result<EngineProcess, EngineError> {
-        let config_path =
-            std::env::temp_dir().join(format!("tickflow-load-{}.toml", std::process::id()));
+        // One file per engine started: a harness may run several engines at once.
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let config_path = std::env::temp_dir().join(format!(
+            "tickflow-load-{}-{}.toml",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
         std::fs::write(&config_path, config_toml).map_err(|source| EngineError::WriteConfig {
             path: config_path.clone(),
             source,

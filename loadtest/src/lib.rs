@@ -15,6 +15,7 @@ pub mod parquet_read;
 pub mod pki;
 pub mod proc_stat;
 pub mod real_rates;
+pub mod scale_out;
 pub mod scenario;
 
 pub use engine::{EngineOptions, EngineProcess, SinkOptions, engine_config_toml};

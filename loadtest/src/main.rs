@@ -174,6 +174,10 @@ enum Command {
     /// A day of history for N pairs written through the Parquet sink plugin (spread samples,
     /// opportunity cycles, gaps) and compacted: the input of history-read and the dashboard.
     HistoryGen(tickflow_load::history_gen::HistoryGenArgs),
+    /// Scale-out end to end: collector -> NATS JetStream -> aggregator beside one engine fed the
+    /// same simulated venues (records/s, CPU, added latency), with a server restart or a cluster
+    /// node kill mid-run (quotes stored against quotes applied).
+    ScaleOut(tickflow_load::scale_out::ScaleOutArgs),
     /// tickflow-history's day_series over a history day: time to the first pair, total, RSS.
     HistoryRead(tickflow_load::history_gen::HistoryReadArgs),
     /// WebSocket broadcast: the ws-broadcast sink beside a Node `ws` server, same feed and
@@ -480,6 +484,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::ParquetBench(args) => Ok(tickflow_load::parquet_bench::command(&args)?),
         Command::HistoryGen(args) => Ok(tickflow_load::history_gen::gen_command(&args)?),
+        Command::ScaleOut(args) => Ok(tickflow_load::scale_out::command(&args)?),
         Command::HistoryRead(args) => Ok(tickflow_load::history_gen::read_command(&args)?),
         Command::Broadcast(args) => tickflow_load::broadcast::command(&args)
             .map(|_| ())
