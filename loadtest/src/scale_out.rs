@@ -91,6 +91,8 @@ pub struct Latency {
     pub p50_us: f64,
     pub p99_us: f64,
     pub p999_us: f64,
+    /// The worst stats interval's p99.9 (a fault's outage shows here).
+    pub p999_worst_interval_us: f64,
     pub intervals: usize,
 }
 
@@ -100,6 +102,7 @@ impl From<LatencyFigures> for Latency {
             p50_us: figures.p50_ns as f64 / 1_000.0,
             p99_us: figures.p99_ns as f64 / 1_000.0,
             p999_us: figures.p999_ns as f64 / 1_000.0,
+            p999_worst_interval_us: figures.p999_worst_interval_ns as f64 / 1_000.0,
             intervals: figures.intervals,
         }
     }
@@ -280,6 +283,7 @@ fn aggregator_toml(
          [windows]\nbucket_ms = 1000\nbuckets = 60\nmax_windows = {max_windows}\nsnapshot_interval_ms = 1000\n\
          clock = \"event\"\nevent_lateness_ms = 2000\n\
          [feeds]\nstats_interval_ms = 1000\n\
+         [http]\nbind = \"127.0.0.1:0\"\n\
          [[sources]]\nkind = \"nats\"\nurl = {urls}\nstream = \"TICKFLOW\"\ndurable = \"aggregator\"\n\
          prefix = \"tickflow\"\npartition_count = {partition_count}\npartitions = [{partitions}]\n\
          kinds = [\"quote\", \"gap\"]\n\
@@ -306,7 +310,6 @@ fn collector_toml(
 ) -> Result<String, ScaleOutError> {
     let replicas = if args.fault == Fault::NodeKill { 3 } else { 1 };
     let options = EngineOptions {
-        ring_capacity_records: 65_536,
         sink: Some(SinkOptions {
             path: nats_plugin.to_owned(),
             config_toml: format!(
@@ -329,6 +332,18 @@ fn collector_toml(
     }
     toml::to_string(&table)
         .map_err(|error| ScaleOutError::Setup(format!("collector config: {error}")))
+        .and_then(|text| control_plane_on_any_port(&text))
+}
+
+/// Several engines on one machine: each control plane on a port the OS picks.
+fn control_plane_on_any_port(text: &str) -> Result<String, ScaleOutError> {
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|error| ScaleOutError::Setup(format!("engine config: {error}")))?;
+    let mut http = toml::Table::new();
+    http.insert("bind".into(), "127.0.0.1:0".into());
+    table.insert("http".into(), http.into());
+    toml::to_string(&table).map_err(|error| ScaleOutError::Setup(format!("engine config: {error}")))
 }
 
 fn stat_u64(stats: &serde_json::Value, path: &[&str]) -> u64 {
@@ -353,14 +368,20 @@ impl StreamProbe {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let urls = urls.join(",");
+        let servers: Vec<async_nats::ServerAddr> = urls
+            .iter()
+            .map(|url| url.parse())
+            .collect::<Result<_, _>>()
+            .map_err(|error: std::io::Error| ScaleOutError::Nats(error.to_string()))?;
         let client = runtime
-            .block_on(async_nats::connect(urls))
+            .block_on(async_nats::connect(servers.as_slice()))
             .map_err(|error| ScaleOutError::Nats(error.to_string()))?;
-        Ok(StreamProbe {
-            runtime,
-            jetstream: async_nats::jetstream::new(client),
-        })
+        // The context spawns nothing, but async-nats asks for a runtime to be entered.
+        let jetstream = {
+            let _entered = runtime.enter();
+            async_nats::jetstream::new(client)
+        };
+        Ok(StreamProbe { runtime, jetstream })
     }
 
     fn quotes_stored(&self) -> Result<u64, ScaleOutError> {
@@ -491,10 +512,9 @@ pub fn run(args: &ScaleOutArgs) -> Result<ScaleOutReport, ScaleOutError> {
     let urls = servers.urls();
 
     let collector_config = collector_toml(&sim, args, &urls, &nats_plugin)?;
-    let reference_config = engine_config_toml(
+    let reference_config = control_plane_on_any_port(&engine_config_toml(
         &sim,
         &EngineOptions {
-            ring_capacity_records: 65_536,
             sink: Some(SinkOptions {
                 path: noop_plugin.clone(),
                 config_toml: "mode = \"noop\"\n".into(),
@@ -502,7 +522,7 @@ pub fn run(args: &ScaleOutArgs) -> Result<ScaleOutReport, ScaleOutError> {
             }),
             ..EngineOptions::default()
         },
-    );
+    ))?;
     let aggregator_config = aggregator_toml(args, &urls, &noop_plugin, args.symbols, venues.len());
 
     // The collector makes the stream; the aggregator's consumers then bind to it.
@@ -726,8 +746,8 @@ pub fn render(report: &ScaleOutReport) -> String {
     ] {
         match latency {
             Some(latency) => out.push_str(&format!(
-                "  receive -> spread update, {name:<10}: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us ({} intervals)\n",
-                latency.p50_us, latency.p99_us, latency.p999_us, latency.intervals
+                "  receive -> spread update, {name:<10}: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us (medians over {} intervals); worst interval's p99.9 {:.0} us\n",
+                latency.p50_us, latency.p99_us, latency.p999_us, latency.intervals, latency.p999_worst_interval_us
             )),
             None => out.push_str(&format!("  receive -> spread update, {name}: no samples\n")),
         }
