@@ -851,3 +851,43 @@ fn health_lists_the_sources_and_fails_while_nats_is_unreachable() {
     engine.stop();
     drop(server);
 }
+
+/// `tickflow-load scale-out` (the figures' harness) in miniature: a collector, a JetStream server
+/// killed and restarted mid-run, an aggregator and a reference engine, all real processes; every
+/// quote JetStream stored is applied once. The measurement itself is a harness command.
+#[test]
+fn the_scale_out_harness_runs_a_restart_end_to_end() {
+    let nats_plugin = built_plugin("tickflow-nats", "tickflow_nats");
+    let noop_plugin = built_plugin("tickflow-test-sink", "tickflow_test_sink");
+    assert_eq!(nats_plugin.parent(), noop_plugin.parent());
+    let args = tickflow_load::scale_out::ScaleOutArgs {
+        venues: vec!["binance".into(), "okx".into()],
+        symbols: 5,
+        updates_per_s: 20.0,
+        duration_s: 4,
+        warmup_s: 1,
+        fault: tickflow_load::scale_out::Fault::Restart,
+        outage_s: 1,
+        partitions: 2,
+        reorder_window_ms: 0,
+        engine: Some(PathBuf::from(env!("CARGO_BIN_EXE_tickflow"))),
+        plugin_dir: nats_plugin.parent().map(Path::to_path_buf),
+        nats_server: PathBuf::from(nats_server_binary()),
+        work_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("scale-out-harness-{}", std::process::id())),
+        report: None,
+    };
+    let report = tickflow_load::scale_out::run(&args).expect("the harness run completes");
+    assert!(report.quotes_stored > 0, "{report:?}");
+    assert_eq!(report.quotes_applied, report.quotes_stored, "{report:?}");
+    assert_eq!(report.quotes_lost, 0);
+    assert_eq!(report.quotes_applied_twice, 0);
+    assert!(
+        report.collector.records > 0 && report.aggregator.records > 0,
+        "{report:?}"
+    );
+    assert!(report.reference.records > 0, "{report:?}");
+    assert!(report.aggregator_latency.is_some(), "{report:?}");
+    let rendered = tickflow_load::scale_out::render(&report);
+    assert!(rendered.contains("lost 0, applied twice 0"), "{rendered}");
+}
