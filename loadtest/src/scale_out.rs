@@ -126,6 +126,12 @@ pub struct ScaleOutReport {
     pub reference_latency: Option<Latency>,
     /// Quote messages JetStream stored (after its de-duplication by message id).
     pub quotes_stored: u64,
+    /// The stream at the end: messages of every kind, last sequence assigned, interior deletes.
+    pub stream_messages: u64,
+    pub stream_last_sequence: u64,
+    pub stream_deleted: u64,
+    /// Messages the aggregator's source took as new (received − redeliveries − duplicates).
+    pub source_messages_new: u64,
     /// Quotes the aggregator's shards handled.
     pub quotes_applied: u64,
     /// `quotes_stored − quotes_applied` when positive: acknowledged by JetStream, never applied.
@@ -135,6 +141,8 @@ pub struct ScaleOutReport {
     /// Removed before the shards by the source: redeliveries and duplicates.
     pub redeliveries_removed: u64,
     pub duplicates_removed: u64,
+    /// Behind the consumer's handled position yet new (the stream reused a lost tail's numbers).
+    pub sequences_reused: u64,
     pub source_sessions: u64,
     /// The collector's NATS sink: records dropped (buffer full while the server was away).
     pub collector_sink_lost: u64,
@@ -400,6 +408,26 @@ impl StreamProbe {
                 .await
                 .map_err(|error| ScaleOutError::Nats(error.to_string()))?;
             Ok(counts.iter().map(|(_, count)| *count as u64).sum())
+        })
+    }
+
+    /// (messages, last sequence, interior deletes) of the stream.
+    fn stream_state(&self) -> Result<(u64, u64, u64), ScaleOutError> {
+        self.runtime.block_on(async {
+            let mut stream = self
+                .jetstream
+                .get_stream("TICKFLOW")
+                .await
+                .map_err(|error| ScaleOutError::Nats(error.to_string()))?;
+            let info = stream
+                .info()
+                .await
+                .map_err(|error| ScaleOutError::Nats(error.to_string()))?;
+            Ok((
+                info.state.messages,
+                info.state.last_sequence,
+                info.state.deleted_count.unwrap_or(0),
+            ))
         })
     }
 
@@ -669,6 +697,7 @@ pub fn run(args: &ScaleOutArgs) -> Result<ScaleOutReport, ScaleOutError> {
         |_| true,
     )?;
     let quotes_stored = probe.quotes_stored()?;
+    let (stream_messages, stream_last_sequence, stream_deleted) = probe.stream_state()?;
     let quotes_applied = stat_u64(&drained_stats, &["shard_quotes"]);
     let source = &drained_stats["sources"][0];
     let collector_sink_lost = collector_exit
@@ -690,11 +719,18 @@ pub fn run(args: &ScaleOutArgs) -> Result<ScaleOutReport, ScaleOutError> {
         aggregator_latency: LatencyFigures::from_samples(&aggregator_samples).map(Latency::from),
         reference_latency: LatencyFigures::from_samples(&reference_samples).map(Latency::from),
         quotes_stored,
+        stream_messages,
+        stream_last_sequence,
+        stream_deleted,
+        source_messages_new: stat_u64(source, &["messages"])
+            .saturating_sub(stat_u64(source, &["redeliveries"]))
+            .saturating_sub(stat_u64(source, &["duplicates"])),
         quotes_applied,
         quotes_lost: quotes_stored.saturating_sub(quotes_applied),
         quotes_applied_twice: quotes_applied.saturating_sub(quotes_stored),
         redeliveries_removed: stat_u64(source, &["redeliveries"]),
         duplicates_removed: stat_u64(source, &["duplicates"]),
+        sequences_reused: stat_u64(source, &["sequences_reused"]),
         source_sessions: stat_u64(source, &["sessions"]),
         collector_sink_lost,
         load_average_1m,
@@ -762,6 +798,14 @@ pub fn render(report: &ScaleOutReport) -> String {
         report.duplicates_removed,
         report.source_sessions,
         report.collector_sink_lost,
+    ));
+    out.push_str(&format!(
+        "  stream: {} messages, last sequence {}, {} deleted; the aggregator's source took {} messages as new ({} at reused sequence numbers)\n",
+        report.stream_messages,
+        report.stream_last_sequence,
+        report.stream_deleted,
+        report.source_messages_new,
+        report.sequences_reused,
     ));
     out
 }

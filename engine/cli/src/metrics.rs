@@ -330,6 +330,15 @@ fn visit_sources(
                 ));
                 continue;
             }
+            if field == "reorder_held" {
+                out(&Sample::gauge(
+                    "tickflow_source_reorder_held",
+                    "Records the NATS source holds for receive-time order now",
+                    &labels,
+                    value as f64,
+                ));
+                continue;
+            }
             let family = format!("tickflow_source_{field}_total");
             let help = format!(
                 "NATS source: {} (see docs/scale-out.md)",

@@ -217,6 +217,11 @@ impl Collectors {
     }
 
     /// The index of `name`, interning it when new and there is room.
+    /// The index of a collector already interned, without interning.
+    pub fn find(&self, name: &str) -> Option<u16> {
+        self.indexes.get(name).copied()
+    }
+
     pub fn index(&mut self, name: &str) -> Option<u16> {
         if let Some(index) = self.indexes.get(name) {
             return Some(*index);

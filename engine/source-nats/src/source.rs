@@ -37,9 +37,13 @@ pub struct SourceCounters {
     pub messages: AtomicU64,
     /// Records pushed into the rings (quotes, trades, gaps; liveness gaps included).
     pub applied: AtomicU64,
-    /// Redeliveries (stream sequence at or below the highest already handled on the consumer),
-    /// acknowledged and skipped.
+    /// Redeliveries (stream sequence at or below the highest already handled on the consumer,
+    /// and delivered before or its record already applied), acknowledged and skipped.
     pub redeliveries: AtomicU64,
+    /// Messages first delivered at a stream sequence at or below the highest already handled,
+    /// carrying a record not applied yet: the stream lost its tail (a single node killed before
+    /// writing it out) and gave new messages those numbers again. Applied, counted.
+    pub sequences_reused: AtomicU64,
     /// Records stored twice (a collector sequence number already applied, inside the window),
     /// acknowledged and skipped.
     pub duplicates: AtomicU64,
@@ -104,6 +108,7 @@ impl SourceCounters {
             ("messages", get(&self.messages)),
             ("applied", get(&self.applied)),
             ("redeliveries", get(&self.redeliveries)),
+            ("sequences_reused", get(&self.sequences_reused)),
             ("duplicates", get(&self.duplicates)),
             ("out_of_order", get(&self.out_of_order)),
             ("refused_bad_timestamp", get(&self.refused_bad_timestamp)),
@@ -479,10 +484,18 @@ impl SourceTask {
                         // A consumer delivers in stream order: a stream sequence at or below
                         // the highest handled on it is a redelivery (exact, JetStream's own
                         // numbers). No reply subject (no info): treated as new.
-                        let stream_sequence =
-                            message.info().ok().map(|info| info.stream_sequence);
-                        let redelivered = stream_sequence
+                        let info = message.info().ok();
+                        let stream_sequence = info.as_ref().map(|info| info.stream_sequence);
+                        let first_delivery = info.as_ref().is_none_or(|info| info.delivered <= 1);
+                        let behind = stream_sequence
                             .is_some_and(|sequence| self.positions.is_redelivery(consumer, sequence));
+                        // Behind, yet delivered for the first time with a record never applied:
+                        // the stream gave a lost tail's numbers to new messages. Applied.
+                        let redelivered = behind
+                            && (!first_delivery || self.already_applied(consumer, &message.payload));
+                        if behind && !redelivered {
+                            bump(&self.counters.sequences_reused);
+                        }
                         let event = if redelivered {
                             bump(&self.counters.messages);
                             bump(&self.counters.redeliveries);
@@ -536,6 +549,19 @@ impl SourceTask {
                 }
             }
         }
+    }
+
+    /// Whether the payload's (collector, sequence number) was applied already on `consumer`
+    /// (as far as the duplicate filter's window tells; a payload it cannot read: no).
+    fn already_applied(&self, consumer: u16, payload: &[u8]) -> bool {
+        let Ok(record) = wire::decode(payload) else {
+            return false;
+        };
+        self.collectors
+            .find(record.collector)
+            .is_some_and(|collector| {
+                self.filter.peek(consumer, collector, record.seq) == Admit::Duplicate
+            })
     }
 
     /// Pushes one record, flushes, then acknowledges its message; false when cancelled before

@@ -1,5 +1,6 @@
 //! A three-node JetStream cluster on loopback: an R3 stream keeps taking and delivering records
-//! while one node is killed; the source applies every acknowledged record once.
+//! while one node is killed, and again after that node restarted, rejoined and caught up while
+//! another is killed; the source applies every acknowledged record once.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -140,8 +141,36 @@ fn a_three_node_cluster_losing_a_node_loses_nothing_acknowledged() {
     wait_until("every acknowledged record arrives", || {
         bids.0.lock().expect("not poisoned").len() >= 40
     });
+
+    // Node 0 comes back and rejoins: every replica of the stream is current again. Then node 1
+    // goes: the stream's majority is node 0 and node 2, so it holds only if node 0 caught up.
+    cluster.restart(0);
+    wait_until("the restarted node is a current replica again", || {
+        runtime.block_on(async {
+            let Ok(mut stream) = publisher.get_stream("TICKFLOW").await else {
+                return false;
+            };
+            let Ok(info) = stream.info().await else {
+                return false;
+            };
+            info.cluster.as_ref().is_some_and(|cluster| {
+                cluster.leader.is_some()
+                    && cluster.replicas.len() == 2
+                    && cluster.replicas.iter().all(|replica| replica.current)
+            })
+        })
+    });
+    cluster.kill(1);
+    runtime.block_on(async {
+        for seq in 41..=60 {
+            publish_acknowledged(&publisher, seq).await;
+        }
+    });
+    wait_until("every record acknowledged after the rejoin arrives", || {
+        bids.0.lock().expect("not poisoned").len() >= 60
+    });
     let seen = bids.0.lock().expect("not poisoned").clone();
-    let expected: Vec<f64> = (1..=40).map(|seq| seq as f64).collect();
+    let expected: Vec<f64> = (1..=60).map(|seq| seq as f64).collect();
     assert_eq!(seen, expected, "every acknowledged record once, in order");
     assert!(runtime.block_on(source.shutdown(Duration::from_secs(5))));
     pipeline.shutdown();

@@ -79,6 +79,7 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// on drop.
 pub struct NatsCluster {
     nodes: Vec<Option<Child>>,
+    config_paths: Vec<std::path::PathBuf>,
     pub client_ports: Vec<u16>,
     _dir: tempfile::TempDir,
 }
@@ -100,6 +101,7 @@ impl NatsCluster {
             .map(|port| format!("nats-route://127.0.0.1:{port}"))
             .collect();
         let mut nodes = Vec::new();
+        let mut config_paths = Vec::new();
         for index in 0..3 {
             let store = dir.path().join(format!("n{index}"));
             let config = format!(
@@ -112,14 +114,8 @@ impl NatsCluster {
             );
             let config_path = dir.path().join(format!("n{index}.conf"));
             std::fs::write(&config_path, config).expect("scratch is writable");
-            let child = Command::new(nats_server_binary())
-                .arg("-c")
-                .arg(&config_path)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nats-server is installed (.ci/run installs the Debian package)");
-            nodes.push(Some(child));
+            nodes.push(Some(spawn_node(&config_path)));
+            config_paths.push(config_path);
         }
         for port in &client_ports {
             wait_until("a cluster node accepts connections", || {
@@ -128,6 +124,7 @@ impl NatsCluster {
         }
         NatsCluster {
             nodes,
+            config_paths,
             client_ports,
             _dir: dir,
         }
@@ -147,6 +144,26 @@ impl NatsCluster {
             let _ = child.wait();
         }
     }
+
+    /// Starts killed node `index` again on its port and store: it rejoins the cluster.
+    pub fn restart(&mut self, index: usize) {
+        self.kill(index);
+        self.nodes[index] = Some(spawn_node(&self.config_paths[index]));
+        let port = self.client_ports[index];
+        wait_until("the restarted node accepts connections", || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+    }
+}
+
+fn spawn_node(config_path: &std::path::Path) -> Child {
+    Command::new(nats_server_binary())
+        .arg("-c")
+        .arg(config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server is installed (.ci/run installs the Debian package)")
 }
 
 impl Drop for NatsCluster {
