@@ -73,6 +73,27 @@ pub struct ScaleOutArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Check record by record: the aggregator writes every quote it applies to NDJSON (the
+    /// example-stdout sink, libtickflow_example_stdout.so in the plugin directory), and the
+    /// stream is read back whole; quotes are matched by (venue, symbol, receive time, venue
+    /// sequence). Costs disk (about 200 B per quote) and a read of the stream at the end.
+    #[arg(long)]
+    pub audit: bool,
+}
+
+/// Record-by-record comparison of the stream with what the aggregator applied (`--audit`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Audit {
+    /// Distinct quotes in the stream, and stored more than once.
+    pub stream_quotes: u64,
+    pub stream_repeats: u64,
+    /// Distinct quotes the aggregator applied, and applied more than once.
+    pub applied_quotes: u64,
+    pub applied_repeats: u64,
+    /// In the stream, never applied: acknowledged by JetStream, missing at the aggregator.
+    pub lost: u64,
+    /// Applied, not in the stream (JetStream delivered it, then lost it in the fault).
+    pub applied_not_in_stream: u64,
 }
 
 /// One process's rate and CPU over the measured window.
@@ -147,6 +168,7 @@ pub struct ScaleOutReport {
     /// The collector's NATS sink: records dropped (buffer full while the server was away).
     pub collector_sink_lost: u64,
     pub load_average_1m: Option<f64>,
+    pub audit: Option<Audit>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -280,7 +302,7 @@ fn toml_list(urls: &[String]) -> String {
 fn aggregator_toml(
     args: &ScaleOutArgs,
     urls: &[String],
-    noop_plugin: &Path,
+    sink_toml: &str,
     symbols: usize,
     venues: usize,
 ) -> String {
@@ -297,14 +319,13 @@ fn aggregator_toml(
          kinds = [\"quote\", \"gap\"]\n\
          # No liveness: the outage's silence would add gaps to what is counted.\n\
          heartbeat_timeout_ms = 0\nmax_ack_pending = 16384\nreorder_window_ms = {reorder}\n\
-         [[sinks]]\nname = \"load\"\npath = {plugin:?}\npolicy = \"drop_newest\"\n[sinks.config]\nmode = \"noop\"\n",
+         {sink_toml}",
         max_symbols = symbols + 8,
         max_windows = (symbols * venues * venues).max(64),
         urls = toml_list(urls),
         partition_count = args.partitions,
         partitions = partitions.join(", "),
         reorder = args.reorder_window_ms,
-        plugin = noop_plugin.display().to_string(),
     )
 }
 
@@ -408,6 +429,55 @@ impl StreamProbe {
                 .await
                 .map_err(|error| ScaleOutError::Nats(error.to_string()))?;
             Ok(counts.iter().map(|(_, count)| *count as u64).sum())
+        })
+    }
+
+    /// Every quote in the stream (`expected` of them), read through an ephemeral consumer.
+    fn read_quotes(&self, expected: u64) -> Result<Vec<QuoteKey>, ScaleOutError> {
+        use futures_util::StreamExt;
+        self.runtime.block_on(async {
+            let nats = |error: &dyn std::fmt::Display| ScaleOutError::Nats(error.to_string());
+            let stream = self
+                .jetstream
+                .get_stream("TICKFLOW")
+                .await
+                .map_err(|error| nats(&error))?;
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    filter_subject: "tickflow.quote.>".into(),
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| nats(&error))?;
+            let mut messages = consumer
+                .stream()
+                .max_messages_per_batch(4_096)
+                .messages()
+                .await
+                .map_err(|error| nats(&error))?;
+            let mut keys = Vec::with_capacity(expected as usize);
+            let mut read = 0u64;
+            while read < expected {
+                let next = tokio::time::timeout(Duration::from_secs(10), messages.next()).await;
+                let Ok(Some(Ok(message))) = next else {
+                    return Err(ScaleOutError::Nats(format!(
+                        "the stream read back stopped after {read} of {expected} quotes"
+                    )));
+                };
+                read += 1;
+                if let Ok(record) = tickflow_formats::wire::decode(&message.payload)
+                    && let tickflow_formats::wire::WireBody::Quote(quote) = record.body
+                {
+                    keys.push((
+                        record.names.venue.to_string(),
+                        record.names.symbol.to_string(),
+                        quote.ts_recv_ns,
+                        quote.seq,
+                    ));
+                }
+            }
+            Ok(keys)
         })
     }
 
@@ -551,7 +621,30 @@ pub fn run(args: &ScaleOutArgs) -> Result<ScaleOutReport, ScaleOutError> {
             ..EngineOptions::default()
         },
     ))?;
-    let aggregator_config = aggregator_toml(args, &urls, &noop_plugin, args.symbols, venues.len());
+    let applied_path = args.work_dir.join("applied.ndjson");
+    let aggregator_sink = if args.audit {
+        let plugin = plugin_dir.join("libtickflow_example_stdout.so");
+        if !plugin.exists() {
+            return Err(ScaleOutError::Setup(format!(
+                "{} is missing (cargo build --release -p tickflow-example-stdout)",
+                plugin.display()
+            )));
+        }
+        // Blocking: an audit must not lose a record on the way to its file.
+        format!(
+            "[[sinks]]\nname = \"audit\"\npath = {:?}\npolicy = \"block\"\nblock_timeout_ms = 1000\n\
+             ring_capacity_records = 65536\n[sinks.config]\npath = {:?}\nnames = true\n",
+            plugin.display().to_string(),
+            applied_path.display().to_string()
+        )
+    } else {
+        format!(
+            "[[sinks]]\nname = \"load\"\npath = {:?}\npolicy = \"drop_newest\"\n[sinks.config]\nmode = \"noop\"\n",
+            noop_plugin.display().to_string()
+        )
+    };
+    let aggregator_config =
+        aggregator_toml(args, &urls, &aggregator_sink, args.symbols, venues.len());
 
     // The collector makes the stream; the aggregator's consumers then bind to it.
     let collector = EngineProcess::start(&engine_path, &collector_config, true)?;
@@ -734,12 +827,73 @@ pub fn run(args: &ScaleOutArgs) -> Result<ScaleOutReport, ScaleOutError> {
         source_sessions: stat_u64(source, &["sessions"]),
         collector_sink_lost,
         load_average_1m,
+        audit: None,
     };
     aggregator.terminate()?;
+    let mut report = report;
+    if args.audit {
+        report.audit = Some(audit(&probe, &applied_path, quotes_stored)?);
+    }
     reference.terminate()?;
     drop(servers);
     let _ = std::fs::remove_dir_all(&args.work_dir);
     Ok(report)
+}
+
+/// A quote's identity across the stream and the aggregator's file.
+type QuoteKey = (String, String, i64, u64);
+
+fn count(keys: impl Iterator<Item = QuoteKey>) -> std::collections::HashMap<QuoteKey, u32> {
+    let mut counts = std::collections::HashMap::new();
+    for key in keys {
+        *counts.entry(key).or_insert(0u32) += 1;
+    }
+    counts
+}
+
+/// `--audit`: the stream's quotes read back whole, against the quotes the aggregator wrote.
+fn audit(probe: &StreamProbe, applied_path: &Path, expected: u64) -> Result<Audit, ScaleOutError> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(applied_path)?;
+    let mut applied_keys = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        if !line.starts_with("{\"kind\":\"quote\"") {
+            continue;
+        }
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        applied_keys.push((
+            value["venue"].as_str().unwrap_or_default().to_string(),
+            value["symbol"].as_str().unwrap_or_default().to_string(),
+            value["ts_recv_ns"].as_i64().unwrap_or(0),
+            value["seq"].as_u64().unwrap_or(0),
+        ));
+    }
+    let stream_keys = probe.read_quotes(expected)?;
+    let applied = count(applied_keys.into_iter());
+    let stored = count(stream_keys.into_iter());
+    let repeats = |counts: &std::collections::HashMap<QuoteKey, u32>| {
+        counts
+            .values()
+            .map(|n| u64::from(n.saturating_sub(1)))
+            .sum()
+    };
+    Ok(Audit {
+        stream_quotes: stored.len() as u64,
+        stream_repeats: repeats(&stored),
+        applied_quotes: applied.len() as u64,
+        applied_repeats: repeats(&applied),
+        lost: stored
+            .keys()
+            .filter(|key| !applied.contains_key(*key))
+            .count() as u64,
+        applied_not_in_stream: applied
+            .keys()
+            .filter(|key| !stored.contains_key(*key))
+            .count() as u64,
+    })
 }
 
 /// The report as the lines `tickflow-load scale-out` prints.
@@ -799,6 +953,17 @@ pub fn render(report: &ScaleOutReport) -> String {
         report.source_sessions,
         report.collector_sink_lost,
     ));
+    if let Some(audit) = &report.audit {
+        out.push_str(&format!(
+            "  audit, quote by quote: stream {} distinct ({} stored twice), aggregator {} distinct ({} applied twice); lost {}, applied but not in the stream {}\n",
+            audit.stream_quotes,
+            audit.stream_repeats,
+            audit.applied_quotes,
+            audit.applied_repeats,
+            audit.lost,
+            audit.applied_not_in_stream,
+        ));
+    }
     out.push_str(&format!(
         "  stream: {} messages, last sequence {}, {} deleted; the aggregator's source took {} messages as new ({} at reused sequence numbers)\n",
         report.stream_messages,

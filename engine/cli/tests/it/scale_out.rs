@@ -859,7 +859,9 @@ fn health_lists_the_sources_and_fails_while_nats_is_unreachable() {
 fn the_scale_out_harness_runs_a_restart_end_to_end() {
     let nats_plugin = built_plugin("tickflow-nats", "tickflow_nats");
     let noop_plugin = built_plugin("tickflow-test-sink", "tickflow_test_sink");
+    let audit_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
     assert_eq!(nats_plugin.parent(), noop_plugin.parent());
+    assert_eq!(nats_plugin.parent(), audit_plugin.parent());
     let args = tickflow_load::scale_out::ScaleOutArgs {
         venues: vec!["binance".into(), "okx".into()],
         symbols: 5,
@@ -876,6 +878,7 @@ fn the_scale_out_harness_runs_a_restart_end_to_end() {
         work_dir: PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("scale-out-harness-{}", std::process::id())),
         report: None,
+        audit: true,
     };
     let report = tickflow_load::scale_out::run(&args).expect("the harness run completes");
     assert!(report.quotes_stored > 0, "{report:?}");
@@ -888,6 +891,14 @@ fn the_scale_out_harness_runs_a_restart_end_to_end() {
     );
     assert!(report.reference.records > 0, "{report:?}");
     assert!(report.aggregator_latency.is_some(), "{report:?}");
+    let audit = report.audit.clone().expect("the audit ran");
+    assert_eq!(audit.stream_quotes, report.quotes_stored, "{audit:?}");
+    assert_eq!(audit.applied_quotes, report.quotes_applied, "{audit:?}");
+    assert_eq!(
+        (audit.lost, audit.applied_repeats, audit.stream_repeats),
+        (0, 0, 0),
+        "{audit:?}"
+    );
     let rendered = tickflow_load::scale_out::render(&report);
     assert!(rendered.contains("lost 0, applied twice 0"), "{rendered}");
 }
