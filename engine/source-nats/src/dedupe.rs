@@ -24,8 +24,10 @@
 
 use std::collections::HashMap;
 
-/// Sequence numbers below the highest applied that are still told apart.
-pub const WINDOW_SEQS: u64 = 4_096;
+/// Collector sequence numbers below the highest applied that are still told apart, per
+/// (consumer, collector) (32 KiB each): what a restarted server redelivers, even when it lost
+/// the delivery counts that tell a redelivery from a first delivery.
+pub const WINDOW_SEQS: u64 = 1 << 18;
 /// Stream sequence numbers below the highest handled on a consumer that are still told apart
 /// (256 KiB per consumer, allocated when the consumer handles its first message).
 pub const STREAM_WINDOW_SEQS: u64 = 1 << 21;
@@ -39,10 +41,11 @@ struct RingWindow {
 }
 
 impl RingWindow {
+    /// Keeps at least the `bits` numbers below the highest (a word more: the highest itself).
     fn new(seq: u64, bits: u64) -> RingWindow {
         let mut window = RingWindow {
             highest: seq,
-            bits: vec![0; bits.div_ceil(64) as usize].into_boxed_slice(),
+            bits: vec![0; bits.div_ceil(64) as usize + 1].into_boxed_slice(),
         };
         window.set(seq);
         window
@@ -94,7 +97,8 @@ impl RingWindow {
         }
     }
 
-    fn admit(&mut self, seq: u64) {
+    fn admit(&mut self, seq: u64) -> Admit {
+        let admit = self.peek(seq);
         if seq > self.highest {
             let passed = seq - self.highest;
             if passed >= self.size() {
@@ -109,6 +113,7 @@ impl RingWindow {
         } else if self.highest - seq < self.size() {
             self.set(seq);
         }
+        admit
     }
 }
 
@@ -124,99 +129,11 @@ pub enum Admit {
     Duplicate,
 }
 
-/// The numbers applied from one series: the highest, and a bitmap of the `bits` numbers below it.
-#[derive(Clone, Debug)]
-struct Window {
-    highest: u64,
-    /// Bit `i` (word `i / 64`, bit `i % 64`): `highest - 1 - i` was applied.
-    below: Box<[u64]>,
-}
-
-impl Window {
-    fn new(seq: u64, bits: u64) -> Window {
-        Window {
-            highest: seq,
-            below: vec![0; bits.div_ceil(64) as usize].into_boxed_slice(),
-        }
-    }
-
-    fn bits(&self) -> u64 {
-        self.below.len() as u64 * 64
-    }
-
-    fn peek(&self, seq: u64) -> Admit {
-        if seq > self.highest {
-            return Admit::Apply;
-        }
-        if seq == self.highest {
-            return Admit::Duplicate;
-        }
-        let offset = self.highest - 1 - seq;
-        if offset >= self.bits() {
-            return Admit::OutOfOrder;
-        }
-        if self.below[(offset / 64) as usize] & (1 << (offset % 64)) != 0 {
-            Admit::Duplicate
-        } else {
-            Admit::OutOfOrder
-        }
-    }
-
-    fn admit(&mut self, seq: u64) -> Admit {
-        let admit = self.peek(seq);
-        match admit {
-            Admit::Apply => {
-                self.shift(seq - self.highest);
-                self.highest = seq;
-            }
-            Admit::OutOfOrder => {
-                let offset = self.highest - 1 - seq;
-                if offset < self.bits() {
-                    self.set(offset);
-                }
-            }
-            Admit::Duplicate => {}
-        }
-        admit
-    }
-
-    /// The highest moves up by `by`: the old highest becomes offset `by - 1`.
-    fn shift(&mut self, by: u64) {
-        let bits = self.bits();
-        if by >= bits {
-            self.below.fill(0);
-            if by == bits {
-                self.set(bits - 1);
-            }
-            return;
-        }
-        let (words, shift) = ((by / 64) as usize, (by % 64) as u32);
-        for index in (0..self.below.len()).rev() {
-            let value = match index.checked_sub(words) {
-                Some(source) => {
-                    let mut value = self.below[source] << shift;
-                    if shift > 0 && source > 0 {
-                        value |= self.below[source - 1] >> (64 - shift);
-                    }
-                    value
-                }
-                None => 0,
-            };
-            self.below[index] = value;
-        }
-        self.set(by - 1);
-    }
-
-    fn set(&mut self, offset: u64) {
-        self.below[(offset / 64) as usize] |= 1 << (offset % 64);
-    }
-}
-
 /// Per (consumer, collector index): the applied numbers. Bounded by the number of consumers ×
 /// `max_collectors` (the collectors' table is bounded by the caller).
 #[derive(Debug, Default)]
 pub struct SequenceFilter {
-    windows: HashMap<(u16, u16), Window>,
+    windows: HashMap<(u16, u16), RingWindow>,
 }
 
 impl SequenceFilter {
@@ -226,7 +143,7 @@ impl SequenceFilter {
             Some(window) => window.admit(seq),
             None => {
                 self.windows
-                    .insert((consumer, collector), Window::new(seq, WINDOW_SEQS));
+                    .insert((consumer, collector), RingWindow::new(seq, WINDOW_SEQS));
                 Admit::Apply
             }
         }
@@ -241,7 +158,7 @@ impl SequenceFilter {
 
     /// Bytes one (consumer, collector) entry takes, for the memory budget.
     pub const fn entry_bytes() -> usize {
-        std::mem::size_of::<Window>() + 16 + (WINDOW_SEQS / 8) as usize
+        std::mem::size_of::<RingWindow>() + 16 + (WINDOW_SEQS / 8 + 8) as usize
     }
 }
 
@@ -270,14 +187,16 @@ impl StreamPositions {
             self.windows.resize_with(index + 1, || None);
         }
         match &mut self.windows[index] {
-            Some(window) => window.admit(stream_sequence),
+            Some(window) => {
+                window.admit(stream_sequence);
+            }
             slot @ None => *slot = Some(RingWindow::new(stream_sequence, STREAM_WINDOW_SEQS)),
         }
     }
 
     /// Bytes one consumer's entry takes, for the memory budget.
     pub const fn entry_bytes() -> usize {
-        std::mem::size_of::<RingWindow>() + (STREAM_WINDOW_SEQS / 8) as usize
+        std::mem::size_of::<RingWindow>() + (STREAM_WINDOW_SEQS / 8 + 8) as usize
     }
 }
 
@@ -402,6 +321,8 @@ mod tests {
         // A small circle, numbers moving up by 0 to 300 with some below the highest: the window
         // says Duplicate exactly for numbers handled within a circle of the highest.
         let mut window = RingWindow::new(1, 128);
+        let size = window.size();
+        assert!(size >= 128);
         let mut handled = std::collections::HashSet::from([1u64]);
         let mut state: u64 = 12_345;
         let mut highest = 1u64;
@@ -418,10 +339,10 @@ mod tests {
             window.admit(seq);
             handled.insert(seq);
             highest = highest.max(seq);
-            for probe in highest.saturating_sub(140)..=highest + 1 {
+            for probe in highest.saturating_sub(size + 12)..=highest + 1 {
                 let expected = if probe > highest {
                     Admit::Apply
-                } else if highest - probe >= 128 || !handled.contains(&probe) {
+                } else if highest - probe >= size || !handled.contains(&probe) {
                     Admit::OutOfOrder
                 } else {
                     Admit::Duplicate
@@ -459,12 +380,6 @@ mod tests {
         // The circle moves on: numbers passed over are not handled, whatever their slot held.
         positions.handled(0, far + 10);
         assert!(!positions.is_redelivery(0, far + 5));
-        positions.handled(0, 1 + STREAM_WINDOW_SEQS);
-        assert!(positions.is_redelivery(0, 1 + STREAM_WINDOW_SEQS));
-        assert!(
-            !positions.is_redelivery(0, 1),
-            "slot reused: 1 is a circle older"
-        );
         assert!(positions.is_redelivery(0, far));
         // Below the window: not known, so applied rather than lost.
         positions.handled(0, 100 + 2 * STREAM_WINDOW_SEQS);
