@@ -9,6 +9,7 @@
 //! publishes and an aggregator's NATS source decodes, its subjects, partitions and message ids.
 
 pub mod layout;
+pub mod nats_auth;
 pub mod schema;
 pub mod wire;
 

@@ -1,5 +1,6 @@
 //! `[[sources]]`: a NATS JetStream source's settings, their defaults and validation (errors name
-//! the key, `sources[i].<key>`). No I/O.
+//! the key, `sources[i].<key>`). No I/O but reading the secret files (`token_file`,
+//! `password_file`).
 
 use serde::Deserialize;
 
@@ -92,6 +93,18 @@ pub struct SourceConfig {
     /// Must stay below half of `ack_wait_ms` (held records are not acknowledged yet).
     #[serde(default)]
     pub reorder_window_ms: u64,
+    /// Authentication (tickflow_formats::nats_auth): a `token` (or `token_file`), or a `user`
+    /// with a `password` (or `password_file`); none by default.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 fn default_stream() -> String {
@@ -352,6 +365,14 @@ impl SourceConfig {
         if self.max_collectors == 0 || self.max_collectors > 4_096 {
             return fail("max_collectors", &self.max_collectors, "must be 1 to 4096");
         }
+        if let Err(error) = self.auth() {
+            return Err(SourceConfigError {
+                index,
+                key: error.key,
+                value: "(secret not shown)".into(),
+                reason: error.reason,
+            });
+        }
         if self.reorder_window_ms > 0 && self.reorder_window_ms * 2 > self.ack_wait_ms {
             return fail(
                 "reorder_window_ms",
@@ -360,6 +381,20 @@ impl SourceConfig {
             );
         }
         Ok(())
+    }
+
+    /// The credentials the source connects with (reads the secret files).
+    pub fn auth(
+        &self,
+    ) -> Result<tickflow_formats::nats_auth::NatsAuth, tickflow_formats::nats_auth::NatsAuthError>
+    {
+        tickflow_formats::nats_auth::nats_auth(
+            self.token.as_deref(),
+            self.token_file.as_deref(),
+            self.user.as_deref(),
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+        )
     }
 
     /// Whether records of `kind` (`quote`, `trade`, `gap`) are applied.
@@ -414,6 +449,11 @@ mod tests {
             (
                 "partitions = [1]\nack_wait_ms = 1000\nreorder_window_ms = 600\n",
                 "sources[2].reorder_window_ms",
+            ),
+            ("partitions = [1]\nuser = \"agg\"\n", "sources[2].user"),
+            (
+                "partitions = [1]\ntoken = \"t\"\npassword = \"p\"\nuser = \"u\"\n",
+                "sources[2].token",
             ),
         ];
         for (extra, key) in cases {

@@ -21,12 +21,13 @@ use tickflow_core::pipeline::SlotProducer;
 use tickflow_core::record::{FeedEvent, SymbolId, now_ns};
 use tickflow_core::registry::{SymbolRegistry, parse_canonical};
 use tickflow_core::venue::{VENUE_COUNT, Venue};
+use tickflow_formats::nats_auth::NatsAuth;
 use tickflow_formats::wire::{self, WireBody};
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{self, Refusal};
 use crate::config::SourceConfig;
-use crate::dedupe::{Admit, Collectors, SequenceFilter, StreamPositions};
+use crate::dedupe::{self, Admit, Collectors, Position, SequenceFilter, StreamPositions};
 use crate::liveness::Liveness;
 use crate::reorder::{Released, ReorderBuffer};
 
@@ -40,9 +41,9 @@ pub struct SourceCounters {
     /// Redeliveries (stream sequence at or below the highest already handled on the consumer,
     /// and delivered before or its record already applied), acknowledged and skipped.
     pub redeliveries: AtomicU64,
-    /// Messages first delivered at a stream sequence at or below the highest already handled,
-    /// carrying a record not applied yet: the stream lost its tail (a single node killed before
-    /// writing it out) and gave new messages those numbers again. Applied, counted.
+    /// Messages at a stream sequence already handled with another payload: the stream gave the
+    /// number again (its tail lost with a single node killed before writing it out, or the
+    /// stream re-created). Applied, counted.
     pub sequences_reused: AtomicU64,
     /// Records stored twice (a collector sequence number already applied, inside the window),
     /// acknowledged and skipped.
@@ -341,9 +342,18 @@ async fn connect(config: &SourceConfig) -> Result<(async_nats::Client, Vec<pull:
         .iter()
         .filter_map(|url| url.parse().ok())
         .collect();
-    let client = async_nats::ConnectOptions::new()
+    let options = async_nats::ConnectOptions::new()
         .name(format!("tickflow-source-{}", config.durable))
-        .connection_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .connection_timeout(Duration::from_millis(config.connect_timeout_ms));
+    let options = match config
+        .auth()
+        .map_err(|error| format!("credentials: {error}"))?
+    {
+        NatsAuth::None => options,
+        NatsAuth::Token(token) => options.token(token),
+        NatsAuth::UserPassword { user, password } => options.user_and_password(user, password),
+    };
+    let client = options
         .connect(addresses)
         .await
         .map_err(|error| format!("connect: {error}"))?;
@@ -489,19 +499,17 @@ impl SourceTask {
                         tracing::debug!(%error, "NATS source stream error");
                     }
                     Some((consumer, Some(Ok(message)))) => {
-                        // A consumer delivers in stream order: a stream sequence at or below
-                        // the highest handled on it is a redelivery (exact, JetStream's own
-                        // numbers). No reply subject (no info): treated as new.
-                        let info = message.info().ok();
-                        let stream_sequence = info.as_ref().map(|info| info.stream_sequence);
-                        let first_delivery = info.as_ref().is_none_or(|info| info.delivered <= 1);
-                        let behind = stream_sequence
-                            .is_some_and(|sequence| self.positions.is_redelivery(consumer, sequence));
-                        // Behind, yet delivered for the first time with a record never applied:
-                        // the stream gave a lost tail's numbers to new messages. Applied.
-                        let redelivered = behind
-                            && (!first_delivery || self.already_applied(consumer, &message.payload));
-                        if behind && !redelivered {
+                        // A stream sequence already handled on this consumer with the same
+                        // payload is a redelivery (exact: JetStream's numbers and the payload's
+                        // fingerprint); with another payload the stream reused the number. No
+                        // reply subject (no info): treated as new.
+                        let stream_sequence = message.info().ok().map(|info| info.stream_sequence);
+                        let fingerprint = dedupe::fingerprint(&message.payload);
+                        let position = stream_sequence.map_or(Position::New, |sequence| {
+                            self.positions.position(consumer, sequence, fingerprint)
+                        });
+                        let redelivered = position == Position::Redelivered;
+                        if position == Position::Reused {
                             bump(&self.counters.sequences_reused);
                         }
                         let event = if redelivered {
@@ -513,7 +521,7 @@ impl SourceTask {
                         };
                         let Some(event) = event else {
                             if let Some(sequence) = stream_sequence {
-                                self.positions.handled(consumer, sequence);
+                                self.positions.handled(consumer, sequence, fingerprint);
                             }
                             if message.ack().await.is_err() {
                                 bump(&self.counters.ack_failures);
@@ -551,25 +559,12 @@ impl SourceTask {
                         // Handled once its record is in a ring or held (held records are
                         // applied even when the session fails: `session`).
                         if let Some(sequence) = stream_sequence {
-                            self.positions.handled(consumer, sequence);
+                            self.positions.handled(consumer, sequence, fingerprint);
                         }
                     }
                 }
             }
         }
-    }
-
-    /// Whether the payload's (collector, sequence number) was applied already on `consumer`
-    /// (as far as the duplicate filter's window tells; a payload it cannot read: no).
-    fn already_applied(&self, consumer: u16, payload: &[u8]) -> bool {
-        let Ok(record) = wire::decode(payload) else {
-            return false;
-        };
-        self.collectors
-            .find(record.collector)
-            .is_some_and(|collector| {
-                self.filter.peek(consumer, collector, record.seq) == Admit::Duplicate
-            })
     }
 
     /// Pushes one record, flushes, then acknowledges its message; false when cancelled before

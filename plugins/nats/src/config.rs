@@ -117,6 +117,13 @@ pub struct NatsConfig {
     pub heartbeat_repeat_periods: u32,
     /// At destroy, longest wait for buffered records to be acknowledged, in ms.
     pub shutdown_drain_ms: u64,
+    /// Authentication (tickflow_formats::nats_auth): a `token` (or `token_file`), or a `user`
+    /// with a `password` (or `password_file`); none by default.
+    pub token: Option<String>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl Default for NatsConfig {
@@ -147,6 +154,11 @@ impl Default for NatsConfig {
             heartbeat_ms: 1_000,
             heartbeat_repeat_periods: 5,
             shutdown_drain_ms: 2_000,
+            token: None,
+            token_file: None,
+            user: None,
+            password: None,
+            password_file: None,
         }
     }
 }
@@ -179,6 +191,8 @@ pub struct Settings {
     /// Repeats stop this long after the engine's last fresh status of a venue.
     pub heartbeat_repeat_for: Duration,
     pub shutdown_drain: Duration,
+    /// What the sink presents when it connects.
+    pub auth: tickflow_formats::nats_auth::NatsAuth,
 }
 
 impl Settings {
@@ -225,6 +239,14 @@ fn check_token(key: &'static str, value: &str) -> Result<(), ConfigError> {
 impl NatsConfig {
     /// Checks every key and returns the settings the sink runs with.
     pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let auth = tickflow_formats::nats_auth::nats_auth(
+            self.token.as_deref(),
+            self.token_file.as_deref(),
+            self.user.as_deref(),
+            self.password.as_deref(),
+            self.password_file.as_deref(),
+        )
+        .map_err(|error| invalid(error.key, error.reason))?;
         let urls = self.url.as_list();
         if urls.is_empty() || urls.len() > 32 {
             return Err(invalid("url", "give 1 to 32 server URLs"));
@@ -334,6 +356,7 @@ impl NatsConfig {
         )?;
         range("shutdown_drain_ms", self.shutdown_drain_ms, 0, 600_000)?;
         Ok(Settings {
+            auth,
             servers,
             urls,
             prefix: self.prefix.clone(),

@@ -16,6 +16,7 @@ use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event};
+use tickflow_formats::nats_auth::NatsAuth;
 use tickflow_formats::wire;
 use tickflow_sdk::HostHandle;
 use tokio::sync::watch;
@@ -81,6 +82,11 @@ pub async fn run(shared: Arc<Shared>, host: HostHandle, mut shutdown: watch::Rec
                 }
             }
         });
+    let options = match settings.auth.clone() {
+        NatsAuth::None => options,
+        NatsAuth::Token(token) => options.token(token),
+        NatsAuth::UserPassword { user, password } => options.user_and_password(user, password),
+    };
     let client = match options.connect(settings.servers.clone()).await {
         Ok(client) => client,
         Err(error) => {

@@ -11,12 +11,13 @@ pub struct NatsServer {
     store: tempfile::TempDir,
 }
 
-/// Starts `nats-server -js` on `port` with its store in `store` and waits (up to 10 s) until
-/// it accepts connections.
-fn spawn(port: u16, store: &std::path::Path) -> Child {
+/// Starts `nats-server -js` on `port` with its store in `store` (and `extra` arguments) and
+/// waits (up to 10 s) until it accepts connections.
+fn spawn(port: u16, store: &std::path::Path, extra: &[&str]) -> Child {
     let child = Command::new(nats_server_binary())
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
         .arg(store)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -34,13 +35,18 @@ fn spawn(port: u16, store: &std::path::Path) -> Child {
 
 impl NatsServer {
     pub fn start() -> NatsServer {
+        NatsServer::start_with_args(&[])
+    }
+
+    /// A server started with extra arguments (authorization, …).
+    pub fn start_with_args(extra: &[&str]) -> NatsServer {
         let store = tempfile::tempdir().expect("a temporary directory");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free loopback port")
             .port();
         NatsServer {
-            child: spawn(port, store.path()),
+            child: spawn(port, store.path(), extra),
             port,
             store,
         }
@@ -50,7 +56,7 @@ impl NatsServer {
     pub fn kill_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(self.port, self.store.path());
+        self.child = spawn(self.port, self.store.path(), &[]);
     }
 
     pub fn url(&self) -> String {

@@ -464,18 +464,26 @@ fn collector_numbers_far_out_of_order_and_redeliveries_are_each_applied_once() {
             .get_consumer("agg-test-p0")
             .await
             .expect("the durable consumer outlives its source");
-        let mut taken = consumer
-            .fetch()
-            .max_messages(2)
-            .messages()
-            .await
-            .expect("a fetch");
+        // A fetch returns what is ready now; the stopped source's last pull may still hold a
+        // message for a moment (it comes back after the ack wait): fetch until both are taken.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
         let mut count = 0;
-        while let Some(message) = futures_util::StreamExt::next(&mut taken).await {
-            message.expect("a message");
-            count += 1;
+        while count < 2 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the two messages are taken, not acknowledged (got {count})"
+            );
+            let mut taken = consumer
+                .fetch()
+                .max_messages(2 - count)
+                .messages()
+                .await
+                .expect("a fetch");
+            while let Some(message) = futures_util::StreamExt::next(&mut taken).await {
+                message.expect("a message");
+                count += 1;
+            }
         }
-        assert_eq!(count, 2, "the two messages are taken, not acknowledged");
     });
     harness.quote("okx", 202.0, "c1", 20_004);
     let restarted = harness.start_source(0);
@@ -558,4 +566,71 @@ fn new_records_at_reused_stream_sequences_are_applied_not_skipped() {
     assert_eq!(bids, expected);
     assert_eq!(counters.sequences_reused.load(Ordering::Relaxed), 5);
     assert_eq!(counters.redeliveries.load(Ordering::Relaxed), 0);
+}
+
+/// A server that requires credentials: the source with the right token, or user and password,
+/// consumes; one with a wrong secret never connects and counts its failed attempts.
+#[test]
+fn credentials_are_presented_and_a_wrong_one_never_connects() {
+    for (server_args, good, bad) in [
+        (
+            vec!["--auth", "s3cret"],
+            "token = \"s3cret\"\n",
+            "token = \"wrong\"\n",
+        ),
+        (
+            vec!["--user", "aggregator", "--pass", "pw"],
+            "user = \"aggregator\"\npassword = \"pw\"\n",
+            "user = \"aggregator\"\npassword = \"nope\"\n",
+        ),
+    ] {
+        let server = NatsServer::start_with_args(&server_args);
+        let engine = EngineConfig {
+            shards: 1,
+            max_symbols: 16,
+            max_connection_slots: 4,
+            ..EngineConfig::default()
+        };
+        let windows = WindowsConfig {
+            max_windows: 16,
+            buckets: 10,
+            ..WindowsConfig::default()
+        };
+        let mut pipeline = Pipeline::start(
+            &engine,
+            &windows,
+            vec![Box::new(RecordingOutbound::default())],
+        )
+        .expect("pipeline starts");
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let registry = Arc::new(SymbolRegistry::new(engine.max_symbols));
+        let start = |credentials: &str, pipeline: &mut Pipeline| {
+            NatsSource::start(
+                &source_config(&server.url(), 0, credentials),
+                Arc::clone(&registry),
+                pipeline.take_producer().expect("a producer"),
+                runtime.handle(),
+            )
+        };
+        let refused = start(bad, &mut pipeline);
+        let accepted = start(good, &mut pipeline);
+        let accepted_counters = accepted.counters();
+        wait_until("the source with the right credentials consumes", || {
+            accepted_counters.connected.load(Ordering::Relaxed)
+        });
+        let refused_counters = refused.counters();
+        wait_until("the wrong credentials are refused again and again", || {
+            refused_counters.connect_failures.load(Ordering::Relaxed) >= 2
+        });
+        assert!(!refused_counters.connected.load(Ordering::Relaxed));
+        assert_eq!(refused_counters.sessions.load(Ordering::Relaxed), 0);
+        for source in [refused, accepted] {
+            assert!(runtime.block_on(source.shutdown(std::time::Duration::from_secs(5))));
+        }
+        pipeline.shutdown();
+    }
 }

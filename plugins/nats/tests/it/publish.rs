@@ -299,3 +299,44 @@ fn json_encoding_publishes_json_objects() {
         assert!(message.subject.starts_with("tf2.quote."));
     }
 }
+
+/// A server that requires a token: the sink with the token publishes; one with a wrong token
+/// never connects and holds its records (counted), a user and password work the same way.
+#[test]
+fn credentials_are_presented_and_a_wrong_one_publishes_nothing() {
+    for (server_args, good, bad) in [
+        (
+            vec!["--auth", "s3cret"],
+            (Some("s3cret"), None, None),
+            (Some("wrong"), None, None),
+        ),
+        (
+            vec!["--user", "collector", "--pass", "pw"],
+            (None, Some("collector"), Some("pw")),
+            (None, Some("collector"), Some("nope")),
+        ),
+    ] {
+        let store = tempfile::tempdir().expect("tempdir");
+        let server = NatsServer::start_with_args(store.path(), &server_args);
+        let with = |(token, user, password): (Option<&str>, Option<&str>, Option<&str>)| {
+            let mut config = support::config(vec![server.url()], "tfa", "TFA");
+            config.token = token.map(str::to_string);
+            config.user = user.map(str::to_string);
+            config.password = password.map(str::to_string);
+            config
+        };
+        let mut refused = support::start(with(bad));
+        refused
+            .on_batch(Batch::Quotes(&support::quotes(0..5)))
+            .expect("on_batch");
+        let mut sink = support::start(with(good));
+        sink.on_batch(Batch::Quotes(&support::quotes(0..5)))
+            .expect("on_batch");
+        support::wait_for(&sink, "the quotes acknowledged", |counters| {
+            counters.acked >= 5
+        });
+        let counters = refused.counters();
+        assert_eq!((counters.acked, counters.connected), (0, 0), "{counters:?}");
+        assert_eq!(counters.received, 5, "{counters:?}");
+    }
+}

@@ -56,6 +56,12 @@ impl NatsServer {
         NatsServer::start_with(store, free_port(), "single", &[])
     }
 
+    /// A single server with extra command-line arguments (authorization, …).
+    pub fn start_with_args(store: &Path, extra: &[&str]) -> NatsServer {
+        let extra: Vec<String> = extra.iter().map(|arg| arg.to_string()).collect();
+        NatsServer::start_with(store, free_port(), "single", &extra)
+    }
+
     fn start_with(store: &Path, port: u16, name: &str, extra: &[String]) -> NatsServer {
         let mut args = vec![
             "-js".to_string(),
