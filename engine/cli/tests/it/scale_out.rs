@@ -168,6 +168,23 @@ impl Drop for Engine {
     }
 }
 
+/// A scratch directory of this test's own (emptied first), with a `store` for nats-server.
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    dir
+}
+
+fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 fn scale_out_config(name: &str) -> toml::Table {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../config/scale-out")
@@ -372,18 +389,11 @@ fn assert_heartbeats(runtime: &tokio::runtime::Runtime, nats_url: &str) {
 
 #[test]
 fn two_collectors_and_two_aggregators_equal_one_engine_per_pair() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("scale-out-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    let dir = scratch("scale-out");
     let nats_plugin = built_plugin("tickflow-nats", "tickflow_nats");
     let records_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
     let server = NatsServer::start(&dir.join("store"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = test_runtime();
     let sim = runtime
         .block_on(SimVenues::start(SimConfig {
             venues: vec![Venue::Binance, Venue::Okx, Venue::Bybit, Venue::Gate],
@@ -493,18 +503,11 @@ fn two_collectors_and_two_aggregators_equal_one_engine_per_pair() {
 
 #[test]
 fn a_killed_collector_s_venues_stop_being_live_at_the_aggregator() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("scale-out-liveness-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    let dir = scratch("scale-out-liveness");
     let nats_plugin = built_plugin("tickflow-nats", "tickflow_nats");
     let records_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
     let server = NatsServer::start(&dir.join("store"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = test_runtime();
     let sim = runtime
         .block_on(SimVenues::start(SimConfig {
             venues: vec![Venue::Binance, Venue::Okx],
@@ -624,17 +627,10 @@ fn interleaved_quotes(start_ns: i64) -> Vec<(String, tickflow_core::record::Quot
 /// without it, the answer changes (so this test can tell).
 #[test]
 fn the_reorder_window_makes_the_stream_order_irrelevant() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("scale-out-reorder-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    let dir = scratch("scale-out-reorder");
     let records_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
     let server = NatsServer::start(&dir.join("store"));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = test_runtime();
     let jetstream = runtime.block_on(async {
         let client = async_nats::connect(server.url()).await.expect("connects");
         let jetstream = async_nats::jetstream::new(client);
@@ -788,10 +784,7 @@ fn the_reorder_window_makes_the_stream_order_irrelevant() {
 /// back and the source has reconnected on its own.
 #[test]
 fn health_lists_the_sources_and_fails_while_nats_is_unreachable() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("scale-out-health-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("store")).expect("scratch is writable");
+    let dir = scratch("scale-out-health");
     let records_plugin = built_plugin("tickflow-example-stdout", "tickflow_example_stdout");
     let mut server = NatsServer::start(&dir.join("store"));
     let mut config = aggregator_config(
