@@ -502,8 +502,13 @@ impl SourceTask {
                         // A stream sequence already handled on this consumer with the same
                         // payload is a redelivery (exact: JetStream's numbers and the payload's
                         // fingerprint); with another payload the stream reused the number. No
-                        // reply subject (no info): treated as new.
-                        let stream_sequence = message.info().ok().map(|info| info.stream_sequence);
+                        // reply subject (no info): treated as new. The reply subject is parsed
+                        // once: the sequence, and whether messages are pending behind this one
+                        // (the reorder buffer's flow rule).
+                        let (stream_sequence, more_coming) = message.info().map_or(
+                            (None, false),
+                            |info| (Some(info.stream_sequence), info.pending > 0),
+                        );
                         let fingerprint = dedupe::fingerprint(&message.payload);
                         let position = stream_sequence.map_or(Position::New, |sequence| {
                             self.positions.position(consumer, sequence, fingerprint)
@@ -531,10 +536,6 @@ impl SourceTask {
                         let late = match self.reorder.get_mut(usize::from(consumer)) {
                             None => Some((event, message)),
                             Some(reorder) => {
-                                // JetStream says how many messages are pending behind this one.
-                                let more_coming = message
-                                    .info()
-                                    .is_ok_and(|info| info.pending > 0);
                                 let late = reorder.insert(
                                     received_ns(&event),
                                     (event, message),
