@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tickflow_core::venue::Venue;
-use tickflow_sim::SimVenues;
+use tickflow_sim::{SimVenues, VenueControl};
 use tokio_util::sync::CancellationToken;
 
 /// Faults per minute per venue; 0 = never.
@@ -35,7 +35,12 @@ enum Fault {
 /// Counts of faults injected.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FaultCounts {
+    /// One-connection cuts asked (`disconnect_one`).
     pub disconnects: u64,
+    /// Cuts made: a live session that had served data took the cut and dropped its connection
+    /// (asked cuts wait, bounded, while a venue has no such session, and are forgotten at the
+    /// end).
+    pub disconnects_made: u64,
     pub malformed: u64,
     pub oversized: u64,
     pub notices: u64,
@@ -62,6 +67,13 @@ pub async fn run(sim: &SimVenues, rates: FaultRates, cancel: CancellationToken) 
         }
     }
     let mut counts = FaultCounts::default();
+    let cuts_made = |sim: &SimVenues| -> u64 {
+        venues
+            .iter()
+            .map(|venue| VenueControl::get(&sim.control(*venue).disconnects_made))
+            .sum()
+    };
+    let made_before = cuts_made(sim);
     let mut next_venue = [0usize; 6];
     let mut stalled_until: Vec<Option<tokio::time::Instant>> = vec![None; venues.len()];
     let mut housekeeping = tokio::time::interval(Duration::from_millis(50));
@@ -131,6 +143,7 @@ pub async fn run(sim: &SimVenues, rates: FaultRates, cancel: CancellationToken) 
             control.clear_disconnects();
         }
     }
+    counts.disconnects_made = cuts_made(sim).saturating_sub(made_before);
     counts
 }
 
@@ -168,6 +181,10 @@ mod tests {
             };
             let (counts, ()) = tokio::join!(storm, stop);
             assert!(counts.disconnects > 0);
+            assert_eq!(
+                counts.disconnects_made, 0,
+                "no session was up to take a cut"
+            );
             for venue in [Venue::Binance, Venue::Okx] {
                 assert_eq!(sim.control(venue).pending_disconnects(), 0, "{venue:?}");
             }

@@ -669,6 +669,7 @@ fn storm(
         "duration_s": duration_s,
         "disconnects_per_min_per_venue": disconnects_per_min,
         "disconnects_forced": counts.disconnects,
+        "disconnects_made": counts.disconnects_made,
         "reconnects": field(&end_stats, "reconnects") - field(&start_stats, "reconnects"),
         "rss_kb_start": start_sample.rss_kb,
         "rss_kb_end": end_sample.rss_kb,

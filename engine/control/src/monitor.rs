@@ -102,6 +102,8 @@ pub struct AlertTransition {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VenueTrack {
     pub records: u64,
+    /// Connections the venue's slots have opened (first connects and reconnects).
+    pub connects: u64,
     pub last_data_at: Option<Instant>,
     /// Since when no connection of the venue has been up (None while one is).
     pub down_since: Option<Instant>,
@@ -438,6 +440,7 @@ fn track_venues(venues: &mut [VenueTrack; VENUE_COUNT], status: &EngineStatus, n
     let mut planned = [0usize; VENUE_COUNT];
     let mut up = [0usize; VENUE_COUNT];
     let mut records = [0u64; VENUE_COUNT];
+    let mut connects = [0u64; VENUE_COUNT];
     for slot in &status.slots {
         let index = slot.plan.venue.index();
         planned[index] += 1;
@@ -445,21 +448,91 @@ fn track_venues(venues: &mut [VenueTrack; VENUE_COUNT], status: &EngineStatus, n
             up[index] += 1;
         }
         records[index] += slot.counters.records.load(Ordering::Relaxed);
+        connects[index] += slot.counters.connects.load(Ordering::Relaxed);
     }
     for (index, track) in venues.iter_mut().enumerate() {
-        if records[index] > track.records {
-            track.last_data_at = Some(now);
+        track.update(
+            VenueSample {
+                planned: planned[index],
+                up: up[index],
+                records: records[index],
+                connects: connects[index],
+            },
+            now,
+        );
+    }
+}
+
+/// One venue's slots summed at one sample.
+#[derive(Clone, Copy, Debug)]
+struct VenueSample {
+    planned: usize,
+    up: usize,
+    records: u64,
+    connects: u64,
+}
+
+impl VenueTrack {
+    fn update(&mut self, sample: VenueSample, now: Instant) {
+        let data_moved = sample.records > self.records;
+        if data_moved {
+            self.last_data_at = Some(now);
         }
-        track.records = records[index];
-        if planned[index] > 0 && up[index] == 0 {
-            track.down_since.get_or_insert(now);
+        // A connection was up since the last sample even if none is at this instant (a venue
+        // that cuts every connection right after its first data, reconnected within the
+        // second): the venue is down from now, not from the first sample that found it down.
+        let up_meanwhile = data_moved || sample.connects > self.connects;
+        self.records = sample.records;
+        self.connects = sample.connects;
+        if sample.planned > 0 && sample.up == 0 {
+            if up_meanwhile {
+                self.down_since = Some(now);
+            } else {
+                self.down_since.get_or_insert(now);
+            }
         } else {
-            track.down_since = None;
+            self.down_since = None;
         }
-        if up[index] < planned[index] {
-            track.partly_down_since.get_or_insert(now);
+        if sample.up < sample.planned {
+            self.partly_down_since.get_or_insert(now);
         } else {
-            track.partly_down_since = None;
+            self.partly_down_since = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_venue_that_reconnects_between_samples_is_not_down_all_along() {
+        let start = Instant::now();
+        let second = |n: u64| start + Duration::from_secs(n);
+        let sample = |up: usize, records: u64, connects: u64| VenueSample {
+            planned: 1,
+            up,
+            records,
+            connects,
+        };
+        let mut track = VenueTrack::default();
+        track.update(sample(1, 100, 1), second(0));
+        assert_eq!(track.down_since, None);
+        // Cut: found down at 1 s.
+        track.update(sample(0, 100, 1), second(1));
+        assert_eq!(track.down_since, Some(second(1)));
+        // Reconnected, delivered and cut again between the samples: down from 2 s, not 1 s.
+        track.update(sample(0, 150, 2), second(2));
+        assert_eq!(track.down_since, Some(second(2)));
+        // A reconnect without data still counts as up meanwhile.
+        track.update(sample(0, 150, 3), second(3));
+        assert_eq!(track.down_since, Some(second(3)));
+        // Nothing moved: still down since 3 s.
+        track.update(sample(0, 150, 3), second(10));
+        assert_eq!(track.down_since, Some(second(3)));
+        assert_eq!(track.last_data_at, Some(second(2)));
+        track.update(sample(1, 160, 4), second(11));
+        assert_eq!(track.down_since, None);
+        assert_eq!(track.partly_down_since, None);
     }
 }

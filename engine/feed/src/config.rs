@@ -77,7 +77,7 @@ pub struct FeedsConfig {
     pub backoff_base_ms: u64,
     /// Largest reconnect delay bound.
     pub backoff_cap_ms: u64,
-    /// A connection that stayed up this long resets the backoff to its base.
+    /// A connection that delivered data, or stayed up this long, resets the backoff to its base.
     pub healthy_after_ms: u64,
     /// A client ping not answered within this marks the connection dead.
     pub pong_timeout_ms: u64,

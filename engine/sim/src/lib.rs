@@ -144,6 +144,8 @@ pub struct VenueControl {
     refusal_timing: std::sync::Mutex<RefusalTiming>,
     /// WebSocket sessions opened.
     pub sessions_opened: AtomicU64,
+    /// `disconnect_one` cuts made (a session took the cut and dropped its connection).
+    pub disconnects_made: AtomicU64,
     /// WebSocket sessions currently open.
     pub sessions_live: AtomicU64,
     /// Subscribe requests received.
@@ -221,8 +223,9 @@ impl VenueControl {
         self.disconnect_generation.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Drops one live connection of this venue (whichever session looks first among those up
-    /// at least one tick; no close frame), the others stay up: one event of a reconnect storm.
+    /// Drops one live connection of this venue (whichever session looks first among those that
+    /// have served data; no close frame), the others stay up: one event of a reconnect storm.
+    /// Cuts taken are counted in `disconnects_made`.
     pub fn disconnect_one(&self) {
         // Bounded: cuts asked while no session is up do not pile up into a burst later.
         let _ =
@@ -245,11 +248,16 @@ impl VenueControl {
 
     /// A session takes one pending `disconnect_one` cut, if any.
     pub(crate) fn take_disconnect_ticket(&self) -> bool {
-        self.disconnect_tickets
+        let taken = self
+            .disconnect_tickets
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |tickets| {
                 tickets.checked_sub(1)
             })
-            .is_ok()
+            .is_ok();
+        if taken {
+            self.disconnects_made.fetch_add(1, Ordering::SeqCst);
+        }
+        taken
     }
     /// Each live session sends one malformed frame.
     pub fn send_malformed(&self) {

@@ -30,6 +30,9 @@ type Writer = WebSocketWrite<BufWriter<WriteHalf<Stream>>>;
 
 /// Largest client frame the simulator reads.
 const MAX_CLIENT_FRAME_BYTES: usize = 256 * 1024;
+/// A session is established (a storm may cut it) once its client has been quiet this long
+/// after its last subscribe request (the widest request spacing of a venue is OKX's 350 ms).
+const CUT_AFTER_SUBSCRIBES_QUIET: Duration = Duration::from_millis(500);
 /// Most updates one symbol may owe after a slow tick (bounds bursts).
 const MAX_CREDIT_UPDATES: f64 = 1_000.0;
 
@@ -149,9 +152,14 @@ pub(super) async fn run(
     let mut next_server_ping = Instant::now() + server_ping_interval;
     let mut close_at: Option<Instant> = None;
     let mut last_tick = Instant::now();
-    // Ticks this session has seen: a session takes a `disconnect_one` cut only once it has been
-    // up a whole tick, so a reconnect is not cut again before it serves anything.
-    let mut ticks_seen: u64 = 0;
+    // A session takes a `disconnect_one` cut only once it is established: it has served data
+    // and its client sent no subscribe request for `CUT_AFTER_SUBSCRIBES_QUIET` (venues that
+    // take one topic a request, HTX, subscribe for a second while data already flows). A storm
+    // cuts live connections, so every cut costs the client a whole reconnect (connect,
+    // subscribe, first data), and a reconnect is never cut in the middle of its subscribes
+    // (which the client rightly counts as a failed connect, not a reconnect).
+    let mut served_data = false;
+    let mut last_subscribe_at = Instant::now();
     let mut sequence: u64 = 1;
     let mut noise_bp: f64 = 0.0;
     let mut rng = <rand::rngs::SmallRng as rand::SeedableRng>::from_rng(&mut rand::rng());
@@ -185,6 +193,7 @@ pub(super) async fn run(
                         match wire::parse_client_text(venue, message, now_ms, &is_listed, &mut replies) {
                             ClientRequest::Subscribe(topics) => {
                                 control.subscribe_requests.fetch_add(1, Ordering::SeqCst);
+                                last_subscribe_at = Instant::now();
                                 // The client's request shape picks the socket it speaks.
                                 if venue == Venue::Bitget {
                                     bitget_v3 = wire::is_bitget_v3_subscribe(message);
@@ -258,9 +267,10 @@ pub(super) async fn run(
                 let now = Instant::now();
                 let elapsed_s = now.duration_since(last_tick).as_secs_f64();
                 last_tick = now;
-                ticks_seen = ticks_seen.saturating_add(1);
                 if generation(&control.disconnect_generation) != seen_disconnect
-                    || (ticks_seen > 1 && control.take_disconnect_ticket())
+                    || (served_data
+                        && now.duration_since(last_subscribe_at) >= CUT_AFTER_SUBSCRIBES_QUIET
+                        && control.take_disconnect_ticket())
                 {
                     // A network cut: no close frame.
                     return;
@@ -312,6 +322,7 @@ pub(super) async fn run(
                                 return;
                             }
                             control.data_frames.fetch_add(1, Ordering::Relaxed);
+                            served_data = true;
                         }
                     }
                 }
@@ -389,6 +400,7 @@ pub(super) async fn run(
                             return;
                         }
                         control.data_frames.fetch_add(1, Ordering::Relaxed);
+                        served_data = true;
                     }
                     while subscription.trade_credit >= 1.0 {
                         subscription.trade_credit -= 1.0;
@@ -406,6 +418,7 @@ pub(super) async fn run(
                             return;
                         }
                         control.data_frames.fetch_add(1, Ordering::Relaxed);
+                        served_data = true;
                     }
                 }
                 if writer.flush().await.is_err() {
@@ -449,6 +462,7 @@ pub(super) async fn run(
                     return;
                 }
                 control.data_frames.fetch_add(1, Ordering::Relaxed);
+                served_data = true;
             }
         }
     }

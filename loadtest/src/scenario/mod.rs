@@ -388,6 +388,9 @@ pub struct Limits {
     pub records_per_s_min: Option<f64>,
     /// At least this many reconnects over the measured phases (a storm really happened).
     pub reconnects_min: Option<u64>,
+    /// At most this many cuts the simulators made (a live connection that had served data
+    /// dropped) without an engine reconnect for it, over the measured phases: every cut resumed.
+    pub cuts_unresumed_max: Option<u64>,
     /// Visible Parquet files that do not read back whole.
     pub parquet_invalid_files_max: Option<u64>,
     /// The engine exits 0 on SIGTERM at the end.

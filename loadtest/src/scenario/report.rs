@@ -702,6 +702,26 @@ pub fn verdicts(record: &RunRecord) -> Vec<Verdict> {
             },
         });
     }
+    if let Some(bound) = limits.cuts_unresumed_max {
+        let observed = measured.seen.reconnects.then(|| {
+            measured
+                .faults
+                .disconnects_made
+                .saturating_sub(measured.reconnects)
+        });
+        out.push(Verdict {
+            limit: "cuts_unresumed_max",
+            bound: json!(bound),
+            observed: json!(observed),
+            held: observed.map(|unresumed| unresumed <= bound),
+            note: format!(
+                "{}connections the simulators cut ({} made of {} asked) minus engine reconnects, measured phases",
+                if observed.is_none() { "not measured: " } else { "" },
+                measured.faults.disconnects_made,
+                measured.faults.disconnects
+            ),
+        });
+    }
     if let Some(wanted) = limits.engine_exit_clean {
         let code = record.engine_exit_code.flatten();
         out.push(Verdict {
@@ -788,6 +808,7 @@ fn totals_json(totals: &PhaseTotals) -> Value {
         "venue_to_engine_latency": buckets_json(&totals.exchange_latency),
         "faults": {
             "disconnects": totals.faults.disconnects,
+            "disconnects_made": totals.faults.disconnects_made,
             "stalls": totals.faults.stalls,
             "malformed": totals.faults.malformed,
             "oversized": totals.faults.oversized,
@@ -1261,6 +1282,33 @@ mod tests {
             .filter(|verdict| verdict.limit == limit)
             .map(|verdict| verdict.held)
             .collect()
+    }
+
+    #[test]
+    fn every_cut_the_simulators_made_needs_an_engine_reconnect() {
+        let storm = |made: u64, reconnects: u64| {
+            let mut totals = PhaseTotals {
+                wall_s: 1.0,
+                reconnects,
+                ..PhaseTotals::default()
+            };
+            totals.seen.reconnects = true;
+            let mut record = record_of("cuts_unresumed_max = 0\n", vec![("storm", true, totals)]);
+            // The run adds each phase's faults to the measured totals itself.
+            record.measured.faults = FaultCounts {
+                disconnects: 100,
+                disconnects_made: made,
+                ..FaultCounts::default()
+            };
+            held(&verdicts(&record), "cuts_unresumed_max")
+        };
+        assert_eq!(storm(80, 80), vec![Some(true)]);
+        assert_eq!(
+            storm(80, 95),
+            vec![Some(true)],
+            "other reconnects (stale data) count too"
+        );
+        assert_eq!(storm(80, 79), vec![Some(false)], "one cut never resumed");
     }
 
     #[test]

@@ -1222,6 +1222,7 @@ fn run_with_sim(
         totals.faults = counts;
         if phase.measured {
             measured_totals.faults.disconnects += counts.disconnects;
+            measured_totals.faults.disconnects_made += counts.disconnects_made;
             measured_totals.faults.stalls += counts.stalls;
             measured_totals.faults.malformed += counts.malformed;
             measured_totals.faults.oversized += counts.oversized;

@@ -692,6 +692,45 @@ fn reconnect_storm_leaves_tasks_registry_and_subscriptions_unchanged() {
     });
 }
 
+/// Cuts after data are new incidents: the backoff starts again at its base each time, so a storm
+/// of cuts is resumed at once rather than after ever longer waits (with the old rule, reset only
+/// after `healthy_after_ms`, the tenth reconnect waited up to 0.1 s · 2⁹ = 51 s).
+#[test]
+fn cuts_after_data_are_resumed_at_the_base_delay_every_time() {
+    const CUTS: u64 = 10;
+    runtime().block_on(async {
+        let harness = Harness::start(
+            &[Venue::Binance],
+            |_| {},
+            |config| {
+                config.feeds.backoff_base_ms = 100;
+                config.feeds.backoff_cap_ms = 60_000;
+                config.feeds.healthy_after_ms = 60_000;
+            },
+        )
+        .await;
+        let slot = harness.slot(Venue::Binance);
+        assert!(records_grow(slot).await, "first data");
+        let started = tokio::time::Instant::now();
+        for cut in 1..=CUTS {
+            harness.control(Venue::Binance).disconnect_all();
+            assert!(
+                eventually(|| get(&slot.counters.reconnects) >= cut).await,
+                "reconnect {cut}"
+            );
+            assert!(records_grow(slot).await, "data after reconnect {cut}");
+        }
+        let took = started.elapsed();
+        // Ten delays of at most 100 ms, ten connects and first data on loopback: seconds at
+        // most on a loaded machine; the old rule's delays alone sum to ~50 s on average.
+        assert!(
+            took < Duration::from_secs(8),
+            "{CUTS} cuts took {took:?} to resume"
+        );
+        assert_eq!(harness.stop().await, 0);
+    });
+}
+
 #[test]
 fn shutdown_under_load_drains_every_ring() {
     runtime().block_on(async {

@@ -286,6 +286,10 @@ impl<S: EventSink> Slot<S> {
                 self.plan.topics.len() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            let records_before = self
+                .counters
+                .records
+                .load(std::sync::atomic::Ordering::Relaxed);
             let end = self.session(reader, writer, plan, &mut plan_updates).await;
             // The records of the session's last frames.
             self.sink.flush();
@@ -307,7 +311,17 @@ impl<S: EventSink> Slot<S> {
                 first_connection = true;
                 continue;
             }
-            if connected_at.elapsed() >= self.timings.healthy_after {
+            // A connection that delivered data worked: its end is a new incident (a cut, a
+            // venue restart), not a venue refusing us, so the next reconnect starts again at the
+            // base delay (a reconnect storm is resumed at once, within the venue's
+            // connection-rate window). One that never delivered counts as a failed attempt
+            // unless it stayed up `healthy_after` (a quiet market).
+            let delivered_data = self
+                .counters
+                .records
+                .load(std::sync::atomic::Ordering::Relaxed)
+                > records_before;
+            if delivered_data || connected_at.elapsed() >= self.timings.healthy_after {
                 attempt = 0;
             }
             if !self.wait_backoff(&mut attempt, None).await {
