@@ -1,6 +1,7 @@
-//! The engine's worst-case memory budget composed from every part's own lines: the core data
-//! path (tickflow-core), the connections' buffers and the decoding scratch (tickflow-feed), the
-//! instrument lists of discovery (tickflow-universe), the sinks' lanes (tickflow-host) and, per sink, the memory its plugin states for its config (ABI
+//! The engine's worst-case memory budget composed from every part's own lines: the process base
+//! (a measured constant), the core data path (tickflow-core), the connections' buffers and the
+//! decoding scratch (tickflow-feed), the instrument lists of discovery (tickflow-universe), the
+//! sinks' lanes (tickflow-host) and, per sink, the memory its plugin states for its config (ABI
 //! 1.2 `memory_bound`; "not stated" lines count 0). Printed at start, shown by `tickflow
 //! check-config`, and checked against measured RSS by a test.
 
@@ -15,7 +16,8 @@ pub const SINK_PLUGIN_LINE: &str = "sink plugin";
 /// What every engine process holds whatever its config: the binary's and libraries' resident
 /// pages, the runtimes and their thread stacks, the allocator's own metadata, the control plane.
 /// Measured: 57 MiB of RSS for a one-symbol engine with its control plane up, of which 9 MiB are
-/// its feed rings (their own line): 48 MiB (2026-12-01, release build, /proc/PID/status).
+/// its feed rings (their own line): 48 MiB (2026-12-01, release build, /proc/PID/status); an
+/// upper estimate, as it also holds what other lines' buffers had touched at start.
 /// Without it a small config's RSS was over its own "worst case" and its memory alert fired (and
 /// shed windows) on a healthy engine.
 pub const PROCESS_BASE_BYTES: usize = 48 << 20;

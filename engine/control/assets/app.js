@@ -580,19 +580,23 @@
   // ===================================================================================
   let trendChart = null;
 
-  function meter(bar, fraction) {
-    const clamped = Math.max(0, Math.min(1, fraction || 0));
+  // The bar fills to 100 %; its colour follows the alert thresholds of what it shows (the
+  // defaults of [http.alerts]: RSS against the worst-case budget warns at 100 % and sheds at
+  // 115 %, system memory at 90 % and 97 %).
+  function meter(bar, fraction, warnAt, badAt) {
+    const value = fraction || 0;
+    const clamped = Math.max(0, Math.min(1, value));
     bar.style.width = `${(clamped * 100).toFixed(1)}%`;
-    bar.className = `meter-fill${clamped >= 0.95 ? " bad" : clamped >= 0.8 ? " warn" : ""}`;
+    bar.className = `meter-fill${value >= badAt ? " bad" : value >= warnAt ? " warn" : ""}`;
   }
 
   async function refreshMemory() {
     const body = await apiGet("/api/monitoring/memory");
     const rss = body.process.rss_bytes;
     const budget = body.budget.total_bytes;
-    meter($("rss-bar"), budget ? rss / budget : 0);
+    meter($("rss-bar"), budget ? rss / budget : 0, 1.0, 1.15);
     $("rss-text").textContent = `${fmtBytes(rss)} of ${fmtBytes(budget)} (${(body.budget.rss_percent_of_budget ?? 0).toFixed(1)}%)`;
-    meter($("sys-bar"), body.system.used_percent / 100);
+    meter($("sys-bar"), body.system.used_percent / 100, 0.9, 0.97);
     $("sys-text").textContent = `${fmtBytes(body.system.total_bytes - body.system.available_bytes)} of ${fmtBytes(body.system.total_bytes)} (${body.system.used_percent.toFixed(1)}%)`;
     const kv = [["RSS peak", fmtBytes(body.process.rss_peak_bytes)], ["virtual", fmtBytes(body.process.virtual_bytes)],
       ["shedding", body.shedding && body.shedding.active ? body.shedding.actions.join("; ") : "no"]];
@@ -607,7 +611,7 @@
       const fill = el("td", { class: "fill" });
       if (c.fill !== null && c.fill !== undefined) {
         const bar = el("div", { class: "meter-fill" });
-        meter(bar, c.fill);
+        meter(bar, c.fill, 0.8, 0.95);
         fill.append(el("div", { class: "meter", title: `${(c.fill * 100).toFixed(1)}%` }, bar));
       } else {
         fill.append(el("span", { class: "muted", text: "not measured" }));

@@ -102,8 +102,6 @@ pub struct AlertTransition {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VenueTrack {
     pub records: u64,
-    /// Connections the venue's slots have opened (first connects and reconnects).
-    pub connects: u64,
     pub last_data_at: Option<Instant>,
     /// Since when no connection of the venue has been up (None while one is).
     pub down_since: Option<Instant>,
@@ -440,7 +438,6 @@ fn track_venues(venues: &mut [VenueTrack; VENUE_COUNT], status: &EngineStatus, n
     let mut planned = [0usize; VENUE_COUNT];
     let mut up = [0usize; VENUE_COUNT];
     let mut records = [0u64; VENUE_COUNT];
-    let mut connects = [0u64; VENUE_COUNT];
     for slot in &status.slots {
         let index = slot.plan.venue.index();
         planned[index] += 1;
@@ -448,7 +445,6 @@ fn track_venues(venues: &mut [VenueTrack; VENUE_COUNT], status: &EngineStatus, n
             up[index] += 1;
         }
         records[index] += slot.counters.records.load(Ordering::Relaxed);
-        connects[index] += slot.counters.connects.load(Ordering::Relaxed);
     }
     for (index, track) in venues.iter_mut().enumerate() {
         track.update(
@@ -456,7 +452,6 @@ fn track_venues(venues: &mut [VenueTrack; VENUE_COUNT], status: &EngineStatus, n
                 planned: planned[index],
                 up: up[index],
                 records: records[index],
-                connects: connects[index],
             },
             now,
         );
@@ -469,7 +464,6 @@ struct VenueSample {
     planned: usize,
     up: usize,
     records: u64,
-    connects: u64,
 }
 
 impl VenueTrack {
@@ -478,12 +472,13 @@ impl VenueTrack {
         if data_moved {
             self.last_data_at = Some(now);
         }
-        // A connection was up since the last sample even if none is at this instant (a venue
-        // that cuts every connection right after its first data, reconnected within the
+        // Data arrived since the last sample although no connection is up at this instant (a
+        // venue that cuts every connection right after its first data, reconnected within the
         // second): the venue is down from now, not from the first sample that found it down.
-        let up_meanwhile = data_moved || sample.connects > self.connects;
+        // Connects alone do not count: a venue that accepts and closes before any data (a ban,
+        // a refused subscribe) is down all along.
+        let up_meanwhile = data_moved;
         self.records = sample.records;
-        self.connects = sample.connects;
         if sample.planned > 0 && sample.up == 0 {
             if up_meanwhile {
                 self.down_since = Some(now);
@@ -509,29 +504,28 @@ mod tests {
     fn a_venue_that_reconnects_between_samples_is_not_down_all_along() {
         let start = Instant::now();
         let second = |n: u64| start + Duration::from_secs(n);
-        let sample = |up: usize, records: u64, connects: u64| VenueSample {
+        let sample = |up: usize, records: u64| VenueSample {
             planned: 1,
             up,
             records,
-            connects,
         };
         let mut track = VenueTrack::default();
-        track.update(sample(1, 100, 1), second(0));
+        track.update(sample(1, 100), second(0));
         assert_eq!(track.down_since, None);
         // Cut: found down at 1 s.
-        track.update(sample(0, 100, 1), second(1));
+        track.update(sample(0, 100), second(1));
         assert_eq!(track.down_since, Some(second(1)));
         // Reconnected, delivered and cut again between the samples: down from 2 s, not 1 s.
-        track.update(sample(0, 150, 2), second(2));
+        track.update(sample(0, 150), second(2));
         assert_eq!(track.down_since, Some(second(2)));
-        // A reconnect without data still counts as up meanwhile.
-        track.update(sample(0, 150, 3), second(3));
-        assert_eq!(track.down_since, Some(second(3)));
-        // Nothing moved: still down since 3 s.
-        track.update(sample(0, 150, 3), second(10));
-        assert_eq!(track.down_since, Some(second(3)));
+        // No new data (reconnects that were accepted and closed before any included): still
+        // down since 2 s.
+        track.update(sample(0, 150), second(3));
+        assert_eq!(track.down_since, Some(second(2)));
+        track.update(sample(0, 150), second(10));
+        assert_eq!(track.down_since, Some(second(2)));
         assert_eq!(track.last_data_at, Some(second(2)));
-        track.update(sample(1, 160, 4), second(11));
+        track.update(sample(1, 160), second(11));
         assert_eq!(track.down_since, None);
         assert_eq!(track.partly_down_since, None);
     }

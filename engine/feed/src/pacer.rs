@@ -60,7 +60,7 @@ impl ConnectPacer {
         }
         bucket.refilled_at = now;
         // Within rounding of a whole token counts as one: a waiter woken exactly when its token
-        // is due must get it (otherwise the wait left would round to zero, again and again).
+        // is due gets it, instead of a wait of a few nanoseconds (rounded to zero).
         if bucket.tokens >= 1.0 - TOKEN_EPSILON {
             bucket.tokens = (bucket.tokens - 1.0).max(0.0);
             Ok(())

@@ -41,11 +41,13 @@ pub struct VenueRules {
     /// Every frame the server sends is a gzip binary frame (HTX).
     pub gzip_frames: bool,
     /// New connections the venue accepts per IP in a window (its documented connection-rate
-    /// limit); every slot of the venue draws from one bucket of this size (`ConnectPacer`).
+    /// limit); every slot of the venue draws from one bucket that never lets more into any
+    /// window (`ConnectPacer`).
     pub connect_rate: ConnectRate,
 }
 
-/// At most `max` new connections per `window_ms`, as a token bucket of `max` refilled evenly.
+/// At most `max` new connections in any window of `window_ms` (`ConnectPacer`: a tenth of
+/// `max` at once, the rest refilled evenly over the window).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConnectRate {
     pub max: u32,

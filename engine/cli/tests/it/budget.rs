@@ -127,7 +127,7 @@ fn check_config_prints_the_budget_and_names_bad_keys() {
 
 /// What the config sizes: the budget without the process base (a constant of the binary, its own
 /// line), the part the 1 GiB goal of the full universe is about.
-fn sized_by_config(budget: &MemoryBudget) -> usize {
+fn config_sized_bytes(budget: &MemoryBudget) -> usize {
     assert!(
         budget.lines.iter().any(|line| line.name == "process base"
             && line.bytes == tickflow::budget::PROCESS_BASE_BYTES),
@@ -142,9 +142,9 @@ fn default_universe_fits_one_gib_at_every_automatic_shard_count() {
         let config = Config::from_toml_str(&format!("[engine]\nshards = {shards}\n")).unwrap();
         let budget = memory_budget(&config);
         assert!(
-            sized_by_config(&budget) <= 1 << 30,
+            config_sized_bytes(&budget) <= 1 << 30,
             "{shards} shards: {} B over 1 GiB\n{budget}",
-            sized_by_config(&budget)
+            config_sized_bytes(&budget)
         );
         // Every shard can hold all the windows of the symbols it owns.
         let local = tickflow_core::shard::local_symbol_capacity(1000, shards);
@@ -179,9 +179,9 @@ fn the_default_universe_plans_within_the_default_slots_and_fits_one_gib() {
         assert_eq!(registry.len(), 1000);
         let budget = memory_budget(&config);
         assert!(
-            sized_by_config(&budget) <= 1 << 30,
+            config_sized_bytes(&budget) <= 1 << 30,
             "{shards} shards: {} B over 1 GiB\n{budget}",
-            sized_by_config(&budget)
+            config_sized_bytes(&budget)
         );
         // The feeds' lines count every slot the engine can run and every decoding thread.
         for name in ["receive buffers", "decode scratch", "feed rings"] {
