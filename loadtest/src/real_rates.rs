@@ -123,11 +123,25 @@ pub struct LatencySample {
 impl LatencySample {
     /// From a stats line, when it carries the percentiles and the interval saw quotes.
     pub fn from_stats(stats: &serde_json::Value) -> Option<LatencySample> {
-        let field = |name: &str| stats.get(name).and_then(serde_json::Value::as_u64);
+        LatencySample::from_stats_named(stats, "shard_latency_ns")
+    }
+
+    /// The feeds threads' batch sleeps of a stats line (`feeds_batch_sleep_ns_*`), when the
+    /// interval had any: how long a frame that arrived during one waited in its socket at most.
+    pub fn batch_sleeps_from_stats(stats: &serde_json::Value) -> Option<LatencySample> {
+        LatencySample::from_stats_named(stats, "feeds_batch_sleep_ns")
+    }
+
+    fn from_stats_named(stats: &serde_json::Value, name: &str) -> Option<LatencySample> {
+        let field = |suffix: &str| {
+            stats
+                .get(format!("{name}_{suffix}"))
+                .and_then(serde_json::Value::as_u64)
+        };
         let sample = LatencySample {
-            p50_ns: field("shard_latency_ns_p50")?,
-            p99_ns: field("shard_latency_ns_p99")?,
-            p999_ns: field("shard_latency_ns_p999")?,
+            p50_ns: field("p50")?,
+            p99_ns: field("p99")?,
+            p999_ns: field("p999")?,
         };
         (sample.p50_ns > 0).then_some(sample)
     }
@@ -204,6 +218,9 @@ pub struct PhaseReport {
     pub decode_errors: u64,
     pub reconnects: u64,
     pub shard_latency: Option<LatencyFigures>,
+    /// The feeds threads' batch sleeps (`feeds.batch_wait_us`): what a frame may wait in its
+    /// socket before it is read, on top of `shard_latency`.
+    pub batch_sleep: Option<LatencyFigures>,
 }
 
 /// The figures of a phase from its boundary snapshots. CPU is over the wall time between the
@@ -215,6 +232,7 @@ pub fn phase_report(
     start: &PhaseSnapshot,
     end: &PhaseSnapshot,
     latency: &[LatencySample],
+    batch_sleeps: &[LatencySample],
 ) -> PhaseReport {
     let duration_s = (end.wall_s - start.wall_s).max(1e-3);
     let stats_span_s = end.stats_uptime_ms.saturating_sub(start.stats_uptime_ms) as f64 / 1_000.0;
@@ -273,6 +291,7 @@ pub fn phase_report(
         decode_errors: end.decode_errors.saturating_sub(start.decode_errors),
         reconnects: end.reconnects.saturating_sub(start.reconnects),
         shard_latency: LatencyFigures::from_samples(latency),
+        batch_sleep: LatencyFigures::from_samples(batch_sleeps),
     }
 }
 
@@ -540,6 +559,7 @@ impl Run<'_> {
         };
         let start = self.snapshot(&start_stats)?;
         let mut latency = Vec::new();
+        let mut batch_sleeps = Vec::new();
         let mut seen_uptime_ms = start.stats_uptime_ms;
         let end_at = Instant::now() + duration;
         while Instant::now() < end_at {
@@ -551,6 +571,7 @@ impl Run<'_> {
                 if uptime_ms > seen_uptime_ms {
                     seen_uptime_ms = uptime_ms;
                     latency.extend(LatencySample::from_stats(&stats));
+                    batch_sleeps.extend(LatencySample::batch_sleeps_from_stats(&stats));
                 }
             }
             std::thread::sleep(POLL);
@@ -560,12 +581,14 @@ impl Run<'_> {
         };
         let end = self.snapshot(&end_stats)?;
         latency.extend(LatencySample::from_stats(&end_stats));
+        batch_sleeps.extend(LatencySample::batch_sleeps_from_stats(&end_stats));
         Ok(Some(phase_report(
             name,
             target_frames_per_s,
             &start,
             &end,
             &latency,
+            &batch_sleeps,
         )))
     }
 }
@@ -673,6 +696,15 @@ impl PhaseReport {
                 (latency.intervals as u64).into(),
             );
         }
+        if let (Some(sleeps), Some(object)) = (self.batch_sleep, value.as_object_mut()) {
+            object.insert("feeds_batch_sleep_ns_p50".into(), sleeps.p50_ns.into());
+            object.insert("feeds_batch_sleep_ns_p99".into(), sleeps.p99_ns.into());
+            object.insert("feeds_batch_sleep_ns_p999".into(), sleeps.p999_ns.into());
+            object.insert(
+                "feeds_batch_sleep_ns_p999_worst_interval".into(),
+                sleeps.p999_worst_interval_ns.into(),
+            );
+        }
         value
     }
 }
@@ -725,7 +757,7 @@ impl RealRatesReport {
         );
         let _ = writeln!(
             out,
-            "{:<7} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>22} {:>6} {:>6}",
+            "{:<7} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>22} {:>22} {:>6} {:>6}",
             "phase",
             "target/s",
             "sent/s",
@@ -734,6 +766,7 @@ impl RealRatesReport {
             "us/msg",
             "sim %1c",
             "latency us p50/99/99.9",
+            "batch sleep us p50/99",
             "drops",
             "skip"
         );
@@ -749,9 +782,19 @@ impl RealRatesReport {
                     )
                 },
             );
+            let batch_sleep = phase.batch_sleep.map_or_else(
+                || "-".to_owned(),
+                |sleeps| {
+                    format!(
+                        "{:.0}/{:.0}",
+                        sleeps.p50_ns as f64 / 1e3,
+                        sleeps.p99_ns as f64 / 1e3
+                    )
+                },
+            );
             let _ = writeln!(
                 out,
-                "{:<7} {:>9} {:>10.1} {:>10.1} {:>9.2} {:>9} {:>8.2} {:>22} {:>6} {:>6}",
+                "{:<7} {:>9} {:>10.1} {:>10.1} {:>9.2} {:>9} {:>8.2} {:>22} {:>22} {:>6} {:>6}",
                 phase.name,
                 phase.target_frames_per_s,
                 phase.sent_frames_per_s,
@@ -762,6 +805,7 @@ impl RealRatesReport {
                     .map_or_else(|| "-".to_owned(), |value| format!("{value:.2}")),
                 phase.sim_cpu_pct_of_one_core,
                 latency,
+                batch_sleep,
                 phase.ring_drops,
                 phase.sim_frames_skipped,
             );
@@ -835,7 +879,7 @@ mod tests {
         // 10 s, 10 000 frames, 0.5 s of CPU: 50 us per message, 5 % of one core.
         let start = snapshot(1.0, 1_000, 5_000, 1_000_000_000);
         let end = snapshot(11.0, 11_000, 15_000, 1_500_000_000);
-        let report = phase_report("1000", 1_000, &start, &end, &[]);
+        let report = phase_report("1000", 1_000, &start, &end, &[], &[]);
         assert_eq!(report.engine_frames, 10_000);
         assert!((report.engine_frames_per_s - 1_000.0).abs() < 1e-9);
         assert!((report.engine_cpu_pct_of_one_core - 5.0).abs() < 1e-9);
@@ -853,7 +897,7 @@ mod tests {
     fn idle_has_cpu_percent_but_no_per_message_figure() {
         let start = snapshot(0.0, 1_000, 10, 0);
         let end = snapshot(10.0, 11_000, 12, 100_000_000);
-        let report = phase_report("idle", 0, &start, &end, &[]);
+        let report = phase_report("idle", 0, &start, &end, &[], &[]);
         assert!(report.engine_cpu_us_per_message.is_none());
         assert!((report.engine_cpu_pct_of_one_core - 1.0).abs() < 1e-9);
         let json = report.to_json();
@@ -891,6 +935,24 @@ mod tests {
         assert!(
             LatencySample::from_stats(&stats).is_none(),
             "a line without p99.9 carries no sample"
+        );
+        // The batch sleeps of the same line are read from their own fields, not the shard's.
+        let stats = serde_json::json!({
+            "shard_latency_ns_p50": 5, "shard_latency_ns_p99": 6, "shard_latency_ns_p999": 7,
+            "feeds_batch_sleep_ns_p50": 5_050_000, "feeds_batch_sleep_ns_p99": 5_200_000,
+            "feeds_batch_sleep_ns_p999": 5_900_000,
+        });
+        assert_eq!(
+            LatencySample::batch_sleeps_from_stats(&stats),
+            Some(LatencySample {
+                p50_ns: 5_050_000,
+                p99_ns: 5_200_000,
+                p999_ns: 5_900_000,
+            })
+        );
+        assert_eq!(
+            LatencySample::from_stats(&stats).map(|s| s.p999_ns),
+            Some(7)
         );
     }
 }

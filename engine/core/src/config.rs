@@ -40,9 +40,11 @@ pub struct EngineConfig {
     /// Longest a parked idle shard sleeps before running its housekeeping (bucket close, expiry).
     pub idle_park_ms: u64,
     /// After running dry, a shard waits this long for more records before it asks producers to
-    /// wake it: records arriving meanwhile are taken in one wake-up instead of one each (far less
-    /// CPU per message at the rates venues really send), for at most this much added latency.
-    /// 0: producers wake a parked shard on every flush (lowest latency, a wake-up per frame).
+    /// wake it: records arriving meanwhile are taken in one wake-up instead of one each, for at
+    /// most this much added latency. 0 (the default): producers wake a parked shard when they
+    /// flush; the feeds threads hold those wakes until they park, so a shard is woken once per
+    /// feeds wake-up, not once per connection (`pipeline::wake_deferred_shards`), which is what
+    /// the wait was for.
     pub shard_batch_wait_us: u64,
     /// CPU ids to pin shard threads to (shard i on `shard_cores[i % len]`); empty: no pinning.
     pub shard_cores: Vec<usize>,
@@ -74,7 +76,7 @@ impl Default for EngineConfig {
             quote_age_limited: [true; VENUE_COUNT],
             idle_spin_iterations: 100,
             idle_park_ms: 50,
-            shard_batch_wait_us: 500,
+            shard_batch_wait_us: 0,
             shard_cores: Vec::new(),
         }
     }

@@ -146,6 +146,12 @@ impl SlotProducer {
     /// shards (a shard waiting for a batch is woken only when this producer's ring to it is more
     /// than half full). A shard may not look at this slot's ring before the next flush (at most
     /// `engine.idle_park_ms` later if none comes): call it after each frame or burst of frames.
+    ///
+    /// On a thread whose owner calls [`wake_deferred_shards`] before it parks (the feeds
+    /// runtime's threads), the wake of a parked shard waits for that call, or for a flush
+    /// [`DEFERRED_WAKE_MAX`] after the first deferred one: one wake-up per shard for everything
+    /// the thread read in one wake-up, instead of one per connection that flushed. A ring more
+    /// than half full wakes its shard at once.
     #[inline]
     pub fn flush(&mut self) {
         for (shard, pending) in self.pending_wake.iter_mut().enumerate() {
@@ -155,7 +161,7 @@ impl SlotProducer {
                 let ring = &self.rings[shard];
                 if ring.slots() < ring.buffer().capacity() / 2 {
                     self.wakers[shard].wake_urgently();
-                } else {
+                } else if !defer_wake(&self.wakers[shard]) {
                     self.wakers[shard].wake();
                 }
             }
@@ -169,6 +175,78 @@ impl SlotProducer {
     pub fn counters(&self) -> Arc<SlotCounters> {
         Arc::clone(&self.counters)
     }
+}
+
+/// Longest a shard wake is deferred on a thread with a park hook (see [`SlotProducer::flush`]):
+/// a thread that stays busy (it never parks) still wakes its shards by its next flush after
+/// this. Short against the batch waits, long against one wake-up's reads.
+pub const DEFERRED_WAKE_MAX: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// One thread's shard wakes held for its next park.
+struct DeferredWakes {
+    /// The thread's owner calls `wake_deferred_shards` before every park: flushes may defer.
+    park_hook: bool,
+    /// Distinct shards flushed to since the last park: at most the shards of the pipelines
+    /// this thread's producers feed (one in the engine).
+    wakers: Vec<Arc<ShardWaker>>,
+    first_deferred_at: Option<std::time::Instant>,
+}
+
+thread_local! {
+    static DEFERRED_WAKES: std::cell::RefCell<DeferredWakes> = const {
+        std::cell::RefCell::new(DeferredWakes {
+            park_hook: false,
+            wakers: Vec::new(),
+            first_deferred_at: None,
+        })
+    };
+}
+
+/// Holds `waker`'s wake for this thread's next park when the thread has a park hook; false
+/// (wake now) without one, or when the oldest held wake is `DEFERRED_WAKE_MAX` old (then every
+/// held wake is done now as well).
+#[inline]
+fn defer_wake(waker: &Arc<ShardWaker>) -> bool {
+    DEFERRED_WAKES.with(|cell| {
+        let Ok(mut deferred) = cell.try_borrow_mut() else {
+            return false;
+        };
+        if !deferred.park_hook {
+            return false;
+        }
+        match deferred.first_deferred_at {
+            None => deferred.first_deferred_at = Some(std::time::Instant::now()),
+            Some(first) if first.elapsed() >= DEFERRED_WAKE_MAX => {
+                deferred.first_deferred_at = None;
+                for held in deferred.wakers.drain(..) {
+                    held.wake();
+                }
+                return false;
+            }
+            Some(_) => {}
+        }
+        if !deferred.wakers.iter().any(|held| Arc::ptr_eq(held, waker)) {
+            deferred.wakers.push(Arc::clone(waker));
+        }
+        true
+    })
+}
+
+/// Wakes the shards this thread's producers flushed to since its last call, and from then on
+/// lets this thread's flushes hold their wakes for the next call (see [`SlotProducer::flush`]).
+/// For a runtime's `on_thread_park` hook (the feeds runtime's, through tickflow_feed): call it
+/// before the thread sleeps or parks, every time.
+pub fn wake_deferred_shards() {
+    DEFERRED_WAKES.with(|cell| {
+        let Ok(mut deferred) = cell.try_borrow_mut() else {
+            return;
+        };
+        deferred.park_hook = true;
+        deferred.first_deferred_at = None;
+        for held in deferred.wakers.drain(..) {
+            held.wake();
+        }
+    });
 }
 
 /// A point-in-time copy of the pipeline's counters.
@@ -666,5 +744,92 @@ mod tests {
         let report = pipeline.shutdown();
         assert_eq!(report.counters.quotes, 5);
         assert_eq!(report.records_left_in_rings, 0);
+    }
+
+    /// Waits until the shard starts a new park, then long enough that it is asleep in it (its
+    /// last look at the rings is over): it sleeps `idle_park_ms` (1 s here) unless woken.
+    fn wait_for_a_fresh_park(pipeline: &Pipeline) {
+        let parks = pipeline.counters().shard_parks;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while pipeline.counters().shard_parks == parks {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the shard never parked"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    /// Waits at most `within` (far less than the shard's 1 s park) until it counted `quotes`.
+    fn quotes_arrive_within(pipeline: &Pipeline, quotes: u64, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if pipeline.counters().quotes >= quotes {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        false
+    }
+
+    #[test]
+    fn a_thread_with_a_park_hook_wakes_its_shards_when_it_parks_or_when_the_wake_is_old() {
+        let engine = EngineConfig {
+            shards: 1,
+            max_symbols: 16,
+            ring_capacity_records: 64,
+            max_connection_slots: 2,
+            idle_park_ms: 1_000,
+            shard_batch_wait_us: 0,
+            ..EngineConfig::default()
+        };
+        let mut pipeline = Pipeline::start(
+            &engine,
+            &WindowsConfig::default(),
+            vec![Box::new(DiscardOutbound)],
+        )
+        .expect("the pipeline starts");
+        let mut producer = pipeline.take_producer().expect("a producer");
+        // The deferral is per thread: the test harness runs each test on a thread of its own,
+        // so nothing else sees this test's hook.
+        // Without a park hook a flush wakes the parked shard at once.
+        wait_for_a_fresh_park(&pipeline);
+        assert!(producer.push(quote(1, 0)));
+        producer.flush();
+        assert!(
+            quotes_arrive_within(&pipeline, 1, std::time::Duration::from_millis(500)),
+            "a flush without a park hook did not wake the shard"
+        );
+        // With one, the wake waits for the thread's park...
+        wake_deferred_shards();
+        wait_for_a_fresh_park(&pipeline);
+        assert!(producer.push(quote(1, 1)));
+        producer.flush();
+        assert!(
+            !quotes_arrive_within(&pipeline, 2, std::time::Duration::from_millis(100)),
+            "the wake was not held for the park"
+        );
+        wake_deferred_shards();
+        assert!(
+            quotes_arrive_within(&pipeline, 2, std::time::Duration::from_millis(500)),
+            "the park hook did not wake the shard"
+        );
+        // ...or for a flush once the held wake is `DEFERRED_WAKE_MAX` old, for a thread that
+        // stays busy and does not park.
+        wait_for_a_fresh_park(&pipeline);
+        assert!(producer.push(quote(1, 2)));
+        producer.flush();
+        std::thread::sleep(DEFERRED_WAKE_MAX * 5);
+        assert_eq!(pipeline.counters().quotes, 2, "held until the next flush");
+        assert!(producer.push(quote(1, 3)));
+        producer.flush();
+        assert!(
+            quotes_arrive_within(&pipeline, 4, std::time::Duration::from_millis(500)),
+            "an old held wake was not done by the next flush"
+        );
+        drop(producer);
+        let report = pipeline.shutdown();
+        assert_eq!(report.counters.quotes, 4);
     }
 }

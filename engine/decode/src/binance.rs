@@ -11,6 +11,7 @@ use super::json::{
     Context, EmptySide, JsonDecoder, JsonVenue, QuoteFields, TopOfBook, TradeFields, flat_side,
 };
 use super::number::parse_f64;
+use super::scan::Cursor;
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::records::Side;
@@ -168,10 +169,7 @@ pub(crate) struct BookTickerText<'a> {
 /// (no whitespace, no escapes, nothing after). Any deviation returns `None`.
 #[inline]
 pub(crate) fn scan_book_ticker(frame: &[u8]) -> Option<BookTickerText<'_>> {
-    let mut cursor = Cursor {
-        bytes: frame,
-        at: 0,
-    };
+    let mut cursor = Cursor::new(frame);
     cursor.expect(b"{\"u\":")?;
     let update_id = cursor.digits()?;
     cursor.expect(b",\"s\":\"")?;
@@ -185,7 +183,7 @@ pub(crate) fn scan_book_ticker(frame: &[u8]) -> Option<BookTickerText<'_>> {
     cursor.expect(b",\"A\":\"")?;
     let ask_qty = cursor.plain_string()?;
     cursor.expect(b"}")?;
-    (cursor.at == frame.len()).then_some(BookTickerText {
+    cursor.at_end().then_some(BookTickerText {
         update_id,
         symbol,
         bid,
@@ -193,53 +191,6 @@ pub(crate) fn scan_book_ticker(frame: &[u8]) -> Option<BookTickerText<'_>> {
         ask,
         ask_qty,
     })
-}
-
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    #[inline]
-    fn expect(&mut self, literal: &[u8]) -> Option<()> {
-        let end = self.at.checked_add(literal.len())?;
-        (self.bytes.get(self.at..end)? == literal).then(|| self.at = end)
-    }
-
-    /// One or more ASCII digits whose value fits a u64; `None` on overflow (the generic path then
-    /// refuses the number with a typed error).
-    #[inline]
-    fn digits(&mut self) -> Option<u64> {
-        let start = self.at;
-        let mut value: u64 = 0;
-        while let Some(&byte) = self.bytes.get(self.at) {
-            if !byte.is_ascii_digit() {
-                break;
-            }
-            value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
-            self.at += 1;
-        }
-        // JSON forbids leading zeros; the generic path refuses them, so must this.
-        let len = self.at - start;
-        (len == 1 || (len > 1 && self.bytes[start] != b'0')).then_some(value)
-    }
-
-    /// The body of a string without escapes or control characters, up to its closing quote.
-    #[inline]
-    fn plain_string(&mut self) -> Option<&'a [u8]> {
-        let rest = self.bytes.get(self.at..)?;
-        let len = rest.iter().position(|&byte| byte == b'"')?;
-        let body = &rest[..len];
-        if body
-            .iter()
-            .any(|&byte| byte == b'\\' || !(0x20..0x80).contains(&byte))
-        {
-            return None;
-        }
-        self.at += len + 1;
-        Some(body)
-    }
 }
 
 #[cfg(test)]

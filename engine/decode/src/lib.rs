@@ -16,12 +16,14 @@ mod kucoin;
 mod mexc;
 mod number;
 mod okx;
+mod scan;
 mod symbol;
 mod tape;
 
 pub use binance::BinanceDecoder;
 pub use counters::{DecodeCounters, DecodeCountersSnapshot, DecodeWarnLimiter};
 pub use mexc::proto as mexc_proto;
+pub use okx::OkxDecoder;
 
 use std::sync::Arc;
 

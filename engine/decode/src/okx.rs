@@ -4,11 +4,16 @@
 //! Prices, sizes and times are read as strings or JSON numbers alike (live frames send either).
 //! An empty book side (`[]` in `bbo-tbt`/`books5`, `""` in `tickers`) withdraws the quote; the
 //! rest of the frame, `ts` included, must still be well-formed.
+//! A hand-written scanner takes the exact `bbo-tbt` push shape (one book of one level a side);
+//! anything else (or anything odd in it) falls back to the generic simd-json path.
 
 use super::check::{check_record_count, is_plain_word, side_from_word};
 use super::json::{
-    Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, book_snapshots, flat_side,
+    Context, EmptySide, JsonDecoder, JsonVenue, QuoteFields, TopOfBook, TradeFields,
+    book_snapshots, flat_side,
 };
+use super::number::{parse_f64, parse_ms_as_ns};
+use super::scan::Cursor;
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -27,6 +32,30 @@ impl JsonVenue for Okx {
 
     fn plain_control(frame: &[u8]) -> Option<ControlEvent> {
         is_plain_word(frame, b"pong").then_some(ControlEvent::Pong)
+    }
+
+    #[inline]
+    fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
+        let fields = scan_bbo_tbt(frame)?;
+        // Symbol, number or time errors are reported by the generic path, which gives the same
+        // answer with a precise detail; the fast path only ever produces a finished record.
+        let symbol_id = cx.symbols.resolve(fields.symbol).ok()?;
+        let bid = parse_f64(fields.bid, "data[].bids").ok()?;
+        let bid_qty = parse_f64(fields.bid_qty, "data[].bids").ok()?;
+        let ask = parse_f64(fields.ask, "data[].asks").ok()?;
+        let ask_qty = parse_f64(fields.ask_qty, "data[].asks").ok()?;
+        let ts_exchange_ns = parse_ms_as_ns(fields.ts_ms, "data[].ts").ok()?;
+        cx.quote(QuoteFields {
+            symbol_id,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+            ts_exchange_ns: Some(ts_exchange_ns),
+            seq: Some(fields.seq_id),
+        })
+        .ok()?;
+        Some(cx.records())
     }
 
     fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
@@ -119,6 +148,109 @@ impl JsonVenue for Okx {
                 DecodeErrorKind::UnknownMessage,
                 "arg.channel",
             )),
+        }
+    }
+}
+
+/// The byte fields of a `bbo-tbt` push found by [`scan_bbo_tbt`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct BboTbtText<'a> {
+    pub(crate) symbol: &'a [u8],
+    pub(crate) ask: &'a [u8],
+    pub(crate) ask_qty: &'a [u8],
+    pub(crate) bid: &'a [u8],
+    pub(crate) bid_qty: &'a [u8],
+    pub(crate) ts_ms: &'a [u8],
+    pub(crate) seq_id: u64,
+}
+
+/// Matches exactly `{"arg":{"channel":"bbo-tbt","instId":"<sym>"},"data":[{"asks":[["<px>",
+/// "<sz>","<s>","<s>"]],"bids":[[…]],"ts":"<ms>","seqId":<digits>}]}` (no whitespace, no
+/// escapes, nothing after), the shape OKX documents and sends. Any deviation returns `None`.
+#[inline]
+pub(crate) fn scan_bbo_tbt(frame: &[u8]) -> Option<BboTbtText<'_>> {
+    let mut cursor = Cursor::new(frame);
+    cursor.expect(br#"{"arg":{"channel":"bbo-tbt","instId":""#)?;
+    let symbol = cursor.plain_string()?;
+    cursor.expect(br#"},"data":[{"asks":[[""#)?;
+    let (ask, ask_qty) = level_rest(&mut cursor)?;
+    cursor.expect(br#","bids":[[""#)?;
+    let (bid, bid_qty) = level_rest(&mut cursor)?;
+    cursor.expect(br#","ts":""#)?;
+    let ts_ms = cursor.plain_string()?;
+    cursor.expect(br#","seqId":"#)?;
+    let seq_id = cursor.digits()?;
+    cursor.expect(b"}]}")?;
+    cursor.at_end().then_some(BboTbtText {
+        symbol,
+        ask,
+        ask_qty,
+        bid,
+        bid_qty,
+        ts_ms,
+        seq_id,
+    })
+}
+
+/// The rest of a one-level side after its opening `[["`: price, size and the two trailing
+/// strings (deprecated, order count), then `]]`.
+#[inline]
+fn level_rest<'a>(cursor: &mut Cursor<'a>) -> Option<(&'a [u8], &'a [u8])> {
+    let price = cursor.plain_string()?;
+    cursor.expect(b",\"")?;
+    let size = cursor.plain_string()?;
+    cursor.expect(b",\"")?;
+    cursor.plain_string()?;
+    cursor.expect(b",\"")?;
+    cursor.plain_string()?;
+    cursor.expect(b"]]")?;
+    Some((price, size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUSH: &[u8] = br#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["8476.98","415","0","13"]],"bids":[["8476.97","256","0","12"]],"ts":"1597026383085","seqId":123456}]}"#;
+
+    #[test]
+    fn scanner_takes_the_documented_push() {
+        assert_eq!(
+            scan_bbo_tbt(PUSH),
+            Some(BboTbtText {
+                symbol: b"BTC-USDT",
+                ask: b"8476.98",
+                ask_qty: b"415",
+                bid: b"8476.97",
+                bid_qty: b"256",
+                ts_ms: b"1597026383085",
+                seq_id: 123_456,
+            })
+        );
+    }
+
+    #[test]
+    fn scanner_leaves_every_other_shape_to_the_generic_path() {
+        let text = std::str::from_utf8(PUSH).expect("ASCII");
+        let variants = [
+            text.replace("bbo-tbt", "books5"),
+            text.replace(r#"[["8476.98","415","0","13"]]"#, "[]"),
+            text.replace(
+                r#"[["8476.98","415","0","13"]]"#,
+                r#"[["8476.98","415","0","13"],["8477","1","0","1"]]"#,
+            ),
+            text.replace(r#""8476.98""#, "8476.98"),
+            text.replace(r#""ts":"1597026383085""#, r#""ts":1597026383085"#),
+            text.replace("123456", "0123456"),
+            text.replace("123456", "18446744073709551616"),
+            text.replace("BTC-USDT", r#"BTC\u002dUSDT"#),
+            text.replace(r#""data""#, r#" "data""#),
+            format!("{text} "),
+            text.replace("}]}", r#"}],"x":1}"#),
+            text[..text.len() - 1].to_string(),
+        ];
+        for variant in &variants {
+            assert_eq!(scan_bbo_tbt(variant.as_bytes()), None, "{variant}");
         }
     }
 }

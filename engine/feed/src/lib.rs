@@ -32,7 +32,9 @@ use tickflow_core::venue::{VENUE_COUNT, Venue};
 use tickflow_decode::DecodeLimits;
 
 pub use planner::{PlanError, Replan, SlotEndpoint, SlotPlan, plan, register_configured, replan};
-pub use slot::{SlotTimings, backoff_delay, batch_wakeups_before_park};
+pub use slot::{
+    BatchSleepFigures, BatchSleeps, SlotTimings, backoff_delay, batch_wakeups_before_park,
+};
 pub use ws::{ConnectError, Endpoint, HttpResponse, TlsRootsError, http_get, tls_connector};
 
 /// Where a slot puts decoded events: the pipeline's `SlotProducer` (or a test's ring).
@@ -431,7 +433,7 @@ const CONNECTIONS_PER_SLOT: usize = 2;
 ///   to `max_frame_bytes` + a frame header and keeps that size for the connection's life (every
 ///   slot may be receiving a largest message at once); a replacement's, which stays at its first
 ///   size (it skips larger messages until it takes over: the primary reads them); and both
-///   connections' write queues.
+///   connections' write queues and socket read buffers (TLS).
 /// * decode scratch — per feed worker thread (decoding is synchronous in a slot task, see
 ///   `slot::decode_pool`): one decoder per venue, each holding the scratch of a largest frame,
 ///   and one record batch.
@@ -446,7 +448,8 @@ pub fn budget_lines(
     let replacement_bytes =
         slot::replacement_message_bytes(max_frame_bytes) + framing::MAX_HEADER_BYTES;
     let queues_bytes = CONNECTIONS_PER_SLOT * slot::MAX_QUEUED_WRITE_BYTES;
-    let per_slot_bytes = primary_bytes + replacement_bytes + queues_bytes;
+    let socket_reads_bytes = CONNECTIONS_PER_SLOT * ws::TLS_SOCKET_READ_BYTES;
+    let per_slot_bytes = primary_bytes + replacement_bytes + queues_bytes + socket_reads_bytes;
     let threads = decode_threads(feeds);
     let decoders_bytes = VENUE_COUNT * JSON_SCRATCH_MULTIPLE * max_frame_bytes
         + INFLATE_SCRATCH_MULTIPLE * max_frame_bytes;
@@ -456,9 +459,10 @@ pub fn budget_lines(
             name: "receive buffers",
             bytes: engine.max_connection_slots * per_slot_bytes,
             detail: format!(
-                "{} slots × ({primary_bytes} B primary read + {replacement_bytes} B replacement read + {CONNECTIONS_PER_SLOT} × {} B write queues)",
+                "{} slots × ({primary_bytes} B primary read + {replacement_bytes} B replacement read + {CONNECTIONS_PER_SLOT} × {} B write queues + {CONNECTIONS_PER_SLOT} × {} B TLS socket reads)",
                 engine.max_connection_slots,
-                slot::MAX_QUEUED_WRITE_BYTES
+                slot::MAX_QUEUED_WRITE_BYTES,
+                ws::TLS_SOCKET_READ_BYTES
             ),
         },
         BudgetLine {

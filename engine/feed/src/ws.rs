@@ -193,10 +193,17 @@ pub fn tls_connector(
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// Either a plain TCP stream or a TLS stream over one.
+/// Bytes a TLS connection reads from its socket at once (a buffer per connection, in the
+/// memory budget's receive buffers). rustls asks its socket for at most 4 KiB a read, so without
+/// this a wake-up that finds 10 KiB of small records waiting (a batch, see `slot::coalesce`)
+/// takes three `recv` calls, each of which also sends an ACK; with it, one.
+pub const TLS_SOCKET_READ_BYTES: usize = 16 * 1024;
+
+/// Either a plain TCP stream or a TLS stream over one (read through a buffer of
+/// [`TLS_SOCKET_READ_BYTES`]; writes go straight to the socket).
 enum Transport {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::client::TlsStream<tokio::io::BufReader<TcpStream>>>),
 }
 
 impl AsyncRead for Transport {
@@ -267,6 +274,7 @@ async fn open_transport(
                 reason: "host is not a valid TLS server name",
             }
         })?;
+    let tcp = tokio::io::BufReader::with_capacity(TLS_SOCKET_READ_BYTES, tcp);
     let tls = tls
         .connect(server_name, tcp)
         .await

@@ -32,7 +32,9 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
     let _log_guard = init_logging("info");
     let budget = memory_budget(&config);
     println!("{budget}");
-    let runtime = feed_runtime(&config)?;
+    // The feeds threads' batch sleeps (`feeds.batch_wait_us`), for the stats line.
+    let batch_sleeps = Arc::new(tickflow_feed::BatchSleeps::default());
+    let runtime = feed_runtime(&config, Arc::clone(&batch_sleeps))?;
     let registry = Arc::new(SymbolRegistry::new(config.engine.max_symbols));
     // SINKS: the single place where the sinks are wired: the plugin host gives one outbound per
     // shard (for the pipeline) and one telemetry lane.
@@ -192,7 +194,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<u8> {
                     }
                 }
                 _ = stats_tick.tick(), if config.feeds.stats_interval_ms > 0 => {
-                    eprintln!("tickflow-stats {}", with_sources(stats_json(&feeds, &pipeline, &registry, &sink_host.stats(), started), &sources));
+                    eprintln!("tickflow-stats {}", with_sources(stats_json(&feeds, &pipeline, &registry, &sink_host.stats(), &batch_sleeps, started), &sources));
                 }
             }
         }
@@ -427,7 +429,10 @@ pub(crate) fn venue_statuses(
         .collect()
 }
 
-pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn feed_runtime(
+    config: &Config,
+    batch_sleeps: Arc<tickflow_feed::BatchSleeps>,
+) -> anyhow::Result<tokio::runtime::Runtime> {
     let cores = config.feeds.worker_cores.clone();
     if !cores.is_empty() {
         let available: Vec<usize> = core_affinity::get_core_ids()
@@ -446,9 +451,10 @@ pub(crate) fn feed_runtime(config: &Config) -> anyhow::Result<tokio::runtime::Ru
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.feeds.worker_threads.max(1))
         .thread_name("tickflow-feeds")
-        // Batched wake-ups (`feeds.batch_wait_us`): the thread sleeps for a batch of frames
-        // right before it parks, so the park finds them all ready (tickflow_feed's coalesce).
-        .on_thread_park(move || tickflow_feed::batch_wakeups_before_park(batch_wait))
+        // Batched wake-ups (`feeds.batch_wait_us`): the thread wakes the shards its slots
+        // flushed to, then sleeps for a batch of frames right before it parks, so the park
+        // finds them all ready (tickflow_feed's coalesce).
+        .on_thread_park(move || tickflow_feed::batch_wakeups_before_park(batch_wait, &batch_sleeps))
         .on_thread_start(move || {
             if cores.is_empty() {
                 return;
@@ -471,6 +477,7 @@ pub(crate) fn stats_json(
     pipeline: &Pipeline,
     registry: &SymbolRegistry,
     sinks: &[tickflow_host::SinkStats],
+    batch_sleeps: &tickflow_feed::BatchSleeps,
     started: Instant,
 ) -> String {
     let totals = feeds.totals();
@@ -514,6 +521,14 @@ pub(crate) fn stats_json(
             "shard_latency_ns_max".into(),
             counters.latency_ns_max.into(),
         );
+        // The feeds threads' batch sleeps since the last line: how long a frame that arrived
+        // during one waited in its socket at most (before its read, so not in the latency above).
+        let sleeps = batch_sleeps.take_interval();
+        object.insert("feeds_batch_sleeps".into(), batch_sleeps.total().into());
+        object.insert("feeds_batch_sleep_ns_p50".into(), sleeps.p50_ns.into());
+        object.insert("feeds_batch_sleep_ns_p99".into(), sleeps.p99_ns.into());
+        object.insert("feeds_batch_sleep_ns_p999".into(), sleeps.p999_ns.into());
+        object.insert("feeds_batch_sleep_ns_max".into(), sleeps.max_ns.into());
         object.insert("sink_kinds".into(), sink_kinds_json(&counters, sinks));
     }
     value.to_string()

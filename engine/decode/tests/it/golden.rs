@@ -9,7 +9,7 @@ use tickflow_core::records::{
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
     BinanceDecoder, ControlEvent, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding,
-    FrameOutcome, RecordBatch, decoder_for, mexc_proto,
+    FrameOutcome, OkxDecoder, RecordBatch, decoder_for, mexc_proto,
 };
 
 const TS_RECV_NS: TimestampNs = 42;
@@ -1345,6 +1345,109 @@ fn decode_binance_fast_path_matches_generic_path() {
     inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1e2","B":"0","a":"100","A":"5"}"#.to_vec());
     inputs.push(br#"{"u":1,"s":"bnbusdt","b":"1","B":"1","a":"2","A":"3"}"#.to_vec());
     inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"3","x":1}"#.to_vec());
+    for input in &inputs {
+        let mut fast_out = RecordBatch::with_capacity(4);
+        let mut generic_out = RecordBatch::with_capacity(4);
+        let fast_result = fast.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut fast_out);
+        let generic_result =
+            generic.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut generic_out);
+        assert_eq!(
+            fast_result,
+            generic_result,
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+        assert_eq!(
+            fast_out.as_slice(),
+            generic_out.as_slice(),
+            "{:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+}
+
+#[test]
+fn decode_okx_fast_path_matches_generic_path() {
+    let registry = fixture_registry();
+    let mut fast = OkxDecoder::new(registry.clone(), DecodeLimits::default());
+    let mut generic = OkxDecoder::new(registry, DecodeLimits::default());
+    generic.set_fast_path(false);
+    let mut random = Xorshift(11);
+    let mut inputs: Vec<Vec<u8>> = wire_frames(Venue::Okx)
+        .into_iter()
+        .map(|frame| frame.bytes)
+        .collect();
+    let base = inputs[0].clone();
+    assert!(
+        base.starts_with(br#"{"arg":{"channel":"bbo-tbt""#),
+        "the first OKX fixture is a bbo-tbt push"
+    );
+    let digits = b"0123456789.\"";
+    for _ in 0..3000 {
+        let mut variant = base.clone();
+        // Mutate inside the values mostly, sometimes anywhere, sometimes twice.
+        for _ in 0..1 + random.next() % 2 {
+            let at = (random.next() % variant.len() as u64) as usize;
+            variant[at] = if random.next() % 4 == 0 {
+                (random.next() % 256) as u8
+            } else {
+                digits[(random.next() % digits.len() as u64) as usize]
+            };
+        }
+        inputs.push(variant);
+    }
+    let frame = |ask: &str, bid: &str, ts: &str, seq: &str| {
+        format!(
+            r#"{{"arg":{{"channel":"bbo-tbt","instId":"BTC-USDT"}},"data":[{{"asks":[{ask}],"bids":[{bid}],"ts":{ts},"seqId":{seq}}}]}}"#
+        )
+        .into_bytes()
+    };
+    let level = r#"["8476.98","415","0","13"]"#;
+    // Sequence ids at and past the u64 edge, leading zeros, negatives.
+    for seq in [
+        "18446744073709551615",
+        "18446744073709551616",
+        "9223372036854775808",
+        "0",
+        "-1",
+        "01",
+        "1.5",
+        "\"7\"",
+    ] {
+        inputs.push(frame(level, level, r#""1597026383085""#, seq));
+    }
+    // Times: as a number, fractional, empty, too large, with a sign.
+    for ts in [
+        "1597026383085",
+        r#""1597026383085.5""#,
+        r#""""#,
+        r#""99999999999999999999""#,
+        r#""-1""#,
+        r#""1e3""#,
+    ] {
+        inputs.push(frame(level, level, ts, "5"));
+    }
+    // Empty and deeper sides, numbers as JSON numbers, zero and non-finite prices.
+    for (ask, bid) in [
+        ("", level),
+        (level, ""),
+        (&format!("{level},{level}") as &str, level),
+        (r#"[8476.98,415,"0","13"]"#, level),
+        (r#"["0","0","0","0"]"#, level),
+        (r#"["1e400","1","0","1"]"#, level),
+        (r#"["8476.98","415"]"#, level),
+        (r#"["8476.98"]"#, level),
+    ] {
+        inputs.push(frame(
+            &format!("[{ask}]"),
+            &format!("[{bid}]"),
+            r#""1""#,
+            "5",
+        ));
+    }
+    inputs.push(br#"{"arg":{"channel":"bbo-tbt","instId":"NOT-LISTED"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}]}"#.to_vec());
+    inputs.push(br#"{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}]}"#.to_vec());
+    inputs.push(br#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}],"x":1}"#.to_vec());
     for input in &inputs {
         let mut fast_out = RecordBatch::with_capacity(4);
         let mut generic_out = RecordBatch::with_capacity(4);

@@ -16,7 +16,7 @@
 //! thread while frames come fast).
 
 mod coalesce;
-pub use coalesce::before_park as batch_wakeups_before_park;
+pub use coalesce::{BatchSleepFigures, BatchSleeps, before_park as batch_wakeups_before_park};
 pub(crate) mod decode_pool;
 mod held_gaps;
 mod link;

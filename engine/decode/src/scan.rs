@@ -1,0 +1,62 @@
+//! The cursor of the hand-written fast paths (`JsonVenue::fast_path`): each matches one exact
+//! frame shape byte by byte and gives up (`None`) at the first deviation, leaving the frame to
+//! the generic simd-json path, which gives the same answer (the golden tests compare them).
+//! Written by hand because a frame of a known shape needs no structural index or tape: a parser
+//! library would do both.
+
+/// A position in a frame that only moves forward over what matches.
+pub(crate) struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Cursor<'a> {
+        Cursor { bytes, at: 0 }
+    }
+
+    /// Every byte was matched.
+    pub(crate) fn at_end(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+
+    #[inline]
+    pub(crate) fn expect(&mut self, literal: &[u8]) -> Option<()> {
+        let end = self.at.checked_add(literal.len())?;
+        (self.bytes.get(self.at..end)? == literal).then(|| self.at = end)
+    }
+
+    /// One or more ASCII digits whose value fits a u64; `None` on overflow (the generic path then
+    /// refuses the number with a typed error).
+    #[inline]
+    pub(crate) fn digits(&mut self) -> Option<u64> {
+        let start = self.at;
+        let mut value: u64 = 0;
+        while let Some(&byte) = self.bytes.get(self.at) {
+            if !byte.is_ascii_digit() {
+                break;
+            }
+            value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+            self.at += 1;
+        }
+        // JSON forbids leading zeros; the generic path refuses them, so must this.
+        let len = self.at - start;
+        (len == 1 || (len > 1 && self.bytes[start] != b'0')).then_some(value)
+    }
+
+    /// The body of a string without escapes or control characters, up to its closing quote.
+    #[inline]
+    pub(crate) fn plain_string(&mut self) -> Option<&'a [u8]> {
+        let rest = self.bytes.get(self.at..)?;
+        let len = rest.iter().position(|&byte| byte == b'"')?;
+        let body = &rest[..len];
+        if body
+            .iter()
+            .any(|&byte| byte == b'\\' || !(0x20..0x80).contains(&byte))
+        {
+            return None;
+        }
+        self.at += len + 1;
+        Some(body)
+    }
+}
