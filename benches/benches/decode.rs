@@ -21,7 +21,8 @@ use prost::Message;
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
-    BinanceDecoder, DecodeLimits, Decoder, FrameEncoding, RecordBatch, decoder_for, mexc_proto,
+    BinanceDecoder, DecodeLimits, Decoder, FrameEncoding, OkxDecoder, RecordBatch, decoder_for,
+    mexc_proto,
 };
 
 /// One fixture line (`engine/decode/tests/fixtures/exchanges/*.jsonl`).
@@ -569,6 +570,13 @@ fn parse_float(bytes: &[u8]) -> f64 {
         .expect("a number")
 }
 
+/// A decoder with its fast path off, for the venues that have one.
+type GenericDecode =
+    dyn FnMut(
+        &mut [u8],
+        &mut RecordBatch,
+    ) -> Result<tickflow_decode::FrameOutcome, tickflow_decode::DecodeError>;
+
 fn decode_benches(criterion: &mut Criterion) {
     let registry = registry();
     let limits = DecodeLimits::default();
@@ -623,19 +631,35 @@ fn decode_benches(criterion: &mut Criterion) {
                 });
             }
         }
-        if venue == Venue::Binance {
-            // The generic simd-json path of the same bookTicker, fast path off.
+        // The venues with a fast path: the generic simd-json path of the same best bid/ask
+        // frame, fast path off.
+        let generic: Option<Box<GenericDecode>> = match venue {
+            Venue::Binance => {
+                let mut generic = BinanceDecoder::new(registry.clone(), limits);
+                generic.set_fast_path(false);
+                Some(Box::new(move |frame: &mut [u8], out: &mut RecordBatch| {
+                    generic.decode(frame, FrameEncoding::Text, 1, out)
+                }))
+            }
+            Venue::Okx => {
+                let mut generic = OkxDecoder::new(registry.clone(), limits);
+                generic.set_fast_path(false);
+                Some(Box::new(move |frame: &mut [u8], out: &mut RecordBatch| {
+                    generic.decode(frame, FrameEncoding::Text, 1, out)
+                }))
+            }
+            _ => None,
+        };
+        if let Some(mut generic) = generic {
             let (frame, _) = wire_frame(venue, "bbo");
             let mut buffer = Vec::with_capacity(frame.len());
             let mut out = RecordBatch::with_capacity(limits.max_records_per_frame);
-            let mut generic = BinanceDecoder::new(registry.clone(), limits);
-            generic.set_fast_path(false);
             group.bench_function("bbo/decoder_generic_path", |bencher| {
                 bencher.iter(|| {
                     buffer.clear();
                     buffer.extend_from_slice(&frame);
                     out.clear();
-                    let outcome = generic.decode(&mut buffer, FrameEncoding::Text, 1, &mut out);
+                    let outcome = generic(&mut buffer, &mut out);
                     black_box(outcome).expect("fixture frames decode");
                 })
             });

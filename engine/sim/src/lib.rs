@@ -26,6 +26,8 @@ mod prices;
 mod rest;
 mod session;
 mod wire;
+/// The simulators' number writer, public for the benchmark that measures it beside std's.
+pub use wire::Fixed;
 
 pub use history::SeedHistory;
 pub use listings::{

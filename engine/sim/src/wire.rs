@@ -469,9 +469,11 @@ pub fn write_bitget_v3_bbo(update: &BboUpdate<'_>, text: &mut String) {
         now_ms,
     } = *update;
     let previous = sequence.saturating_sub(1);
+    let (bid8, ask8) = (Fixed::<8>(bid), Fixed::<8>(ask));
+    let (bid_qty6, ask_qty6) = (Fixed::<6>(bid_qty), Fixed::<6>(ask_qty));
     let _ = write!(
         text,
-        r#"{{"data":[{{"a":[["{ask:.8}","{ask_qty:.6}"]],"b":[["{bid:.8}","{bid_qty:.6}"]],"checksum":0,"pseq":{previous},"seq":{sequence},"ts":"{now_ms}"}}],"arg":{{"instType":"spot","symbol":"{symbol}","topic":"books1"}},"action":"snapshot","ts":{now_ms}}}"#
+        r#"{{"data":[{{"a":[["{ask8}","{ask_qty6}"]],"b":[["{bid8}","{bid_qty6}"]],"checksum":0,"pseq":{previous},"seq":{sequence},"ts":"{now_ms}"}}],"arg":{{"instType":"spot","symbol":"{symbol}","topic":"books1"}},"action":"snapshot","ts":{now_ms}}}"#
     );
 }
 
@@ -487,9 +489,10 @@ pub fn write_bitget_v3_trade(update: &TradeUpdate<'_>, text: &mut String) {
         now_ms,
     } = *update;
     let side = if buy { "buy" } else { "sell" };
+    let (price8, quantity6) = (Fixed::<8>(price), Fixed::<6>(quantity));
     let _ = write!(
         text,
-        r#"{{"data":[{{"p":"{price:.8}","S":"{side}","T":"{now_ms}","v":"{quantity:.6}","i":"{trade_id}","L":"{trade_id}"}}],"arg":{{"instType":"spot","symbol":"{symbol}","topic":"publicTrade"}},"action":"snapshot","ts":{now_ms}}}"#
+        r#"{{"data":[{{"p":"{price8}","S":"{side}","T":"{now_ms}","v":"{quantity6}","i":"{trade_id}","L":"{trade_id}"}}],"arg":{{"instType":"spot","symbol":"{symbol}","topic":"publicTrade"}},"action":"snapshot","ts":{now_ms}}}"#
     );
 }
 
@@ -522,6 +525,55 @@ pub fn malformed(venue: Venue) -> ServerFrame {
     match venue {
         Venue::Htx | Venue::Mexc => ServerFrame::Binary(vec![0x1f, 0x8b, 0x08, 0xff, 0x00, 0x13]),
         _ => ServerFrame::Text(r#"{"topic":"orderbook.1.BTCUSDT","data":{"b":[["1.0","#.to_owned()),
+    }
+}
+
+/// `value` with `PLACES` decimals, as `format!("{value:.PLACES$}")` writes it (the same digits
+/// but for a tie at the last place, which a simulated price never cares about), without the
+/// exact decimal expansion std does for every float: the simulators write four of these per
+/// best bid/ask, and at the full universe they share the machine with the engine they measure.
+/// Values too large for the fast way (or not finite) are written by std.
+#[derive(Clone, Copy)]
+pub struct Fixed<const PLACES: u32>(pub f64);
+
+impl<const PLACES: u32> std::fmt::Display for Fixed<PLACES> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = 10u64.pow(PLACES);
+        let product = self.0.abs() * unit as f64;
+        // Below 2^46 the product is within 1/128 of the exact one, so unless its fraction is
+        // that close to a half, rounding it rounds the exact value as std does; near a half
+        // (about 2 % of values), or beyond, std writes it.
+        let fraction = product - product.floor();
+        if !product.is_finite() || product >= 7.0e13 || (fraction - 0.5).abs() < 0.01 {
+            return write!(formatter, "{:.*}", PLACES as usize, self.0);
+        }
+        let scaled = product.round() as u64;
+        let mut digits = [0u8; 24];
+        let mut at = digits.len();
+        let mut rest = scaled;
+        for place in 0..PLACES {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if place + 1 == PLACES {
+                at -= 1;
+                digits[at] = b'.';
+            }
+        }
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        if self.0.is_sign_negative() {
+            at -= 1;
+            digits[at] = b'-';
+        }
+        // Only ASCII digits, '.' and '-' were written.
+        formatter.write_str(std::str::from_utf8(&digits[at..]).map_err(|_| std::fmt::Error)?)
     }
 }
 
@@ -568,49 +620,56 @@ pub fn write_bbo(
         sequence,
         now_ms,
     } = *update;
+    let (bid8, ask8, bid_qty8, ask_qty8) = (
+        Fixed::<8>(bid),
+        Fixed::<8>(ask),
+        Fixed::<8>(bid_qty),
+        Fixed::<8>(ask_qty),
+    );
+    let (bid_qty6, ask_qty6) = (Fixed::<6>(bid_qty), Fixed::<6>(ask_qty));
     match venue {
         Venue::Binance => {
             let _ = write!(
                 text,
-                r#"{{"u":{sequence},"s":"{}","b":"{bid:.8}","B":"{bid_qty:.8}","a":"{ask:.8}","A":"{ask_qty:.8}"}}"#,
+                r#"{{"u":{sequence},"s":"{}","b":"{bid8}","B":"{bid_qty8}","a":"{ask8}","A":"{ask_qty8}"}}"#,
                 symbol.to_ascii_uppercase()
             );
         }
         Venue::Bybit => {
             let _ = write!(
                 text,
-                r#"{{"topic":"orderbook.1.{symbol}","type":"snapshot","ts":{now_ms},"data":{{"s":"{symbol}","b":[["{bid:.8}","{bid_qty:.6}"]],"a":[["{ask:.8}","{ask_qty:.6}"]],"u":{sequence},"seq":{sequence}}},"cts":{now_ms}}}"#
+                r#"{{"topic":"orderbook.1.{symbol}","type":"snapshot","ts":{now_ms},"data":{{"s":"{symbol}","b":[["{bid8}","{bid_qty6}"]],"a":[["{ask8}","{ask_qty6}"]],"u":{sequence},"seq":{sequence}}},"cts":{now_ms}}}"#
             );
         }
         Venue::Okx => {
             let _ = write!(
                 text,
-                r#"{{"arg":{{"channel":"bbo-tbt","instId":"{symbol}"}},"data":[{{"asks":[["{ask:.8}","{ask_qty:.6}","0","3"]],"bids":[["{bid:.8}","{bid_qty:.6}","0","2"]],"ts":"{now_ms}","seqId":{sequence}}}]}}"#
+                r#"{{"arg":{{"channel":"bbo-tbt","instId":"{symbol}"}},"data":[{{"asks":[["{ask8}","{ask_qty6}","0","3"]],"bids":[["{bid8}","{bid_qty6}","0","2"]],"ts":"{now_ms}","seqId":{sequence}}}]}}"#
             );
         }
         Venue::Gate => {
             let now_s = now_ms / 1000;
             let _ = write!(
                 text,
-                r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"spot.book_ticker","event":"update","result":{{"t":{now_ms},"u":{sequence},"s":"{symbol}","b":"{bid:.8}","B":"{bid_qty:.6}","a":"{ask:.8}","A":"{ask_qty:.6}"}}}}"#
+                r#"{{"time":{now_s},"time_ms":{now_ms},"channel":"spot.book_ticker","event":"update","result":{{"t":{now_ms},"u":{sequence},"s":"{symbol}","b":"{bid8}","B":"{bid_qty6}","a":"{ask8}","A":"{ask_qty6}"}}}}"#
             );
         }
         Venue::Kucoin => {
             let _ = write!(
                 text,
-                r#"{{"topic":"/spotMarket/level1:{symbol}","type":"message","subject":"level1","data":{{"asks":["{ask:.8}","{ask_qty:.6}"],"bids":["{bid:.8}","{bid_qty:.6}"],"timestamp":{now_ms}}}}}"#
+                r#"{{"topic":"/spotMarket/level1:{symbol}","type":"message","subject":"level1","data":{{"asks":["{ask8}","{ask_qty6}"],"bids":["{bid8}","{bid_qty6}"],"timestamp":{now_ms}}}}}"#
             );
         }
         Venue::Bitget => {
             let _ = write!(
                 text,
-                r#"{{"action":"snapshot","arg":{{"instType":"SPOT","channel":"books1","instId":"{symbol}"}},"data":[{{"asks":[["{ask:.8}","{ask_qty:.6}"]],"bids":[["{bid:.8}","{bid_qty:.6}"]],"checksum":0,"ts":"{now_ms}"}}],"ts":{now_ms}}}"#
+                r#"{{"action":"snapshot","arg":{{"instType":"SPOT","channel":"books1","instId":"{symbol}"}},"data":[{{"asks":[["{ask8}","{ask_qty6}"]],"bids":[["{bid8}","{bid_qty6}"]],"checksum":0,"ts":"{now_ms}"}}],"ts":{now_ms}}}"#
             );
         }
         Venue::Htx => {
             let _ = write!(
                 text,
-                r#"{{"ch":"market.{symbol}.bbo","ts":{now_ms},"tick":{{"seqId":{sequence},"ask":{ask:.8},"askSize":{ask_qty:.6},"bid":{bid:.8},"bidSize":{bid_qty:.6},"quoteTime":{now_ms},"symbol":"{symbol}"}}}}"#
+                r#"{{"ch":"market.{symbol}.bbo","ts":{now_ms},"tick":{{"seqId":{sequence},"ask":{ask8},"askSize":{ask_qty6},"bid":{bid8},"bidSize":{bid_qty6},"quoteTime":{now_ms},"symbol":"{symbol}"}}}}"#
             );
             GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
             return true;
@@ -622,10 +681,10 @@ pub fn write_bbo(
                 send_time: now_ms,
                 body: Some(PushBody::PublicAggreBookTicker(
                     PublicAggreBookTickerV3Api {
-                        bid_price: format!("{bid:.8}"),
-                        bid_quantity: format!("{bid_qty:.6}"),
-                        ask_price: format!("{ask:.8}"),
-                        ask_quantity: format!("{ask_qty:.6}"),
+                        bid_price: bid8.to_string(),
+                        bid_quantity: bid_qty6.to_string(),
+                        ask_price: ask8.to_string(),
+                        ask_quantity: ask_qty6.to_string(),
                     },
                 )),
             };
@@ -653,12 +712,13 @@ pub fn write_trade(
         trade_id,
         now_ms,
     } = *update;
+    let (price8, quantity6) = (Fixed::<8>(price), Fixed::<6>(quantity));
     let side_lower = if buy { "buy" } else { "sell" };
     match venue {
         Venue::Binance => {
             let _ = write!(
                 text,
-                r#"{{"e":"trade","E":{now_ms},"s":"{}","t":{trade_id},"p":"{price:.8}","q":"{quantity:.6}","T":{now_ms},"m":{},"M":true}}"#,
+                r#"{{"e":"trade","E":{now_ms},"s":"{}","t":{trade_id},"p":"{price8}","q":"{quantity6}","T":{now_ms},"m":{},"M":true}}"#,
                 symbol.to_ascii_uppercase(),
                 !buy
             );
@@ -667,39 +727,39 @@ pub fn write_trade(
             let side = if buy { "Buy" } else { "Sell" };
             let _ = write!(
                 text,
-                r#"{{"topic":"publicTrade.{symbol}","type":"snapshot","ts":{now_ms},"data":[{{"T":{now_ms},"s":"{symbol}","S":"{side}","v":"{quantity:.6}","p":"{price:.8}","L":"PlusTick","i":"{trade_id}","BT":false}}]}}"#
+                r#"{{"topic":"publicTrade.{symbol}","type":"snapshot","ts":{now_ms},"data":[{{"T":{now_ms},"s":"{symbol}","S":"{side}","v":"{quantity6}","p":"{price8}","L":"PlusTick","i":"{trade_id}","BT":false}}]}}"#
             );
         }
         Venue::Okx => {
             let _ = write!(
                 text,
-                r#"{{"arg":{{"channel":"trades","instId":"{symbol}"}},"data":[{{"instId":"{symbol}","tradeId":"{trade_id}","px":"{price:.8}","sz":"{quantity:.6}","side":"{side_lower}","ts":"{now_ms}"}}]}}"#
+                r#"{{"arg":{{"channel":"trades","instId":"{symbol}"}},"data":[{{"instId":"{symbol}","tradeId":"{trade_id}","px":"{price8}","sz":"{quantity6}","side":"{side_lower}","ts":"{now_ms}"}}]}}"#
             );
         }
         Venue::Gate => {
             let now_s = now_ms / 1000;
             let _ = write!(
                 text,
-                r#"{{"time":{now_s},"channel":"spot.trades","event":"update","result":{{"id":{trade_id},"create_time":{now_s},"create_time_ms":"{now_ms}.0000","side":"{side_lower}","currency_pair":"{symbol}","amount":"{quantity:.6}","price":"{price:.8}","range":"{trade_id}-{trade_id}"}}}}"#
+                r#"{{"time":{now_s},"channel":"spot.trades","event":"update","result":{{"id":{trade_id},"create_time":{now_s},"create_time_ms":"{now_ms}.0000","side":"{side_lower}","currency_pair":"{symbol}","amount":"{quantity6}","price":"{price8}","range":"{trade_id}-{trade_id}"}}}}"#
             );
         }
         Venue::Kucoin => {
             let now_ns = now_ms * 1_000_000;
             let _ = write!(
                 text,
-                r#"{{"topic":"/market/match:{symbol}","type":"message","subject":"trade.l3match","data":{{"makerOrderId":"m{trade_id}","price":"{price:.8}","sequence":"{trade_id}","side":"{side_lower}","size":"{quantity:.6}","symbol":"{symbol}","takerOrderId":"t{trade_id}","time":"{now_ns}","tradeId":"{trade_id}","type":"match"}}}}"#
+                r#"{{"topic":"/market/match:{symbol}","type":"message","subject":"trade.l3match","data":{{"makerOrderId":"m{trade_id}","price":"{price8}","sequence":"{trade_id}","side":"{side_lower}","size":"{quantity6}","symbol":"{symbol}","takerOrderId":"t{trade_id}","time":"{now_ns}","tradeId":"{trade_id}","type":"match"}}}}"#
             );
         }
         Venue::Bitget => {
             let _ = write!(
                 text,
-                r#"{{"action":"update","arg":{{"instType":"SPOT","channel":"trade","instId":"{symbol}"}},"data":[{{"ts":"{now_ms}","price":"{price:.8}","size":"{quantity:.6}","side":"{side_lower}","tradeId":"{trade_id}"}}],"ts":{now_ms}}}"#
+                r#"{{"action":"update","arg":{{"instType":"SPOT","channel":"trade","instId":"{symbol}"}},"data":[{{"ts":"{now_ms}","price":"{price8}","size":"{quantity6}","side":"{side_lower}","tradeId":"{trade_id}"}}],"ts":{now_ms}}}"#
             );
         }
         Venue::Htx => {
             let _ = write!(
                 text,
-                r#"{{"ch":"market.{symbol}.trade.detail","ts":{now_ms},"tick":{{"id":{trade_id},"ts":{now_ms},"data":[{{"id":{trade_id},"ts":{now_ms},"tradeId":{trade_id},"amount":{quantity:.6},"price":{price:.8},"direction":"{side_lower}"}}]}}}}"#
+                r#"{{"ch":"market.{symbol}.trade.detail","ts":{now_ms},"tick":{{"id":{trade_id},"ts":{now_ms},"data":[{{"id":{trade_id},"ts":{now_ms},"tradeId":{trade_id},"amount":{quantity6},"price":{price8},"direction":"{side_lower}"}}]}}}}"#
             );
             GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
             return true;
@@ -711,8 +771,8 @@ pub fn write_trade(
                 send_time: now_ms,
                 body: Some(PushBody::PublicAggreDeals(PublicAggreDealsV3Api {
                     deals: vec![PublicAggreDealsV3ApiItem {
-                        price: format!("{price:.8}"),
-                        quantity: format!("{quantity:.6}"),
+                        price: price8.to_string(),
+                        quantity: quantity6.to_string(),
                         trade_type: if buy { 1 } else { 2 },
                         time: now_ms,
                     }],
@@ -729,6 +789,43 @@ pub fn write_trade(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_writes_what_std_writes() {
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            0.5,
+            0.000_000_01,
+            123_456.789,
+            9.999_999_999,
+            -42.125,
+        ];
+        // Prices and sizes across the magnitudes the simulators use, off any grid.
+        let mut value = 1.234_567_891e-5;
+        while value < 1e7 {
+            values.push(value);
+            values.push(value * 1.000_000_37);
+            value *= 1.013;
+        }
+        for value in values {
+            assert_eq!(
+                Fixed::<8>(value).to_string(),
+                format!("{value:.8}"),
+                "{value:e}"
+            );
+            assert_eq!(
+                Fixed::<6>(value).to_string(),
+                format!("{value:.6}"),
+                "{value:e}"
+            );
+        }
+        // Beyond the fast way's range, and not finite: std's own text.
+        for value in [1e12, 3.5e300, f64::INFINITY, f64::NAN] {
+            assert_eq!(Fixed::<8>(value).to_string(), format!("{value:.8}"));
+        }
+    }
 
     #[test]
     fn gzip_frames_inflate_back() {

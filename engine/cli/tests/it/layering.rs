@@ -51,6 +51,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "tickflow-core",
             "tickflow-decode",
             "tickflow-host",
+            "tickflow-sim",
         ],
     ),
     (
