@@ -154,6 +154,8 @@ impl SlotProducer {
     /// than half full wakes its shard at once.
     #[inline]
     pub fn flush(&mut self) {
+        // A flush with nothing new still ends a held wake that is old (see `DEFERRED_WAKE_MAX`).
+        wake_old_deferred();
         for (shard, pending) in self.pending_wake.iter_mut().enumerate() {
             if *pending {
                 *pending = false;
@@ -179,7 +181,8 @@ impl SlotProducer {
 
 /// Longest a shard wake is deferred on a thread with a park hook (see [`SlotProducer::flush`]):
 /// a thread that stays busy (it never parks) still wakes its shards by its next flush after
-/// this. Short against the batch waits, long against one wake-up's reads.
+/// this, with or without new records (a feed slot flushes after every burst of events).
+/// Short against the batch waits, long against one wake-up's reads.
 pub const DEFERRED_WAKE_MAX: std::time::Duration = std::time::Duration::from_micros(200);
 
 /// One thread's shard wakes held for its next park.
@@ -230,6 +233,26 @@ fn defer_wake(waker: &Arc<ShardWaker>) -> bool {
         }
         true
     })
+}
+
+/// Does the held wakes of this thread now when the oldest is `DEFERRED_WAKE_MAX` old. Nearly
+/// free when none is held (one thread-local look).
+#[inline]
+fn wake_old_deferred() {
+    DEFERRED_WAKES.with(|cell| {
+        let Ok(mut deferred) = cell.try_borrow_mut() else {
+            return;
+        };
+        if deferred
+            .first_deferred_at
+            .is_some_and(|first| first.elapsed() >= DEFERRED_WAKE_MAX)
+        {
+            deferred.first_deferred_at = None;
+            for held in deferred.wakers.drain(..) {
+                held.wake();
+            }
+        }
+    });
 }
 
 /// Wakes the shards this thread's producers flushed to since its last call, and from then on
@@ -816,7 +839,7 @@ mod tests {
             "the park hook did not wake the shard"
         );
         // ...or for a flush once the held wake is `DEFERRED_WAKE_MAX` old, for a thread that
-        // stays busy and does not park.
+        // stays busy and does not park: one with a record of its own...
         wait_for_a_fresh_park(&pipeline);
         assert!(producer.push(quote(1, 2)));
         producer.flush();
@@ -828,8 +851,21 @@ mod tests {
             quotes_arrive_within(&pipeline, 4, std::time::Duration::from_millis(500)),
             "an old held wake was not done by the next flush"
         );
+        // ...or one with nothing new (a burst of control frames, say). The park first ends
+        // what the flush above held for its own record.
+        wake_deferred_shards();
+        wait_for_a_fresh_park(&pipeline);
+        assert!(producer.push(quote(1, 4)));
+        producer.flush();
+        std::thread::sleep(DEFERRED_WAKE_MAX * 5);
+        assert_eq!(pipeline.counters().quotes, 4, "held until the next flush");
+        producer.flush();
+        assert!(
+            quotes_arrive_within(&pipeline, 5, std::time::Duration::from_millis(500)),
+            "an old held wake was not done by a flush with nothing new"
+        );
         drop(producer);
         let report = pipeline.shutdown();
-        assert_eq!(report.counters.quotes, 4);
+        assert_eq!(report.counters.quotes, 5);
     }
 }

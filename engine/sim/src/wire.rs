@@ -538,6 +538,8 @@ pub struct Fixed<const PLACES: u32>(pub f64);
 
 impl<const PLACES: u32> std::fmt::Display for Fixed<PLACES> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The digit buffer below and `10^PLACES` as a u64 hold at most 18 places.
+        const { assert!(PLACES <= 18, "Fixed writes at most 18 decimal places") };
         let unit = 10u64.pow(PLACES);
         let product = self.0.abs() * unit as f64;
         // Below 2^46 the product is within 1/128 of the exact one, so unless its fraction is
