@@ -731,21 +731,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_shard_takes_records_from_any_slot_flushed_or_not() {
+    /// A one-shard pipeline of `engine` (its `shards` set to 1) with a discarding sink.
+    fn one_shard_pipeline(engine: EngineConfig) -> Pipeline {
         let engine = EngineConfig {
             shards: 1,
-            max_symbols: 16,
-            ring_capacity_records: 64,
-            max_connection_slots: 130,
-            ..EngineConfig::default()
+            ..engine
         };
-        let mut pipeline = Pipeline::start(
+        Pipeline::start(
             &engine,
             &WindowsConfig::default(),
             vec![Box::new(DiscardOutbound)],
         )
-        .expect("the pipeline starts");
+        .expect("the pipeline starts")
+    }
+
+    #[test]
+    fn the_shard_takes_records_from_any_slot_flushed_or_not() {
+        let mut pipeline = one_shard_pipeline(EngineConfig {
+            max_symbols: 16,
+            ring_capacity_records: 64,
+            max_connection_slots: 130,
+            ..EngineConfig::default()
+        });
         let mut producers: Vec<SlotProducer> =
             std::iter::from_fn(|| pipeline.take_producer()).collect();
         assert_eq!(producers.len(), 130);
@@ -798,21 +805,14 @@ mod tests {
 
     #[test]
     fn a_thread_with_a_park_hook_wakes_its_shards_when_it_parks_or_when_the_wake_is_old() {
-        let engine = EngineConfig {
-            shards: 1,
+        let mut pipeline = one_shard_pipeline(EngineConfig {
             max_symbols: 16,
             ring_capacity_records: 64,
             max_connection_slots: 2,
             idle_park_ms: 1_000,
             shard_batch_wait_us: 0,
             ..EngineConfig::default()
-        };
-        let mut pipeline = Pipeline::start(
-            &engine,
-            &WindowsConfig::default(),
-            vec![Box::new(DiscardOutbound)],
-        )
-        .expect("the pipeline starts");
+        });
         let mut producer = pipeline.take_producer().expect("a producer");
         // The deferral is per thread: the test harness runs each test on a thread of its own,
         // so nothing else sees this test's hook.

@@ -7,11 +7,8 @@
 //! A hand-written scanner takes the exact raw bookTicker shape; anything else (or anything odd in
 //! it) falls back to the generic simd-json path.
 
-use super::json::{
-    Context, EmptySide, JsonDecoder, JsonVenue, QuoteFields, TopOfBook, TradeFields, flat_side,
-};
-use super::number::parse_f64;
-use super::scan::Cursor;
+use super::json::{Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, flat_side};
+use super::scan::{Cursor, QuoteText, fast_quote};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::records::Side;
@@ -29,24 +26,7 @@ impl JsonVenue for Binance {
     #[inline]
     fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
         let fields = scan_book_ticker(frame)?;
-        // Symbol, number or book errors are reported by the generic path, which gives the same
-        // answer with a precise detail; the fast path only ever produces a finished record.
-        let symbol_id = cx.symbols.resolve(fields.symbol).ok()?;
-        let bid = parse_f64(fields.bid, "b").ok()?;
-        let bid_qty = parse_f64(fields.bid_qty, "B").ok()?;
-        let ask = parse_f64(fields.ask, "a").ok()?;
-        let ask_qty = parse_f64(fields.ask_qty, "A").ok()?;
-        cx.quote(QuoteFields {
-            symbol_id,
-            bid,
-            bid_qty,
-            ask,
-            ask_qty,
-            ts_exchange_ns: None,
-            seq: Some(fields.update_id),
-        })
-        .ok()?;
-        Some(cx.records())
+        fast_quote(fields.quote, None, Some(fields.update_id), cx)
     }
 
     fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
@@ -158,11 +138,7 @@ fn decode_trade(
 #[derive(Debug, PartialEq)]
 pub(crate) struct BookTickerText<'a> {
     pub(crate) update_id: u64,
-    pub(crate) symbol: &'a [u8],
-    pub(crate) bid: &'a [u8],
-    pub(crate) bid_qty: &'a [u8],
-    pub(crate) ask: &'a [u8],
-    pub(crate) ask_qty: &'a [u8],
+    pub(crate) quote: QuoteText<'a>,
 }
 
 /// Matches exactly `{"u":<digits>,"s":"<sym>","b":"<num>","B":"<num>","a":"<num>","A":"<num>"}`
@@ -185,11 +161,13 @@ pub(crate) fn scan_book_ticker(frame: &[u8]) -> Option<BookTickerText<'_>> {
     cursor.expect(b"}")?;
     cursor.at_end().then_some(BookTickerText {
         update_id,
-        symbol,
-        bid,
-        bid_qty,
-        ask,
-        ask_qty,
+        quote: QuoteText {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        },
     })
 }
 
@@ -202,8 +180,8 @@ mod tests {
         let frame = br#"{"u":400900217,"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}"#;
         let fields = scan_book_ticker(frame).unwrap();
         assert_eq!(fields.update_id, 400900217);
-        assert_eq!(fields.symbol, b"BNBUSDT");
-        assert_eq!(fields.ask_qty, b"40.66000000");
+        assert_eq!(fields.quote.symbol, b"BNBUSDT");
+        assert_eq!(fields.quote.ask_qty, b"40.66000000");
         assert!(scan_book_ticker(&frame[..frame.len() - 1]).is_none());
         assert!(
             scan_book_ticker(br#"{"u":1,"s":"B\"X","b":"1","B":"1","a":"1","A":"1"}"#).is_none()

@@ -9,11 +9,10 @@
 
 use super::check::{check_record_count, is_plain_word, side_from_word};
 use super::json::{
-    Context, EmptySide, JsonDecoder, JsonVenue, QuoteFields, TopOfBook, TradeFields,
-    book_snapshots, flat_side,
+    Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, book_snapshots, flat_side,
 };
-use super::number::{parse_f64, parse_ms_as_ns};
-use super::scan::Cursor;
+use super::number::parse_ms_as_ns;
+use super::scan::{Cursor, QuoteText, fast_quote};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -37,25 +36,8 @@ impl JsonVenue for Okx {
     #[inline]
     fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
         let fields = scan_bbo_tbt(frame)?;
-        // Symbol, number or time errors are reported by the generic path, which gives the same
-        // answer with a precise detail; the fast path only ever produces a finished record.
-        let symbol_id = cx.symbols.resolve(fields.symbol).ok()?;
-        let bid = parse_f64(fields.bid, "data[].bids").ok()?;
-        let bid_qty = parse_f64(fields.bid_qty, "data[].bids").ok()?;
-        let ask = parse_f64(fields.ask, "data[].asks").ok()?;
-        let ask_qty = parse_f64(fields.ask_qty, "data[].asks").ok()?;
         let ts_exchange_ns = parse_ms_as_ns(fields.ts_ms, "data[].ts").ok()?;
-        cx.quote(QuoteFields {
-            symbol_id,
-            bid,
-            bid_qty,
-            ask,
-            ask_qty,
-            ts_exchange_ns: Some(ts_exchange_ns),
-            seq: Some(fields.seq_id),
-        })
-        .ok()?;
-        Some(cx.records())
+        fast_quote(fields.quote, Some(ts_exchange_ns), Some(fields.seq_id), cx)
     }
 
     fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
@@ -155,11 +137,7 @@ impl JsonVenue for Okx {
 /// The byte fields of a `bbo-tbt` push found by [`scan_bbo_tbt`].
 #[derive(Debug, PartialEq)]
 pub(crate) struct BboTbtText<'a> {
-    pub(crate) symbol: &'a [u8],
-    pub(crate) ask: &'a [u8],
-    pub(crate) ask_qty: &'a [u8],
-    pub(crate) bid: &'a [u8],
-    pub(crate) bid_qty: &'a [u8],
+    pub(crate) quote: QuoteText<'a>,
     pub(crate) ts_ms: &'a [u8],
     pub(crate) seq_id: u64,
 }
@@ -182,11 +160,13 @@ pub(crate) fn scan_bbo_tbt(frame: &[u8]) -> Option<BboTbtText<'_>> {
     let seq_id = cursor.digits()?;
     cursor.expect(b"}]}")?;
     cursor.at_end().then_some(BboTbtText {
-        symbol,
-        ask,
-        ask_qty,
-        bid,
-        bid_qty,
+        quote: QuoteText {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        },
         ts_ms,
         seq_id,
     })
@@ -218,11 +198,13 @@ mod tests {
         assert_eq!(
             scan_bbo_tbt(PUSH),
             Some(BboTbtText {
-                symbol: b"BTC-USDT",
-                ask: b"8476.98",
-                ask_qty: b"415",
-                bid: b"8476.97",
-                bid_qty: b"256",
+                quote: QuoteText {
+                    symbol: b"BTC-USDT",
+                    bid: b"8476.97",
+                    bid_qty: b"256",
+                    ask: b"8476.98",
+                    ask_qty: b"415",
+                },
                 ts_ms: b"1597026383085",
                 seq_id: 123_456,
             })

@@ -4,6 +4,46 @@
 //! Written by hand because a frame of a known shape needs no structural index or tape: a parser
 //! library would do both.
 
+use super::json::{Context, QuoteFields};
+use super::number::parse_f64;
+use super::{DecodeError, FrameOutcome};
+use tickflow_core::records::TimestampNs;
+
+/// The text of a best bid/ask a scanner found.
+#[derive(Debug, PartialEq)]
+pub(crate) struct QuoteText<'a> {
+    pub(crate) symbol: &'a [u8],
+    pub(crate) bid: &'a [u8],
+    pub(crate) bid_qty: &'a [u8],
+    pub(crate) ask: &'a [u8],
+    pub(crate) ask_qty: &'a [u8],
+}
+
+/// The one record of a fast path's frame, or `None` (the generic path then reports the unknown
+/// symbol, bad number or refused book with a precise detail, giving the same answer): a fast
+/// path only ever produces a finished record.
+#[inline]
+pub(crate) fn fast_quote(
+    text: QuoteText<'_>,
+    ts_exchange_ns: Option<TimestampNs>,
+    seq: Option<u64>,
+    cx: &mut Context<'_>,
+) -> Option<Result<FrameOutcome, DecodeError>> {
+    let symbol_id = cx.symbols.resolve(text.symbol).ok()?;
+    let number = |bytes: &[u8]| parse_f64(bytes, "fast path").ok();
+    cx.quote(QuoteFields {
+        symbol_id,
+        bid: number(text.bid)?,
+        bid_qty: number(text.bid_qty)?,
+        ask: number(text.ask)?,
+        ask_qty: number(text.ask_qty)?,
+        ts_exchange_ns,
+        seq,
+    })
+    .ok()?;
+    Some(cx.records())
+}
+
 /// A position in a frame that only moves forward over what matches.
 pub(crate) struct Cursor<'a> {
     bytes: &'a [u8],

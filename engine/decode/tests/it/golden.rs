@@ -1300,6 +1300,24 @@ fn decode_never_panics_on_truncations_and_byte_flips() {
     assert!(decoded > 10_000);
 }
 
+/// Decodes every input with the fast path on and off: the same outcome and the same records.
+fn assert_fast_path_matches_generic(
+    fast: &mut dyn Decoder,
+    generic: &mut dyn Decoder,
+    inputs: &[Vec<u8>],
+) {
+    for input in inputs {
+        let mut fast_out = RecordBatch::with_capacity(4);
+        let mut generic_out = RecordBatch::with_capacity(4);
+        let fast_result = fast.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut fast_out);
+        let generic_result =
+            generic.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut generic_out);
+        let text = String::from_utf8_lossy(input);
+        assert_eq!(fast_result, generic_result, "{text:?}");
+        assert_eq!(fast_out.as_slice(), generic_out.as_slice(), "{text:?}");
+    }
+}
+
 #[test]
 fn decode_binance_fast_path_matches_generic_path() {
     let registry = fixture_registry();
@@ -1345,25 +1363,7 @@ fn decode_binance_fast_path_matches_generic_path() {
     inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1e2","B":"0","a":"100","A":"5"}"#.to_vec());
     inputs.push(br#"{"u":1,"s":"bnbusdt","b":"1","B":"1","a":"2","A":"3"}"#.to_vec());
     inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"3","x":1}"#.to_vec());
-    for input in &inputs {
-        let mut fast_out = RecordBatch::with_capacity(4);
-        let mut generic_out = RecordBatch::with_capacity(4);
-        let fast_result = fast.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut fast_out);
-        let generic_result =
-            generic.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut generic_out);
-        assert_eq!(
-            fast_result,
-            generic_result,
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
-        assert_eq!(
-            fast_out.as_slice(),
-            generic_out.as_slice(),
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
-    }
+    assert_fast_path_matches_generic(&mut fast, &mut generic, &inputs);
 }
 
 #[test]
@@ -1448,25 +1448,7 @@ fn decode_okx_fast_path_matches_generic_path() {
     inputs.push(br#"{"arg":{"channel":"bbo-tbt","instId":"NOT-LISTED"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}]}"#.to_vec());
     inputs.push(br#"{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}]}"#.to_vec());
     inputs.push(br#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}],"x":1}"#.to_vec());
-    for input in &inputs {
-        let mut fast_out = RecordBatch::with_capacity(4);
-        let mut generic_out = RecordBatch::with_capacity(4);
-        let fast_result = fast.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut fast_out);
-        let generic_result =
-            generic.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut generic_out);
-        assert_eq!(
-            fast_result,
-            generic_result,
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
-        assert_eq!(
-            fast_out.as_slice(),
-            generic_out.as_slice(),
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
-    }
+    assert_fast_path_matches_generic(&mut fast, &mut generic, &inputs);
 }
 
 /// Live variants the fixtures do not show: numbers as JSON numbers, the futures bookTicker with
