@@ -27,7 +27,7 @@ mod rest;
 mod session;
 mod wire;
 /// The simulators' number writer, public for the benchmark that measures it beside std's.
-pub use wire::Fixed;
+pub use wire::{Fixed, gzip_into};
 
 pub use history::SeedHistory;
 pub use listings::{

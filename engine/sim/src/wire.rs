@@ -80,60 +80,67 @@ pub struct PublicAggreDealsV3ApiItem {
     pub time: i64,
 }
 
-thread_local! {
-    /// One deflate state per simulator thread, reused for every HTX data frame.
-    static GZIPPER: std::cell::RefCell<Gzipper> = std::cell::RefCell::new(Gzipper::default());
-}
-
 /// Gzips `json` (HTX sends every frame this way).
 pub fn gzip(json: &str) -> Vec<u8> {
     let mut out = Vec::new();
-    Gzipper::default().gzip(json.as_bytes(), &mut out);
+    gzip_into(json.as_bytes(), &mut out);
     out
 }
 
-/// A reusable gzip writer: one deflate state per session instead of one per frame.
-pub struct Gzipper {
-    compress: flate2::Compress,
-}
+/// Each byte's code in deflate's fixed Huffman table (RFC 1951 3.2.6), bit-reversed for the
+/// LSB-first stream, and its length: literals 0–143 take 8 bits (0x30 + byte), 144–255 take 9
+/// (0x190 + byte − 144).
+const FIXED_LITERALS: [(u16, u8); 256] = {
+    let mut table = [(0u16, 0u8); 256];
+    let mut byte = 0;
+    while byte < 256 {
+        let (code, bits) = if byte < 144 {
+            (0x30 + byte as u16, 8)
+        } else {
+            (0x190 + (byte as u16 - 144), 9)
+        };
+        table[byte] = (code.reverse_bits() >> (16 - bits), bits);
+        byte += 1;
+    }
+    table
+};
 
-impl Default for Gzipper {
-    fn default() -> Self {
-        Gzipper {
-            compress: flate2::Compress::new(flate2::Compression::fast(), false),
+/// Appends the gzip member of `input` to `out`: header, one final deflate block of fixed
+/// Huffman literals, CRC-32, size. Any inflater reads it (the engine's included), and it costs
+/// the inflater a Huffman decode per byte like a real HTX frame (which has back-references too,
+/// so is smaller and, if anything, cheaper to inflate).
+///
+/// Written by hand because a compressor library starts every stream by clearing its hash tables:
+/// zlib-rs at level 1 spent a 128 KiB memset per ~250-byte frame, about half of the simulators'
+/// CPU at the full universe, which they share with the engine they measure. This encoder keeps
+/// no state at all.
+pub fn gzip_into(input: &[u8], out: &mut Vec<u8>) {
+    out.reserve(input.len() * 9 / 8 + 24);
+    out.extend_from_slice(&[0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff]);
+    // BFINAL = 1, BTYPE = 01 (fixed Huffman), LSB first.
+    let mut bit_buffer: u64 = 0b011;
+    let mut bit_count: u32 = 3;
+    for &byte in input {
+        let (code, bits) = FIXED_LITERALS[usize::from(byte)];
+        bit_buffer |= u64::from(code) << bit_count;
+        bit_count += u32::from(bits);
+        if bit_count >= 32 {
+            out.extend_from_slice(&(bit_buffer as u32).to_le_bytes());
+            bit_buffer >>= 32;
+            bit_count -= 32;
         }
     }
-}
-
-impl std::fmt::Debug for Gzipper {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.write_str("Gzipper")
+    // End of block: symbol 256, seven zero bits; then pad to a byte.
+    bit_count += 7;
+    while bit_count > 0 {
+        out.push(bit_buffer as u8);
+        bit_buffer >>= 8;
+        bit_count = bit_count.saturating_sub(8);
     }
-}
-
-impl Gzipper {
-    /// Appends the gzip member of `input` to `out` (header, raw deflate, CRC-32, size).
-    pub fn gzip(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        out.extend_from_slice(&[0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff]);
-        self.compress.reset();
-        out.reserve(input.len() + 64);
-        loop {
-            let consumed = self.compress.total_in() as usize;
-            let status =
-                self.compress
-                    .compress_vec(&input[consumed..], out, flate2::FlushCompress::Finish);
-            match status {
-                Ok(flate2::Status::StreamEnd) => break,
-                Ok(_) => out.reserve(input.len() + 64),
-                // Deflating into a Vec with room only fails on a bug in the compressor.
-                Err(_) => break,
-            }
-        }
-        let mut crc = flate2::Crc::new();
-        crc.update(input);
-        out.extend_from_slice(&crc.sum().to_le_bytes());
-        out.extend_from_slice(&(input.len() as u32).to_le_bytes());
-    }
+    let mut crc = flate2::Crc::new();
+    crc.update(input);
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(input.len() as u32).to_le_bytes());
 }
 
 fn text_or_gzip(venue: Venue, json: String) -> ServerFrame {
@@ -673,7 +680,7 @@ pub fn write_bbo(
                 text,
                 r#"{{"ch":"market.{symbol}.bbo","ts":{now_ms},"tick":{{"seqId":{sequence},"ask":{ask8},"askSize":{ask_qty6},"bid":{bid8},"bidSize":{bid_qty6},"quoteTime":{now_ms},"symbol":"{symbol}"}}}}"#
             );
-            GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
+            gzip_into(text.as_bytes(), binary);
             return true;
         }
         Venue::Mexc => {
@@ -763,7 +770,7 @@ pub fn write_trade(
                 text,
                 r#"{{"ch":"market.{symbol}.trade.detail","ts":{now_ms},"tick":{{"id":{trade_id},"ts":{now_ms},"data":[{{"id":{trade_id},"ts":{now_ms},"tradeId":{trade_id},"amount":{quantity6},"price":{price8},"direction":"{side_lower}"}}]}}}}"#
             );
-            GZIPPER.with(|gzipper| gzipper.borrow_mut().gzip(text.as_bytes(), binary));
+            gzip_into(text.as_bytes(), binary);
             return true;
         }
         Venue::Mexc => {
@@ -832,16 +839,26 @@ mod tests {
     #[test]
     fn gzip_frames_inflate_back() {
         use std::io::Read as _;
-        let mut gzipper = Gzipper::default();
-        for text in ["{\"ping\":1}", &"x".repeat(100_000)] {
-            let mut out = Vec::new();
-            gzipper.gzip(text.as_bytes(), &mut out);
-            let mut inflated = String::new();
-            flate2::read::GzDecoder::new(&out[..])
-                .read_to_string(&mut inflated)
+        let every_byte: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        for input in [
+            &b""[..],
+            b"{\"ping\":1}",
+            "x".repeat(100_000).as_bytes(),
+            &every_byte,
+        ] {
+            let mut out = vec![7];
+            gzip_into(input, &mut out);
+            let mut inflated = Vec::new();
+            flate2::read::GzDecoder::new(&out[1..])
+                .read_to_end(&mut inflated)
                 .unwrap();
-            assert_eq!(inflated, text);
+            assert_eq!(inflated, input);
         }
+        let mut inflated = String::new();
+        flate2::read::GzDecoder::new(&gzip("{\"ping\":1}")[..])
+            .read_to_string(&mut inflated)
+            .unwrap();
+        assert_eq!(inflated, "{\"ping\":1}");
     }
 
     #[test]
