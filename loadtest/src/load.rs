@@ -31,6 +31,8 @@ pub struct LoadSettings {
     pub sim_threads: usize,
     pub shards: usize,
     pub engine_threads: usize,
+    /// `engine.ring_capacity_records` (each connection slot's ring to a shard).
+    pub ring_capacity_records: usize,
     /// `windows.buckets` (of 1 s each); the engine's default makes one-hour windows.
     pub buckets: usize,
     pub sink: Option<SinkOptions>,
@@ -49,6 +51,7 @@ impl Default for LoadSettings {
             sim_threads: 1,
             shards: 1,
             engine_threads: 1,
+            ring_capacity_records: EngineOptions::default().ring_capacity_records,
             buckets: WindowsConfig::default().buckets,
             sink: None,
             windows_timeout_s: 60,
@@ -391,6 +394,7 @@ fn measure(settings: &LoadSettings, sim: &SimVenues, rate: u64) -> Result<LoadSt
     let options = EngineOptions {
         shards: settings.shards,
         worker_threads: settings.engine_threads,
+        ring_capacity_records: settings.ring_capacity_records,
         buckets: settings.buckets,
         sink: settings.sink.clone(),
         ..EngineOptions::default()

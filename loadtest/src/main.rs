@@ -129,6 +129,10 @@ enum Command {
         shards: usize,
         #[arg(long, default_value_t = 1)]
         engine_threads: usize,
+        /// `engine.ring_capacity_records`: records each connection slot's ring to a shard holds
+        /// (it absorbs a busy slot's bursts while its shard is descheduled).
+        #[arg(long, default_value_t = EngineOptions::default().ring_capacity_records)]
+        ring_capacity_records: usize,
         #[arg(long)]
         engine: Option<PathBuf>,
     },
@@ -415,6 +419,7 @@ fn main() -> anyhow::Result<()> {
             sim_threads,
             shards,
             engine_threads,
+            ring_capacity_records,
             engine,
         } => {
             let sink = sink
@@ -436,6 +441,7 @@ fn main() -> anyhow::Result<()> {
                 sim_threads,
                 shards,
                 engine_threads,
+                ring_capacity_records,
                 buckets,
                 sink,
                 engine: engine.unwrap_or_else(default_engine_path),
@@ -703,10 +709,13 @@ fn load_command(
 ) -> anyhow::Result<()> {
     let runtime = runtime(settings.sim_threads)?;
     eprintln!(
-        "load: {} symbols × {} venues, {} buckets, sink {}; load average (1 min) {:?}",
+        "load: {} symbols × {} venues, {} buckets, {} shard(s), {} feeds thread(s), rings of {} records, sink {}; load average (1 min) {:?}",
         settings.symbols,
         Venue::ALL.len(),
         settings.buckets,
+        settings.shards,
+        settings.engine_threads,
+        settings.ring_capacity_records,
         settings
             .sink
             .as_ref()
