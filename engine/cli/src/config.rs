@@ -18,7 +18,7 @@ pub use tickflow_host::config::{SinkConfig, SinkConfigError};
 pub use tickflow_source_nats::{SourceConfig, SourceConfigError};
 pub use tickflow_universe::UniverseConfig;
 
-/// Records a sink lane holds beyond one sample per window of its shard (quotes, trades, events).
+/// Records a sink lane holds beyond two per window of its shard (quotes, trades, events).
 const SINK_LANE_HEADROOM_RECORDS: usize = 4_096;
 /// The largest lane `[[sinks]] ring_capacity_records` allows.
 const SINK_LANE_MAX_RECORDS: usize = 1 << 20;
@@ -116,10 +116,15 @@ impl Config {
     /// Bitget level 1); on channels that push only on change, a quote is live until its
     /// connection drops (a gap) or the venue withdraws it.
     ///
-    /// A sink's lanes hold at least one spread sample per window of their shard plus
+    /// A sink's lanes hold at least two records per window of their shard plus
     /// `SINK_LANE_HEADROOM_RECORDS`: a bucket change, or shutdown, emits one sample per window
     /// at once, and a sink that keeps up must lose none of them even when its runner is not
-    /// scheduled for a while (the shard also paces those bursts by the lanes' room).
+    /// scheduled for a while. The shard paces those closes by the lanes' room (keeping a quarter
+    /// of each lane for the live records that arrive meanwhile), but at full rate most windows
+    /// are closed within milliseconds of the change by their next quote, unpaced: one sample per
+    /// window and as many quotes behind them. Measured at 1 000 symbols × 8 venues and 800 000
+    /// quotes/s on 2 saturated cores: one sample per window plus 4 096 lost 44 099 records in a
+    /// minute, two per window none.
     fn derive_across_sections(&mut self) {
         for venue in Venue::ALL {
             self.engine.quote_age_limited[venue as usize] =
@@ -136,6 +141,7 @@ impl Config {
             0
         };
         let lane_records = windows_per_shard
+            .saturating_mul(2)
             .saturating_add(SINK_LANE_HEADROOM_RECORDS)
             .min(SINK_LANE_MAX_RECORDS);
         for sink in &mut self.sinks {
@@ -265,14 +271,15 @@ mod tests {
     }
 
     #[test]
-    fn sink_lanes_hold_a_sample_per_window_of_their_shard() {
+    fn sink_lanes_hold_two_records_per_window_of_their_shard() {
         let config = Config::from_toml_str(
             "[engine]\nshards = 2\n[[sinks]]\nname = \"a\"\npath = \"x\"\noptional = true\n\
              [[sinks]]\nname = \"b\"\npath = \"y\"\noptional = true\nring_capacity_records = 100000\n",
         )
         .unwrap();
-        // 1 000 symbols and 56 000 windows over 2 shards: 28 000 windows each, plus headroom.
-        assert_eq!(config.sinks[0].ring_capacity_records, 28_000 + 4_096);
+        // 1 000 symbols and 56 000 windows over 2 shards: 28 000 windows each, two records a
+        // window, plus headroom.
+        assert_eq!(config.sinks[0].ring_capacity_records, 2 * 28_000 + 4_096);
         // A larger configured lane stays as configured.
         assert_eq!(config.sinks[1].ring_capacity_records, 100_000);
     }

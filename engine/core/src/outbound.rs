@@ -26,6 +26,13 @@ pub trait Outbound: Send {
     fn free_slots_hint(&self) -> usize {
         usize::MAX
     }
+    /// How many spread samples a paced burst (a bucket change's closes) may hand over now: the
+    /// free slots less what each consumer keeps for the records that arrive while the burst
+    /// waits (quotes, trades, gaps), so pacing never leaves a lane full for them. Defaults to
+    /// `free_slots_hint`.
+    fn burst_room_hint(&self) -> usize {
+        self.free_slots_hint()
+    }
 }
 
 /// Discards everything (a shard with no sinks configured).

@@ -371,6 +371,10 @@ pub struct LaneProducer {
     runner: Thread,
 }
 
+/// A paced burst (a bucket change's spread samples) leaves `1 / BURST_RESERVE_DIVISOR` of a
+/// lane free for the quotes, trades and gaps that keep arriving meanwhile.
+pub const BURST_RESERVE_DIVISOR: usize = 4;
+
 /// The period over which a `block` lane's waiting is budgeted.
 const BLOCK_BUDGET_WINDOW: Duration = Duration::from_secs(1);
 
@@ -573,6 +577,21 @@ impl LaneProducer {
         }
     }
 
+    /// Room for a paced burst of spread samples: `free_spread_slots` less the quarter of the
+    /// lane kept for the live records that arrive while the burst waits for its runner. Without
+    /// it a bucket change at the full universe filled the lane to its last slot, and the next
+    /// pass's quotes were lost whenever the runner was off its core for a few milliseconds
+    /// (measured at 400 000 quotes/s on 2 cores with the default lanes).
+    fn free_burst_slots(&self) -> usize {
+        let free = self.free_spread_slots();
+        match &self.queue {
+            LaneQueue::Ring(producer) if free != usize::MAX => {
+                free.saturating_sub(producer.buffer().capacity() / BURST_RESERVE_DIVISOR)
+            }
+            _ => free,
+        }
+    }
+
     /// Makes what was offered visible: wakes the runner if anything was pushed.
     pub fn flush(&mut self) {
         self.drain_conflation();
@@ -667,6 +686,14 @@ impl Outbound for SinkOutbound {
         self.lanes
             .iter()
             .map(LaneProducer::free_spread_slots)
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
+    fn burst_room_hint(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(LaneProducer::free_burst_slots)
             .min()
             .unwrap_or(usize::MAX)
     }

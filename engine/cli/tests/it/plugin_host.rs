@@ -1152,6 +1152,113 @@ fn every_spread_sample_of_a_bucket_change_reaches_a_sink_that_keeps_up() {
     assert_eq!(stats.delivered, pushed + windows, "{stats:?}");
 }
 
+/// While a bucket change's samples wait for a sink's runner, the quotes that keep arriving still
+/// find room in its lane: the shard's paced closes leave a quarter of each lane free
+/// (`Outbound::burst_room_hint`). The sink is stalled (its runner blocked in its first
+/// `on_batch`), so its 2 000-record lane cannot drain while 50 symbols × 8 venues = 2 800
+/// windows close, and 400 quotes of 50 other symbols arrive after the closes took what room they
+/// may (other symbols: a quote of a window still open would close that window's bucket itself,
+/// unpaced). Before the reserve the closes filled the lane to its last slot and those quotes
+/// were lost.
+#[test]
+fn quotes_keep_room_in_a_lane_while_a_bucket_change_waits_for_it() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tickflow::config::Config;
+    use tickflow_core::pipeline::{Pipeline, SlotProducer};
+    use tickflow_core::record::FeedEvent;
+    use tickflow_core::records::RecordKind;
+    use tickflow_core::shard::ShardClock;
+
+    const SYMBOLS: u32 = 50;
+    const LANE_RECORDS: usize = 2_000;
+    let config = Config::from_toml_str(&format!(
+        "[engine]\nshards = 1\nmax_symbols = {}\nring_capacity_records = 2048\n\
+         [windows]\nwarmup_buckets = 0\n",
+        2 * SYMBOLS
+    ))
+    .expect("valid config");
+    let registry = Arc::new(SymbolRegistry::new(2 * SYMBOLS as usize));
+    let gate = scratch_dir("burst-reserve").join("gate");
+    let mut stalled = sink_with_config(
+        "stalled",
+        &test_sink_plugin(),
+        &format!(
+            "mode = \"stall\"\ngate_path = {:?}\nstall_limit_ms = 120000",
+            gate.display().to_string()
+        ),
+    );
+    assert_eq!(stalled.policy, SinkPolicy::DropNewest);
+    stalled.ring_capacity_records = LANE_RECORDS;
+    let mut host = SinkHost::start(&[stalled], 1, Some(registry)).expect("the sink starts");
+    let bucket_ns = 1_000_000_000i64;
+    let start_ns = (tickflow_core::record::now_ns() / bucket_ns) * bucket_ns + bucket_ns / 2;
+    let clock = Arc::new(AtomicI64::new(start_ns));
+    let mut pipeline = Pipeline::start_with_clock(
+        &config.engine,
+        &config.windows,
+        host.take_outbounds(),
+        ShardClock::Manual(Arc::clone(&clock)),
+    )
+    .expect("pipeline starts");
+    let mut producer = pipeline.take_producer().expect("a producer");
+    let push_quotes = |producer: &mut SlotProducer, symbols: std::ops::Range<u32>, at_ns: i64| {
+        for symbol in symbols {
+            for venue in 0..8u16 {
+                let quote = FeedEvent::Quote(Quote {
+                    bid: 100.0 + f64::from(venue) * 0.01,
+                    bid_qty: 1.0,
+                    ask: 100.1 + f64::from(venue) * 0.01,
+                    ask_qty: 1.0,
+                    ts_recv_ns: at_ns,
+                    symbol_id: SymbolId(symbol),
+                    venue_id: VenueId(venue),
+                    ..Quote::default()
+                });
+                while !producer.push(quote) {
+                    producer.flush();
+                    std::thread::yield_now();
+                }
+            }
+        }
+        producer.flush();
+    };
+    let quotes_per_round = u64::from(SYMBOLS) * 8;
+    push_quotes(&mut producer, 0..SYMBOLS, start_ns);
+    wait_until("the shard handled the first quotes", || {
+        pipeline.counters().quotes == quotes_per_round
+    });
+    // The bucket ends; its 2 800 closes take the stalled lane's room they may (microseconds),
+    // then wait for the runner.
+    let next_bucket_ns = start_ns - bucket_ns / 2 + bucket_ns;
+    clock.store(next_bucket_ns, Ordering::Release);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    push_quotes(&mut producer, SYMBOLS..2 * SYMBOLS, next_bucket_ns + 1);
+    wait_until("the shard handled the quotes of the new bucket", || {
+        pipeline.counters().quotes == 2 * quotes_per_round
+    });
+    std::fs::write(&gate, b"open").expect("the gate file is writable");
+    let windows = u64::from(SYMBOLS) * 56;
+    wait_until("every window's bucket closed", || {
+        pipeline.counters().samples_emitted == windows
+    });
+    drop(producer);
+    let report = pipeline.shutdown();
+    let stats = host.shutdown();
+    let stalled = stats_of(&stats, "stalled");
+    let quotes = stalled.kinds[RecordKind::Quote as usize];
+    assert_eq!(
+        (quotes.delivered, quotes.lost),
+        (2 * quotes_per_round, 0),
+        "every quote found room: {stalled:?}"
+    );
+    let spreads = stalled.kinds[RecordKind::SpreadSample as usize];
+    assert_eq!(
+        (spreads.delivered, spreads.lost),
+        (report.counters.samples_emitted, 0),
+        "the closes waited for room instead of losing samples: {stalled:?}"
+    );
+}
+
 // ---------- per-kind sink counters ----------
 
 /// Per record kind, what the shard emitted against what each sink delivered and lost: a no-op

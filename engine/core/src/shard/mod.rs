@@ -614,14 +614,15 @@ impl ShardState {
         if bucket != self.last_housekeeping_bucket {
             self.last_housekeeping_bucket = bucket;
             self.closes_pending = true;
-            // Pace by the sinks' room until half the bucket has passed; then close regardless
+            // Pace by the sinks' room (less the quarter of each lane kept for live records)
+            // until half the bucket has passed; then close regardless
             // (a sink that cannot take a bucket's samples in half a bucket does not keep up).
             self.closes_unpaced_after_ns = bucket
                 .saturating_mul(self.params.windows.bucket_ns)
                 .saturating_add(self.params.windows.bucket_ns / 2);
         }
         if self.closes_pending {
-            let room = self.outbound.free_slots_hint();
+            let room = self.outbound.burst_room_hint();
             let slice = if now_ns >= self.closes_unpaced_after_ns {
                 BUCKET_CLOSES_PER_PASS
             } else {
