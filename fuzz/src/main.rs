@@ -1,6 +1,7 @@
-//! `tickflow-fuzz <target|all> --seconds N [--corpus DIR] [--seed S]`: runs the decoder fuzzer
-//! (see the library and fuzz/README.md) and prints executions, time and findings per target.
-//! Exits 1 when anything failed; failing inputs are saved under the corpus directory.
+//! `tickflow-fuzz <target|all> --seconds N [--corpus DIR] [--seed S]`: runs the decoder targets
+//! and the WebSocket frame path's (`ws-frames`; see the library and fuzz/README.md) and prints
+//! executions, time and findings per target. Exits 1 when anything failed; failing inputs are
+//! saved under the corpus directory.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,15 +13,16 @@ use clap::Parser;
 
 use tickflow_core::venue::Venue;
 use tickflow_fuzz::campaign::Campaign;
+use tickflow_fuzz::frames::{self, FramesCampaign};
 use tickflow_fuzz::input::{self, Input};
 
-/// Fuzz the venue decoders.
+/// Fuzz the venue decoders and the WebSocket frame path.
 #[derive(Parser, Debug)]
 #[command(name = "tickflow-fuzz")]
 struct Args {
-    /// A venue name (binance, bybit, okx, mexc, gate, kucoin, bitget, htx) or `all`.
+    /// A venue name (binance, bybit, okx, mexc, gate, kucoin, bitget, htx), `ws-frames` or `all`.
     target: String,
-    /// Total time; `all` shares it evenly among the eight targets.
+    /// Total time; `all` shares it evenly among the nine targets.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
     /// Where failing inputs are saved (and read back as seeds): `<DIR>/<target>/`.
@@ -38,13 +40,17 @@ const SLICE: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let targets: Vec<Venue> = if args.target == "all" {
-        Venue::ALL.to_vec()
-    } else {
-        match Venue::from_name(&args.target) {
-            Some(venue) => vec![venue],
-            None => bail!("unknown target {:?}: a venue name or `all`", args.target),
-        }
+    let (targets, with_frames): (Vec<Venue>, bool) = match args.target.as_str() {
+        "all" => (Venue::ALL.to_vec(), true),
+        frames::TARGET => (Vec::new(), true),
+        name => match Venue::from_name(name) {
+            Some(venue) => (vec![venue], false),
+            None => bail!(
+                "unknown target {:?}: a venue name, `{}` or `all`",
+                args.target,
+                frames::TARGET
+            ),
+        },
     };
     let corpus_dir = args
         .corpus
@@ -65,7 +71,10 @@ fn main() -> anyhow::Result<()> {
         .map(|&venue| Campaign::new(venue, args.seed, Some(corpus_dir.clone())))
         .collect::<std::io::Result<Vec<_>>>()
         .context("reading the fixtures and the corpus")?;
-    let per_target = Duration::from_secs(args.seconds) / targets.len() as u32;
+    let target_count = targets.len() + usize::from(with_frames);
+    let per_target = Duration::from_secs(args.seconds) / target_count as u32;
+    let mut frames_campaign =
+        with_frames.then(|| FramesCampaign::new(args.seed, Some(corpus_dir.clone())));
     let started = Instant::now();
     let mut last_report = Instant::now();
     loop {
@@ -83,13 +92,26 @@ fn main() -> anyhow::Result<()> {
             };
             campaign.run_for(left.min(SLICE), Some(&mut tell));
         }
+        if let Some(campaign) = frames_campaign.as_mut() {
+            let left = per_target.saturating_sub(campaign.stats().elapsed);
+            if !left.is_zero() {
+                ran = true;
+                // Each input takes well under a millisecond: the watchdog sees progress per slice.
+                progress.fetch_add(1, Ordering::Relaxed);
+                campaign.run_for(left.min(SLICE));
+                progress.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         if !ran {
             break;
         }
         if last_report.elapsed() >= Duration::from_secs(60) {
             last_report = Instant::now();
-            let executions: u64 = campaigns.iter().map(|c| c.stats().executions).sum();
-            let findings: usize = campaigns.iter().map(|c| c.stats().findings).sum();
+            let frames_stats = frames_campaign.as_ref().map(|c| c.stats());
+            let executions: u64 = campaigns.iter().map(|c| c.stats().executions).sum::<u64>()
+                + frames_stats.map_or(0, |stats| stats.executions);
+            let findings: usize = campaigns.iter().map(|c| c.stats().findings).sum::<usize>()
+                + frames_stats.map_or(0, |stats| stats.findings);
             eprintln!(
                 "tickflow-fuzz: {:>5.0} s, {executions} executions, {findings} findings",
                 started.elapsed().as_secs_f64()
@@ -117,6 +139,40 @@ fn main() -> anyhow::Result<()> {
             stats.findings
         );
         findings += stats.findings;
+    }
+    if let Some(campaign) = &frames_campaign {
+        let stats = campaign.stats();
+        let seconds = stats.elapsed.as_secs_f64();
+        println!(
+            "{:<8} {:>8.1} {:>12} {:>12} {:>10.0} {:>10} {:>6} {:>8}",
+            frames::TARGET,
+            seconds,
+            stats.executions,
+            stats.mutated,
+            stats.executions as f64 / seconds.max(1e-9),
+            stats.endings.len(),
+            "-",
+            stats.findings
+        );
+        println!(
+            "{}: the decodes column is the mutated inputs; outcomes, the distinct endings",
+            frames::TARGET
+        );
+        findings += stats.findings;
+        for finding in campaign.findings() {
+            println!(
+                "FINDING {}: {} (read sizes {:?}, every {} read not ready at first){}",
+                frames::TARGET,
+                finding.violation.message(),
+                finding.chunking.read_sizes,
+                finding.chunking.pending_every,
+                finding
+                    .saved
+                    .as_ref()
+                    .map(|path| format!("\n  saved to {}", path.display()))
+                    .unwrap_or_default()
+            );
+        }
     }
     for campaign in &campaigns {
         for finding in campaign.findings() {

@@ -20,6 +20,17 @@ use tokio::io::{AsyncRead, ReadBuf};
 pub const MAX_HEADER_BYTES: usize = 14;
 /// Longest control frame payload (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD_BYTES: usize = 125;
+/// Longest control frame: a 125-byte payload behind a header that spells its length in 8 bytes
+/// (RFC 6455 asks for the shortest form; the reader accepts every form).
+pub const MAX_CONTROL_FRAME_BYTES: usize = 10 + MAX_CONTROL_PAYLOAD_BYTES;
+/// The most a reader's buffer holds beyond `max_message_bytes`: the next frame's header, or a
+/// whole control frame, which may come between a message's fragments and is parsed behind the
+/// fragments assembled so far (found by the fuzzer: the bound was `MAX_HEADER_BYTES`).
+pub const MAX_BUFFER_OVERHEAD_BYTES: usize = if MAX_CONTROL_FRAME_BYTES > MAX_HEADER_BYTES {
+    MAX_CONTROL_FRAME_BYTES
+} else {
+    MAX_HEADER_BYTES
+};
 /// A connection's read buffer before any message needs more: room for many ordinary frames per
 /// read (best bid/ask and a few trades are well under 1 KiB) and for a whole TLS record (16 KiB).
 pub const RECEIVE_BUFFER_BYTES: usize = 32 * 1024;
@@ -208,7 +219,7 @@ fn parse_header(bytes: &[u8]) -> Result<Parsed, ReadError> {
 
 /// Reads a connection's frames into one buffer. The buffer starts at `RECEIVE_BUFFER_BYTES`
 /// (or less, for a small limit) and grows only for a message that needs it, to at most
-/// `max_message_bytes + MAX_HEADER_BYTES`; it lives as long as the connection.
+/// `max_message_bytes + MAX_BUFFER_OVERHEAD_BYTES`; it lives as long as the connection.
 ///
 /// Layout: `buffer[message]` is the message delivered last (until the next read) or the
 /// fragments assembled so far (then it starts at 0); `buffer[parse_at..filled]` are bytes read
@@ -233,7 +244,8 @@ pub struct FrameReader<R> {
 impl<R> FrameReader<R> {
     /// A reader of messages up to `max_message_bytes` (larger ones are skipped).
     pub fn new(stream: R, max_message_bytes: usize) -> FrameReader<R> {
-        let capacity_bytes = RECEIVE_BUFFER_BYTES.min(max_message_bytes + MAX_HEADER_BYTES);
+        let capacity_bytes =
+            RECEIVE_BUFFER_BYTES.min(max_message_bytes + MAX_BUFFER_OVERHEAD_BYTES);
         FrameReader {
             stream,
             buffer: vec![0; capacity_bytes],
@@ -258,9 +270,10 @@ impl<R> FrameReader<R> {
         &mut self.buffer[self.message.clone()]
     }
 
-    /// Bytes the buffer's allocation holds now (for tests of its bound).
-    #[cfg(test)]
-    fn buffer_bytes(&self) -> usize {
+    /// Bytes the buffer's allocation holds now (for tests and the fuzzer: at most
+    /// `max_message_bytes + MAX_BUFFER_OVERHEAD_BYTES`, or `RECEIVE_BUFFER_BYTES` if that is
+    /// more).
+    pub fn buffer_bytes(&self) -> usize {
         self.buffer.capacity()
     }
 }
@@ -400,9 +413,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if self.buffer.len() - self.parse_at < needed_bytes || self.filled == self.buffer.len() {
             self.compact();
             if self.buffer.len() - self.parse_at < needed_bytes {
-                // Only a header or a frame within the limit asks for room, so this stays within
-                // `max_message_bytes + MAX_HEADER_BYTES` (assembled fragments included); exact,
-                // so the allocation is no larger than that either.
+                // Only a header, a control frame or a frame within the limit asks for room, so
+                // this stays within `max_message_bytes + MAX_BUFFER_OVERHEAD_BYTES` (assembled
+                // fragments included: a data frame's payload joins them within the limit, a
+                // control frame is parsed behind them); exact, so the allocation is no larger.
                 let grown_bytes = self.parse_at + needed_bytes;
                 self.buffer.reserve_exact(grown_bytes - self.buffer.len());
                 self.buffer.resize(grown_bytes, 0);
@@ -587,7 +601,7 @@ mod tests {
             );
             assert!(matches!(end, ReadError::Closed));
             assert!(
-                largest_buffer_bytes <= 70_000 + MAX_HEADER_BYTES,
+                largest_buffer_bytes <= 70_000 + MAX_BUFFER_OVERHEAD_BYTES,
                 "{largest_buffer_bytes}"
             );
         }
@@ -640,6 +654,40 @@ mod tests {
         }
     }
 
+    /// A control frame between fragments is parsed behind the fragments assembled so far, so
+    /// the buffer may hold a whole one beyond the message: the longest (a 125-byte ping whose
+    /// length is spelt in 8 bytes) right after fragments at the limit. The fuzzer found the
+    /// bound stated as `max + MAX_HEADER_BYTES`; this is that case.
+    #[test]
+    fn a_control_frame_between_fragments_at_the_limit_stays_within_the_buffer_bound() {
+        const MAX: usize = 40_000;
+        let mut longest_ping = vec![0x80 | Opcode::Ping as u8, 127];
+        longest_ping.extend_from_slice(&(MAX_CONTROL_PAYLOAD_BYTES as u64).to_be_bytes());
+        longest_ping.extend_from_slice(&[b'p'; MAX_CONTROL_PAYLOAD_BYTES]);
+        assert_eq!(longest_ping.len(), MAX_CONTROL_FRAME_BYTES);
+        let mut stream = Vec::new();
+        stream.extend(server_frame(false, Opcode::Binary, &[b'f'; MAX]));
+        stream.extend(longest_ping);
+        stream.extend(server_frame(true, Opcode::Continuation, b""));
+        for chunk_bytes in CHUNKS {
+            let (seen, end, largest_buffer_bytes) = read_all(&stream, chunk_bytes, MAX);
+            let ping = format!("ping {}", "p".repeat(MAX_CONTROL_PAYLOAD_BYTES));
+            assert_eq!(
+                seen,
+                [ping.as_str(), "bin 40000 ffffffff"],
+                "chunks of {chunk_bytes}"
+            );
+            assert!(matches!(end, ReadError::Closed));
+            assert!(
+                largest_buffer_bytes <= MAX + MAX_BUFFER_OVERHEAD_BYTES,
+                "chunks of {chunk_bytes}: {largest_buffer_bytes}"
+            );
+        }
+        // Read a byte at a time, the buffer does reach past the header bound.
+        let (_, _, largest_buffer_bytes) = read_all(&stream, 1, MAX);
+        assert!(largest_buffer_bytes > MAX + MAX_HEADER_BYTES);
+    }
+
     #[test]
     fn a_fragmented_message_over_the_limit_is_skipped_whole() {
         let mut stream = Vec::new();
@@ -658,7 +706,7 @@ mod tests {
             );
             assert!(matches!(end, ReadError::Closed));
             assert!(
-                largest_buffer_bytes <= 64 * 1024 + MAX_HEADER_BYTES,
+                largest_buffer_bytes <= 64 * 1024 + MAX_BUFFER_OVERHEAD_BYTES,
                 "{largest_buffer_bytes}"
             );
         }

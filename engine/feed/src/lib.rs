@@ -9,7 +9,8 @@
 
 pub mod config;
 pub mod counters;
-mod framing;
+/// Public for the fuzzer (`tickflow-fuzz ws-frames`), which drives `FrameReader` directly.
+pub mod framing;
 mod pacer;
 mod planner;
 pub mod protocol;
@@ -444,9 +445,9 @@ pub fn budget_lines(
     use tickflow_core::budget::BudgetLine;
     let max_frame_bytes = engine.max_frame_bytes;
     // Its first size is at most this too (`FrameReader::new`).
-    let primary_bytes = max_frame_bytes + framing::MAX_HEADER_BYTES;
+    let primary_bytes = max_frame_bytes + framing::MAX_BUFFER_OVERHEAD_BYTES;
     let replacement_bytes =
-        slot::replacement_message_bytes(max_frame_bytes) + framing::MAX_HEADER_BYTES;
+        slot::replacement_message_bytes(max_frame_bytes) + framing::MAX_BUFFER_OVERHEAD_BYTES;
     let queues_bytes = CONNECTIONS_PER_SLOT * slot::MAX_QUEUED_WRITE_BYTES;
     let socket_reads_bytes = CONNECTIONS_PER_SLOT * ws::TLS_SOCKET_READ_BYTES;
     let per_slot_bytes = primary_bytes + replacement_bytes + queues_bytes + socket_reads_bytes;

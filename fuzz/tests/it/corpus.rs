@@ -7,6 +7,7 @@
 use tickflow_core::venue::Venue;
 use tickflow_decode::FrameEncoding;
 use tickflow_fuzz::campaign::Campaign;
+use tickflow_fuzz::frames::{self, Chunking, FramesCampaign, read_frames_corpus};
 use tickflow_fuzz::input::{default_corpus_dir, fixture_inputs, read_corpus};
 use tickflow_fuzz::oracle::{Oracle, primer};
 
@@ -80,4 +81,52 @@ fn corpus_short_fuzz_run_of_every_target_finds_nothing() {
             campaign.stats()
         );
     }
+}
+
+/// Every saved frame stream (`fuzz/corpus/ws-frames/`: inputs that once failed, kept after their
+/// fix) reads exactly like the reference under several read schedules.
+#[test]
+fn corpus_every_saved_frame_stream_reads_like_the_reference() {
+    let inputs = read_frames_corpus(&default_corpus_dir()).expect("the corpus directory reads");
+    let schedules = [
+        Chunking::whole(),
+        Chunking::bytewise(),
+        Chunking {
+            read_sizes: vec![7, 4096, 3],
+            pending_every: 2,
+        },
+        Chunking {
+            read_sizes: vec![70_000, 1],
+            pending_every: 0,
+        },
+    ];
+    let mut failures = Vec::new();
+    for (path, input) in &inputs {
+        for chunking in &schedules {
+            if let Err(violation) = frames::check(input, chunking) {
+                failures.push(format!(
+                    "{} read as {chunking:?}: {}",
+                    path.display(),
+                    violation.message()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn corpus_short_fuzz_run_of_the_frame_path_finds_nothing() {
+    let mut campaign = FramesCampaign::new(0x5eed, None);
+    campaign.run_executions(1_500);
+    let messages: Vec<String> = campaign
+        .findings()
+        .iter()
+        .map(|finding| finding.violation.message())
+        .collect();
+    assert!(messages.is_empty(), "{messages:?}");
+    let stats = campaign.stats();
+    // Mutated streams reach several of the reader's protocol violations besides a clean end.
+    assert!(stats.endings.len() > 4, "{stats:?}");
+    assert!(stats.mutated > 500, "{stats:?}");
 }

@@ -56,7 +56,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "tickflow-fuzz",
-        &["tickflow-sdk", "tickflow-core", "tickflow-decode"],
+        &[
+            "tickflow-sdk",
+            "tickflow-core",
+            "tickflow-decode",
+            "tickflow-feed",
+        ],
     ),
     ("tickflow-example-stdout", &["tickflow-sdk"]),
     ("tickflow-test-sink", &["tickflow-sdk"]),
