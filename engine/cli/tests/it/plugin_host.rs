@@ -460,6 +460,19 @@ fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// The test sink named "stalled" in `stall` mode: its first `on_batch` blocks until `gate`
+/// exists (two minutes at most, so a broken test cannot hang).
+fn stalled_test_sink(gate: &Path) -> SinkConfig {
+    sink_with_config(
+        "stalled",
+        &test_sink_plugin(),
+        &format!(
+            "mode = \"stall\"\ngate_path = {:?}\nstall_limit_ms = 120000",
+            gate.display().to_string()
+        ),
+    )
+}
+
 fn sink_with_config(name: &str, path: &Path, config: &str) -> SinkConfig {
     let mut sink = SinkConfig::new(name, path);
     sink.config = toml::from_str(config).expect("test sink config is TOML");
@@ -832,14 +845,7 @@ fn a_stalled_sink_does_not_reduce_what_another_sink_receives() {
         &example_stdout_plugin(),
         &format!("path = {:?}", output.display().to_string()),
     );
-    let mut stalled = sink_with_config(
-        "stalled",
-        &test_sink_plugin(),
-        &format!(
-            "mode = \"stall\"\ngate_path = {:?}",
-            gate.display().to_string()
-        ),
-    );
+    let mut stalled = stalled_test_sink(&gate);
     stalled.ring_capacity_records = 16;
     stalled.batch_max_records = 8;
     let universe = universe();
@@ -885,14 +891,7 @@ fn a_stalled_sink_with_policy_block_does_not_reduce_what_another_sink_receives()
         &example_stdout_plugin(),
         &format!("path = {:?}", output.display().to_string()),
     );
-    let mut stalled = sink_with_config(
-        "stalled",
-        &test_sink_plugin(),
-        &format!(
-            "mode = \"stall\"\ngate_path = {:?}",
-            gate.display().to_string()
-        ),
-    );
+    let mut stalled = stalled_test_sink(&gate);
     // The shard waits for it, but at most block_timeout_ms per second in total.
     stalled.policy = SinkPolicy::Block;
     stalled.block_timeout_ms = 5;
@@ -1073,54 +1072,58 @@ fn plugin_metrics_appear_beside_the_hosts() {
 
 // ---------- spread samples at a bucket change ----------
 
-/// A bucket change closes every window at once: 200 symbols × 8 venues = 11 200 windows on one
-/// shard, more than twice a default sink lane (4 096). The shard hands them over in slices, so a
-/// no-op sink on `drop_newest` at the defaults receives every sample.
-#[test]
-fn every_spread_sample_of_a_bucket_change_reaches_a_sink_that_keeps_up() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    use tickflow::config::Config;
-    use tickflow_core::pipeline::Pipeline;
-    use tickflow_core::record::FeedEvent;
-    use tickflow_core::shard::ShardClock;
-
-    const SYMBOLS: u32 = 200;
-    let config = Config::from_toml_str(&format!(
-        "[engine]\nshards = 1\nmax_symbols = {SYMBOLS}\nring_capacity_records = 2048\n\
+/// One shard on a manual clock, set in the middle of the current bucket, emitting into `host`'s
+/// sinks (`[engine]` of `max_symbols` symbols, 2 048-record rings; windows warm at once).
+/// Returns the config, the pipeline, the clock, the clock's start and the bucket length.
+fn bucket_change_pipeline(
+    max_symbols: u32,
+    host: &mut SinkHost,
+) -> (
+    tickflow::config::Config,
+    tickflow_core::pipeline::Pipeline,
+    Arc<std::sync::atomic::AtomicI64>,
+    i64,
+    i64,
+) {
+    let config = tickflow::config::Config::from_toml_str(&format!(
+        "[engine]\nshards = 1\nmax_symbols = {max_symbols}\nring_capacity_records = 2048\n\
          [windows]\nwarmup_buckets = 0\n"
     ))
     .expect("valid config");
-    let registry = Arc::new(SymbolRegistry::new(SYMBOLS as usize));
-    let sink = sink_with_config("noop", &test_sink_plugin(), "mode = \"noop\"");
-    assert_eq!(sink.policy, SinkPolicy::DropNewest);
-    assert_eq!(sink.ring_capacity_records, 4096);
-    let mut host = SinkHost::start(&[sink], 1, Some(registry)).expect("sink starts");
-    // The shard clock sits in the middle of a bucket; quotes carry times inside that bucket.
     let bucket_ns = 1_000_000_000i64;
     let start_ns = (tickflow_core::record::now_ns() / bucket_ns) * bucket_ns + bucket_ns / 2;
-    let clock = Arc::new(AtomicI64::new(start_ns));
-    let mut pipeline = Pipeline::start_with_clock(
+    let clock = Arc::new(std::sync::atomic::AtomicI64::new(start_ns));
+    let pipeline = tickflow_core::pipeline::Pipeline::start_with_clock(
         &config.engine,
         &config.windows,
         host.take_outbounds(),
-        ShardClock::Manual(Arc::clone(&clock)),
+        tickflow_core::shard::ShardClock::Manual(Arc::clone(&clock)),
     )
     .expect("pipeline starts");
-    let mut producer = pipeline.take_producer().expect("a producer");
+    (config, pipeline, clock, start_ns, bucket_ns)
+}
+
+/// Pushes a quote of every venue for each of `symbols`, received from `first_ts_ns` on (a
+/// nanosecond apart), waiting for ring room (the shard always makes some), then flushes.
+/// Returns how many.
+fn push_quote_round(
+    producer: &mut tickflow_core::pipeline::SlotProducer,
+    symbols: std::ops::Range<u32>,
+    first_ts_ns: i64,
+) -> u64 {
     let mut pushed = 0u64;
-    for symbol in 0..SYMBOLS {
+    for symbol in symbols {
         for venue in 0..8u16 {
-            let quote = FeedEvent::Quote(Quote {
+            let quote = tickflow_core::record::FeedEvent::Quote(Quote {
                 bid: 100.0 + f64::from(venue) * 0.01,
                 bid_qty: 1.0,
                 ask: 100.1 + f64::from(venue) * 0.01,
                 ask_qty: 1.0,
-                ts_recv_ns: start_ns + pushed as i64,
+                ts_recv_ns: first_ts_ns + pushed as i64,
                 symbol_id: SymbolId(symbol),
                 venue_id: VenueId(venue),
                 ..Quote::default()
             });
-            // The ring holds 2 048: wait for the shard to make room (it always does).
             while !producer.push(quote) {
                 producer.flush();
                 std::thread::yield_now();
@@ -1129,6 +1132,27 @@ fn every_spread_sample_of_a_bucket_change_reaches_a_sink_that_keeps_up() {
         }
     }
     producer.flush();
+    pushed
+}
+
+/// A bucket change closes every window at once: 200 symbols × 8 venues = 11 200 windows on one
+/// shard, more than twice a default sink lane (4 096). The shard hands them over in slices, so a
+/// no-op sink on `drop_newest` at the defaults receives every sample.
+#[test]
+fn every_spread_sample_of_a_bucket_change_reaches_a_sink_that_keeps_up() {
+    use std::sync::atomic::Ordering;
+
+    const SYMBOLS: u32 = 200;
+    let registry = Arc::new(SymbolRegistry::new(SYMBOLS as usize));
+    let sink = sink_with_config("noop", &test_sink_plugin(), "mode = \"noop\"");
+    assert_eq!(sink.policy, SinkPolicy::DropNewest);
+    assert_eq!(sink.ring_capacity_records, 4096);
+    let mut host = SinkHost::start(&[sink], 1, Some(registry)).expect("sink starts");
+    // The shard clock sits in the middle of a bucket; quotes carry times inside that bucket.
+    let (_config, mut pipeline, clock, start_ns, bucket_ns) =
+        bucket_change_pipeline(SYMBOLS, &mut host);
+    let mut producer = pipeline.take_producer().expect("a producer");
+    let pushed = push_quote_round(&mut producer, 0..SYMBOLS, start_ns);
     let windows = u64::from(SYMBOLS) * 56;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // Quote counts are published after every batch (window counts only at housekeeping).
@@ -1162,68 +1186,22 @@ fn every_spread_sample_of_a_bucket_change_reaches_a_sink_that_keeps_up() {
 /// were lost.
 #[test]
 fn quotes_keep_room_in_a_lane_while_a_bucket_change_waits_for_it() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    use tickflow::config::Config;
-    use tickflow_core::pipeline::{Pipeline, SlotProducer};
-    use tickflow_core::record::FeedEvent;
+    use std::sync::atomic::Ordering;
     use tickflow_core::records::RecordKind;
-    use tickflow_core::shard::ShardClock;
 
     const SYMBOLS: u32 = 50;
     const LANE_RECORDS: usize = 2_000;
-    let config = Config::from_toml_str(&format!(
-        "[engine]\nshards = 1\nmax_symbols = {}\nring_capacity_records = 2048\n\
-         [windows]\nwarmup_buckets = 0\n",
-        2 * SYMBOLS
-    ))
-    .expect("valid config");
     let registry = Arc::new(SymbolRegistry::new(2 * SYMBOLS as usize));
     let gate = scratch_dir("burst-reserve").join("gate");
-    let mut stalled = sink_with_config(
-        "stalled",
-        &test_sink_plugin(),
-        &format!(
-            "mode = \"stall\"\ngate_path = {:?}\nstall_limit_ms = 120000",
-            gate.display().to_string()
-        ),
-    );
+    let mut stalled = stalled_test_sink(&gate);
     assert_eq!(stalled.policy, SinkPolicy::DropNewest);
     stalled.ring_capacity_records = LANE_RECORDS;
     let mut host = SinkHost::start(&[stalled], 1, Some(registry)).expect("the sink starts");
-    let bucket_ns = 1_000_000_000i64;
-    let start_ns = (tickflow_core::record::now_ns() / bucket_ns) * bucket_ns + bucket_ns / 2;
-    let clock = Arc::new(AtomicI64::new(start_ns));
-    let mut pipeline = Pipeline::start_with_clock(
-        &config.engine,
-        &config.windows,
-        host.take_outbounds(),
-        ShardClock::Manual(Arc::clone(&clock)),
-    )
-    .expect("pipeline starts");
+    let (_config, mut pipeline, clock, start_ns, bucket_ns) =
+        bucket_change_pipeline(2 * SYMBOLS, &mut host);
     let mut producer = pipeline.take_producer().expect("a producer");
-    let push_quotes = |producer: &mut SlotProducer, symbols: std::ops::Range<u32>, at_ns: i64| {
-        for symbol in symbols {
-            for venue in 0..8u16 {
-                let quote = FeedEvent::Quote(Quote {
-                    bid: 100.0 + f64::from(venue) * 0.01,
-                    bid_qty: 1.0,
-                    ask: 100.1 + f64::from(venue) * 0.01,
-                    ask_qty: 1.0,
-                    ts_recv_ns: at_ns,
-                    symbol_id: SymbolId(symbol),
-                    venue_id: VenueId(venue),
-                    ..Quote::default()
-                });
-                while !producer.push(quote) {
-                    producer.flush();
-                    std::thread::yield_now();
-                }
-            }
-        }
-        producer.flush();
-    };
     let quotes_per_round = u64::from(SYMBOLS) * 8;
-    push_quotes(&mut producer, 0..SYMBOLS, start_ns);
+    push_quote_round(&mut producer, 0..SYMBOLS, start_ns);
     wait_until("the shard handled the first quotes", || {
         pipeline.counters().quotes == quotes_per_round
     });
@@ -1232,7 +1210,7 @@ fn quotes_keep_room_in_a_lane_while_a_bucket_change_waits_for_it() {
     let next_bucket_ns = start_ns - bucket_ns / 2 + bucket_ns;
     clock.store(next_bucket_ns, Ordering::Release);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    push_quotes(&mut producer, SYMBOLS..2 * SYMBOLS, next_bucket_ns + 1);
+    push_quote_round(&mut producer, SYMBOLS..2 * SYMBOLS, next_bucket_ns + 1);
     wait_until("the shard handled the quotes of the new bucket", || {
         pipeline.counters().quotes == 2 * quotes_per_round
     });
@@ -1267,65 +1245,21 @@ fn quotes_keep_room_in_a_lane_while_a_bucket_change_waits_for_it() {
 /// delivered, kind by kind.
 #[test]
 fn sink_kind_counters_match_what_the_shard_emitted() {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    use tickflow::config::Config;
-    use tickflow_core::pipeline::Pipeline;
-    use tickflow_core::record::FeedEvent;
+    use std::sync::atomic::Ordering;
     use tickflow_core::records::RecordKind;
-    use tickflow_core::shard::ShardClock;
 
     const SYMBOLS: u32 = 50;
-    let config = Config::from_toml_str(&format!(
-        "[engine]\nshards = 1\nmax_symbols = {SYMBOLS}\nring_capacity_records = 2048\n\
-         [windows]\nwarmup_buckets = 0\n"
-    ))
-    .expect("valid config");
     let registry = Arc::new(SymbolRegistry::new(SYMBOLS as usize));
     let gate = scratch_dir("sink-kinds").join("gate");
     let noop = sink_with_config("noop", &test_sink_plugin(), "mode = \"noop\"");
-    let mut stalled = sink_with_config(
-        "stalled",
-        &test_sink_plugin(),
-        &format!(
-            "mode = \"stall\"\ngate_path = {:?}\nstall_limit_ms = 120000",
-            gate.display().to_string()
-        ),
-    );
+    let mut stalled = stalled_test_sink(&gate);
     stalled.policy = SinkPolicy::DropOldest;
     stalled.ring_capacity_records = 256;
     let mut host = SinkHost::start(&[noop, stalled], 1, Some(registry)).expect("sinks start");
-    let bucket_ns = 1_000_000_000i64;
-    let start_ns = (tickflow_core::record::now_ns() / bucket_ns) * bucket_ns + bucket_ns / 2;
-    let clock = Arc::new(AtomicI64::new(start_ns));
-    let mut pipeline = Pipeline::start_with_clock(
-        &config.engine,
-        &config.windows,
-        host.take_outbounds(),
-        ShardClock::Manual(Arc::clone(&clock)),
-    )
-    .expect("pipeline starts");
+    let (_config, mut pipeline, clock, start_ns, bucket_ns) =
+        bucket_change_pipeline(SYMBOLS, &mut host);
     let mut producer = pipeline.take_producer().expect("a producer");
-    let mut pushed = 0u64;
-    for symbol in 0..SYMBOLS {
-        for venue in 0..8u16 {
-            let quote = FeedEvent::Quote(Quote {
-                bid: 100.0 + f64::from(venue) * 0.01,
-                bid_qty: 1.0,
-                ask: 100.1 + f64::from(venue) * 0.01,
-                ask_qty: 1.0,
-                ts_recv_ns: start_ns + pushed as i64,
-                symbol_id: SymbolId(symbol),
-                venue_id: VenueId(venue),
-                ..Quote::default()
-            });
-            while !producer.push(quote) {
-                producer.flush();
-                std::thread::yield_now();
-            }
-            pushed += 1;
-        }
-    }
-    producer.flush();
+    let pushed = push_quote_round(&mut producer, 0..SYMBOLS, start_ns);
     let windows = u64::from(SYMBOLS) * 56;
     wait_until("the shard handled every quote", || {
         pipeline.counters().quotes == pushed
