@@ -237,7 +237,7 @@ pub fn read_streamed(input: &FrameInput, chunking: &Chunking) -> Result<Vec<Even
             Poll::Ready(Err(ReadError::Protocol(reason))) => Event::Protocol(reason),
             Poll::Ready(Err(ReadError::Closed | ReadError::Io(_))) => Event::Closed,
         };
-        if reader.buffer_bytes() > bound_bytes.max(tickflow_feed::framing::RECEIVE_BUFFER_BYTES) {
+        if reader.buffer_bytes() > bound_bytes {
             return Err(Violation::BufferOverBound {
                 buffer_bytes: reader.buffer_bytes(),
                 bound_bytes,

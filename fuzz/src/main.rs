@@ -96,7 +96,9 @@ fn main() -> anyhow::Result<()> {
             let left = per_target.saturating_sub(campaign.stats().elapsed);
             if !left.is_zero() {
                 ran = true;
-                // Each input takes well under a millisecond: the watchdog sees progress per slice.
+                // Each input takes well under a millisecond: the watchdog sees progress per slice,
+                // and a hang here is not pinned on the last decoder input.
+                *current.lock().unwrap_or_else(|poison| poison.into_inner()) = None;
                 progress.fetch_add(1, Ordering::Relaxed);
                 campaign.run_for(left.min(SLICE));
                 progress.fetch_add(1, Ordering::Relaxed);
@@ -218,16 +220,24 @@ fn start_watchdog(
                 .lock()
                 .unwrap_or_else(|poison| poison.into_inner())
                 .clone();
-            if let Some((venue, input)) = running {
-                let (encoding, wire) = input.to_wire();
-                match input::save_failing_input(&corpus_dir, venue, encoding, &wire, "hang") {
-                    Ok(path) => eprintln!(
-                        "tickflow-fuzz: {venue}: an input hangs; saved to {}",
-                        path.display()
-                    ),
-                    Err(error) => {
-                        eprintln!("tickflow-fuzz: {venue}: an input hangs; cannot save it: {error}")
-                    }
+            let Some((venue, input)) = running else {
+                // The frame path's target runs with no decoder input recorded: its inputs are
+                // not saved on a hang, but the same `--seed` repeats them.
+                eprintln!(
+                    "tickflow-fuzz: an input hangs where none is recorded (the {} target); rerun \
+                     with the same --seed to repeat it",
+                    frames::TARGET
+                );
+                std::process::exit(2);
+            };
+            let (encoding, wire) = input.to_wire();
+            match input::save_failing_input(&corpus_dir, venue, encoding, &wire, "hang") {
+                Ok(path) => eprintln!(
+                    "tickflow-fuzz: {venue}: an input hangs; saved to {}",
+                    path.display()
+                ),
+                Err(error) => {
+                    eprintln!("tickflow-fuzz: {venue}: an input hangs; cannot save it: {error}")
                 }
             }
             std::process::exit(2);

@@ -270,9 +270,9 @@ impl<R> FrameReader<R> {
         &mut self.buffer[self.message.clone()]
     }
 
-    /// Bytes the buffer's allocation holds now (for tests and the fuzzer: at most
-    /// `max_message_bytes + MAX_BUFFER_OVERHEAD_BYTES`, or `RECEIVE_BUFFER_BYTES` if that is
-    /// more).
+    /// Bytes the buffer's allocation holds now (for tests and the fuzzer): at most
+    /// `max_message_bytes + MAX_BUFFER_OVERHEAD_BYTES` (it starts at the smaller of that and
+    /// `RECEIVE_BUFFER_BYTES`, and grows exactly).
     pub fn buffer_bytes(&self) -> usize {
         self.buffer.capacity()
     }

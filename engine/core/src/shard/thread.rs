@@ -255,9 +255,10 @@ pub(crate) fn run_shard(
             housekeeping_due = closes_pending || state.snapshot_in_progress();
             if closes_pending {
                 if state.closes_waiting_for_room() {
-                    // A sink's lane is full (a stalled or slow sink): wait a little for its
-                    // runner to drain instead of spinning on yield until half a bucket has
-                    // passed (records arriving meanwhile wait in the rings, taken next).
+                    // A sink's lane has no room for closes (full but for the quarter kept for
+                    // live records: a stalled or slow sink): wait a little for its runner to
+                    // drain instead of spinning on yield until half a bucket has passed (records
+                    // arriving meanwhile wait in the rings, taken next).
                     std::thread::park_timeout(ROOM_WAIT);
                 } else {
                     // Let the sinks' runners take the slice just flushed, then come back for

@@ -29,9 +29,10 @@ pub(super) enum SeatRole {
     Replacement,
 }
 
-/// The message limit of a replacement's reader: what its first buffer holds.
+/// The message limit of a replacement's reader: what its first buffer holds (with a control frame
+/// between fragments at the limit).
 pub(crate) fn replacement_message_bytes(max_frame_bytes: usize) -> usize {
-    (framing::RECEIVE_BUFFER_BYTES - framing::MAX_HEADER_BYTES).min(max_frame_bytes)
+    (framing::RECEIVE_BUFFER_BYTES - framing::MAX_BUFFER_OVERHEAD_BYTES).min(max_frame_bytes)
 }
 
 /// What opening a connection needs, all shared or cloned, so a rotation's open runs as its own
