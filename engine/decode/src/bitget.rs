@@ -4,11 +4,16 @@
 //! events. v2's trade `snapshot` pushed right after subscribing repeats recent prints, so it is
 //! reported as [`ControlEvent::Snapshot`], never as new trades; v3 documents every `publicTrade`
 //! push as new fills (its only example is a `snapshot`), so each of them is trades.
+//!
+//! Hand-written scanners take the exact `books1` push shapes of both sockets (one level a side);
+//! anything else (or anything odd in it) falls back to the generic simd-json path.
 
 use super::check::{check_record_count, is_plain_word, side_from_word};
 use super::json::{
     BookSide, Context, JsonDecoder, JsonVenue, TopOfBook, TradeFields, best_level, book_snapshots,
 };
+use super::number::parse_ms_as_ns;
+use super::scan::{Cursor, QuoteText, fast_quote};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -24,6 +29,13 @@ impl JsonVenue for Bitget {
 
     fn plain_control(frame: &[u8]) -> Option<ControlEvent> {
         is_plain_word(frame, b"pong").then_some(ControlEvent::Pong)
+    }
+
+    #[inline]
+    fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
+        let fields = scan_books1_v2(frame).or_else(|| scan_books1_v3(frame))?;
+        let ts_exchange_ns = parse_ms_as_ns(fields.ts_ms, "data[].ts").ok()?;
+        fast_quote(fields.quote, Some(ts_exchange_ns), fields.seq, cx)
     }
 
     fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
@@ -195,4 +207,156 @@ fn ticker_side(
     }
     let size = ticker.field(size_key, size_detail)?.f64(size_detail)?;
     Ok(Some((price, size)))
+}
+
+/// The byte fields of a `books1` push found by [`scan_books1_v2`] or [`scan_books1_v3`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct Books1Text<'a> {
+    pub(crate) quote: QuoteText<'a>,
+    pub(crate) ts_ms: &'a [u8],
+    pub(crate) seq: Option<u64>,
+}
+
+/// Matches exactly the v2 push `{"action":"<s>","arg":{"instType":"<s>","channel":"books1",
+/// "instId":"<sym>"},"data":[{"asks":[["<px>","<sz>"]],"bids":[["<px>","<sz>"]],"checksum":
+/// <integer>,"ts":"<ms>"}],"ts":<digits>}` (no whitespace, no escapes, nothing after), the shape
+/// Bitget documents and sends. Any deviation returns `None`.
+#[inline]
+pub(crate) fn scan_books1_v2(frame: &[u8]) -> Option<Books1Text<'_>> {
+    let mut cursor = Cursor::new(frame);
+    cursor.expect(br#"{"action":""#)?;
+    cursor.plain_string()?;
+    cursor.expect(br#","arg":{"instType":""#)?;
+    cursor.plain_string()?;
+    cursor.expect(br#","channel":"books1","instId":""#)?;
+    let symbol = cursor.plain_string()?;
+    cursor.expect(br#"},"data":[{"asks":[[""#)?;
+    let (ask, ask_qty) = cursor.level_pair()?;
+    cursor.expect(br#"],"bids":[[""#)?;
+    let (bid, bid_qty) = cursor.level_pair()?;
+    cursor.expect(br#"],"checksum":"#)?;
+    cursor.signed_digits()?;
+    cursor.expect(br#","ts":""#)?;
+    let ts_ms = cursor.plain_string()?;
+    cursor.expect(br#"}],"ts":"#)?;
+    cursor.digits()?;
+    cursor.expect(b"}")?;
+    cursor.at_end().then_some(Books1Text {
+        quote: QuoteText {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        },
+        ts_ms,
+        seq: None,
+    })
+}
+
+/// Matches exactly the v3 push `{"data":[{"a":[["<px>","<sz>"]],"b":[["<px>","<sz>"]],
+/// "checksum":<integer>,"pseq":<digits>,"seq":<digits>,"ts":"<ms>"}],"arg":{"instType":"<s>",
+/// "symbol":"<sym>","topic":"books1"},"action":"<s>","ts":<digits>}` (no whitespace, no escapes,
+/// nothing after), the shape Bitget documents. Any deviation returns `None`.
+#[inline]
+pub(crate) fn scan_books1_v3(frame: &[u8]) -> Option<Books1Text<'_>> {
+    let mut cursor = Cursor::new(frame);
+    cursor.expect(br#"{"data":[{"a":[[""#)?;
+    let (ask, ask_qty) = cursor.level_pair()?;
+    cursor.expect(br#"],"b":[[""#)?;
+    let (bid, bid_qty) = cursor.level_pair()?;
+    cursor.expect(br#"],"checksum":"#)?;
+    cursor.signed_digits()?;
+    cursor.expect(br#","pseq":"#)?;
+    cursor.digits()?;
+    cursor.expect(br#","seq":"#)?;
+    let seq = cursor.digits()?;
+    cursor.expect(br#","ts":""#)?;
+    let ts_ms = cursor.plain_string()?;
+    cursor.expect(br#"}],"arg":{"instType":""#)?;
+    cursor.plain_string()?;
+    cursor.expect(br#","symbol":""#)?;
+    let symbol = cursor.plain_string()?;
+    cursor.expect(br#","topic":"books1"},"action":""#)?;
+    cursor.plain_string()?;
+    cursor.expect(br#","ts":"#)?;
+    cursor.digits()?;
+    cursor.expect(b"}")?;
+    cursor.at_end().then_some(Books1Text {
+        quote: QuoteText {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        },
+        ts_ms,
+        seq: Some(seq),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V2: &[u8] = br#"{"action":"snapshot","arg":{"instType":"SPOT","channel":"books1","instId":"METISUSDT"},"data":[{"asks":[["44.90","0.6927"]],"bids":[["44.82","3.5344"]],"checksum":0,"ts":"1730332859988"}],"ts":1730332859989}"#;
+    const V3: &[u8] = br#"{"data":[{"a":[["99756.7","23.9774"]],"b":[["99756.6","0.0128"]],"checksum":0,"pseq":0,"seq":1304314508780744705,"ts":"1746698732562"}],"arg":{"instType":"usdt-futures","symbol":"BTCUSDT","topic":"books1"},"action":"snapshot","ts":1746698732563}"#;
+
+    #[test]
+    fn scanners_take_the_documented_pushes_and_nothing_else() {
+        assert_eq!(
+            scan_books1_v2(V2),
+            Some(Books1Text {
+                quote: QuoteText {
+                    symbol: b"METISUSDT",
+                    bid: b"44.82",
+                    bid_qty: b"3.5344",
+                    ask: b"44.90",
+                    ask_qty: b"0.6927",
+                },
+                ts_ms: b"1730332859988",
+                seq: None,
+            })
+        );
+        assert_eq!(
+            scan_books1_v3(V3),
+            Some(Books1Text {
+                quote: QuoteText {
+                    symbol: b"BTCUSDT",
+                    bid: b"99756.6",
+                    bid_qty: b"0.0128",
+                    ask: b"99756.7",
+                    ask_qty: b"23.9774",
+                },
+                ts_ms: b"1746698732562",
+                seq: Some(1_304_314_508_780_744_705),
+            })
+        );
+        assert!(scan_books1_v2(V3).is_none() && scan_books1_v3(V2).is_none());
+        let v2 = std::str::from_utf8(V2).unwrap();
+        let v3 = std::str::from_utf8(V3).unwrap();
+        for (text, from, to) in [
+            (v2, r#""channel":"books1""#, r#""channel":"books5""#),
+            (v2, r#""asks":[["44.90","0.6927"]]"#, r#""asks":[]"#),
+            (v2, r#""checksum":0"#, r#""checksum":-"#),
+            (v2, r#""ts":"1730332859988""#, r#""ts":1730332859988"#),
+            (
+                v3,
+                r#""seq":1304314508780744705"#,
+                r#""seq":99999999999999999999"#,
+            ),
+            (v3, r#""topic":"books1""#, r#""topic":"ticker""#),
+        ] {
+            let variant = text.replacen(from, to, 1);
+            assert_ne!(variant, text, "{from}");
+            assert!(
+                scan_books1_v2(variant.as_bytes()).is_none()
+                    && scan_books1_v3(variant.as_bytes()).is_none(),
+                "{variant}"
+            );
+        }
+        // A negative checksum is a JSON integer like any other.
+        let negative = v2.replacen(r#""checksum":0"#, r#""checksum":-1823476402"#, 1);
+        assert!(scan_books1_v2(negative.as_bytes()).is_some());
+    }
 }

@@ -9,6 +9,9 @@
 //! clear), never the epoch.
 //!
 //! Trade ids come from `tradeId`: `data[].id` is wider than 64 bits and is never read.
+//!
+//! A hand-written scanner takes the exact inflated `bbo` push shape (numbers as JSON numbers);
+//! anything else (or anything odd in it) falls back to the generic simd-json path.
 
 use std::io::{Cursor, Read};
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use flate2::bufread::GzDecoder;
 
 use super::check::{check_record_count, check_size, side_from_word};
 use super::json::{Context, EmptySide, JsonCore, JsonVenue, TopOfBook, TradeFields, flat_side};
+use super::number::ms_to_ns;
+use super::scan::{QuoteText, fast_quote};
 use super::tape::Json;
 use super::{
     ControlEvent, DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome,
@@ -46,6 +51,11 @@ impl HtxDecoder {
             core: JsonCore::new(Venue::Htx, registry, limits),
             inflater: GzipInflater::new(),
         }
+    }
+
+    /// Turns the hand-written fast path off (tests compare it with the generic path).
+    pub fn set_fast_path(&mut self, enabled: bool) {
+        self.core.fast_path_enabled = enabled;
     }
 }
 
@@ -81,6 +91,17 @@ impl Decoder for HtxDecoder {
 
 impl JsonVenue for Htx {
     const VENUE: Venue = Venue::Htx;
+
+    #[inline]
+    fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
+        let fields = scan_bbo(frame)?;
+        // A zero quote time says there is none, as on the generic path.
+        let ts_exchange_ns = match ms_to_ns(fields.quote_time_ms, "tick.quoteTime").ok()? {
+            0 => None,
+            ns => Some(ns),
+        };
+        fast_quote(fields.quote, ts_exchange_ns, Some(fields.seq_id), cx)
+    }
 
     fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
         if let Some(ping) = root.get("ping") {
@@ -198,6 +219,58 @@ impl JsonVenue for Htx {
             _ => Err(DecodeError::new(DecodeErrorKind::UnknownMessage, "ch")),
         }
     }
+}
+
+/// The byte fields of an inflated `bbo` push found by [`scan_bbo`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct BboText<'a> {
+    pub(crate) quote: QuoteText<'a>,
+    pub(crate) quote_time_ms: u64,
+    pub(crate) seq_id: u64,
+}
+
+/// Matches exactly `{"ch":"market.<sym>.bbo","ts":<digits>,"tick":{"seqId":<digits>,"ask":<num>,
+/// "askSize":<num>,"bid":<num>,"bidSize":<num>,"quoteTime":<digits>,"symbol":"<s>"}}` (no
+/// whitespace, no escapes, nothing after; numbers as [`Cursor::unsigned_number`] takes them), the
+/// shape HTX documents and sends. The symbol is the channel's text between `market.` and its next
+/// `.`, as the generic path reads it. Any deviation returns `None`.
+#[inline]
+pub(crate) fn scan_bbo(frame: &[u8]) -> Option<BboText<'_>> {
+    let mut cursor = super::scan::Cursor::new(frame);
+    cursor.expect(br#"{"ch":"market."#)?;
+    let channel_rest = cursor.plain_string()?;
+    let symbol = channel_rest.strip_suffix(b".bbo")?;
+    if symbol.contains(&b'.') {
+        return None;
+    }
+    cursor.expect(br#","ts":"#)?;
+    cursor.digits()?;
+    cursor.expect(br#","tick":{"seqId":"#)?;
+    let seq_id = cursor.digits()?;
+    cursor.expect(br#","ask":"#)?;
+    let ask = cursor.unsigned_number()?;
+    cursor.expect(br#","askSize":"#)?;
+    let ask_qty = cursor.unsigned_number()?;
+    cursor.expect(br#","bid":"#)?;
+    let bid = cursor.unsigned_number()?;
+    cursor.expect(br#","bidSize":"#)?;
+    let bid_qty = cursor.unsigned_number()?;
+    cursor.expect(br#","quoteTime":"#)?;
+    let quote_time_ms = cursor.digits()?;
+    cursor.expect(br#","symbol":""#)?;
+    cursor.plain_string()?;
+    cursor.expect(b"}}")?;
+    cursor.at_end().then_some(BboText {
+        quote: QuoteText {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        },
+        quote_time_ms,
+        seq_id,
+    })
 }
 
 /// A reusable gzip inflater: flate2's gzip reader and the output buffer live across frames, so
@@ -355,6 +428,48 @@ mod tests {
         assert_eq!(
             inflater.inflate(&frame, text.len() - 1).unwrap_err().kind,
             DecodeErrorKind::Oversized
+        );
+    }
+
+    const BBO: &[u8] = br#"{"ch":"market.btcusdt.bbo","ts":1630994555540,"tick":{"seqId":137005210233,"ask":52665.02,"askSize":1.502181,"bid":52665.01,"bidSize":0.178567,"quoteTime":1630994555539,"symbol":"btcusdt"}}"#;
+
+    #[test]
+    fn scanner_takes_the_documented_bbo_and_nothing_else() {
+        assert_eq!(
+            scan_bbo(BBO),
+            Some(BboText {
+                quote: QuoteText {
+                    symbol: b"btcusdt",
+                    bid: b"52665.01",
+                    bid_qty: b"0.178567",
+                    ask: b"52665.02",
+                    ask_qty: b"1.502181",
+                },
+                quote_time_ms: 1_630_994_555_539,
+                seq_id: 137_005_210_233,
+            })
+        );
+        assert!(scan_bbo(&BBO[..BBO.len() - 1]).is_none());
+        let text = std::str::from_utf8(BBO).unwrap();
+        for (from, to) in [
+            // The older variant: numbers as strings.
+            (r#""ask":52665.02"#, r#""ask":"52665.02""#),
+            ("market.btcusdt.bbo", "market.btc.usdt.bbo"),
+            ("market.btcusdt.bbo", "market.btcusdt.depth"),
+            (r#""ask":52665.02"#, r#""ask":052665.02"#),
+            (r#""ask":52665.02"#, r#""ask":52665."#),
+            (r#""ask":52665.02"#, r#""ask":-52665.02"#),
+            (r#""ask":52665.02"#, r#""ask":5266502000000000000.1"#),
+            (r#""ask":52665.02"#, r#""ask":5.266502e1000"#),
+        ] {
+            let variant = text.replacen(from, to, 1);
+            assert_ne!(variant, text, "{from}");
+            assert!(scan_bbo(variant.as_bytes()).is_none(), "{variant}");
+        }
+        let exponent = text.replacen(r#""bidSize":0.178567"#, r#""bidSize":1.78567E-1"#, 1);
+        assert_eq!(
+            scan_bbo(exponent.as_bytes()).map(|fields| fields.quote.bid_qty),
+            Some(&b"1.78567E-1"[..])
         );
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! Match times are nanoseconds already (a string); level1 and ticker times are milliseconds.
 //! An empty book side (`[]` in level1, `""` in the ticker) withdraws the quote.
+//! A hand-written scanner takes the exact `/spotMarket/level1` push shape; anything else (or
+//! anything odd in it) falls back to the generic simd-json path.
 //!
 //! Trade ids: current frames carry decimal ids, which fit the record. KuCoin's older documents
 //! show 24-hex-character ids (e.g. "5c24c5da03aa673885cd67aa"), one byte more than the record's
@@ -13,6 +15,8 @@ use super::check::side_from_word;
 use super::json::{
     Context, EmptySide, JsonDecoder, JsonVenue, TopOfBook, TradeFields, flat_side, level,
 };
+use super::number::ms_to_ns;
+use super::scan::{Cursor, QuoteText, fast_quote};
 use super::tape::Json;
 use super::{ControlEvent, DecodeError, DecodeErrorKind, FrameOutcome};
 use tickflow_core::venue::Venue;
@@ -25,6 +29,13 @@ pub type KucoinDecoder = JsonDecoder<Kucoin>;
 
 impl JsonVenue for Kucoin {
     const VENUE: Venue = Venue::Kucoin;
+
+    #[inline]
+    fn fast_path(frame: &[u8], cx: &mut Context<'_>) -> Option<Result<FrameOutcome, DecodeError>> {
+        let fields = scan_level1(frame)?;
+        let ts_exchange_ns = ms_to_ns(fields.ts_ms, "data.timestamp").ok()?;
+        fast_quote(fields.quote, Some(ts_exchange_ns), None, cx)
+    }
 
     fn decode_json(root: Json<'_, '_>, cx: &mut Context<'_>) -> Result<FrameOutcome, DecodeError> {
         let kind = root.field("type", "type")?.str("type")?;
@@ -127,6 +138,83 @@ impl JsonVenue for Kucoin {
                 cx.records()
             }
             _ => Err(DecodeError::new(DecodeErrorKind::UnknownMessage, "topic")),
+        }
+    }
+}
+
+/// The byte fields of a `/spotMarket/level1` push found by [`scan_level1`].
+#[derive(Debug, PartialEq)]
+pub(crate) struct Level1Text<'a> {
+    pub(crate) quote: QuoteText<'a>,
+    pub(crate) ts_ms: u64,
+}
+
+/// Matches exactly `{"topic":"/spotMarket/level1:<sym>","type":"message","subject":"level1",
+/// "data":{"asks":["<px>","<sz>"],"bids":["<px>","<sz>"],"timestamp":<digits>}}` (no whitespace,
+/// no escapes, nothing after), the shape KuCoin documents and sends. The symbol is the topic's
+/// text after its first `:`, as the generic path reads it. Any deviation returns `None`.
+#[inline]
+pub(crate) fn scan_level1(frame: &[u8]) -> Option<Level1Text<'_>> {
+    let mut cursor = Cursor::new(frame);
+    cursor.expect(br#"{"topic":"/spotMarket/level1:"#)?;
+    let symbol = cursor.plain_string()?;
+    cursor.expect(br#","type":"message","subject":"level1","data":{"asks":[""#)?;
+    let (ask, ask_qty) = cursor.level_pair()?;
+    cursor.expect(br#","bids":[""#)?;
+    let (bid, bid_qty) = cursor.level_pair()?;
+    cursor.expect(br#","timestamp":"#)?;
+    let ts_ms = cursor.digits()?;
+    cursor.expect(b"}}")?;
+    cursor.at_end().then_some(Level1Text {
+        quote: QuoteText {
+            symbol,
+            bid,
+            bid_qty,
+            ask,
+            ask_qty,
+        },
+        ts_ms,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PUSH: &[u8] = br#"{"topic":"/spotMarket/level1:BTC-USDT","type":"message","subject":"level1","data":{"asks":["68145.8","0.51987471"],"bids":["68145.7","1.29267802"],"timestamp":1729816058766}}"#;
+
+    #[test]
+    fn scanner_takes_the_documented_push_and_nothing_else() {
+        assert_eq!(
+            scan_level1(PUSH),
+            Some(Level1Text {
+                quote: QuoteText {
+                    symbol: b"BTC-USDT",
+                    bid: b"68145.7",
+                    bid_qty: b"1.29267802",
+                    ask: b"68145.8",
+                    ask_qty: b"0.51987471",
+                },
+                ts_ms: 1_729_816_058_766,
+            })
+        );
+        assert!(scan_level1(&PUSH[..PUSH.len() - 1]).is_none());
+        let text = std::str::from_utf8(PUSH).unwrap();
+        for (from, to) in [
+            (r#""asks":["68145.8","0.51987471"]"#, r#""asks":[]"#),
+            (r#""type":"message""#, r#""type":"welcome""#),
+            (
+                r#""timestamp":1729816058766"#,
+                r#""timestamp":"1729816058766""#,
+            ),
+            (
+                r#""bids":["68145.7","1.29267802"]"#,
+                r#""bids":["68145.7","1.29267802","1"]"#,
+            ),
+        ] {
+            let variant = text.replacen(from, to, 1);
+            assert_ne!(variant, text, "{from}");
+            assert!(scan_level1(variant.as_bytes()).is_none(), "{variant}");
         }
     }
 }

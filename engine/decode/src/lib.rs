@@ -21,7 +21,12 @@ mod symbol;
 mod tape;
 
 pub use binance::BinanceDecoder;
+pub use bitget::BitgetDecoder;
+pub use bybit::BybitDecoder;
 pub use counters::{DecodeCounters, DecodeCountersSnapshot, DecodeWarnLimiter};
+pub use gate::GateDecoder;
+pub use htx::HtxDecoder;
+pub use kucoin::KucoinDecoder;
 pub use mexc::proto as mexc_proto;
 pub use okx::OkxDecoder;
 

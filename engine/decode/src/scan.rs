@@ -9,6 +9,9 @@ use super::number::parse_f64;
 use super::{DecodeError, FrameOutcome};
 use tickflow_core::records::TimestampNs;
 
+/// Most digits of a number [`Cursor::unsigned_number`] takes (every such mantissa fits a u64).
+pub(crate) const MAX_FAST_NUMBER_DIGITS: usize = 19;
+
 /// The text of a best bid/ask a scanner found.
 #[derive(Debug, PartialEq)]
 pub(crate) struct QuoteText<'a> {
@@ -82,6 +85,70 @@ impl<'a> Cursor<'a> {
         // JSON forbids leading zeros; the generic path refuses them, so must this.
         let len = self.at - start;
         (len == 1 || (len > 1 && self.bytes[start] != b'0')).then_some(value)
+    }
+
+    /// An optional minus sign and one or more ASCII digits: a JSON integer whose value is not
+    /// read (Bitget's checksum), as [`digits`](Self::digits) validates it.
+    #[inline]
+    pub(crate) fn signed_digits(&mut self) -> Option<()> {
+        if self.bytes.get(self.at) == Some(&b'-') {
+            self.at += 1;
+        }
+        self.digits().map(|_| ())
+    }
+
+    /// An unsigned JSON number (`0`, `52665.02`, `9.2E-7`) of at most
+    /// [`MAX_FAST_NUMBER_DIGITS`] digits before its exponent, as its text. At that length every
+    /// mantissa fits a u64, so std's parser (the fast path's) and simd-json's (the generic
+    /// path's: an integer read as u64 then converted, or a correctly rounded float) give the same
+    /// f64; anything longer, or anything that is not JSON's number grammar, is `None`.
+    #[inline]
+    pub(crate) fn unsigned_number(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        let whole = self.skip_digits();
+        if whole == 0 || (whole > 1 && self.bytes[start] == b'0') {
+            return None;
+        }
+        let mut mantissa_digits = whole;
+        if self.bytes.get(self.at) == Some(&b'.') {
+            self.at += 1;
+            let fraction = self.skip_digits();
+            if fraction == 0 {
+                return None;
+            }
+            mantissa_digits += fraction;
+        }
+        if matches!(self.bytes.get(self.at), Some(b'e' | b'E')) {
+            self.at += 1;
+            if matches!(self.bytes.get(self.at), Some(b'+' | b'-')) {
+                self.at += 1;
+            }
+            let exponent = self.skip_digits();
+            if exponent == 0 || exponent > 3 {
+                return None;
+            }
+        }
+        (mantissa_digits <= MAX_FAST_NUMBER_DIGITS).then(|| &self.bytes[start..self.at])
+    }
+
+    /// Moves over ASCII digits; how many.
+    #[inline]
+    fn skip_digits(&mut self) -> usize {
+        let start = self.at;
+        while self.bytes.get(self.at).is_some_and(u8::is_ascii_digit) {
+            self.at += 1;
+        }
+        self.at - start
+    }
+
+    /// The two strings of a `["price","size"]` level after its opening `["`, through its `]`.
+    #[inline]
+    pub(crate) fn level_pair(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let price = self.plain_string()?;
+        self.expect(b",\"")?;
+        let size = self.plain_string()?;
+        self.expect(b"]")?;
+        Some((price, size))
     }
 
     /// The body of a string without escapes or control characters, up to its closing quote.

@@ -127,3 +127,15 @@ pub(crate) fn fixture_registry() -> Arc<SymbolRegistry> {
         .expect("fixture symbols are valid");
     Arc::new(registry)
 }
+
+/// A small deterministic generator for mutated inputs.
+pub(crate) struct Xorshift(pub(crate) u64);
+
+impl Xorshift {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}

@@ -8,14 +8,15 @@ use tickflow_core::records::{
 };
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
-    BinanceDecoder, ControlEvent, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding,
-    FrameOutcome, OkxDecoder, RecordBatch, decoder_for, mexc_proto,
+    ControlEvent, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome, RecordBatch,
+    decoder_for, mexc_proto,
 };
 
 const TS_RECV_NS: TimestampNs = 42;
 
 use crate::fixtures::{
-    WireFrame, fixture_dir, fixture_registry, gzip, mexc_protobuf, wire_frames, wire_frames_of,
+    WireFrame, Xorshift, fixture_dir, fixture_registry, gzip, mexc_protobuf, wire_frames,
+    wire_frames_of,
 };
 
 /// What one frame must turn into, written by hand.
@@ -1234,17 +1235,6 @@ fn decode_unknown_symbol_names_the_spelling() {
 // No input can panic.
 
 /// A small deterministic generator (xorshift64*), so failures reproduce.
-struct Xorshift(u64);
-
-impl Xorshift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn decode_never_panics_on_truncations_and_byte_flips() {
     let registry = fixture_registry();
@@ -1298,157 +1288,6 @@ fn decode_never_panics_on_truncations_and_byte_flips() {
         }
     }
     assert!(decoded > 10_000);
-}
-
-/// Decodes every input with the fast path on and off: the same outcome and the same records.
-fn assert_fast_path_matches_generic(
-    fast: &mut dyn Decoder,
-    generic: &mut dyn Decoder,
-    inputs: &[Vec<u8>],
-) {
-    for input in inputs {
-        let mut fast_out = RecordBatch::with_capacity(4);
-        let mut generic_out = RecordBatch::with_capacity(4);
-        let fast_result = fast.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut fast_out);
-        let generic_result =
-            generic.decode(&mut input.clone(), FrameEncoding::Text, 5, &mut generic_out);
-        let text = String::from_utf8_lossy(input);
-        assert_eq!(fast_result, generic_result, "{text:?}");
-        assert_eq!(fast_out.as_slice(), generic_out.as_slice(), "{text:?}");
-    }
-}
-
-#[test]
-fn decode_binance_fast_path_matches_generic_path() {
-    let registry = fixture_registry();
-    let mut fast = BinanceDecoder::new(registry.clone(), DecodeLimits::default());
-    let mut generic = BinanceDecoder::new(registry, DecodeLimits::default());
-    generic.set_fast_path(false);
-    let mut random = Xorshift(7);
-    let mut inputs: Vec<Vec<u8>> = wire_frames(Venue::Binance)
-        .into_iter()
-        .map(|frame| frame.bytes)
-        .collect();
-    let base = inputs[0].clone();
-    let digits = b"0123456789.";
-    for _ in 0..2000 {
-        let mut variant = base.clone();
-        // Mutate inside the value strings mostly, sometimes anywhere.
-        let at = (random.next() % variant.len() as u64) as usize;
-        variant[at] = if random.next() % 4 == 0 {
-            (random.next() % 256) as u8
-        } else {
-            digits[(random.next() % digits.len() as u64) as usize]
-        };
-        inputs.push(variant);
-    }
-    // Update ids at and past the u64 edge: the scanner must fall back, not overflow.
-    for update_id in [
-        "18446744073709551615",
-        "18446744073709551616",
-        "99999999999999999999",
-        "100000000000000000000",
-        "9223372036854775808",
-        "0",
-        "-1",
-        "01",
-    ] {
-        inputs.push(
-            format!(
-                r#"{{"u":{update_id},"s":"BNBUSDT","b":"25.35190000","B":"31.21000000","a":"25.36520000","A":"40.66000000"}}"#
-            )
-            .into_bytes(),
-        );
-    }
-    inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1e2","B":"0","a":"100","A":"5"}"#.to_vec());
-    inputs.push(br#"{"u":1,"s":"bnbusdt","b":"1","B":"1","a":"2","A":"3"}"#.to_vec());
-    inputs.push(br#"{"u":1,"s":"BNBUSDT","b":"1","B":"1","a":"2","A":"3","x":1}"#.to_vec());
-    assert_fast_path_matches_generic(&mut fast, &mut generic, &inputs);
-}
-
-#[test]
-fn decode_okx_fast_path_matches_generic_path() {
-    let registry = fixture_registry();
-    let mut fast = OkxDecoder::new(registry.clone(), DecodeLimits::default());
-    let mut generic = OkxDecoder::new(registry, DecodeLimits::default());
-    generic.set_fast_path(false);
-    let mut random = Xorshift(11);
-    let mut inputs: Vec<Vec<u8>> = wire_frames(Venue::Okx)
-        .into_iter()
-        .map(|frame| frame.bytes)
-        .collect();
-    let base = inputs[0].clone();
-    assert!(
-        base.starts_with(br#"{"arg":{"channel":"bbo-tbt""#),
-        "the first OKX fixture is a bbo-tbt push"
-    );
-    let digits = b"0123456789.\"";
-    for _ in 0..3000 {
-        let mut variant = base.clone();
-        // Mutate inside the values mostly, sometimes anywhere, sometimes twice.
-        for _ in 0..1 + random.next() % 2 {
-            let at = (random.next() % variant.len() as u64) as usize;
-            variant[at] = if random.next() % 4 == 0 {
-                (random.next() % 256) as u8
-            } else {
-                digits[(random.next() % digits.len() as u64) as usize]
-            };
-        }
-        inputs.push(variant);
-    }
-    let frame = |ask: &str, bid: &str, ts: &str, seq: &str| {
-        format!(
-            r#"{{"arg":{{"channel":"bbo-tbt","instId":"BTC-USDT"}},"data":[{{"asks":[{ask}],"bids":[{bid}],"ts":{ts},"seqId":{seq}}}]}}"#
-        )
-        .into_bytes()
-    };
-    let level = r#"["8476.98","415","0","13"]"#;
-    // Sequence ids at and past the u64 edge, leading zeros, negatives.
-    for seq in [
-        "18446744073709551615",
-        "18446744073709551616",
-        "9223372036854775808",
-        "0",
-        "-1",
-        "01",
-        "1.5",
-        "\"7\"",
-    ] {
-        inputs.push(frame(level, level, r#""1597026383085""#, seq));
-    }
-    // Times: as a number, fractional, empty, too large, with a sign.
-    for ts in [
-        "1597026383085",
-        r#""1597026383085.5""#,
-        r#""""#,
-        r#""99999999999999999999""#,
-        r#""-1""#,
-        r#""1e3""#,
-    ] {
-        inputs.push(frame(level, level, ts, "5"));
-    }
-    // Empty and deeper sides, numbers as JSON numbers, zero and non-finite prices.
-    for (ask, bid) in [
-        ("", level),
-        (level, ""),
-        (&format!("{level},{level}") as &str, level),
-        (r#"[8476.98,415,"0","13"]"#, level),
-        (r#"["0","0","0","0"]"#, level),
-        (r#"["1e400","1","0","1"]"#, level),
-        (r#"["8476.98","415"]"#, level),
-        (r#"["8476.98"]"#, level),
-    ] {
-        inputs.push(frame(
-            &format!("[{ask}]"),
-            &format!("[{bid}]"),
-            r#""1""#,
-            "5",
-        ));
-    }
-    inputs.push(br#"{"arg":{"channel":"bbo-tbt","instId":"NOT-LISTED"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}]}"#.to_vec());
-    inputs.push(br#"{"arg":{"channel":"books5","instId":"BTC-USDT"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}]}"#.to_vec());
-    inputs.push(br#"{"arg":{"channel":"bbo-tbt","instId":"BTC-USDT"},"data":[{"asks":[["1","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1","seqId":1}],"x":1}"#.to_vec());
-    assert_fast_path_matches_generic(&mut fast, &mut generic, &inputs);
 }
 
 /// Live variants the fixtures do not show: numbers as JSON numbers, the futures bookTicker with
