@@ -75,6 +75,7 @@ fn window_update(criterion: &mut Criterion) {
         warmup_buckets: 60,
         taker_fees_bp: [0.0; 8],
         cycles_on_net: false,
+        prefault: true,
     });
     let mut output = Discard;
     let mut ts = T0;

@@ -127,6 +127,11 @@ pub struct WindowsConfig {
     /// `clock = "event"`: how far a shard's event clock trails the newest receive time it saw,
     /// so records of other collectors arriving late still land in their bucket.
     pub event_lateness_ms: u64,
+    /// Write every window's memory at start (before any feed connects), so the OS backs it
+    /// then and not on the shard thread while quotes arrive; RSS shows the windows' budget from
+    /// the start. `false`: pages are backed as windows are first used (RSS follows live windows,
+    /// and the shard pays for each page on first use).
+    pub prefault: bool,
 }
 
 /// `[windows] clock`.
@@ -193,6 +198,7 @@ impl Default for WindowsConfig {
             enabled: true,
             clock: WindowClock::System,
             event_lateness_ms: 2_000,
+            prefault: true,
         }
     }
 }

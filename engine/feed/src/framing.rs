@@ -14,7 +14,10 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use tickflow_core::record::{TimestampNs, now_ns};
+
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Instant;
 
 /// Longest frame header: 2 bytes, a 64-bit length, a 4-byte mask key.
 pub const MAX_HEADER_BYTES: usize = 14;
@@ -239,6 +242,28 @@ pub struct FrameReader<R> {
     skipping_message: bool,
     /// `message` was handed out and is released at the next read.
     delivered: bool,
+    /// When the last read from the stream returned bytes (see [`read_at`](Self::read_at)).
+    read_at: ReadStamp,
+}
+
+/// When bytes came off a stream: the monotonic instant (watchdogs) and the wall clock (the
+/// records' receive time). One stamp per read, not per message: the messages parsed out of one
+/// read arrived together, and two clock reads per message were 3 % of the engine's CPU at
+/// 800 000 quotes/s.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadStamp {
+    pub monotonic: Instant,
+    pub wall_ns: TimestampNs,
+}
+
+impl ReadStamp {
+    /// Now, on both clocks.
+    pub fn now() -> ReadStamp {
+        ReadStamp {
+            monotonic: Instant::now(),
+            wall_ns: now_ns(),
+        }
+    }
 }
 
 impl<R> FrameReader<R> {
@@ -257,7 +282,13 @@ impl<R> FrameReader<R> {
             skip_bytes: 0,
             skipping_message: false,
             delivered: false,
+            read_at: ReadStamp::now(),
         }
+    }
+
+    /// When the read that completed the last message (or control frame) returned its bytes.
+    pub fn read_at(&self) -> ReadStamp {
+        self.read_at
     }
 
     /// Changes the message limit for messages not started yet.
@@ -429,6 +460,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             return Poll::Ready(Err(ReadError::Closed));
         }
         self.filled += read_bytes;
+        self.read_at = ReadStamp::now();
         Poll::Ready(Ok(()))
     }
 

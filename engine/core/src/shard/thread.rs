@@ -56,6 +56,7 @@ pub fn shard_params(
             warmup_buckets: windows.warmup_buckets.min(windows.buckets),
             taker_fees_bp: windows.taker_fees_bp(),
             cycles_on_net: windows.cycles_on == SpreadBasis::Net,
+            prefault: windows.prefault,
         },
         idle_expire_ns: windows.idle_expire_ms_effective() as i64 * 1_000_000,
         snapshot_interval_ns: windows.snapshot_interval_ms as i64 * 1_000_000,

@@ -33,6 +33,7 @@ fn store(buckets: usize, max_windows: usize, warmup_buckets: usize) -> WindowSto
         warmup_buckets,
         taker_fees_bp: [0.0; 8],
         cycles_on_net: false,
+        prefault: true,
     })
 }
 

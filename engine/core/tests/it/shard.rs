@@ -256,6 +256,7 @@ fn store(buckets: usize, max_windows: usize, thresholds_bp: Vec<f64>) -> WindowS
         warmup_buckets: 0,
         taker_fees_bp: [0.0; 8],
         cycles_on_net: false,
+        prefault: true,
     })
 }
 
@@ -926,6 +927,7 @@ fn a_warming_window_flags_its_samples_and_starts_no_cycle() {
         warmup_buckets: 3,
         taker_fees_bp: [0.0; 8],
         cycles_on_net: false,
+        prefault: true,
     });
     let mut events = WindowEvents::default();
     for step in 0..5i64 {
@@ -1174,6 +1176,7 @@ fn bucket_closes_go_out_in_slices_that_resume_where_they_stopped() {
         warmup_buckets: 0,
         taker_fees_bp: [0.0; 8],
         cycles_on_net: false,
+        prefault: true,
     });
     let mut events = WindowEvents::default();
     for local in 0..40u32 {

@@ -45,11 +45,11 @@ use self::rotation::{Dropped, Event, ReplacementOpen, Rotation, Seat, open_repla
 use crate::EventSink;
 use crate::config::FeedsConfig;
 use crate::counters::{ExchangeLatency, SlotCounters, bump};
-use crate::framing::{ControlPayload, Incoming, ReadError, WriteError};
+use crate::framing::{ControlPayload, Incoming, ReadError, ReadStamp, WriteError};
 use crate::planner::SlotPlan;
 use crate::protocol::{self, ClientPing};
 use crate::ws::{ConnectError, WsReader};
-use tickflow_core::record::{FeedEvent, now_ns};
+use tickflow_core::record::FeedEvent;
 use tickflow_core::records::{GAP_DISCONNECT, GAP_QUOTE_WITHDRAWN, GAP_RECONNECT};
 use tickflow_core::venue::Venue;
 use tickflow_decode::{ControlEvent, DecodeErrorKind, FrameEncoding, FrameOutcome};
@@ -736,7 +736,11 @@ impl<S: EventSink> Slot<S> {
     ) -> FrameAction {
         let Seat { link, reader, .. } = seat;
         bump(&self.counters.frames);
-        let now = Instant::now();
+        // The time of the read that brought the frame's last bytes (one clock read per read).
+        let ReadStamp {
+            monotonic: now,
+            wall_ns: received_ns,
+        } = reader.read_at();
         link.frame_arrived(now);
         let encoding = match incoming {
             Incoming::Ping(payload) => return FrameAction::ReplyPong(payload),
@@ -770,7 +774,6 @@ impl<S: EventSink> Slot<S> {
         };
         // Held for the decode and the hand-off to the ring: no await until it is released.
         let mut scratch = decode_pool.lock(self.plan.connection_id as usize);
-        let received_ns = now_ns();
         match scratch.decode(self.plan.venue, reader.message_mut(), encoding, received_ns) {
             Ok(FrameOutcome::Records(count)) => {
                 let mut quotes = 0u64;
