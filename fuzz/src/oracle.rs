@@ -5,8 +5,8 @@
 //! positive price; every record the decoder's venue, the receive time and a registered symbol;
 //! gaps are quote withdrawals from no connection; `unknown_symbol` names a spelling only after a
 //! frame refused as `UnknownSymbol`; and decoding is a function of the frame alone
-//! (two decoders with different histories agree, and Binance's fast path agrees with its generic
-//! path).
+//! (two decoders with different histories agree, and every venue's hand-written fast path
+//! agrees with its generic path).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -19,8 +19,9 @@ use tickflow_core::records::{
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
-    BinanceDecoder, DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding,
-    FrameOutcome, RecordBatch, decoder_for,
+    BinanceDecoder, BitgetDecoder, BybitDecoder, DecodeError, DecodeErrorKind, DecodeLimits,
+    Decoder, FrameEncoding, FrameOutcome, GateDecoder, HtxDecoder, KucoinDecoder, OkxDecoder,
+    RecordBatch, decoder_for,
 };
 
 /// The receive time every checked frame gets.
@@ -128,12 +129,61 @@ pub struct Oracle {
     twin: Box<dyn Decoder>,
     /// [`TIGHT_LIMITS`].
     tight: Box<dyn Decoder>,
-    /// Binance only: the generic path, for comparison with the fast path.
-    generic: Option<BinanceDecoder>,
+    /// The venue's generic path (its fast path off), for comparison with the fast path; `None`
+    /// for MEXC, whose protobuf decoder has one path.
+    generic: Option<Box<dyn Decoder>>,
     out: RecordBatch,
     twin_out: RecordBatch,
     /// Decodes run so far (an input costs three to five).
     pub decodes: u64,
+}
+
+/// `venue`'s decoder with its hand-written fast path off.
+fn generic_path_decoder(
+    venue: Venue,
+    registry: &Arc<SymbolRegistry>,
+    limits: DecodeLimits,
+) -> Option<Box<dyn Decoder>> {
+    let registry = Arc::clone(registry);
+    let decoder: Box<dyn Decoder> = match venue {
+        Venue::Binance => {
+            let mut decoder = BinanceDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Bybit => {
+            let mut decoder = BybitDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Okx => {
+            let mut decoder = OkxDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Gate => {
+            let mut decoder = GateDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Kucoin => {
+            let mut decoder = KucoinDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Bitget => {
+            let mut decoder = BitgetDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Htx => {
+            let mut decoder = HtxDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Mexc => return None,
+    };
+    Some(decoder)
 }
 
 /// The first thing a batch holds before a frame is decoded: a refused frame must leave it alone.
@@ -188,11 +238,7 @@ impl Oracle {
             primary: decoder_for(venue, registry.clone(), limits),
             twin: decoder_for(venue, registry.clone(), limits),
             tight: decoder_for(venue, registry.clone(), TIGHT_LIMITS),
-            generic: (venue == Venue::Binance).then(|| {
-                let mut generic = BinanceDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                generic
-            }),
+            generic: generic_path_decoder(venue, &registry, limits),
             registry,
             out: RecordBatch::with_capacity(limits.max_records_per_frame + 1),
             twin_out: RecordBatch::with_capacity(limits.max_records_per_frame + 1),
@@ -279,12 +325,18 @@ impl Oracle {
         }
 
         if let Some(generic) = self.generic.as_mut() {
-            let (generic_result, generic_records) =
-                decode_checked(generic, &mut self.twin_out, encoding, frame, &limits)?;
+            let (generic_result, generic_records) = decode_checked(
+                generic.as_mut(),
+                &mut self.twin_out,
+                encoding,
+                frame,
+                &limits,
+            )?;
             self.decodes += 1;
             if generic_result != result || generic_records != records {
                 return Err(Violation::Invariant(format!(
-                    "binance: fast path {result:?} {records:?} vs generic path {generic_result:?} {generic_records:?}"
+                    "{}: fast path {result:?} {records:?} vs generic path {generic_result:?} {generic_records:?}",
+                    self.venue
                 )));
             }
         }
