@@ -15,7 +15,11 @@ use tickflow_core::registry::SymbolRegistry;
 use tickflow_formats::wire::{self, WireBody, WireNames};
 use tickflow_source_nats::{NatsSource, SourceConfig};
 
-use crate::server::{NatsCluster, wait_until};
+use crate::server::{NatsCluster, wait_until, wait_until_within};
+
+/// How long a step that follows a node's loss or return may take (leader elections) before the
+/// test gives up: a bound against hanging, not a timing assertion.
+const CLUSTER_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Default)]
 struct Bids(Arc<Mutex<Vec<f64>>>);
@@ -138,37 +142,43 @@ fn a_three_node_cluster_losing_a_node_loses_nothing_acknowledged() {
             publish_acknowledged(&publisher, seq).await;
         }
     });
-    wait_until("every acknowledged record arrives", || {
+    wait_until_within("every acknowledged record arrives", CLUSTER_WAIT, || {
         bids.0.lock().expect("not poisoned").len() >= 40
     });
 
     // Node 0 comes back and rejoins: every replica of the stream is current again. Then node 1
     // goes: the stream's majority is node 0 and node 2, so it holds only if node 0 caught up.
     cluster.restart(0);
-    wait_until("the restarted node is a current replica again", || {
-        runtime.block_on(async {
-            let Ok(mut stream) = publisher.get_stream("TICKFLOW").await else {
-                return false;
-            };
-            let Ok(info) = stream.info().await else {
-                return false;
-            };
-            info.cluster.as_ref().is_some_and(|cluster| {
-                cluster.leader.is_some()
-                    && cluster.replicas.len() == 2
-                    && cluster.replicas.iter().all(|replica| replica.current)
+    wait_until_within(
+        "the restarted node is a current replica again",
+        CLUSTER_WAIT,
+        || {
+            runtime.block_on(async {
+                let Ok(mut stream) = publisher.get_stream("TICKFLOW").await else {
+                    return false;
+                };
+                let Ok(info) = stream.info().await else {
+                    return false;
+                };
+                info.cluster.as_ref().is_some_and(|cluster| {
+                    cluster.leader.is_some()
+                        && cluster.replicas.len() == 2
+                        && cluster.replicas.iter().all(|replica| replica.current)
+                })
             })
-        })
-    });
+        },
+    );
     cluster.kill(1);
     runtime.block_on(async {
         for seq in 41..=60 {
             publish_acknowledged(&publisher, seq).await;
         }
     });
-    wait_until("every record acknowledged after the rejoin arrives", || {
-        bids.0.lock().expect("not poisoned").len() >= 60
-    });
+    wait_until_within(
+        "every record acknowledged after the rejoin arrives",
+        CLUSTER_WAIT,
+        || bids.0.lock().expect("not poisoned").len() >= 60,
+    );
     let seen = bids.0.lock().expect("not poisoned").clone();
     let expected: Vec<f64> = (1..=60).map(|seq| seq as f64).collect();
     assert_eq!(seen, expected, "every acknowledged record once, in order");

@@ -73,8 +73,15 @@ impl Drop for NatsServer {
 
 /// Polls `condition` every 10 ms until it holds or `what` fails the test after 20 s (a bound
 /// against hanging, not a timing assertion).
-pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+pub fn wait_until(what: &str, condition: impl FnMut() -> bool) {
+    wait_until_within(what, Duration::from_secs(20), condition);
+}
+
+/// [`wait_until`] with its own bound: a cluster's leader elections after a node is killed take
+/// several Raft timeouts, and on a machine the rest of the test suite keeps busy they took more
+/// than 20 s.
+pub fn wait_until_within(what: &str, bound: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
     while !condition() {
         assert!(Instant::now() < deadline, "gave up waiting: {what}");
         std::thread::sleep(Duration::from_millis(10));
