@@ -166,6 +166,9 @@ pub struct LiveEngine {
     /// `[[sinks]]` names that are not `optional`: one disabled makes `/health` 503.
     pub required_sinks: Vec<String>,
     pub max_windows: usize,
+    /// `windows.prefault`: the windows' arrays were written at start, so all of them are
+    /// resident whatever the number of live windows.
+    pub windows_prefault: bool,
     pub max_symbols: usize,
     /// Which spread the opportunity cycles compare with their thresholds.
     pub cycles_on: SpreadBasis,

@@ -37,6 +37,7 @@ pub(crate) fn start_for_engine(
                 .map(|sink| sink.name.clone())
                 .collect(),
             max_windows: config.windows.max_windows,
+            windows_prefault: config.windows.prefault,
             max_symbols: config.engine.max_symbols,
             cycles_on: config.windows.cycles_on,
             shed: pipeline.shed_control(),

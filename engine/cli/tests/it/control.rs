@@ -113,6 +113,7 @@ impl Engine {
                 board: Arc::clone(&board),
                 required_sinks: Vec::new(),
                 max_windows: config.windows.max_windows,
+                windows_prefault: config.windows.prefault,
                 max_symbols: config.engine.max_symbols,
                 cycles_on: config.windows.cycles_on,
                 shed: pipeline.shed_control(),
@@ -278,6 +279,18 @@ fn memory_trend_and_alerts_with_shedding() {
             assert!(used <= budget, "{component}");
         }
     }
+    // The windows are prefaulted (the default): all resident from the start, few of them live.
+    let windows = components
+        .iter()
+        .find(|component| component["name"] == "spread windows")
+        .expect("a spread windows line");
+    assert_eq!(windows["used_bytes"], windows["budget_bytes"], "{windows}");
+    assert!(
+        windows["basis"]
+            .as_str()
+            .is_some_and(|basis| basis.contains("windows.prefault")),
+        "{windows}"
+    );
     let trend = engine.wait_for("/api/monitoring/memory/trend?minutes=5", |response| {
         response.body["samples"]
             .as_array()

@@ -32,8 +32,13 @@ pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
                 "spread windows" | "window snapshots" if live.max_windows > 0 => Some((
                     windows_live as f64 / live.max_windows as f64,
                     format!(
-                        "windows live {windows_live} / capacity {}",
-                        live.max_windows
+                        "windows live {windows_live} / capacity {}{}",
+                        live.max_windows,
+                        if line.name == "spread windows" && live.windows_prefault {
+                            " (the windows' arrays are written at start: windows.prefault)"
+                        } else {
+                            ""
+                        }
                     ),
                 )),
                 "feed rings" => status.as_ref().filter(|status| status.ring_capacity_records > 0).map(|status| (
@@ -60,8 +65,12 @@ pub(crate) async fn memory(State(state): State<Arc<AppState>>) -> Response {
                     "not measured while running: the line is the configured worst case".to_string(),
                 ),
             };
-            // The feed rings are allocated and touched at start: all resident whatever their fill.
-            let used_bytes = if line.name == "feed rings" && fill.is_some() {
+            // The feed rings are allocated and touched at start: all resident whatever their fill;
+            // so are the windows' arrays when they are prefaulted (`windows.prefault`).
+            let resident_from_start = line.name == "feed rings"
+                || (line.name == "spread windows"
+                    && live.is_some_and(|live| live.windows_prefault));
+            let used_bytes = if resident_from_start && fill.is_some() {
                 Some(line.bytes as u64)
             } else {
                 fill.map(|fill| (fill * line.bytes as f64) as u64)
