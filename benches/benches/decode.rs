@@ -21,8 +21,7 @@ use prost::Message;
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
-    BinanceDecoder, BitgetDecoder, BybitDecoder, DecodeLimits, Decoder, FrameEncoding, GateDecoder,
-    HtxDecoder, KucoinDecoder, OkxDecoder, RecordBatch, decoder_for, mexc_proto,
+    DecodeLimits, FrameEncoding, RecordBatch, decoder_for, generic_path_decoder_for, mexc_proto,
 };
 
 /// One fixture line (`engine/decode/tests/fixtures/exchanges/*.jsonl`).
@@ -633,53 +632,13 @@ fn decode_benches(criterion: &mut Criterion) {
         }
         // The venues with a fast path (all but MEXC, whose protobuf has no generic path): the
         // generic simd-json path of the same best bid/ask frame, fast path off.
-        fn boxed(
-            mut decoder: impl Decoder + 'static,
-            encoding: FrameEncoding,
-        ) -> Box<GenericDecode> {
-            Box::new(move |frame: &mut [u8], out: &mut RecordBatch| {
-                decoder.decode(frame, encoding, 1, out)
-            })
-        }
         let (_, bbo_encoding) = wire_frame(venue, "bbo");
-        let generic: Option<Box<GenericDecode>> = match venue {
-            Venue::Binance => {
-                let mut generic = BinanceDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Bybit => {
-                let mut generic = BybitDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Okx => {
-                let mut generic = OkxDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Gate => {
-                let mut generic = GateDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Kucoin => {
-                let mut generic = KucoinDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Bitget => {
-                let mut generic = BitgetDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Htx => {
-                let mut generic = HtxDecoder::new(registry.clone(), limits);
-                generic.set_fast_path(false);
-                Some(boxed(generic, bbo_encoding))
-            }
-            Venue::Mexc => None,
-        };
+        let generic: Option<Box<GenericDecode>> =
+            generic_path_decoder_for(venue, registry.clone(), limits).map(|mut decoder| {
+                Box::new(move |frame: &mut [u8], out: &mut RecordBatch| {
+                    decoder.decode(frame, bbo_encoding, 1, out)
+                }) as Box<GenericDecode>
+            });
         if let Some(mut generic) = generic {
             let (frame, _) = wire_frame(venue, "bbo");
             let mut buffer = Vec::with_capacity(frame.len());

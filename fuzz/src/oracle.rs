@@ -19,9 +19,8 @@ use tickflow_core::records::{
 use tickflow_core::registry::SymbolRegistry;
 use tickflow_core::venue::Venue;
 use tickflow_decode::{
-    BinanceDecoder, BitgetDecoder, BybitDecoder, DecodeError, DecodeErrorKind, DecodeLimits,
-    Decoder, FrameEncoding, FrameOutcome, GateDecoder, HtxDecoder, KucoinDecoder, OkxDecoder,
-    RecordBatch, decoder_for,
+    DecodeError, DecodeErrorKind, DecodeLimits, Decoder, FrameEncoding, FrameOutcome, RecordBatch,
+    decoder_for, generic_path_decoder_for,
 };
 
 /// The receive time every checked frame gets.
@@ -138,54 +137,6 @@ pub struct Oracle {
     pub decodes: u64,
 }
 
-/// `venue`'s decoder with its hand-written fast path off.
-fn generic_path_decoder(
-    venue: Venue,
-    registry: &Arc<SymbolRegistry>,
-    limits: DecodeLimits,
-) -> Option<Box<dyn Decoder>> {
-    let registry = Arc::clone(registry);
-    let decoder: Box<dyn Decoder> = match venue {
-        Venue::Binance => {
-            let mut decoder = BinanceDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Bybit => {
-            let mut decoder = BybitDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Okx => {
-            let mut decoder = OkxDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Gate => {
-            let mut decoder = GateDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Kucoin => {
-            let mut decoder = KucoinDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Bitget => {
-            let mut decoder = BitgetDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Htx => {
-            let mut decoder = HtxDecoder::new(registry, limits);
-            decoder.set_fast_path(false);
-            Box::new(decoder)
-        }
-        Venue::Mexc => return None,
-    };
-    Some(decoder)
-}
-
 /// The first thing a batch holds before a frame is decoded: a refused frame must leave it alone.
 fn sentinel() -> FeedEvent {
     FeedEvent::Trade(Trade {
@@ -238,7 +189,7 @@ impl Oracle {
             primary: decoder_for(venue, registry.clone(), limits),
             twin: decoder_for(venue, registry.clone(), limits),
             tight: decoder_for(venue, registry.clone(), TIGHT_LIMITS),
-            generic: generic_path_decoder(venue, &registry, limits),
+            generic: generic_path_decoder_for(venue, registry.clone(), limits),
             registry,
             out: RecordBatch::with_capacity(limits.max_records_per_frame + 1),
             twin_out: RecordBatch::with_capacity(limits.max_records_per_frame + 1),

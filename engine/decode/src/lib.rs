@@ -291,6 +291,34 @@ pub fn decoder_with_warnings(
     }
 }
 
+/// `venue`'s decoder with its hand-written fast path off: the generic simd-json path alone, for
+/// the tests, benchmarks and fuzzer that compare the two paths (the engine never uses it). `None`
+/// for MEXC, whose protobuf decoder has one path.
+pub fn generic_path_decoder_for(
+    venue: Venue,
+    registry: Arc<SymbolRegistry>,
+    limits: DecodeLimits,
+) -> Option<Box<dyn Decoder>> {
+    fn generic<V: json::JsonVenue>(mut decoder: json::JsonDecoder<V>) -> Box<dyn Decoder> {
+        decoder.set_fast_path(false);
+        Box::new(decoder)
+    }
+    Some(match venue {
+        Venue::Binance => generic(binance::BinanceDecoder::new(registry, limits)),
+        Venue::Bybit => generic(bybit::BybitDecoder::new(registry, limits)),
+        Venue::Okx => generic(okx::OkxDecoder::new(registry, limits)),
+        Venue::Gate => generic(gate::GateDecoder::new(registry, limits)),
+        Venue::Kucoin => generic(kucoin::KucoinDecoder::new(registry, limits)),
+        Venue::Bitget => generic(bitget::BitgetDecoder::new(registry, limits)),
+        Venue::Htx => {
+            let mut decoder = htx::HtxDecoder::new(registry, limits);
+            decoder.set_fast_path(false);
+            Box::new(decoder)
+        }
+        Venue::Mexc => return None,
+    })
+}
+
 /// A venue decoder that warns about every frame it refuses, rate-limited: every caller of a
 /// decoder (the feed's connection slots, `tickflow decode`) gets the warning without wiring it,
 /// so a venue that changes its schema is loud at the default log level.

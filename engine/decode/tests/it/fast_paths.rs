@@ -183,19 +183,24 @@ fn mutations(base: &[u8], seed: u64, count: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// Every input of `frames` plus `edits` (each `(from, to)` applied to `base`) and mutations of
-/// `base`, through `fast` and `generic`.
+/// Every input of `frames`, `base`, `base` with its price `price` replaced by each of `prices`,
+/// `base` with each of `edits` (`(from, to)`, first occurrence) and mutations of `base`, through
+/// `fast` and `generic`.
+#[allow(clippy::too_many_arguments)]
 fn check_venue(
     fast: &mut dyn Decoder,
     generic: &mut dyn Decoder,
     frames: Vec<Vec<u8>>,
     base: &str,
+    price: &str,
+    prices: &[&str],
     edits: &[(&str, &str)],
     seed: u64,
 ) {
     let mut inputs = frames;
     inputs.push(base.as_bytes().to_vec());
-    for (from, to) in edits {
+    let price_edits = prices.iter().map(|to| (price, *to));
+    for (from, to) in price_edits.chain(edits.iter().copied()) {
         let edited = base.replacen(from, to, 1);
         assert_ne!(edited, base, "the edit {from:?} applies to the base frame");
         inputs.push(edited.into_bytes());
@@ -240,11 +245,7 @@ fn decode_bybit_fast_path_matches_generic_path() {
     let mut generic = BybitDecoder::new(registry, DecodeLimits::default());
     generic.set_fast_path(false);
     let base = r#"{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1709891679000,"data":{"s":"BTCUSDT","b":[["27450.00","0.500"]],"a":[["27451.00","0.750"]],"u":123456789,"seq":987654321},"cts":1709891678998}"#;
-    let mut edits: Vec<(String, String)> = PRICE_EDITS
-        .iter()
-        .map(|price| ("27450.00".to_string(), price.to_string()))
-        .collect();
-    for (from, to) in [
+    let edits = [
         (r#""b":[["27450.00","0.500"]]"#, r#""b":[]"#),
         (r#""a":[["27451.00","0.750"]]"#, r#""a":[]"#),
         (
@@ -264,15 +265,14 @@ fn decode_bybit_fast_path_matches_generic_path() {
         ("orderbook.1.BTCUSDT", "orderbook.50.BTCUSDT"),
         (r#","cts":1709891678998}"#, "}"),
         (r#","cts":1709891678998}"#, r#","cts":1,"op":"ping"}"#),
-    ] {
-        edits.push((from.to_string(), to.to_string()));
-    }
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    ];
     check_venue(
         &mut fast,
         &mut generic,
         fixture_texts(Venue::Bybit),
         base,
+        "27450.00",
+        PRICE_EDITS,
         &edits,
         13,
     );
@@ -285,11 +285,7 @@ fn decode_gate_fast_path_matches_generic_path() {
     let mut generic = GateDecoder::new(registry, DecodeLimits::default());
     generic.set_fast_path(false);
     let base = r#"{"time":1606293275,"time_ms":1606293275123,"channel":"spot.book_ticker","event":"update","result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"19177.79","B":"0.0003341504","a":"19179.38","A":"0.09"}}"#;
-    let mut edits: Vec<(String, String)> = PRICE_EDITS
-        .iter()
-        .map(|price| ("19179.38".to_string(), price.to_string()))
-        .collect();
-    for (from, to) in [
+    let edits = [
         (r#""b":"19177.79""#, r#""b":"""#),
         (r#""A":"0.09""#, r#""A":"""#),
         (r#""b":"19177.79""#, r#""b":19177.79"#),
@@ -301,15 +297,14 @@ fn decode_gate_fast_path_matches_generic_path() {
         (r#""s":"BTC_USDT""#, r#""s":"NOT_LISTED""#),
         (r#""time":1606293275,"#, ""),
         (r#"}}"#, r#"},"error":null}"#),
-    ] {
-        edits.push((from.to_string(), to.to_string()));
-    }
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    ];
     check_venue(
         &mut fast,
         &mut generic,
         fixture_texts(Venue::Gate),
         base,
+        "19179.38",
+        PRICE_EDITS,
         &edits,
         17,
     );
@@ -322,11 +317,7 @@ fn decode_kucoin_fast_path_matches_generic_path() {
     let mut generic = KucoinDecoder::new(registry, DecodeLimits::default());
     generic.set_fast_path(false);
     let base = r#"{"topic":"/spotMarket/level1:BTC-USDT","type":"message","subject":"level1","data":{"asks":["68145.8","0.51987471"],"bids":["68145.7","1.29267802"],"timestamp":1729816058766}}"#;
-    let mut edits: Vec<(String, String)> = PRICE_EDITS
-        .iter()
-        .map(|price| ("68145.7".to_string(), price.to_string()))
-        .collect();
-    for (from, to) in [
+    let edits = [
         (r#""asks":["68145.8","0.51987471"]"#, r#""asks":[]"#),
         (
             r#""bids":["68145.7","1.29267802"]"#,
@@ -348,15 +339,14 @@ fn decode_kucoin_fast_path_matches_generic_path() {
         (r#""subject":"level1""#, r#""subject":"other""#),
         ("level1:BTC-USDT", "level1:BTC:USDT"),
         ("level1:BTC-USDT", "level1:"),
-    ] {
-        edits.push((from.to_string(), to.to_string()));
-    }
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (&a[..], &b[..])).collect();
+    ];
     check_venue(
         &mut fast,
         &mut generic,
         fixture_texts(Venue::Kucoin),
         base,
+        "68145.7",
+        PRICE_EDITS,
         &edits,
         19,
     );
@@ -378,11 +368,7 @@ fn decode_bitget_fast_paths_match_generic_path() {
                 .map(|frame| frame.bytes),
         )
         .collect();
-    let mut edits: Vec<(String, String)> = PRICE_EDITS
-        .iter()
-        .map(|price| ("44.82".to_string(), price.to_string()))
-        .collect();
-    for (from, to) in [
+    let edits = [
         (r#""asks":[["44.90","0.6927"]]"#, r#""asks":[]"#),
         (
             r#""bids":[["44.82","3.5344"]]"#,
@@ -396,16 +382,18 @@ fn decode_bitget_fast_paths_match_generic_path() {
         (r#""channel":"books1""#, r#""channel":"books5""#),
         (r#""action":"snapshot""#, r#""action":"update""#),
         (r#""instId":"METISUSDT""#, r#""instId":"NOTLISTED""#),
-    ] {
-        edits.push((from.to_string(), to.to_string()));
-    }
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (&a[..], &b[..])).collect();
-    check_venue(&mut fast, &mut generic, frames, v2, &edits, 23);
-    let mut edits: Vec<(String, String)> = PRICE_EDITS
-        .iter()
-        .map(|price| ("99756.6".to_string(), price.to_string()))
-        .collect();
-    for (from, to) in [
+    ];
+    check_venue(
+        &mut fast,
+        &mut generic,
+        frames,
+        v2,
+        "44.82",
+        PRICE_EDITS,
+        &edits,
+        23,
+    );
+    let edits = [
         (r#""b":[["99756.6","0.0128"]]"#, r#""b":[]"#),
         (
             r#""seq":1304314508780744705"#,
@@ -418,11 +406,17 @@ fn decode_bitget_fast_paths_match_generic_path() {
         (r#""pseq":0"#, r#""pseq":01"#),
         (r#""topic":"books1""#, r#""topic":"books5""#),
         (r#""symbol":"BTCUSDT""#, r#""symbol":"NOTLISTED""#),
-    ] {
-        edits.push((from.to_string(), to.to_string()));
-    }
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (&a[..], &b[..])).collect();
-    check_venue(&mut fast, &mut generic, Vec::new(), v3, &edits, 29);
+    ];
+    check_venue(
+        &mut fast,
+        &mut generic,
+        Vec::new(),
+        v3,
+        "99756.6",
+        PRICE_EDITS,
+        &edits,
+        29,
+    );
 }
 
 #[test]
@@ -445,7 +439,7 @@ fn decode_htx_fast_path_matches_generic_path() {
             .map(|_| text)
         })
         .collect();
-    let mut edits: Vec<(String, String)> = [
+    let prices = &[
         "0",
         "0.0",
         "1e2",
@@ -469,11 +463,8 @@ fn decode_htx_fast_path_matches_generic_path() {
         "0.00000000000000000001",
         "4.9e-324",
         "1.7976931348623157e308",
-    ]
-    .iter()
-    .map(|price| ("52665.01".to_string(), price.to_string()))
-    .collect();
-    for (from, to) in [
+    ];
+    let edits = [
         (r#""quoteTime":1630994555539"#, r#""quoteTime":0"#),
         (
             r#""quoteTime":1630994555539"#,
@@ -487,9 +478,15 @@ fn decode_htx_fast_path_matches_generic_path() {
         ("market.btcusdt.bbo", "market..bbo"),
         (r#""askSize":1.502181"#, r#""askSize":0"#),
         (r#""symbol":"btcusdt""#, r#""symbol":"ethusdt""#),
-    ] {
-        edits.push((from.to_string(), to.to_string()));
-    }
-    let edits: Vec<(&str, &str)> = edits.iter().map(|(a, b)| (&a[..], &b[..])).collect();
-    check_venue(&mut fast, &mut generic, frames, base, &edits, 31);
+    ];
+    check_venue(
+        &mut fast,
+        &mut generic,
+        frames,
+        base,
+        "52665.01",
+        prices,
+        &edits,
+        31,
+    );
 }
